@@ -1,0 +1,2 @@
+"""Ratchet: keeps predictive models honest in production."""
+__version__ = "0.1.0"

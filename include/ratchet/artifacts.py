@@ -1,0 +1,59 @@
+"""Fitted estimators as bytes that load without running arbitrary code.
+
+Artifacts are written with `skops.io` and read back with an explicit allow-list of
+type prefixes: scikit-learn, NumPy, SciPy and Ratchet's own baselines. Anything else
+in a stored artifact, or bytes whose sha256 differs from the recorded one, is refused.
+`pickle` is never used on bytes that come from the database.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+ARTIFACT_FORMAT = "skops"
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ratchet.baselines.", "builtins.", "collections.")
+
+
+class ArtifactError(ValueError):
+    """A stored artifact cannot be trusted or read."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    data: bytes
+    sha256: str
+    format: str = ARTIFACT_FORMAT
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dump(estimator) -> Artifact:
+    import skops.io as sio
+
+    data = sio.dumps(estimator)
+    return Artifact(data=data, sha256=sha256(data))
+
+
+def load(data: bytes, expected_sha256: str, fmt: str = ARTIFACT_FORMAT):
+    """Verify the checksum, then load with only trusted types."""
+    if fmt != ARTIFACT_FORMAT:
+        raise ArtifactError(f"unknown artifact format {fmt!r}; Ratchet reads {ARTIFACT_FORMAT!r}")
+    actual = sha256(data)
+    if actual != expected_sha256:
+        raise ArtifactError(
+            f"artifact checksum mismatch: stored sha256 {expected_sha256}, bytes hash to {actual}; "
+            "the artifact was altered after it was registered and will not be loaded"
+        )
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise ArtifactError(f"artifact contains types outside the trusted list: {sorted(refused)}")
+    return sio.loads(data, trusted=untrusted)

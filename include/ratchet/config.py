@@ -1,0 +1,407 @@
+"""Model specs: one YAML file per model, validated up front with errors naming file, field and expectation."""
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ratchet import settings
+
+TASKS = ("regression", "classification")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
+COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes")
+REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
+CLASSIFICATION_BASELINES = ("majority", "last_value")
+SCOPES = ("backtest", "nowtest", "gate")
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class SpecError(ValueError):
+    """A model spec is wrong: the message names the file, the field and what is expected."""
+
+    def __init__(self, path: Path | str, field_name: str, expected: str, got: Any = ...):
+        self.path, self.field, self.expected = str(path), field_name, expected
+        message = f"{path}: field '{field_name}': expected {expected}"
+        if got is not ...:
+            message += f", got {got!r}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Source:
+    time_column: str
+    target: str
+    table: str | None = None
+    query: str | None = None
+    conn_id: str | None = None
+    features: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] = ()
+    target_lags: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    class_path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def load_class(self):
+        module_name, _, class_name = self.class_path.rpartition(".")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    n_trials: int = 20
+    cv_folds: int = 3
+    seed: int = 0
+    candidates: int = 2
+    metric: str | None = None
+    explore_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class RequirementSpec:
+    metric: str
+    direction: str
+    bound: float
+    scope: str
+    relative_to: str | None = None
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    months: int = 12
+    window: str | int = "expanding"
+
+
+@dataclass(frozen=True)
+class NowtestSpec:
+    window_days: int = 7
+    min_rows: int = 5
+
+
+@dataclass(frozen=True)
+class RatchetSpec:
+    enabled: bool = False
+    slack: float = 0.05
+
+
+@dataclass(frozen=True)
+class PromotionSpec:
+    min_improvement: float = 0.0
+    min_months_won: int = 0
+    min_trial_days: int = 0
+    ratchet: RatchetSpec = field(default_factory=RatchetSpec)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    owner: str
+    alert_emails: tuple[str, ...]
+    source: Source
+    estimators: tuple[EstimatorSpec, ...]
+    search: SearchSpec
+    baselines: tuple[str, ...]
+    requirements: tuple[RequirementSpec, ...]
+    backtest: BacktestSpec
+    nowtest: NowtestSpec
+    promotion: PromotionSpec
+    path: Path
+    golden_cases_file: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def metric(self) -> str:
+        """The metric search and back-tests rank contenders by."""
+        return self.search.metric or ("rmse" if self.task == "regression" else "log_loss")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
+
+
+class _Fields:
+    """Reads one mapping of a spec, so every error carries the file and the dotted field name."""
+
+    def __init__(self, path: Path, data: Any, prefix: str = ""):
+        self.path, self.prefix = path, prefix
+        if not isinstance(data, dict):
+            raise SpecError(path, prefix.rstrip(".") or "(document)", "a mapping of fields", data)
+        self.data = data
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def fail(self, key: str, expected: str, got: Any = ...) -> SpecError:
+        return SpecError(self.path, self.name(key), expected, got)
+
+    def reject_unknown(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise self.fail(unknown[0], f"one of the known fields {sorted(allowed)}", unknown[0])
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, check=None, expected=""):
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise self.fail(key, f"a value ({expected or _kind_name(kind)}); the field is required")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool and bool not in _as_tuple(kind):
+            raise self.fail(key, expected or _kind_name(kind), value)
+        if not isinstance(value, kind) or (check is not None and not check(value)):
+            raise self.fail(key, expected or _kind_name(kind), value)
+        return value
+
+    def sub(self, key: str) -> "_Fields":
+        return _Fields(self.path, self.data.get(key) or {}, f"{self.name(key)}.")
+
+    def string_list(self, key: str, default: Any = ...) -> tuple[str, ...] | Any:
+        value = self.get(key, (list, str), default, expected="a list of strings")
+        if value is default and default is not ...:
+            return default
+        items = [value] if isinstance(value, str) else value
+        if not all(isinstance(item, str) and item for item in items):
+            raise self.fail(key, "a list of non-empty strings", value)
+        return tuple(items)
+
+
+def _as_tuple(kind):
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def _positive(value) -> bool:
+    return value > 0
+
+
+def _parse_source(f: _Fields) -> Source:
+    f.reject_unknown({"table", "query", "conn_id", "time_column", "target", "features",
+                      "categorical", "target_lags"})
+    table = f.get("table", str, None, check=lambda v: IDENTIFIER.match(v),
+                  expected="a table name, optionally schema-qualified (schema.table)")
+    query = f.get("query", str, None)
+    if (table is None) == (query is None):
+        raise f.fail("table", "exactly one of 'source.table' or 'source.query'",
+                      {"table": table, "query": query})
+    if query is not None and not re.match(r"^\s*(select|with)\b", query, re.IGNORECASE):
+        raise f.fail("query", "a SELECT statement", query[:60])
+    lags = f.get("target_lags", list, [], expected="a list of positive integers (days)")
+    if not all(isinstance(lag, int) and not isinstance(lag, bool) and lag > 0 for lag in lags):
+        raise f.fail("target_lags", "a list of positive integers (days)", lags)
+    features = f.string_list("features", None)
+    return Source(
+        time_column=f.get("time_column", str),
+        target=f.get("target", str),
+        table=table,
+        query=query,
+        conn_id=f.get("conn_id", str, None),
+        features=features,
+        categorical=f.string_list("categorical", ()),
+        target_lags=tuple(sorted(set(lags))),
+    )
+
+
+def _parse_distribution(f: _Fields, param: str, raw: Any) -> dict[str, Any]:
+    field_name = f"search_space.{param}"
+    expected = "a mapping with one of " + ", ".join(DISTRIBUTIONS)
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in DISTRIBUTIONS:
+        raise f.fail(field_name, expected, raw)
+    kind, args = next(iter(raw.items()))
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise f.fail(f"{field_name}.choice", "a non-empty list of values", args)
+        return {"choice": list(args)}
+    if (not isinstance(args, list) or len(args) != 2
+            or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+            or not args[0] < args[1]):
+        raise f.fail(f"{field_name}.{kind}", "[low, high] with low < high", args)
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        raise f.fail(f"{field_name}.randint", "two integers [low, high]", args)
+    if kind == "loguniform" and args[0] <= 0:
+        raise f.fail(f"{field_name}.loguniform", "positive bounds [low, high]", args)
+    return {kind: list(args)}
+
+
+def _parse_estimator(path: Path, raw: Any, index: int) -> EstimatorSpec:
+    f = _Fields(path, raw, f"estimators[{index}].")
+    f.reject_unknown({"class", "params", "search_space"})
+    class_path = f.get("class", str, expected="an import path such as sklearn.linear_model.Ridge")
+    spec = EstimatorSpec(class_path=class_path, params=dict(f.get("params", dict, {})))
+    try:
+        cls = spec.load_class()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise f.fail("class", "an importable estimator class", f"{class_path} ({exc})") from None
+    if not (hasattr(cls, "fit") and hasattr(cls, "predict")):
+        raise f.fail("class", "a class with fit and predict (a scikit-learn estimator)", class_path)
+    space = f.get("search_space", dict, {})
+    valid_params = set(cls().get_params()) if hasattr(cls, "get_params") else None
+    parsed = {}
+    for param, dist in space.items():
+        if valid_params is not None and param not in valid_params:
+            raise f.fail(f"search_space.{param}", f"a parameter of {class_path}", param)
+        parsed[param] = _parse_distribution(f, param, dist)
+    return EstimatorSpec(class_path=class_path, params=spec.params, search_space=parsed)
+
+
+def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]):
+    f = _Fields(path, raw, f"requirements[{index}].")
+    f.reject_unknown({"metric", "max", "min", "relative_to", "scope"})
+    allowed = (REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS) + COMPUTATIONAL_METRICS
+    metric = f.get("metric", str, check=lambda m: m in allowed, expected=f"one of {list(allowed)}")
+    has_max, has_min = "max" in f.data, "min" in f.data
+    if has_max == has_min:
+        raise f.fail("max", "exactly one of 'max' or 'min'", {k: f.data.get(k) for k in ("max", "min")})
+    direction = "max" if has_max else "min"
+    bound = f.get(direction, float, expected="a number")
+    relative_to = f.get("relative_to", str, None, check=lambda b: b in baselines or b == "baseline",
+                        expected=f"'baseline' (the best baseline) or one of {list(baselines)}")
+    if relative_to and metric in COMPUTATIONAL_METRICS:
+        raise f.fail("relative_to", "no baseline for computational metrics", relative_to)
+    default_scope = "gate" if metric in COMPUTATIONAL_METRICS else "backtest"
+    scope = f.get("scope", str, default_scope, check=lambda s: s in SCOPES, expected=f"one of {list(SCOPES)}")
+    return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to)
+
+
+def parse_spec(path: Path, data: Any) -> ModelSpec:
+    f = _Fields(path, data)
+    f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
+                      "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
+                      "description"})
+    name = f.get("name", str, check=NAME_PATTERN.match,
+                 expected="a name of letters, digits, '_' or '-', starting with a letter")
+    task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
+    emails = f.string_list("alert_emails", ())
+    for email in emails:
+        if "@" not in email:
+            raise f.fail("alert_emails", "e-mail addresses", email)
+    if "source" not in data:
+        raise f.fail("source", "a mapping with table or query, time_column and target")
+    source = _parse_source(f.sub("source"))
+    raw_estimators = f.get("estimators", list, check=bool, expected="a non-empty list of estimators")
+    estimators = tuple(_parse_estimator(path, raw, i) for i, raw in enumerate(raw_estimators))
+
+    s = f.sub("search")
+    s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction"})
+    allowed_metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    search = SearchSpec(
+        n_trials=s.get("n_trials", int, 20, check=_positive, expected="a positive integer"),
+        cv_folds=s.get("cv_folds", int, 3, check=lambda v: v >= 2, expected="an integer >= 2"),
+        seed=s.get("seed", int, 0),
+        candidates=s.get("candidates", int, 2, check=_positive, expected="a positive integer"),
+        metric=s.get("metric", str, None, check=lambda m: m in allowed_metrics,
+                     expected=f"one of {list(allowed_metrics)}"),
+        explore_fraction=s.get("explore_fraction", float, 0.5, check=lambda v: 0 <= v <= 1,
+                               expected="a number between 0 and 1"),
+    )
+
+    known_baselines = REGRESSION_BASELINES if task == "regression" else CLASSIFICATION_BASELINES
+    default_baselines = REGRESSION_BASELINES if task == "regression" else ("majority",)
+    baselines = f.string_list("baselines", default_baselines)
+    for baseline in baselines:
+        if baseline not in known_baselines:
+            raise f.fail("baselines", f"baselines from {list(known_baselines)} for a {task} model", baseline)
+
+    raw_requirements = f.get("requirements", list, [])
+    requirements = tuple(
+        _parse_requirement(path, raw, i, task, baselines) for i, raw in enumerate(raw_requirements)
+    )
+
+    b = f.sub("backtest")
+    b.reject_unknown({"months", "window"})
+    window = b.get("window", (str, int), "expanding",
+                   check=lambda w: w == "expanding" or (isinstance(w, int) and w > 0),
+                   expected="'expanding' or a positive number of months")
+    backtest = BacktestSpec(months=b.get("months", int, 12, check=_positive, expected="a positive integer"),
+                            window=window)
+
+    n = f.sub("nowtest")
+    n.reject_unknown({"window_days", "min_rows"})
+    nowtest = NowtestSpec(
+        window_days=n.get("window_days", int, 7, check=_positive, expected="a positive integer"),
+        min_rows=n.get("min_rows", int, 5, check=lambda v: v >= 1, expected="a positive integer"),
+    )
+
+    p = f.sub("promotion")
+    p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "ratchet"})
+    r = p.sub("ratchet")
+    r.reject_unknown({"enabled", "slack"})
+    promotion = PromotionSpec(
+        min_improvement=p.get("min_improvement", float, 0.0, check=lambda v: v >= 0,
+                              expected="a non-negative number (relative improvement, 0.02 = 2%)"),
+        min_months_won=p.get("min_months_won", int, 0, check=lambda v: v >= 0, expected="an integer >= 0"),
+        min_trial_days=p.get("min_trial_days", int, 0, check=lambda v: v >= 0, expected="an integer >= 0"),
+        ratchet=RatchetSpec(
+            enabled=r.get("enabled", bool, False),
+            slack=r.get("slack", float, 0.05, check=lambda v: v >= 0, expected="a non-negative number"),
+        ),
+    )
+
+    golden = f.get("golden_cases", str, None, expected="a file name next to the YAML")
+    golden_path = (path.parent / golden) if golden else path.with_suffix(".golden.yaml")
+    if golden and not golden_path.exists():
+        raise f.fail("golden_cases", "an existing file next to the YAML", str(golden_path))
+
+    return ModelSpec(
+        name=name, task=task, owner=f.get("owner", str, "ratchet"), alert_emails=emails,
+        source=source, estimators=estimators, search=search, baselines=baselines,
+        requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
+        path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data,
+    )
+
+
+def load_spec(path: Path | str) -> ModelSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(path, "(document)", "valid YAML", str(exc).splitlines()[0]) from None
+    return parse_spec(path, data)
+
+
+def spec_files(directory: Path | str | None = None) -> list[Path]:
+    directory = Path(directory) if directory else settings.models_dir()
+    if not directory.is_dir():
+        raise settings.ConfigurationError(f"models folder {directory} does not exist (RATCHET_MODELS_DIR)")
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml")
+                  and not p.name.endswith((".golden.yaml", ".golden.yml")))
+
+
+def load_specs(directory: Path | str | None = None) -> dict[str, ModelSpec]:
+    """Every model spec in the folder, by name. Two files with one name is an error."""
+    specs: dict[str, ModelSpec] = {}
+    for path in spec_files(directory):
+        spec = load_spec(path)
+        if spec.name in specs:
+            raise SpecError(path, "name", f"a name not already used by {specs[spec.name].path}", spec.name)
+        specs[spec.name] = spec
+    return specs
+
+
+def model_names(directory: Path | str | None = None) -> list[str]:
+    """Names only, cheap enough for DAG parsing (no estimator imports)."""
+    names = []
+    for path in spec_files(directory):
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            names.append(data["name"])
+    return names

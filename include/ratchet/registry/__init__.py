@@ -1,0 +1,12 @@
+"""Ratchet's registry in PostgreSQL: schema, migrations and the `Registry` store."""
+from ratchet.registry.store import (
+    CHAMPION,
+    ConcurrentPromotionError,
+    EvaluationRow,
+    Registry,
+    RegistryError,
+    version_contender,
+)
+
+__all__ = ["CHAMPION", "ConcurrentPromotionError", "EvaluationRow", "Registry", "RegistryError",
+           "version_contender"]

@@ -1,0 +1,248 @@
+"""The registry's tables (SQLAlchemy 2 ORM). Only `ratchet.registry` touches these classes.
+
+Every table carries the constraints that keep the registry honest even when two
+writers race: one champion per model (primary key on model + alias), one row per
+evaluation key, one version number per model, one alert per dedupe key.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JsonType, list[Any]: JsonType}
+
+
+def _now() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Model(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    task: Mapped[str] = mapped_column(String(20), nullable=False)
+    owner: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (CheckConstraint("task IN ('regression', 'classification')", name="ck_models_task"),)
+
+
+class SearchTrial(Base):
+    __tablename__ = "search_trials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False)
+    trial_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    estimator_class: Mapped[str] = mapped_column(String(300), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    sampling: Mapped[str] = mapped_column(String(20), nullable=False, default="explore")
+    metric: Mapped[str] = mapped_column(String(50), nullable=False)
+    fold_scores: Mapped[list[Any]] = mapped_column(nullable=False)
+    mean_score: Mapped[float | None] = mapped_column(Float)
+    fit_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (UniqueConstraint("model_id", "run_id", "trial_index", name="uq_trial_run_index"),)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    estimator_class: Mapped[str] = mapped_column(String(300), nullable=False)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    artifact: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    artifact_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    artifact_format: Mapped[str] = mapped_column(String(50), nullable=False)
+    train_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    train_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    features: Mapped[list[Any]] = mapped_column(nullable=False)
+    target: Mapped[str] = mapped_column(String(200), nullable=False)
+    package_versions: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    author: Mapped[str] = mapped_column(String(200), nullable=False)
+    fit_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    predict_latency_p95_ms: Mapped[float | None] = mapped_column(Float)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cv_metric: Mapped[str | None] = mapped_column(String(50))
+    cv_score: Mapped[float | None] = mapped_column(Float)
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("search_trials.id", ondelete="SET NULL"))
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    trial_started_at: Mapped[dt.datetime] = _now()
+    created_at: Mapped[dt.datetime] = _now()
+    model: Mapped[Model] = relationship()
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_version_number"),
+        UniqueConstraint("model_id", "run_id", "trial_id", name="uq_version_run_trial"),
+    )
+
+
+class Evaluation(Base):
+    """One metric value of one contender (a version or a baseline) on one slice of data."""
+
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    contender: Mapped[str] = mapped_column(String(100), nullable=False)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    baseline: Mapped[str | None] = mapped_column(String(100))
+    partition: Mapped[str] = mapped_column(String(50), nullable=False)
+    window_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    metric: Mapped[str] = mapped_column(String(50), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float)
+    n_rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    details: Mapped[dict[str, Any] | None] = mapped_column()
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("kind IN ('backtest', 'nowtest', 'regression', 'gate')", name="ck_eval_kind"),
+        CheckConstraint(
+            "(version_id IS NOT NULL) <> (baseline IS NOT NULL)", name="ck_eval_version_xor_baseline"
+        ),
+        UniqueConstraint("model_id", "kind", "contender", "partition", "metric", name="uq_evaluation_key"),
+    )
+
+
+class Requirement(Base):
+    __tablename__ = "requirements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    metric: Mapped[str] = mapped_column(String(50), nullable=False)
+    direction: Mapped[str] = mapped_column(String(3), nullable=False)
+    bound: Mapped[float] = mapped_column(Float, nullable=False)
+    relative_to: Mapped[str | None] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(20), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+    history: Mapped[list["RequirementChange"]] = relationship(
+        back_populates="requirement", order_by="RequirementChange.id"
+    )
+    __table_args__ = (
+        CheckConstraint("direction IN ('max', 'min')", name="ck_req_direction"),
+        CheckConstraint("scope IN ('backtest', 'nowtest', 'gate')", name="ck_req_scope"),
+        UniqueConstraint("model_id", "metric", "relative_to", "scope", "direction", name="uq_requirement_key"),
+    )
+
+
+class RequirementChange(Base):
+    __tablename__ = "requirement_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requirement_id: Mapped[int] = mapped_column(
+        ForeignKey("requirements.id", ondelete="CASCADE"), nullable=False
+    )
+    old_bound: Mapped[float | None] = mapped_column(Float)
+    new_bound: Mapped[float | None] = mapped_column(Float)
+    change: Mapped[str] = mapped_column(String(20), nullable=False)
+    changed_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    promotion_id: Mapped[int | None] = mapped_column(ForeignKey("promotions.id", ondelete="SET NULL"))
+    changed_at: Mapped[dt.datetime] = _now()
+    requirement: Mapped[Requirement] = relationship(back_populates="history")
+
+
+class Alias(Base):
+    """Named pointer to a version. The primary key makes 'one champion per model' a database fact."""
+
+    __tablename__ = "aliases"
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(50), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), nullable=False)
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class Promotion(Base):
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False)
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(20), nullable=False)
+    triggered_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    gates: Mapped[list[Any]] = mapped_column(nullable=False)
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("kind IN ('initial', 'promotion', 'rollback')", name="ck_promotion_kind"),
+        CheckConstraint("outcome IN ('promoted', 'rejected', 'dry_run')", name="ck_promotion_outcome"),
+    )
+
+
+class Alert(Base):
+    """Outbox row: written before any send, so an SMTP failure never loses an alert."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True, nullable=False)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    recipients: Mapped[list[Any]] = mapped_column(nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    body_text: Mapped[str] = mapped_column(Text, nullable=False)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (CheckConstraint("status IN ('queued', 'sending', 'sent')", name="ck_alert_status"),)
+
+
+class GoldenCase(Base):
+    __tablename__ = "golden_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    case_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)
+    name: Mapped[str] = mapped_column(String(300), nullable=False)
+    inputs: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    expected: Mapped[float] = mapped_column(Float, nullable=False)
+    tolerance: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("source IN ('file', 'harvested')", name="ck_golden_source"),
+        UniqueConstraint("model_id", "case_key", name="uq_golden_case"),
+    )
+
+
+class BacktestReport(Base):
+    __tablename__ = "backtest_reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False)
+    summary: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    html: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (UniqueConstraint("model_id", "run_id", name="uq_report_run"),)

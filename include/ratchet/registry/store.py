@@ -1,0 +1,425 @@
+"""The registry: every read and write of Ratchet's PostgreSQL data goes through `Registry`.
+
+Callers speak in model names, version numbers and plain values; this module owns the
+SQL, the transactions and the constraints that make writes idempotent and atomic.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from ratchet.registry import db
+from ratchet.registry.schema import (
+    Alert,
+    Alias,
+    BacktestReport,
+    Evaluation,
+    GoldenCase,
+    Model,
+    ModelVersion,
+    Promotion,
+    Requirement,
+    RequirementChange,
+    SearchTrial,
+)
+
+CHAMPION = "champion"
+
+
+class RegistryError(LookupError):
+    """Something asked for is not in the registry (unknown model or version)."""
+
+
+class ConcurrentPromotionError(RuntimeError):
+    """Another promotion of the same model committed first."""
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One metric value to store; `contender` is 'v<N>' for a version or the baseline's name."""
+
+    kind: str
+    contender: str
+    partition: str
+    metric: str
+    value: float | None
+    n_rows: int
+    run_id: str
+    version: int | None = None
+    baseline: str | None = None
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    data_fingerprint: str | None = None
+    passed: bool | None = None
+    details: dict[str, Any] | None = None
+
+
+def version_contender(version: int) -> str:
+    return f"v{version}"
+
+
+class Registry:
+    def __init__(self, url_or_engine: str | Engine):
+        self.engine = url_or_engine if isinstance(url_or_engine, Engine) else db.make_engine(url_or_engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls) -> "Registry":
+        from ratchet import settings
+
+        return cls(settings.database_url())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # -- models and requirements -------------------------------------------------
+    def _model(self, session: Session, name: str, *, lock: bool = False) -> Model:
+        query = select(Model).where(Model.name == name)
+        if lock:
+            query = query.with_for_update()
+        model = session.scalars(query).one_or_none()
+        if model is None:
+            known = session.scalars(select(Model.name).order_by(Model.name)).all()
+            raise RegistryError(f"unknown model {name!r}; registered models: {known}")
+        return model
+
+    def sync_model(self, spec, *, changed_by: str = "yaml") -> None:
+        """Create or update the model row and its requirements from the spec; record every change."""
+        with self.session() as session:
+            stmt = insert(Model).values(name=spec.name, task=spec.task, owner=spec.owner, spec=_jsonable(spec.raw))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[Model.name],
+                set_={"task": spec.task, "owner": spec.owner, "spec": stmt.excluded.spec, "updated_at": func.now()},
+            )
+            session.execute(stmt)
+            model = self._model(session, spec.name, lock=True)
+            self._sync_requirements(session, model, spec.requirements, changed_by, spec.path)
+
+    def _sync_requirements(self, session, model, wanted, changed_by, path) -> None:
+        existing = {
+            (r.metric, r.relative_to, r.scope, r.direction): r
+            for r in session.scalars(select(Requirement).where(Requirement.model_id == model.id))
+        }
+        seen = set()
+        for spec in wanted:
+            key = (spec.metric, spec.relative_to, spec.scope, spec.direction)
+            seen.add(key)
+            req = existing.get(key)
+            if req is None:
+                req = Requirement(model_id=model.id, metric=spec.metric, direction=spec.direction,
+                                  bound=spec.bound, relative_to=spec.relative_to, scope=spec.scope)
+                session.add(req)
+                session.flush()
+                session.add(RequirementChange(requirement_id=req.id, old_bound=None, new_bound=spec.bound,
+                                              change="created", changed_by=changed_by, reason=f"declared in {path}"))
+            elif not req.active or _yaml_bound_changed(session, req, spec.bound):
+                session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound if req.active else None,
+                                              new_bound=spec.bound, change="edited", changed_by=changed_by,
+                                              reason=f"bound edited in {path}"))
+                req.bound, req.active, req.updated_at = spec.bound, True, func.now()
+        for key, req in existing.items():
+            if key not in seen and req.active:
+                req.active, req.updated_at = False, func.now()
+                session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound, new_bound=None,
+                                              change="removed", changed_by=changed_by, reason=f"removed from {path}"))
+
+    def requirements(self, model: str, scope: str | None = None) -> list[Requirement]:
+        with self.session() as session:
+            m = self._model(session, model)
+            query = (select(Requirement).options(selectinload(Requirement.history))
+                     .where(Requirement.model_id == m.id, Requirement.active).order_by(Requirement.id))
+            if scope:
+                query = query.where(Requirement.scope == scope)
+            return list(session.scalars(query))
+
+    def model_names(self) -> list[str]:
+        with self.session() as session:
+            return list(session.scalars(select(Model.name).order_by(Model.name)))
+
+    # -- search trials and versions ----------------------------------------------
+    def record_trials(self, model: str, run_id: str, trials: Iterable[dict[str, Any]]) -> dict[int, int]:
+        """Store search trials (idempotent per run and trial index). Returns trial index -> row id."""
+        with self.session() as session:
+            m = self._model(session, model)
+            ids = {}
+            for trial in trials:
+                stmt = insert(SearchTrial).values(model_id=m.id, run_id=run_id, **_jsonable(trial))
+                stmt = stmt.on_conflict_do_update(
+                    constraint="uq_trial_run_index",
+                    set_={k: stmt.excluded[k] for k in trial if k != "trial_index"},
+                ).returning(SearchTrial.id)
+                ids[trial["trial_index"]] = session.execute(stmt).scalar_one()
+            return ids
+
+    def trials(self, model: str, run_id: str | None = None) -> list[SearchTrial]:
+        with self.session() as session:
+            m = self._model(session, model)
+            query = select(SearchTrial).where(SearchTrial.model_id == m.id).order_by(SearchTrial.id)
+            if run_id:
+                query = query.where(SearchTrial.run_id == run_id)
+            return list(session.scalars(query))
+
+    def register_version(self, model: str, *, run_id: str, trial_id: int | None, **fields: Any) -> int:
+        """Add a version; the same (run, trial) registered twice returns the existing number."""
+        with self.session() as session:
+            m = self._model(session, model, lock=True)  # serialises version numbering per model
+            existing = session.scalars(select(ModelVersion.version).where(
+                ModelVersion.model_id == m.id, ModelVersion.run_id == run_id,
+                ModelVersion.trial_id == trial_id)).one_or_none()
+            if existing is not None:
+                return existing
+            number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == m.id))
+                      or 0) + 1
+            session.add(ModelVersion(model_id=m.id, version=number, run_id=run_id, trial_id=trial_id,
+                                     **_jsonable(fields)))
+            return number
+
+    def versions(self, model: str, *, with_artifact: bool = False) -> list[ModelVersion]:
+        with self.session() as session:
+            m = self._model(session, model)
+            query = select(ModelVersion).where(ModelVersion.model_id == m.id).order_by(ModelVersion.version)
+            if not with_artifact:
+                from sqlalchemy.orm import defer
+
+                query = query.options(defer(ModelVersion.artifact))
+            return list(session.scalars(query))
+
+    def version(self, model: str, version: int) -> ModelVersion:
+        with self.session() as session:
+            m = self._model(session, model)
+            row = session.scalars(select(ModelVersion).where(
+                ModelVersion.model_id == m.id, ModelVersion.version == version)).one_or_none()
+            if row is None:
+                numbers = session.scalars(select(ModelVersion.version).where(
+                    ModelVersion.model_id == m.id).order_by(ModelVersion.version)).all()
+                raise RegistryError(f"model {model!r} has no version {version}; its versions: {list(numbers)}")
+            return row
+
+    def load_estimator(self, model: str, version: int):
+        """The fitted estimator of a version, checksum-verified and loaded with trusted types only."""
+        from ratchet import artifacts
+
+        row = self.version(model, version)
+        return artifacts.load(row.artifact, row.artifact_sha256, row.artifact_format)
+
+    def latest_run_versions(self, model: str) -> list[ModelVersion]:
+        """Versions registered by the most recent retrain run of the model."""
+        with self.session() as session:
+            m = self._model(session, model)
+            last = session.scalars(select(ModelVersion).where(ModelVersion.model_id == m.id)
+                                   .order_by(ModelVersion.version.desc()).limit(1)).one_or_none()
+            if last is None:
+                return []
+            from sqlalchemy.orm import defer
+
+            return list(session.scalars(select(ModelVersion).options(defer(ModelVersion.artifact)).where(
+                ModelVersion.model_id == m.id, ModelVersion.run_id == last.run_id).order_by(ModelVersion.version)))
+
+    # -- aliases ----------------------------------------------------------------
+    def champion(self, model: str) -> ModelVersion | None:
+        with self.session() as session:
+            m = self._model(session, model)
+            return session.scalars(select(ModelVersion).join(Alias, Alias.version_id == ModelVersion.id).where(
+                Alias.model_id == m.id, Alias.alias == CHAMPION)).one_or_none()
+
+    def move_champion(self, session: Session, model: Model, version: ModelVersion,
+                      expected_previous_id: int | None) -> None:
+        """Point the champion alias at `version` inside the caller's transaction.
+
+        `expected_previous_id` is the champion the caller's gates were evaluated against; if
+        another promotion moved it meanwhile, this raises instead of overwriting it.
+        """
+        current = session.scalars(select(Alias).where(Alias.model_id == model.id, Alias.alias == CHAMPION)
+                                  .with_for_update()).one_or_none()
+        current_id = current.version_id if current else None
+        if current_id != expected_previous_id:
+            raise ConcurrentPromotionError(
+                f"the champion of {model.name!r} changed while this promotion was running; nothing was changed")
+        try:
+            if current is None:
+                session.add(Alias(model_id=model.id, alias=CHAMPION, version_id=version.id))
+                session.flush()
+            else:
+                current.version_id, current.updated_at = version.id, func.now()
+        except IntegrityError as exc:
+            raise ConcurrentPromotionError(
+                f"another promotion of {model.name!r} set the first champion at the same time; nothing was changed"
+            ) from exc
+
+    # -- evaluations and reports -------------------------------------------------
+    def record_evaluations(self, model: str, rows: Iterable[EvaluationRow]) -> int:
+        """Upsert evaluation rows in one transaction (the key: model, kind, contender, partition, metric)."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        with self.session() as session:
+            m = self._model(session, model)
+            version_ids = dict(session.execute(select(ModelVersion.version, ModelVersion.id)
+                                               .where(ModelVersion.model_id == m.id)).all())
+            values = []
+            for row in rows:
+                if row.version is not None and row.version not in version_ids:
+                    raise RegistryError(f"model {model!r} has no version {row.version}")
+                values.append(dict(
+                    model_id=m.id, kind=row.kind, contender=row.contender, partition=row.partition,
+                    metric=row.metric, value=_finite_or_none(row.value), n_rows=row.n_rows, run_id=row.run_id,
+                    version_id=version_ids.get(row.version) if row.version is not None else None,
+                    baseline=row.baseline, window_start=row.window_start, window_end=row.window_end,
+                    data_fingerprint=row.data_fingerprint, passed=row.passed, details=_jsonable(row.details),
+                ))
+            stmt = insert(Evaluation).values(values)
+            stmt = stmt.on_conflict_do_update(
+                constraint="uq_evaluation_key",
+                set_={k: stmt.excluded[k] for k in ("value", "n_rows", "run_id", "window_start", "window_end",
+                                                     "data_fingerprint", "passed", "details", "version_id",
+                                                     "baseline")} | {"created_at": func.now()},
+            )
+            session.execute(stmt)
+            return len(values)
+
+    def evaluations(self, model: str, kind: str | None = None, *, contender: str | None = None,
+                    metric: str | None = None) -> list[Evaluation]:
+        with self.session() as session:
+            m = self._model(session, model)
+            query = select(Evaluation).where(Evaluation.model_id == m.id)
+            for column, value in ((Evaluation.kind, kind), (Evaluation.contender, contender),
+                                  (Evaluation.metric, metric)):
+                if value is not None:
+                    query = query.where(column == value)
+            return list(session.scalars(query.order_by(Evaluation.partition, Evaluation.contender, Evaluation.id)))
+
+    def evaluated_fingerprints(self, model: str, kind: str) -> dict[tuple[str, str], str | None]:
+        """(contender, partition) -> data fingerprint of what is already stored, to skip unchanged work."""
+        with self.session() as session:
+            m = self._model(session, model)
+            rows = session.execute(select(Evaluation.contender, Evaluation.partition, Evaluation.data_fingerprint)
+                                   .where(Evaluation.model_id == m.id, Evaluation.kind == kind).distinct())
+            return {(c, p): f for c, p, f in rows}
+
+    def save_report(self, model: str, run_id: str, summary: dict[str, Any], html: str) -> None:
+        with self.session() as session:
+            m = self._model(session, model)
+            stmt = insert(BacktestReport).values(model_id=m.id, run_id=run_id, summary=_jsonable(summary), html=html)
+            session.execute(stmt.on_conflict_do_update(
+                constraint="uq_report_run", set_={"summary": stmt.excluded.summary, "html": stmt.excluded.html,
+                                                   "created_at": func.now()}))
+
+    def latest_report(self, model: str) -> BacktestReport | None:
+        with self.session() as session:
+            m = self._model(session, model)
+            return session.scalars(select(BacktestReport).where(BacktestReport.model_id == m.id)
+                                   .order_by(BacktestReport.created_at.desc(), BacktestReport.id.desc())
+                                   .limit(1)).one_or_none()
+
+    # -- promotions ------------------------------------------------------------
+    def promotions(self, model: str) -> list[Promotion]:
+        with self.session() as session:
+            m = self._model(session, model)
+            return list(session.scalars(select(Promotion).where(Promotion.model_id == m.id).order_by(Promotion.id)))
+
+    # -- alerts outbox ---------------------------------------------------------
+    def enqueue_alert(self, model: str, *, dedupe_key: str, source: str, run_id: str | None,
+                      recipients: list[str], subject: str, body_text: str, body_html: str | None = None) -> int:
+        """Write an alert to the outbox once per dedupe key; returns its id."""
+        with self.session() as session:
+            m = self._model(session, model)
+            stmt = insert(Alert).values(model_id=m.id, dedupe_key=dedupe_key, source=source, run_id=run_id,
+                                        recipients=recipients, subject=subject, body_text=body_text,
+                                        body_html=body_html, status="queued", attempts=0)
+            stmt = stmt.on_conflict_do_nothing(index_elements=[Alert.dedupe_key])
+            session.execute(stmt)
+            return session.scalar(select(Alert.id).where(Alert.dedupe_key == dedupe_key))
+
+    def claim_alert(self, alert_id: int) -> Alert | None:
+        """Lock a queued alert for sending (skip it if another sender holds it or it was sent)."""
+        with self.session() as session:
+            alert = session.scalars(select(Alert).where(Alert.id == alert_id, Alert.status == "queued")
+                                    .with_for_update(skip_locked=True)).one_or_none()
+            if alert is None:
+                return None
+            alert.status, alert.attempts = "sending", alert.attempts + 1
+            return alert
+
+    def finish_alert(self, alert_id: int, error: str | None) -> None:
+        with self.session() as session:
+            values = ({"status": "sent", "sent_at": func.now(), "last_error": None} if error is None
+                      else {"status": "queued", "last_error": error})
+            session.execute(update(Alert).where(Alert.id == alert_id).values(**values))
+
+    def queued_alerts(self, model: str | None = None) -> list[Alert]:
+        with self.session() as session:
+            query = select(Alert).where(Alert.status != "sent").order_by(Alert.id)
+            if model:
+                query = query.where(Alert.model_id == self._model(session, model).id)
+            return list(session.scalars(query))
+
+    def alerts(self, model: str) -> list[Alert]:
+        with self.session() as session:
+            m = self._model(session, model)
+            return list(session.scalars(select(Alert).where(Alert.model_id == m.id).order_by(Alert.id)))
+
+    # -- golden cases ----------------------------------------------------------
+    def add_golden_cases(self, model: str, cases: Iterable[dict[str, Any]]) -> int:
+        """Insert cases not already present (by case_key). Returns how many were new."""
+        with self.session() as session:
+            m = self._model(session, model)
+            added = 0
+            for case in cases:
+                stmt = insert(GoldenCase).values(model_id=m.id, **_jsonable(case))
+                result = session.execute(stmt.on_conflict_do_nothing(constraint="uq_golden_case"))
+                added += result.rowcount or 0
+            return added
+
+    def golden_cases(self, model: str) -> list[GoldenCase]:
+        with self.session() as session:
+            m = self._model(session, model)
+            return list(session.scalars(select(GoldenCase).where(GoldenCase.model_id == m.id).order_by(GoldenCase.id)))
+
+
+def _yaml_bound_changed(session: Session, req: Requirement, bound: float) -> bool:
+    """A YAML bound differs from what the YAML said last time (ratchet steps are not undone by a re-sync)."""
+    last_yaml = session.scalars(select(RequirementChange.new_bound).where(
+        RequirementChange.requirement_id == req.id, RequirementChange.change.in_(("created", "edited")))
+        .order_by(RequirementChange.id.desc()).limit(1)).one_or_none()
+    return last_yaml != bound
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    import math
+
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert NumPy scalars, paths and tuples so JSONB columns accept them."""
+    import numpy as np
+    from pathlib import Path
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and value != value:
+        return None
+    return value
