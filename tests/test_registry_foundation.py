@@ -1,0 +1,153 @@
+"""Foundation guarantees of the registry: migrations, one champion per model, trustworthy artifacts."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from ratchet import artifacts
+from ratchet.registry import db
+from ratchet.registry.schema import Base
+
+
+def test_migrations_upgrade_an_empty_database_and_downgrade_back(empty_database):
+    db.upgrade(empty_database)
+    engine = create_engine(db.normalize_url(empty_database))
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert {t.name for t in Base.metadata.sorted_tables} <= tables
+        assert db.current_revision(empty_database) is not None
+        db.downgrade(empty_database, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        assert db.current_revision(empty_database) is None
+        db.upgrade(empty_database)  # and up again: downgrade left nothing behind that blocks it
+        assert {t.name for t in Base.metadata.sorted_tables} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_match_the_orm_schema(empty_database):
+    """A schema change without its migration is caught here (Alembic autogenerate finds no diff)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    db.upgrade(empty_database)
+    engine = create_engine(db.normalize_url(empty_database))
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_non_postgres_url_is_refused():
+    with pytest.raises(ValueError, match="must be PostgreSQL"):
+        db.normalize_url("sqlite:///ratchet.db")
+
+
+def _fitted_model():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    return Ridge(alpha=0.5).fit(X, X @ np.array([1.0, -2.0, 0.5])), X
+
+
+def _register(registry, name, run_id):
+    model, _ = _fitted_model()
+    art = artifacts.dump(model)
+    return registry.register_version(
+        name, run_id=run_id, trial_id=None, estimator_class="sklearn.linear_model.Ridge",
+        hyperparameters={"alpha": 0.5}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
+        dataset_fingerprint="f" * 64, features=["a", "b", "c"], target="y", package_versions={},
+        author="test", fit_seconds=0.01, size_bytes=art.size_bytes)
+
+
+def _add_model_with_versions(registry, name="m", versions=2):
+    from sqlalchemy.dialects.postgresql import insert
+
+    from ratchet.registry.schema import Model
+
+    with registry.session() as session:
+        session.execute(insert(Model).values(name=name, task="regression", owner="t", spec={}))
+    for i in range(versions):
+        _register(registry, name, f"r{i + 1}")
+    return registry.versions(name)
+
+
+def test_two_concurrent_transactions_cannot_both_create_a_champion(registry):
+    versions = _add_model_with_versions(registry)
+    model_id = versions[0].model_id
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def set_champion(version_id):
+        conn = registry.engine.connect()
+        trans = conn.begin()
+        try:
+            barrier.wait()
+            conn.execute(text("INSERT INTO aliases (model_id, alias, version_id) VALUES (:m, 'champion', :v)"),
+                         {"m": model_id, "v": version_id})
+            trans.commit()
+            outcomes.append("committed")
+        except IntegrityError:
+            trans.rollback()
+            outcomes.append("refused")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=set_champion, args=(v.id,)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["committed", "refused"]
+    with registry.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM aliases WHERE alias = 'champion'")).scalar() == 1
+
+
+def test_version_numbers_are_per_model_and_registration_is_idempotent(registry):
+    versions = _add_model_with_versions(registry)
+    assert [v.version for v in versions] == [1, 2]
+    again = _register(registry, "m", "r1")
+    assert again == 1
+    assert len(registry.versions("m")) == 2
+
+
+def test_artifact_round_trips_exactly_through_the_registry(registry):
+    _add_model_with_versions(registry, versions=1)
+    original, X = _fitted_model()
+    loaded = registry.load_estimator("m", 1)
+    assert type(loaded) is type(original)
+    np.testing.assert_array_equal(loaded.coef_, original.coef_)
+    np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
+
+
+def test_tampered_artifact_is_refused_with_a_clear_error(registry):
+    _add_model_with_versions(registry, versions=1)
+    with registry.engine.begin() as conn:
+        conn.execute(text("UPDATE model_versions SET artifact = artifact || '\\x00'::bytea"))
+    with pytest.raises(artifacts.ArtifactError, match="checksum mismatch"):
+        registry.load_estimator("m", 1)
+
+
+def test_artifact_with_untrusted_types_is_refused():
+    from sklearn.preprocessing import FunctionTransformer
+
+    risky = artifacts.dump(FunctionTransformer(func=print))
+    with pytest.raises(artifacts.ArtifactError, match="trusted"):
+        artifacts.load(risky.data, risky.sha256)
+
+
+def test_unknown_model_and_version_are_named(registry):
+    from ratchet.registry import RegistryError
+
+    _add_model_with_versions(registry, versions=1)
+    with pytest.raises(RegistryError, match="unknown model 'nope'.*\\['m'\\]"):
+        registry.versions("nope")
+    with pytest.raises(RegistryError, match="no version 9; its versions: \\[1\\]"):
+        registry.version("m", 9)
