@@ -84,6 +84,8 @@ def _airflow_connection(url: str) -> dict:
 def pytest_unconfigure(config):
     from ratchet.registry import db
 
+    if "airflow.settings" in sys.modules:  # close Airflow's pool before its database is dropped
+        sys.modules["airflow.settings"].dispose_orm()
     for url in _state.get("databases", []):
         try:
             db.drop_database(url)

@@ -16,7 +16,7 @@ HEAVY_MODULES = ("pandas", "numpy", "sklearn", "sqlalchemy", "scipy", "skops", "
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+    return DagBag(dag_folder=str(DAGS_DIR))
 
 
 def test_dagbag_has_no_import_errors_and_every_public_dag(dagbag):
