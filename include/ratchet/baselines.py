@@ -1,0 +1,93 @@
+"""Naive baselines every model is compared with. They read the lag columns `data.make_xy` adds."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+LAG_1 = "_baseline_lag_1"
+LAG_7 = "_baseline_lag_7"
+
+
+class LagRegressor(RegressorMixin, BaseEstimator):
+    """Predicts the target `lag` days earlier (last value, seasonal naive); the training mean where unknown."""
+
+    def __init__(self, column: str = LAG_1):
+        self.column = column
+
+    def fit(self, X: pd.DataFrame, y):
+        self.fallback_ = float(np.mean(y))
+        return self
+
+    def predict(self, X: pd.DataFrame):
+        return X[self.column].astype(float).fillna(self.fallback_).to_numpy()
+
+
+class MeanRegressor(RegressorMixin, BaseEstimator):
+    """Predicts the mean of the training target."""
+
+    def fit(self, X, y):
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_)
+
+
+class MajorityClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts the most frequent training class, with the training class frequencies as probabilities."""
+
+    def fit(self, X, y):
+        self.classes_, counts = np.unique(np.asarray(y), return_counts=True)
+        self.priors_ = counts / counts.sum()
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[np.argmax(self.priors_)])
+
+    def predict_proba(self, X):
+        return np.tile(self.priors_, (len(X), 1))
+
+
+class LastValueClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts yesterday's class; its probability is how often the class persisted in training."""
+
+    def __init__(self, column: str = LAG_1):
+        self.column = column
+
+    def fit(self, X: pd.DataFrame, y):
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        previous = X[self.column].to_numpy()
+        known = ~pd.isna(previous)
+        self.persistence_ = float(np.mean(previous[known] == y[known])) if known.any() else 1.0 / len(self.classes_)
+        self.majority_ = self.classes_[np.argmax([np.sum(y == c) for c in self.classes_])]
+        return self
+
+    def predict(self, X):
+        previous = X[self.column].to_numpy()
+        return np.where(pd.isna(previous), self.majority_, previous).astype(self.classes_.dtype)
+
+    def predict_proba(self, X):
+        predicted = self.predict(X)
+        k = len(self.classes_)
+        other = (1.0 - self.persistence_) / (k - 1) if k > 1 else 0.0
+        proba = np.full((len(X), k), other)
+        proba[np.arange(len(X)), np.searchsorted(self.classes_, predicted)] = self.persistence_ if k > 1 else 1.0
+        return proba
+
+
+def make_baseline(name: str, task: str):
+    """A fresh baseline estimator by its YAML name."""
+    factories = {
+        ("regression", "last_value"): lambda: LagRegressor(LAG_1),
+        ("regression", "seasonal_naive_7"): lambda: LagRegressor(LAG_7),
+        ("regression", "mean"): MeanRegressor,
+        ("classification", "majority"): MajorityClassifier,
+        ("classification", "last_value"): lambda: LastValueClassifier(LAG_1),
+    }
+    try:
+        return factories[(task, name)]()
+    except KeyError:
+        known = sorted(n for t, n in factories if t == task)
+        raise ValueError(f"unknown {task} baseline {name!r}; known: {known}") from None

@@ -1,0 +1,76 @@
+"""Prediction-quality metrics, with the direction (lower or higher is better) each one has."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+REGRESSION = ("rmse", "mae", "mape", "r2")
+CLASSIFICATION = ("accuracy", "f1", "roc_auc", "log_loss")
+LOWER_IS_BETTER = {
+    "rmse": True, "mae": True, "mape": True, "r2": False,
+    "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True,
+    "predict_latency_p95_ms": True, "model_size_bytes": True,
+}
+
+
+def _mape(y_true, y_pred) -> float:
+    """Mean absolute percentage error as a fraction (0.1 = 10%); rows with a zero target are skipped."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    nonzero = y_true != 0
+    if not nonzero.any():
+        return math.nan
+    return float(np.mean(np.abs((y_true[nonzero] - y_pred[nonzero]) / y_true[nonzero])))
+
+
+def score(task: str, metric: str, y_true, y_pred=None, y_proba=None) -> float:
+    """One metric. `y_proba` is the probability of the positive class (binary) or the class matrix."""
+    from sklearn import metrics as m
+
+    if len(y_true) == 0:
+        return math.nan
+    if metric == "rmse":
+        return float(np.sqrt(m.mean_squared_error(y_true, y_pred)))
+    if metric == "mae":
+        return float(m.mean_absolute_error(y_true, y_pred))
+    if metric == "mape":
+        return _mape(y_true, y_pred)
+    if metric == "r2":
+        return float(m.r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan
+    if metric == "accuracy":
+        return float(m.accuracy_score(y_true, y_pred))
+    if metric == "f1":
+        binary = len(np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))) <= 2
+        return float(m.f1_score(y_true, y_pred, average="binary" if binary else "macro",
+                                pos_label=_positive_label(y_true, y_pred) if binary else 1, zero_division=0))
+    if metric in ("roc_auc", "log_loss"):
+        if y_proba is None or len(np.unique(y_true)) < 2:
+            return math.nan
+        if metric == "roc_auc":
+            return float(m.roc_auc_score(y_true, y_proba, multi_class="ovr") if np.ndim(y_proba) > 1
+                         else m.roc_auc_score(y_true, y_proba))
+        return float(m.log_loss(y_true, y_proba, labels=None))
+    raise ValueError(f"unknown metric {metric!r}; known: {sorted(LOWER_IS_BETTER)}")
+
+
+def _positive_label(y_true, y_pred):
+    labels = sorted(np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)])).tolist())
+    return labels[-1]
+
+
+def all_scores(task: str, y_true, y_pred, y_proba=None) -> dict[str, float]:
+    names = REGRESSION if task == "regression" else CLASSIFICATION
+    return {name: score(task, name, y_true, y_pred, y_proba) for name in names}
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """True when value `a` is strictly better than `b` for this metric."""
+    return a < b if LOWER_IS_BETTER[metric] else a > b
+
+
+def improvement(metric: str, candidate: float, reference: float) -> float:
+    """Relative improvement of `candidate` over `reference` (0.05 = 5% better; negative = worse)."""
+    if reference == 0:
+        return 0.0 if candidate == reference else (math.inf if better(metric, candidate, reference) else -math.inf)
+    change = (reference - candidate) / abs(reference)
+    return change if LOWER_IS_BETTER[metric] else -change
