@@ -74,3 +74,13 @@ def improvement(metric: str, candidate: float, reference: float) -> float:
         return 0.0 if candidate == reference else (math.inf if better(metric, candidate, reference) else -math.inf)
     change = (reference - candidate) / abs(reference)
     return change if LOWER_IS_BETTER[metric] else -change
+
+
+def evaluate(task: str, estimator, X, y) -> tuple[dict[str, float], "np.ndarray"]:
+    """Every metric of the task for a fitted estimator on (X, y), and its predictions."""
+    y_pred = estimator.predict(X)
+    y_proba = None
+    if task == "classification" and hasattr(estimator, "predict_proba"):
+        proba = estimator.predict_proba(X)
+        y_proba = proba[:, 1] if proba.shape[1] == 2 else proba
+    return all_scores(task, y, y_pred, y_proba), y_pred

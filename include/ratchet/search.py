@@ -1,0 +1,186 @@
+"""Nightly random search with time-ordered cross-validation, iterated around the champion.
+
+Part of each night's trials explore the whole search space; the rest sample a space narrowed
+around the current champion's hyperparameters, so the search converges over nights while
+still looking elsewhere. Every fold trains only on rows before its validation rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+NARROW_FRACTION = 0.25
+LATENCY_REPEATS = 50
+
+
+@dataclass
+class Trial:
+    trial_index: int
+    estimator_class: str
+    params: dict[str, Any]
+    sampling: str
+    metric: str
+    fold_scores: list[float] = field(default_factory=list)
+    mean_score: float | None = None
+    fit_seconds: float = 0.0
+    error: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("trial_index", "estimator_class", "params", "sampling", "metric",
+                                              "fold_scores", "mean_score", "fit_seconds", "error")}
+
+
+def run_seed(seed: int, salt: str) -> int:
+    """A seed fixed by the spec's seed and the run's logical date: a rerun samples the same trials."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{salt}".encode()).digest()[:4], "big")
+
+
+def sample(space: dict[str, dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
+    params = {}
+    for name, dist in space.items():
+        (kind, args), = dist.items()
+        if kind == "choice":
+            params[name] = args[int(rng.integers(len(args)))]
+        elif kind == "uniform":
+            params[name] = float(rng.uniform(*args))
+        elif kind == "loguniform":
+            params[name] = float(math.exp(rng.uniform(math.log(args[0]), math.log(args[1]))))
+        elif kind == "randint":
+            params[name] = int(rng.integers(args[0], args[1] + 1))
+    return params
+
+
+def narrow(space: dict[str, dict[str, Any]], center: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The space shrunk to NARROW_FRACTION of each range around the champion's values (on log scale for loguniform)."""
+    narrowed = {}
+    for name, dist in space.items():
+        (kind, args), = dist.items()
+        value = center.get(name)
+        if value is None or kind == "choice":
+            narrowed[name] = {"choice": [value]} if kind == "choice" and value in args else dist
+            continue
+        low, high = args
+        if kind == "loguniform":
+            half = (math.log(high) - math.log(low)) * NARROW_FRACTION / 2
+            centre = math.log(min(max(value, low), high))
+            narrowed[name] = {kind: [math.exp(max(math.log(low), centre - half)),
+                                     math.exp(min(math.log(high), centre + half))]}
+        else:
+            half = (high - low) * NARROW_FRACTION / 2
+            lo, hi = max(low, value - half), min(high, value + half)
+            if kind == "randint":
+                lo, hi = int(math.floor(lo)), int(math.ceil(hi))
+                hi = max(hi, lo + 1)
+            narrowed[name] = {kind: [lo, hi]}
+    return narrowed
+
+
+def plan_trials(spec, rng: np.random.Generator, champion=None) -> list[tuple[Any, dict[str, Any], str]]:
+    """(estimator spec, params, sampling) for every trial of the night."""
+    exploit_target = None
+    if champion is not None:
+        exploit_target = next((e for e in spec.estimators if e.class_path == champion.estimator_class), None)
+    n_exploit = 0 if exploit_target is None else int(round(spec.search.n_trials * (1 - spec.search.explore_fraction)))
+    plans = []
+    for i in range(spec.search.n_trials):
+        if i < n_exploit:
+            space = narrow(exploit_target.search_space, champion.hyperparameters)
+            plans.append((exploit_target, sample(space, rng), "exploit"))
+        else:
+            estimator = spec.estimators[int(rng.integers(len(spec.estimators)))]
+            plans.append((estimator, sample(estimator.search_space, rng), "explore"))
+    return plans
+
+
+def time_folds(n_rows: int, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over time-ordered rows: each validation block comes after its training rows."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    return list(TimeSeriesSplit(n_splits=n_folds).split(np.arange(n_rows)))
+
+
+def cross_validate(spec, estimator_spec, params, X, y, folds) -> tuple[list[float], float]:
+    from ratchet import data, metrics
+
+    scores, started = [], time.perf_counter()
+    for train, test in folds:
+        model = data.make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
+        fold_scores, _ = metrics.evaluate(spec.task, model, X.iloc[test], y.iloc[test])
+        scores.append(fold_scores[spec.metric])
+    return scores, time.perf_counter() - started
+
+
+def run_search(spec, X, y, *, seed_salt: str, champion=None) -> list[Trial]:
+    """Every trial of the night, scored by time-ordered CV; a failing trial is kept with its error."""
+    rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
+    folds = time_folds(len(X), spec.search.cv_folds)
+    trials = []
+    for index, (estimator_spec, params, sampling) in enumerate(plan_trials(spec, rng, champion)):
+        trial = Trial(index, estimator_spec.class_path, params, sampling, spec.metric)
+        try:
+            trial.fold_scores, trial.fit_seconds = cross_validate(spec, estimator_spec, params, X, y, folds)
+            finite = [s for s in trial.fold_scores if math.isfinite(s)]
+            trial.mean_score = float(np.mean(finite)) if finite else None
+        except Exception as exc:  # one bad configuration must not end the search
+            trial.error = f"{type(exc).__name__}: {exc}"
+        trials.append(trial)
+    return trials
+
+
+def best_trials(spec, trials: list[Trial]) -> list[Trial]:
+    from ratchet.metrics import LOWER_IS_BETTER
+
+    scored = [t for t in trials if t.error is None and t.mean_score is not None]
+    sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
+    return sorted(scored, key=lambda t: sign * t.mean_score)[: spec.search.candidates]
+
+
+def latency_p95_ms(model, X) -> float:
+    """p95 of single-row prediction time, the way a serving call would see it."""
+    row = X.iloc[[len(X) - 1]]
+    timings = []
+    for _ in range(LATENCY_REPEATS):
+        started = time.perf_counter()
+        model.predict(row)
+        timings.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(timings, 95))
+
+
+def package_versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in ("scikit-learn", "pandas", "numpy", "skops", "ratchet")}
+
+
+def retrain_model(registry, spec, *, run_id: str, logical_date, author: str = "ratchet_retrain") -> list[int]:
+    """Search, store every trial, refit the best on all history and register them. Same run_id: same result."""
+    from ratchet import artifacts, data
+
+    frame = data.read_source(spec, end=logical_date)
+    data.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
+    X, y, times = data.make_xy(spec, frame)
+    trials = run_search(spec, X, y, seed_salt=str(logical_date), champion=registry.champion(spec.name))
+    trial_ids = registry.record_trials(spec.name, run_id, [t.record() for t in trials])
+    fingerprint = data.dataset_fingerprint(frame)
+    estimators = {e.class_path: e for e in spec.estimators}
+    versions = []
+    for trial in best_trials(spec, trials):
+        started = time.perf_counter()
+        model = data.make_estimator(spec, estimators[trial.estimator_class], trial.params).fit(X, y)
+        fit_seconds = time.perf_counter() - started
+        artifact = artifacts.dump(model)
+        versions.append(registry.register_version(
+            spec.name, run_id=run_id, trial_id=trial_ids[trial.trial_index],
+            estimator_class=trial.estimator_class, hyperparameters=trial.params, artifact=artifact.data,
+            artifact_sha256=artifact.sha256, artifact_format=artifact.format,
+            train_start=times.iloc[0].to_pydatetime(), train_end=times.iloc[-1].to_pydatetime(),
+            dataset_fingerprint=fingerprint, features=list(X.columns), target=spec.source.target,
+            package_versions=package_versions(), author=author, fit_seconds=fit_seconds,
+            predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
+            cv_metric=spec.metric, cv_score=trial.mean_score,
+        ))
+    return versions
