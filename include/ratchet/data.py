@@ -225,16 +225,6 @@ def dataset_fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(_rows_digest(frame)).hexdigest()
 
 
-def training_slice(spec, frame: pd.DataFrame, month: str, window: str | int) -> pd.DataFrame:
-    """Rows a walk-forward fit for `month` may use: before the month, all of it or the last `window` months."""
-    start, _ = month_bounds(month)
-    times = frame[spec.source.time_column]
-    mask = times < start
-    if window != "expanding":
-        mask &= times >= start - pd.DateOffset(months=int(window))
-    return frame[mask]
-
-
 def rows_between(spec, frame: pd.DataFrame, start, end) -> pd.Series:
     """Boolean mask of rows with start <= time < end."""
     times = frame[spec.source.time_column]

@@ -1,0 +1,141 @@
+"""Walk-forward back-tests over month partitions.
+
+For each complete month, every contender (the champion, the last retrain's candidates, the
+baselines) is fitted on the rows before the month (expanding, or the last `window` months)
+and scored on the month. Results are keyed by (contender, month) with the month's chained
+data fingerprint, so a month whose history has not changed is never computed twice.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_CHUNKS = 4
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    version: int | None = None
+    estimator_class: str | None = None
+    params: dict[str, Any] | None = None
+    baseline: str | None = None
+
+
+def contenders(registry, spec) -> list[Contender]:
+    """The champion, every candidate of the last retrain run, and the baselines."""
+    from ratchet.registry import version_contender
+
+    versions = {}
+    champion = registry.champion(spec.name)
+    for row in ([champion] if champion else []) + registry.latest_run_versions(spec.name):
+        versions[row.version] = Contender(version_contender(row.version), row.version, row.estimator_class,
+                                          row.hyperparameters)
+    return [*versions.values(), *(Contender(name, baseline=name) for name in spec.baselines)]
+
+
+def plan_partitions(spec, frame, *, end, chunks: int = DEFAULT_CHUNKS) -> list[dict[str, Any]]:
+    """The months to back-test, grouped into at most `chunks` mapped tasks per model."""
+    from ratchet import data
+
+    months = data.complete_months(frame[spec.source.time_column], spec.backtest.months, before=end)
+    size = max(1, math.ceil(len(months) / chunks))
+    groups = [months[i:i + size] for i in range(0, len(months), size)]
+    return [{"model": spec.name, "months": group,
+             "label": f"{spec.name} · {group[0]}" + (f"..{group[-1]}" if len(group) > 1 else "")}
+            for group in groups]
+
+
+def _estimator_for(spec, contender: Contender):
+    from ratchet import baselines, data
+
+    if contender.baseline:
+        return baselines.make_baseline(contender.baseline, spec.task)
+    estimator_spec = next((e for e in spec.estimators if e.class_path == contender.estimator_class), None)
+    if estimator_spec is None:  # the spec no longer lists this class: refit it with its stored parameters only
+        from ratchet.config import EstimatorSpec
+
+        estimator_spec = EstimatorSpec(class_path=contender.estimator_class)
+    return data.make_estimator(spec, estimator_spec, contender.params or {})
+
+
+def run_partition(registry, spec, months: list[str], *, run_id: str, end) -> dict[str, int]:
+    """Back-test every contender on each month; store the new results in one transaction."""
+    import pandas as pd
+
+    from ratchet import data, metrics
+    from ratchet.registry import EvaluationRow
+
+    frame = data.read_source(spec, end=end)
+    fingerprints = data.month_fingerprints(spec, frame)
+    X, y, times = data.make_xy(spec, frame)
+    stored = registry.evaluated_fingerprints(spec.name, "backtest")
+    everyone = contenders(registry, spec)
+    rows, computed, skipped = [], 0, 0
+    for month in months:
+        start, stop = data.month_bounds(month)
+        test = ((times >= start) & (times < stop)).to_numpy()
+        train = (times < start).to_numpy()
+        if spec.backtest.window != "expanding":
+            train &= (times >= start - pd.DateOffset(months=int(spec.backtest.window))).to_numpy()
+        for contender in everyone:
+            if stored.get((contender.name, month)) == fingerprints.get(month):
+                skipped += 1
+                continue
+            if not test.any() or not train.any():
+                raise data.DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
+                                     f"and {int(train.sum())} rows before it to train on")
+            model = _estimator_for(spec, contender).fit(X[train], y[train])
+            scores, _ = metrics.evaluate(spec.task, model, X[test], y[test])
+            computed += 1
+            rows += [EvaluationRow(kind="backtest", contender=contender.name, partition=month, metric=name,
+                                   value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
+                                   baseline=contender.baseline, window_start=start.to_pydatetime(),
+                                   window_end=stop.to_pydatetime(), data_fingerprint=fingerprints.get(month),
+                                   details={"train_rows": int(train.sum())})
+                     for name, value in scores.items()]
+    registry.record_evaluations(spec.name, rows)
+    return {"computed": computed, "skipped": skipped}
+
+
+def metric_table(registry, spec, metric: str | None = None) -> dict[str, dict[str, float]]:
+    """contender -> month -> value of the ranking metric, over the months the spec back-tests."""
+    table: dict[str, dict[str, float]] = {}
+    for row in registry.evaluations(spec.name, "backtest", metric=metric or spec.metric):
+        if row.value is not None:
+            table.setdefault(row.contender, {})[row.partition] = row.value
+    months = sorted({m for values in table.values() for m in values})[-spec.backtest.months:]
+    return {c: {m: v for m, v in values.items() if m in months} for c, values in table.items()}
+
+
+def backtest_summary(registry, spec) -> dict[str, Any]:
+    """Per contender: mean of the ranking metric, months, and months won against the reference.
+
+    The reference is the champion, or the best baseline while the model has none.
+    """
+    from ratchet import metrics
+    from ratchet.registry import version_contender
+
+    table = metric_table(registry, spec)
+    champion = registry.champion(spec.name)
+    baselines = [b for b in spec.baselines if b in table]
+    reference = version_contender(champion.version) if champion and version_contender(champion.version) in table \
+        else min(baselines, key=lambda b: _mean(table[b]) * (1 if metrics.LOWER_IS_BETTER[spec.metric] else -1),
+                 default=None)
+    months = sorted({m for values in table.values() for m in values})
+    summary = {"metric": spec.metric, "reference": reference, "months": months, "contenders": {}}
+    for name, values in table.items():
+        ref = table.get(reference, {})
+        common = [m for m in values if m in ref]
+        won = [m for m in common if metrics.better(spec.metric, values[m], ref[m])]
+        summary["contenders"][name] = {
+            "kind": "baseline" if name in spec.baselines else "version",
+            "mean": _mean(values), "months": len(values), "months_won": len(won) if name != reference else None,
+            "won": won if name != reference else [],
+        }
+    return summary
+
+
+def _mean(values: dict[str, float]) -> float:
+    return float(sum(values.values()) / len(values)) if values else math.nan

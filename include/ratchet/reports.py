@@ -1,0 +1,76 @@
+"""The back-test report of a run: a chart per month for every contender, the requirement line, wins."""
+from __future__ import annotations
+
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ratchet import charts
+
+DEFAULT_REPORTS_DIR = Path(__file__).resolve().parents[2] / "reports"
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get("RATCHET_REPORTS_DIR") or DEFAULT_REPORTS_DIR)
+
+
+def requirement_line(spec, table: dict[str, dict[str, float]], months: list[str]) -> list[float | None] | None:
+    """Per-month bound of the first back-test requirement on the ranking metric (relative ones follow the baseline)."""
+    from ratchet import metrics
+
+    for req in spec.requirements:
+        if req.scope != "backtest" or req.metric != spec.metric:
+            continue
+        if not req.relative_to:
+            return [req.bound] * len(months)
+        names = spec.baselines if req.relative_to == "baseline" else (req.relative_to,)
+        pick = min if metrics.LOWER_IS_BETTER[spec.metric] else max
+        line = []
+        for month in months:
+            values = [table[b][month] for b in names if month in table.get(b, {})]
+            line.append(req.bound * pick(values) if values else None)
+        return line
+    return None
+
+
+def render(spec, summary: dict[str, Any], table: dict[str, dict[str, float]], run_id: str) -> str:
+    months = summary["months"]
+    series = {name: [table[name].get(m) for m in months] for name in table}
+    chart = charts.line_chart(months, series, title=f"{spec.name}: back-test {spec.metric} per month",
+                              y_label=spec.metric, requirement=requirement_line(spec, table, months))
+    reference = summary["reference"]
+    header = "".join(f"<th>{escape(m)}</th>" for m in months)
+    rows = []
+    for name, info in summary["contenders"].items():
+        cells = "".join(
+            f'<td class="{"won" if m in info["won"] else ""}">{table[name][m]:.4g}</td>' if m in table[name]
+            else "<td>–</td>" for m in months)
+        won = "reference" if name == reference else f"{info['months_won']}/{info['months']}"
+        rows.append(f"<tr><th>{escape(name)}</th><td>{info['mean']:.4g}</td><td>{won}</td>{cells}</tr>")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Back-test {escape(spec.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td.won{{background:#e3f4e3}}</style></head><body>
+<h1>Back-test of {escape(spec.name)}</h1>
+<p>Run <code>{escape(run_id)}</code>. Metric <b>{escape(spec.metric)}</b>; wins are months where a contender beats
+<b>{escape(str(reference))}</b> (green cells).</p>
+{chart}
+<table><thead><tr><th>contender</th><th>mean</th><th>months won</th>{header}</tr></thead>
+<tbody>{''.join(rows)}</tbody></table></body></html>"""
+
+
+def write_report(registry, spec, run_id: str) -> Path:
+    """Render the report, store it in PostgreSQL and as a file; returns the file's path."""
+    from ratchet import backtest
+
+    summary = backtest.backtest_summary(registry, spec)
+    html = render(spec, summary, backtest.metric_table(registry, spec), run_id)
+    registry.save_report(spec.name, run_id, summary, html)
+    path = reports_dir() / spec.name / f"{_safe(run_id)}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    return path
+
+
+def _safe(run_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
