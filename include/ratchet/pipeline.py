@@ -1,0 +1,61 @@
+"""What each DAG task does, in one call per task: open the registry, load the spec, run the step.
+
+The DAG files stay thin and importable in milliseconds; everything heavy is imported here, at call time.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+
+def run_key(dag_id: str, end) -> str:
+    """Identifies a run by its DAG and data end, so re-running the same date reuses its rows."""
+    return f"{dag_id}@{end.isoformat()}"
+
+
+@contextmanager
+def model_context(model: str):
+    """The model's validated spec (synced into the registry) and an open Registry."""
+    from ratchet import config
+    from ratchet.registry import Registry
+
+    specs = config.load_specs()
+    if model not in specs:
+        raise config.SpecError(config.settings.models_dir(), "name", f"one of the configured models {sorted(specs)}",
+                               model)
+    registry = Registry.from_settings()
+    try:
+        registry.sync_model(specs[model])
+        yield specs[model], registry
+    finally:
+        registry.dispose()
+
+
+def retrain(model: str, *, end) -> dict[str, Any]:
+    from ratchet import search
+
+    with model_context(model) as (spec, registry):
+        versions = search.retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end)
+    return {"model": model, "versions": versions}
+
+
+def plan_backtest(model: str, *, end) -> list[dict[str, Any]]:
+    from ratchet import backtest, data
+
+    with model_context(model) as (spec, _registry):
+        return backtest.plan_partitions(spec, data.read_source(spec, end=end), end=end)
+
+
+def backtest_partition(partition: dict[str, Any], *, end) -> dict[str, int]:
+    from ratchet import backtest
+
+    with model_context(partition["model"]) as (spec, registry):
+        return backtest.run_partition(registry, spec, partition["months"], run_id=run_key("ratchet_backtest", end),
+                                      end=end)
+
+
+def backtest_report(model: str, *, end) -> str:
+    from ratchet import reports
+
+    with model_context(model) as (spec, registry):
+        return str(reports.write_report(registry, spec, run_key("ratchet_backtest", end)))
