@@ -1,0 +1,34 @@
+# Ratchet: `make run` starts everything on this machine; `make test` sets up and runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv chromium run test benchmarks clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: Ratchet needs Python 3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+chromium:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser test"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+run: venv
+	$(BIN)/python scripts/run.py
+
+test: venv chromium
+	$(BIN)/pytest
+
+benchmarks: venv
+	$(BIN)/python benchmarks/dag_parse.py
+	@for script in benchmarks/*.py; do [ "$$script" = benchmarks/dag_parse.py ] || $(BIN)/python $$script; done
+
+clean:
+	rm -rf $(VENV) .airflow .pgdata .run mail reports
