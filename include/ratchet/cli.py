@@ -1,0 +1,125 @@
+"""The `ratchet` command: database upgrades, demo data, status and predictions."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+
+def _db_upgrade(args) -> int:
+    from ratchet import settings
+    from ratchet.registry import db
+
+    url = settings.database_url()
+    created = db.ensure_database(url)
+    db.upgrade(url, args.revision)
+    print(f"Ratchet database {'created and ' if created else ''}migrated to {db.current_revision(url)}")
+    return 0
+
+
+def _db_downgrade(args) -> int:
+    from ratchet import settings
+    from ratchet.registry import db
+
+    db.downgrade(settings.database_url(), args.revision)
+    print(f"Ratchet database downgraded to {args.revision}")
+    return 0
+
+
+def _load_demo(args) -> int:
+    from ratchet import demo, settings
+
+    result = demo.load_demo(settings.database_url(), seed=args.seed, end=args.end)
+    print(f"demo data: {result['rows']} days in {result['table']} ({result['start']}..{result['end']}, "
+          f"regime change from {result['regime_change']})")
+    return 0
+
+
+def _status(args) -> int:
+    from ratchet import config
+    from ratchet.registry import Registry
+    from ratchet.status import status_report
+
+    specs = config.load_specs()
+    if args.model:
+        if args.model not in specs:
+            raise LookupError(f"unknown model {args.model!r}; configured models: {sorted(specs)}")
+        specs = {args.model: specs[args.model]}
+    registry = Registry.from_settings()
+    try:
+        report = status_report(registry, specs)
+    finally:
+        registry.dispose()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    for model in report["models"]:
+        champion = model.get("champion")
+        print(f"{model['name']} ({model['task']}): champion "
+              f"{'v%s' % champion['version'] if champion else 'none'}; "
+              f"candidates {[c['version'] for c in model['candidates']]}")
+        nowtest = model.get("last_nowtest")
+        if nowtest:
+            print(f"  last now-test {nowtest['day']}: {'passed' if nowtest['passed'] else 'FAILED'}")
+        if model.get("open_alerts"):
+            print(f"  open alerts: {len(model['open_alerts'])}")
+    return 0
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ratchet.predict import add_predict_command
+
+    parser = argparse.ArgumentParser(prog="ratchet", description="Keep predictive models honest in production.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    database = commands.add_parser("db", help="manage the Ratchet database").add_subparsers(dest="db_command",
+                                                                                           required=True)
+    upgrade = database.add_parser("upgrade", help="create the database if needed and apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=_db_upgrade)
+    downgrade = database.add_parser("downgrade", help="revert migrations (default: all)")
+    downgrade.add_argument("revision", nargs="?", default="base")
+    downgrade.set_defaults(handler=_db_downgrade)
+
+    demo = commands.add_parser("load-demo", help="write the demo demand table (deterministic)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--end", type=_date, default=None, help="last day of data (default: yesterday)")
+    demo.set_defaults(handler=_load_demo)
+
+    status = commands.add_parser("status", help="champion, candidates, back-test, now-test per model")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--model", help="only this model")
+    status.set_defaults(handler=_status)
+
+    add_predict_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from ratchet.artifacts import ArtifactError
+    from ratchet.config import SpecError
+    from ratchet.data import DataError
+    from ratchet.settings import ConfigurationError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except OperationalError as exc:
+        print(f"ratchet: cannot reach the Ratchet database: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
+    except (SpecError, DataError, ConfigurationError, ArtifactError, LookupError, ValueError) as exc:
+        print(f"ratchet: {exc}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
