@@ -44,6 +44,7 @@ def _database(server_url: str, name: str) -> str:
 
 
 def pytest_configure(config):
+    from ratchet import settings
     from ratchet.registry import db
 
     server = _server_url()
@@ -68,17 +69,8 @@ def pytest_configure(config):
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "AIRFLOW_CONN_RATCHET_DB": json.dumps(_airflow_connection(ratchet_url)),
+        "AIRFLOW_CONN_RATCHET_DB": json.dumps(settings.connection_fields(ratchet_url)),
     })
-
-
-def _airflow_connection(url: str) -> dict:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return {"conn_type": "postgres", "host": parsed.host or "127.0.0.1", "port": parsed.port or 5432,
-            "login": parsed.username or "postgres", "password": parsed.password or "",
-            "schema": parsed.database}
 
 
 def pytest_unconfigure(config):

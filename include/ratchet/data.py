@@ -34,7 +34,7 @@ def _engine_for(spec, url: str | None):
     if spec.source.conn_id:
         from airflow.sdk import BaseHook
 
-        return make_engine(BaseHook.get_connection(spec.source.conn_id).get_uri())
+        return make_engine(settings.url_from_connection(BaseHook.get_connection(spec.source.conn_id)))
     return make_engine(url or settings.database_url())
 
 

@@ -33,7 +33,31 @@ def database_url() -> str:
             f"No Ratchet database: set {DATABASE_URL_ENV} or create the Airflow connection "
             f"{DATABASE_CONN_ID!r} ({exc})"
         ) from exc
-    return conn.get_uri()
+    return url_from_connection(conn)
+
+
+def url_from_connection(conn) -> str:
+    """A SQLAlchemy URL from an Airflow connection's fields; a host that is a directory is a Unix socket."""
+    from sqlalchemy.engine import URL
+
+    socket_dir = conn.host if conn.host and conn.host.startswith("/") else None
+    return URL.create("postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
+                      host=None if socket_dir else conn.host, port=None if socket_dir else conn.port,
+                      database=conn.schema or None,
+                      query={"host": socket_dir} if socket_dir else {}).render_as_string(hide_password=False)
+
+
+def connection_fields(url: str) -> dict:
+    """The fields of an Airflow connection (as AIRFLOW_CONN_* JSON) for a PostgreSQL URL, sockets included."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    host = parsed.host or parsed.query.get("host") or "127.0.0.1"
+    fields = {"conn_type": "postgres", "host": host, "login": parsed.username or "postgres",
+              "password": parsed.password or "", "schema": parsed.database or "postgres"}
+    if not host.startswith("/"):
+        fields["port"] = parsed.port or 5432
+    return fields
 
 
 def models_dir() -> Path:
