@@ -3,10 +3,11 @@ from ratchet.registry.store import (
     CHAMPION,
     ConcurrentPromotionError,
     EvaluationRow,
+    RatchetStep,
     Registry,
     RegistryError,
     version_contender,
 )
 
-__all__ = ["CHAMPION", "ConcurrentPromotionError", "EvaluationRow", "Registry", "RegistryError",
+__all__ = ["CHAMPION", "ConcurrentPromotionError", "EvaluationRow", "RatchetStep", "Registry", "RegistryError",
            "version_contender"]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -60,6 +60,15 @@ class EvaluationRow:
     data_fingerprint: str | None = None
     passed: bool | None = None
     details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RatchetStep:
+    """Tighten one requirement to `new_bound` (applied only if still stricter than the stored bound)."""
+
+    requirement_id: int
+    new_bound: float
+    reason: str
 
 
 def version_contender(version: int) -> str:
@@ -331,6 +340,77 @@ class Registry:
             m = self._model(session, model)
             return list(session.scalars(select(Promotion).where(Promotion.model_id == m.id).order_by(Promotion.id)))
 
+    def models_with_version(self, version: int) -> list[str]:
+        """Names of the models that have a version with this number (for precise error messages)."""
+        with self.session() as session:
+            return list(session.scalars(select(Model.name).join(ModelVersion, ModelVersion.model_id == Model.id)
+                                        .where(ModelVersion.version == version).order_by(Model.name)))
+
+    def record_promotion(self, model: str, version: int, *, kind: str, outcome: str, triggered_by: str,
+                         reason: str, gates: list[dict[str, Any]], run_id: str | None,
+                         expected_previous_version: int | None,
+                         ratchet_steps: Iterable[RatchetStep] = ()) -> tuple[int, list[dict[str, Any]]]:
+        """Store a promotion decision; when `outcome` is 'promoted', also move the champion and ratchet.
+
+        All of it is one transaction under a lock on the model row: two promotions of one model
+        serialise here, and the second finds the champion moved (ConcurrentPromotionError) and
+        changes nothing. A decision that is not 'promoted' (rejected, dry run) only writes its own
+        row; re-running the same Airflow run replaces that row instead of adding another.
+        Returns the promotion id and the ratchet changes applied (requirement id, metric, old, new).
+        """
+        with self.session() as session:
+            m = self._model(session, model, lock=True)
+            target = self._version_row(session, m, version)
+            previous = (self._version_row(session, m, expected_previous_version)
+                        if expected_previous_version is not None else None)
+            row = None
+            if outcome != "promoted" and run_id is not None:
+                row = session.scalars(select(Promotion).where(
+                    Promotion.model_id == m.id, Promotion.run_id == run_id, Promotion.version_id == target.id,
+                    Promotion.outcome == outcome)).one_or_none()
+            if outcome == "promoted":
+                self.move_champion(session, m, target, previous.id if previous else None)
+            if row is None:
+                row = Promotion(model_id=m.id, version_id=target.id)
+                session.add(row)
+            row.previous_version_id = previous.id if previous else None
+            row.kind, row.outcome, row.triggered_by, row.reason = kind, outcome, triggered_by, reason
+            row.gates, row.dry_run, row.run_id = _jsonable(gates), outcome == "dry_run", run_id
+            session.flush()
+            applied = self._apply_ratchet(session, m, row, triggered_by, ratchet_steps) if outcome == "promoted" else []
+            return row.id, applied
+
+    def _version_row(self, session: Session, model: Model, version: int) -> ModelVersion:
+        from sqlalchemy.orm import defer
+
+        row = session.scalars(select(ModelVersion).options(defer(ModelVersion.artifact)).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == version)).one_or_none()
+        if row is None:
+            raise RegistryError(f"model {model.name!r} has no version {version}")
+        return row
+
+    def _apply_ratchet(self, session: Session, model: Model, promotion: Promotion, changed_by: str,
+                       steps: Iterable[RatchetStep]) -> list[dict[str, Any]]:
+        """Tighten bounds; each step is re-checked against the locked row so a bound never loosens."""
+        applied = []
+        for step in steps:
+            req = session.scalars(select(Requirement).where(
+                Requirement.id == step.requirement_id, Requirement.model_id == model.id,
+                Requirement.active).with_for_update()).one_or_none()
+            if req is None:
+                continue
+            stricter = step.new_bound < req.bound if req.direction == "max" else step.new_bound > req.bound
+            if not stricter:
+                continue
+            session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound, new_bound=step.new_bound,
+                                          change="ratchet", changed_by=changed_by, reason=step.reason,
+                                          promotion_id=promotion.id))
+            applied.append({"requirement_id": req.id, "metric": req.metric, "scope": req.scope,
+                            "relative_to": req.relative_to, "direction": req.direction,
+                            "old_bound": req.bound, "new_bound": step.new_bound})
+            req.bound, req.updated_at = step.new_bound, func.now()
+        return applied
+
     # -- alerts outbox ---------------------------------------------------------
     def enqueue_alert(self, model: str, *, dedupe_key: str, source: str, run_id: str | None,
                       recipients: list[str], subject: str, body_text: str, body_html: str | None = None) -> int:
@@ -388,6 +468,30 @@ class Registry:
         with self.session() as session:
             m = self._model(session, model)
             return list(session.scalars(select(GoldenCase).where(GoldenCase.model_id == m.id).order_by(GoldenCase.id)))
+
+    def sync_golden_file(self, model: str, cases: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Make the model's 'file' cases exactly `cases` (by case_key) in one transaction.
+
+        New keys are added, an existing key takes the file's name, expectation and tolerance, and
+        file cases no longer in the file are removed. Harvested cases are never touched.
+        """
+        cases = [dict(case, source="file") for case in cases]
+        with self.session() as session:
+            m = self._model(session, model, lock=True)
+            existing = set(session.scalars(select(GoldenCase.case_key).where(
+                GoldenCase.model_id == m.id, GoldenCase.source == "file")))
+            keys = {case["case_key"] for case in cases}
+            stale = existing - keys
+            if stale:
+                session.execute(delete(GoldenCase).where(GoldenCase.model_id == m.id, GoldenCase.source == "file",
+                                                         GoldenCase.case_key.in_(stale)))
+            for case in cases:
+                stmt = insert(GoldenCase).values(model_id=m.id, **_jsonable(case))
+                session.execute(stmt.on_conflict_do_update(
+                    constraint="uq_golden_case",
+                    set_={k: stmt.excluded[k] for k in ("name", "inputs", "expected", "tolerance")},
+                    where=GoldenCase.source == "file"))
+            return {"added": len(keys - existing), "removed": len(stale), "kept": len(keys & existing)}
 
 
 def _yaml_bound_changed(session: Session, req: Requirement, bound: float) -> bool:

@@ -1,0 +1,93 @@
+"""Builders for promotion tests: a model spec, fitted versions registered through the Registry,
+back-test evaluations and now-test days stored the way the DAGs store them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sqlalchemy import select
+
+from ratchet import artifacts
+from ratchet.config import parse_spec
+from ratchet.registry import EvaluationRow
+from ratchet.registry.schema import Base
+
+MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04"]
+FEATURES = ["x1", "x2"]
+
+
+def spec_dict(name="demand", table="demand_source", **promotion) -> dict:
+    return {
+        "name": name, "task": "regression", "owner": "tests", "alert_emails": ["owner@example.com"],
+        "source": {"table": table, "time_column": "ts", "target": "y", "features": FEATURES},
+        "estimators": [{"class": "sklearn.linear_model.Ridge"}],
+        "baselines": ["last_value", "mean"],
+        "requirements": [
+            {"metric": "rmse", "max": 10.0},
+            {"metric": "rmse", "max": 0.95, "relative_to": "baseline"},
+            {"metric": "mae", "max": 8.0, "scope": "nowtest"},
+            {"metric": "model_size_bytes", "max": 10_000_000},
+        ],
+        "promotion": {"min_improvement": 0.05, "min_months_won": 3, "min_trial_days": 3,
+                      "ratchet": {"enabled": True, "slack": 0.1}, **promotion},
+    }
+
+
+def make_spec(tmp_path: Path, data: dict):
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return parse_spec(path, data)
+
+
+def training_frame(seed: int = 0, n: int = 60) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 2)), columns=FEATURES)
+    return X, 3.0 * X["x1"] - 2.0 * X["x2"] + rng.normal(scale=0.1, size=n)
+
+
+def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, **overrides) -> int:
+    """Fit a small Ridge and register it like the retrain DAG does; returns the version number."""
+    from sklearn.linear_model import Ridge
+
+    X, y = training_frame()
+    art = artifacts.dump(Ridge(alpha=alpha).fit(X, y))
+    fields = dict(estimator_class="sklearn.linear_model.Ridge", hyperparameters={"alpha": alpha},
+                  artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
+                  dataset_fingerprint="f" * 64, features=FEATURES, target="y", package_versions={},
+                  author="tests", fit_seconds=0.01, size_bytes=art.size_bytes, predict_latency_p95_ms=0.5)
+    fields.update(overrides)
+    return registry.register_version(model, run_id=run_id, trial_id=None, **fields)
+
+
+def store_backtest(registry, model: str, contender_values: dict[str, list[float]], metric="rmse",
+                   extra_metrics: dict[str, float] | None = None) -> None:
+    """contender ('v1', 'last_value', ...) -> one value of `metric` per month of MONTHS."""
+    rows = []
+    for contender, values in contender_values.items():
+        version = int(contender[1:]) if contender.startswith("v") and contender[1:].isdigit() else None
+        for month, value in zip(MONTHS, values):
+            metrics = {metric: value, **{m: value * f for m, f in (extra_metrics or {}).items()}}
+            for name, v in metrics.items():
+                rows.append(EvaluationRow(kind="backtest", contender=contender, partition=month, metric=name,
+                                          value=v, n_rows=30, run_id="bt", version=version,
+                                          baseline=None if version else contender))
+    registry.record_evaluations(model, rows)
+
+
+def store_nowtest_days(registry, model: str, version: int, days: list[str], passed: bool = True) -> None:
+    registry.record_evaluations(model, [
+        EvaluationRow(kind="nowtest", contender=f"v{version}", partition=day, metric="mae", value=1.0, n_rows=7,
+                      run_id=f"nt-{day}", version=version, passed=passed)
+        for day in days])
+
+
+def snapshot(registry) -> dict[str, list[tuple]]:
+    """Every row of every registry table, to prove that a refused request changed nothing."""
+    out = {}
+    with registry.session() as session:
+        for table in Base.metadata.sorted_tables:
+            rows = session.execute(select(table).order_by(*table.primary_key.columns)).all()
+            out[table.name] = [tuple(r) for r in rows]
+    return out
