@@ -79,13 +79,13 @@ def run_partition(registry, spec, months: list[str], *, run_id: str, end) -> dic
         train = (times < start).to_numpy()
         if spec.backtest.window != "expanding":
             train &= (times >= start - pd.DateOffset(months=int(spec.backtest.window))).to_numpy()
+        if not test.any() or not train.any():
+            raise data.DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
+                                 f"and {int(train.sum())} rows before it to train on")
         for contender in everyone:
-            if stored.get((contender.name, month)) == fingerprints.get(month):
+            if stored.get((contender.name, month)) == fingerprints[month]:
                 skipped += 1
                 continue
-            if not test.any() or not train.any():
-                raise data.DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
-                                     f"and {int(train.sum())} rows before it to train on")
             model = _estimator_for(spec, contender).fit(X[train], y[train])
             scores, _ = metrics.evaluate(spec.task, model, X[test], y[test])
             computed += 1
