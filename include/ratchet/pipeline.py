@@ -59,3 +59,50 @@ def backtest_report(model: str, *, end) -> str:
 
     with model_context(model) as (spec, registry):
         return str(reports.write_report(registry, spec, run_key("ratchet_backtest", end)))
+
+
+def airflow_run_url(dag_id: str, run_id: str) -> str:
+    """Link to a DAG run in the Airflow UI, for alert mails."""
+    from urllib.parse import quote
+
+    from ratchet import settings
+
+    return f"{settings.airflow_base_url()}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def nowtest(model: str, *, end, airflow_run_id: str) -> dict[str, Any]:
+    from ratchet import nowtest as nowtests
+
+    with model_context(model) as (spec, registry):
+        outcome = nowtests.run_nowtest(registry, spec, run_id=run_key("ratchet_nowtest", end), data_interval_end=end,
+                                       airflow_run_url=airflow_run_url("ratchet_nowtest", airflow_run_id))
+    return outcome.summary()
+
+
+def regression(model: str, *, end, airflow_run_id: str) -> dict[str, Any]:
+    from ratchet import regression as regressions
+
+    with model_context(model) as (spec, registry):
+        outcome = regressions.run_regression(registry, spec, run_id=run_key("ratchet_regression", end),
+                                             data_interval_end=end,
+                                             airflow_run_url=airflow_run_url("ratchet_regression", airflow_run_id))
+    return outcome.summary()
+
+
+def deliver_alerts(models: list[str], results, *, what: str, conn_id: str | None = None) -> dict[str, list[int]]:
+    """Send every queued alert (of every model) through the Airflow SMTP connection, then fail the
+    task if some model's step did not finish, so the DAG run is not green when a model failed."""
+    from ratchet import alerts, settings
+    from ratchet.registry import Registry
+
+    registry = Registry.from_settings()
+    try:
+        report = alerts.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID)
+    finally:
+        registry.dispose()
+    finished = {result["model"] for result in results if result}
+    missing = sorted(set(models) - finished)
+    if missing:
+        raise RuntimeError(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why "
+                           f"(alerts were delivered: {report['sent']})")
+    return report

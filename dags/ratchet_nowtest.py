@@ -1,0 +1,61 @@
+"""ratchet_nowtest: daily now-test of each model's champion and candidates in trial; alerts on a breach."""
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import TriggerRule, dag, get_current_context, task
+
+from ratchet.config import model_names
+
+DOC = """
+### Daily now-test
+For every model (one mapped task per model; one model's failure does not stop the others):
+the champion and every candidate in trial (versions newer than the champion) predict the last
+`nowtest.window_days` days before the run's data interval end with their **stored** estimators.
+Their metrics, the baselines' metrics on the same rows, each now-test requirement's verdict,
+the worst misses and the drift (PSI) of every feature against the version's training window are
+stored as `nowtest` evaluations of the window's last day.
+
+A breach by the champion, or fewer than `nowtest.min_rows` rows in the window (stale data), writes
+**one** alert per model and date to the outbox and adds the champion's worst misses to the model's
+golden regression cases. The `deliver_alerts` task then mails every queued alert to the model's
+`alert_emails` through the `smtp_default` connection. If SMTP is down that task fails, the alert
+stays queued, and the retry (or the next delivery of any Ratchet DAG) sends it, exactly once.
+Re-running a date overwrites its results and sends nothing twice.
+"""
+
+
+@dag(
+    dag_id="ratchet_nowtest",
+    schedule="0 6 * * *",
+    start_date=dt.datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ratchet"],
+    doc_md=DOC,
+    default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+)
+def ratchet_nowtest():
+    @task
+    def configured_models() -> list[str]:
+        return model_names()
+
+    @task(map_index_template="{{ model }}")
+    def nowtest(model: str, data_interval_end=None, dag_run=None) -> dict:
+        from ratchet import pipeline
+
+        get_current_context()["model"] = model
+        return pipeline.nowtest(model, end=data_interval_end or dag_run.run_after, airflow_run_id=dag_run.run_id)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def deliver_alerts(models: list[str], results) -> dict:
+        """Mail every queued alert; fails (and retries) while SMTP is unreachable or when a model's task failed."""
+        from ratchet import pipeline
+
+        return pipeline.deliver_alerts(models, list(results), what="now-test")
+
+    models = configured_models()
+    deliver_alerts(models, nowtest.expand(model=models))
+
+
+ratchet_nowtest()

@@ -1,0 +1,55 @@
+"""ratchet_regression: nightly golden-case regression tests of each model's champion."""
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import TriggerRule, dag, get_current_context, task
+
+from ratchet.config import model_names
+
+DOC = """
+### Nightly regression tests
+For every model (one mapped task per model): load the golden cases file next to the model's YAML
+(`<name>.golden.yaml`; a bad file fails the model's task with the file, case and field, and
+changes nothing), then run every golden case (from the file and harvested from failed now-tests)
+through the champion's **stored** estimator. The pass rate is stored as a `regression`
+evaluation of the day; a failed case writes one alert per model and date to the outbox, and
+`deliver_alerts` mails it through `smtp_default` (failing visibly, and retrying, while SMTP is down).
+The same check is gate 3 of `ratchet_promote`.
+"""
+
+
+@dag(
+    dag_id="ratchet_regression",
+    schedule="0 4 * * *",
+    start_date=dt.datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ratchet"],
+    doc_md=DOC,
+    default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+)
+def ratchet_regression():
+    @task
+    def configured_models() -> list[str]:
+        return model_names()
+
+    @task(map_index_template="{{ model }}")
+    def regression(model: str, data_interval_end=None, dag_run=None) -> dict:
+        from ratchet import pipeline
+
+        get_current_context()["model"] = model
+        return pipeline.regression(model, end=data_interval_end or dag_run.run_after, airflow_run_id=dag_run.run_id)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def deliver_alerts(models: list[str], results) -> dict:
+        """Mail every queued alert; fails (and retries) while SMTP is unreachable or when a model's task failed."""
+        from ratchet import pipeline
+
+        return pipeline.deliver_alerts(models, list(results), what="regression tests")
+
+    models = configured_models()
+    deliver_alerts(models, regression.expand(model=models))
+
+
+ratchet_regression()

@@ -1,0 +1,256 @@
+"""Model regression tests: golden cases with expected outputs and tolerances.
+
+Cases come from two places: a file the user keeps next to the model's YAML
+(`<stem>.golden.yaml`, or the file named by `golden_cases:`) and the worst misses harvested
+from failed now-tests. The file is a YAML list of
+
+    - name: holiday with heavy rain          # unique in the file
+      inputs: {temperature: 3.0, precipitation: 25.0, is_holiday: 1, promo: 0,
+               day_of_week: 2, target_lag_1: 180.0, target_lag_7: 175.0}
+      expected: 140.0
+      tolerance: 15.0                        # |prediction - expected| <= tolerance passes
+
+`inputs` holds every feature of the model and each `target_lag_<k>` of `source.target_lags`.
+A bad file raises GoldenFileError naming the file, the case index and the field, before
+anything is stored. A case's key is the sha256 of its name and inputs, so editing the
+expectation or tolerance of a case updates it, and removing it from the file removes it.
+Every case runs against a version's STORED estimator, exactly as it is served.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ratchet.data import lag_name
+
+CASE_FIELDS = ("name", "inputs", "expected", "tolerance")
+INTERNAL_PREFIX = "_baseline_lag_"  # helper columns of the baselines; never part of a case's inputs
+
+
+class GoldenFileError(ValueError):
+    """A golden-case file is wrong: the message names the file, the case and the field."""
+
+    def __init__(self, path: Path | str, where: str, expected: str, got: Any = ...):
+        self.path, self.where, self.expected = str(path), where, expected
+        message = f"{path}: {where}: expected {expected}"
+        if got is not ...:
+            message += f", got {got!r}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    passed: bool
+    failures: list[dict[str, Any]] = field(default_factory=list)  # {name, source, expected, predicted, tolerance, error}
+    n_cases: int = 0
+
+    def describe(self) -> str:
+        if self.passed:
+            return f"{self.n_cases} golden case(s) passed"
+        return f"{len(self.failures)} of {self.n_cases} golden case(s) failed: " + "; ".join(
+            describe_failure(f) for f in self.failures[:5])
+
+
+def describe_failure(failure: dict[str, Any]) -> str:
+    if failure.get("error"):
+        return f"{failure['name']}: {failure['error']}"
+    return (f"{failure['name']}: predicted {failure['predicted']:.4g}, expected {failure['expected']:.4g} "
+            f"± {failure['tolerance']:.4g}")
+
+
+def case_key(*parts: Any) -> str:
+    """A stable sha256 of the parts (JSON with sorted keys)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def expected_inputs(spec) -> tuple[list[str] | None, list[str]]:
+    """(declared features or None when the spec takes every column, lag inputs) a case must give."""
+    features = list(spec.source.features) if spec.source.features is not None else None
+    return features, [lag_name(lag) for lag in spec.source.target_lags]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validate_case(spec, path: Path, index: int, raw: Any, names: set[str]) -> dict[str, Any]:
+    where = f"case [{index}]"
+    if not isinstance(raw, dict):
+        raise GoldenFileError(path, where, "a mapping with " + ", ".join(CASE_FIELDS), raw)
+    unknown = sorted(set(raw) - set(CASE_FIELDS))
+    if unknown:
+        raise GoldenFileError(path, f"{where} field '{unknown[0]}'", f"only the fields {list(CASE_FIELDS)}")
+    for name in CASE_FIELDS:
+        if raw.get(name) is None:
+            raise GoldenFileError(path, f"{where} field '{name}'", "a value; the field is required")
+    name = raw["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise GoldenFileError(path, f"{where} field 'name'", "a non-empty string", name)
+    where = f"case [{index}] {name!r}"
+    if name in names:
+        raise GoldenFileError(path, f"{where} field 'name'", "a name not used by an earlier case", name)
+    inputs = raw["inputs"]
+    if not isinstance(inputs, dict) or not inputs:
+        raise GoldenFileError(path, f"{where} field 'inputs'", "a mapping of feature -> value", inputs)
+    features, lags = expected_inputs(spec)
+    required = [*(features or []), *lags]
+    missing = [c for c in required if c not in inputs]
+    if missing:
+        raise GoldenFileError(path, f"{where} field 'inputs'", f"a value for every input {required}; missing {missing}")
+    if features is not None:
+        extra = sorted(set(inputs) - set(required))
+        if extra:
+            raise GoldenFileError(path, f"{where} field 'inputs.{extra[0]}'",
+                                  f"only the model's inputs {required}", extra[0])
+    for column, value in inputs.items():
+        categorical = column in spec.source.categorical
+        if not (_number(value) or (categorical and isinstance(value, str))):
+            kind = "a number or a string (categorical feature)" if categorical else "a finite number"
+            raise GoldenFileError(path, f"{where} field 'inputs.{column}'", kind, value)
+    expected, tolerance = raw["expected"], raw["tolerance"]
+    if not _number(expected):
+        raise GoldenFileError(path, f"{where} field 'expected'", "a finite number (the expected prediction)", expected)
+    if not _number(tolerance) or tolerance < 0:
+        raise GoldenFileError(path, f"{where} field 'tolerance'", "a number >= 0", tolerance)
+    names.add(name)
+    return {"case_key": case_key(name, inputs), "name": name, "inputs": dict(inputs),
+            "expected": float(expected), "tolerance": float(tolerance)}
+
+
+def read_golden_file(spec) -> list[dict[str, Any]]:
+    """The validated cases of the model's golden file ([] when the model has none)."""
+    path = spec.golden_cases_file
+    if path is None or not Path(path).exists():
+        return []
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise GoldenFileError(path, "(document)", "valid YAML", str(exc).splitlines()[0]) from None
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise GoldenFileError(path, "(document)", "a list of cases", type(raw).__name__)
+    names: set[str] = set()
+    return [_validate_case(spec, Path(path), i, case, names) for i, case in enumerate(raw)]
+
+
+def load_golden_file(registry, spec) -> dict[str, int]:
+    """Validate the whole file first, then make the stored file cases match it (one transaction)."""
+    return registry.sync_golden_file(spec.name, read_golden_file(spec))
+
+
+def input_frame(spec, version, rows: list[dict[str, Any]]):
+    """A DataFrame in the column order the version was trained on, from plain input mappings.
+
+    The baselines' helper columns are left empty (the estimator pipelines drop them); a missing
+    model input raises KeyError naming it.
+    """
+    import pandas as pd
+
+    columns = list(version.features)
+    frame = pd.DataFrame(rows).reindex(columns=columns)
+    for column in columns:
+        if column in spec.source.categorical:
+            frame[column] = frame[column].astype(object)
+        else:
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
+    return frame
+
+
+def _missing_inputs(version, inputs: dict[str, Any]) -> list[str]:
+    return [c for c in version.features if not c.startswith(INTERNAL_PREFIX) and inputs.get(c) is None]
+
+
+def evaluate_cases(spec, version, estimator, cases) -> GoldenResult:
+    """Run golden cases (GoldenCase rows or dicts) through a fitted estimator."""
+    failures, runnable = [], []
+    for case in cases:
+        get = case.get if isinstance(case, dict) else lambda key, c=case: getattr(c, key)
+        item = {"name": get("name"), "source": get("source"), "expected": get("expected"),
+                "tolerance": get("tolerance"), "inputs": get("inputs")}
+        missing = _missing_inputs(version, item["inputs"])
+        if missing:
+            failures.append({**_public(item), "predicted": None,
+                             "error": f"inputs lack {missing} that v{version.version} needs"})
+        else:
+            runnable.append(item)
+    n_cases = len(failures) + len(runnable)
+    if runnable:
+        predictions = estimator.predict(input_frame(spec, version, [c["inputs"] for c in runnable]))
+        for item, predicted in zip(runnable, predictions):
+            predicted = float(predicted)
+            if not abs(predicted - item["expected"]) <= item["tolerance"]:
+                failures.append({**_public(item), "predicted": predicted, "error": None})
+    return GoldenResult(passed=not failures, failures=failures, n_cases=n_cases)
+
+
+def _public(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: item[k] for k in ("name", "source", "expected", "tolerance")}
+
+
+def run_golden_cases(registry, spec, version: int) -> GoldenResult:
+    """Load the golden file (a bad file raises, nothing changes), then run every case of the model
+    (file and harvested) against the stored estimator of `version`."""
+    load_golden_file(registry, spec)
+    cases = registry.golden_cases(spec.name)
+    if not cases:
+        return GoldenResult(passed=True, failures=[], n_cases=0)
+    from ratchet import artifacts
+
+    row = registry.version(spec.name, version)
+    estimator = artifacts.load(row.artifact, row.artifact_sha256, row.artifact_format)
+    return evaluate_cases(spec, row, estimator, cases)
+
+
+@dataclass(frozen=True)
+class RegressionOutcome:
+    model: str
+    partition: str
+    version: int | None  # the champion tested (None: the model has no champion yet)
+    result: GoldenResult | None
+    alert_id: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        result = self.result
+        return {"model": self.model, "partition": self.partition, "version": self.version,
+                "n_cases": result.n_cases if result else 0, "passed": result.passed if result else None,
+                "failures": [describe_failure(f) for f in result.failures[:20]] if result else [],
+                "alert_id": self.alert_id}
+
+
+def run_regression(registry, spec, *, run_id: str, data_interval_end, airflow_run_url: str) -> RegressionOutcome:
+    """Run the golden cases against the champion, store the pass rate, and alert on a failure.
+
+    Stored as one evaluation (kind 'regression', metric 'golden_pass_rate', partition = the day
+    before `data_interval_end`), so a re-run of the same date replaces it. The alert's dedupe key
+    is `regression:<model>:<run_id>`: one mail per model and date.
+    """
+    from ratchet.nowtest import window_bounds
+    from ratchet.registry import EvaluationRow, version_contender
+
+    _start, _end, partition = window_bounds(data_interval_end, 1)
+    load_golden_file(registry, spec)  # a bad file fails the task before anything is stored
+    champion = registry.champion(spec.name)
+    if champion is None:
+        return RegressionOutcome(spec.name, partition, None, None)
+    result = run_golden_cases(registry, spec, champion.version)
+    rate = (result.n_cases - len(result.failures)) / result.n_cases if result.n_cases else None
+    registry.record_evaluations(spec.name, [EvaluationRow(
+        kind="regression", contender=version_contender(champion.version), version=champion.version,
+        partition=partition, metric="golden_pass_rate", value=rate, n_rows=result.n_cases, run_id=run_id,
+        passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})])
+    alert_id = None
+    if not result.passed:
+        from ratchet import alerts
+
+        subject, text, body = alerts.build_regression_alert(spec.name, champion.version, result, airflow_run_url)
+        alert_id = registry.enqueue_alert(spec.name, dedupe_key=f"regression:{spec.name}:{run_id}",
+                                          source="regression", run_id=run_id, recipients=list(spec.alert_emails),
+                                          subject=subject, body_text=text, body_html=body)
+    return RegressionOutcome(spec.name, partition, champion.version, result, alert_id)

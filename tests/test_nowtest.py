@@ -1,0 +1,264 @@
+"""Now-tests against a real registry, real data in PostgreSQL and a real SMTP server (aiosmtpd)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from nowtest_helpers import (AFTER_CHANGE, BEFORE_CHANGE, EMAILS, MODEL, counts, train_champion, write_source,
+                             write_spec)
+from ratchet import alerts
+from ratchet.nowtest import PSI_WARNING, harvest_tolerance, psi, run_nowtest
+
+RUN_URL = "http://localhost:8080/dags/ratchet_nowtest/runs/scheduled__2025-08-01T06%3A00%3A00%2B00%3A00"
+
+
+@pytest.fixture
+def model(tmp_path, registry):
+    write_source(registry)
+    spec = write_spec(tmp_path)
+    versions = train_champion(registry, spec)
+    return spec, versions
+
+
+def _run(registry, spec, end, run_id=None):
+    return run_nowtest(registry, spec, run_id=run_id or f"nt@{end.isoformat()}", data_interval_end=end,
+                       airflow_run_url=RUN_URL)
+
+
+def smtp_down(monkeypatch) -> str:
+    """Point `smtp_default` at a port nobody listens on; returns the working connection to restore."""
+    import os
+
+    from conftest import free_port
+
+    working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
+    down = json.loads(working) | {"port": free_port()}
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(down))
+    return working
+
+
+def _html(message) -> str:
+    part = message.get_body(("html", "plain"))
+    return part.get_content()
+
+
+def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(model, registry, smtp_server):
+    spec, (champion, candidate) = model
+    before = _run(registry, spec, BEFORE_CHANGE)
+    assert before.passed and not before.stale and before.alert_id is None
+    assert before.partition == "2025-07-10" and before.n_rows == 14
+    assert {r.contender: r.role for r in before.results} == {f"v{champion}": "champion", f"v{candidate}": "candidate"}
+    stored = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")
+    assert [(e.partition, e.passed, e.n_rows) for e in stored] == [("2025-07-10", True, 14)]
+    assert stored[0].value < 0.08
+    assert registry.evaluations(MODEL, "nowtest", contender="seasonal_naive_7", metric="rmse")  # baselines too
+    assert alerts.deliver_alerts(registry)["sent"] == [] and smtp_server.messages == []
+
+    after = _run(registry, spec, AFTER_CHANGE)
+    assert not after.passed and after.alert_id is not None
+    failed = {r.metric for r in after.champion.failed}
+    assert failed == {"mape", "rmse"}
+    mape = next(r for r in after.champion.requirements if r.metric == "mape")
+    assert mape.value > 0.2
+    rmse = next(r for r in after.champion.requirements if r.metric == "rmse")
+    assert rmse.relative_to == "baseline" and rmse.baseline_value == pytest.approx(
+        min(after.baselines[b]["rmse"] for b in spec.baselines))
+
+    report = alerts.deliver_alerts(registry)
+    assert report["sent"] == [after.alert_id]
+    assert len(smtp_server.messages) == 1
+    mail = smtp_server.messages[0]
+    assert sorted(mail["to"]) == sorted(EMAILS)
+    subject = mail["message"]["Subject"]
+    assert subject.startswith(f"[Ratchet] {MODEL} now-test failed: mape {mape.value:.4g} > max 0.08")
+    assert f"rmse {rmse.value:.4g} > max 1 × {rmse.baseline_name} {rmse.baseline_value:.4g}" in subject
+    body = _html(mail["message"])
+    assert f"{mape.value:.4g}" in body and "max 0.08" in body  # metric, value, bound
+    assert f"{rmse.baseline_name} {rmse.baseline_value:.4g}" in body  # baseline value on the same rows
+    assert "2025-07-18 06:00 .. 2025-08-01 06:00" in body and "Rows: 14" in body  # window, row count
+    assert "Worst misses" in body
+    for miss in after.champion.worst_misses:  # the table of the worst misses
+        assert miss["time"] in body and f"{miss['actual']:.4g}" in body and f"{miss['predicted']:.4g}" in body
+    assert len(after.champion.worst_misses) == 5
+    assert RUN_URL in body
+    assert "target_lag_1" in after.champion.drift_warnings and "Drift warnings" in body
+
+    row = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")[-1]
+    assert row.partition == "2025-08-01" and row.passed is False
+    assert row.details["window"]["start"].startswith("2025-07-18") and row.details["n_rows"] == 14
+    assert row.details["drift"]["target_lag_1"] > PSI_WARNING and len(row.details["worst_misses"]) == 5
+    assert {r["metric"] for r in row.details["requirements"] if not r["passed"]} == {"mape", "rmse"}
+
+
+def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
+    spec, _ = model
+    first = _run(registry, spec, AFTER_CHANGE, run_id="nt-run")
+    alerts.deliver_alerts(registry)
+    before = counts(registry)
+    again = _run(registry, spec, AFTER_CHANGE, run_id="nt-run")
+    assert again.alert_id == first.alert_id and again.harvested == 0
+    assert alerts.deliver_alerts(registry)["sent"] == []
+    assert counts(registry) == before
+    assert len(smtp_server.messages) == 1
+    assert [a.status for a in registry.alerts(MODEL)] == ["sent"]
+
+
+def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server):
+    spec, (champion, _) = model
+    # data ends 2025-08-31: the window 2025-08-27 .. 2025-09-10 has 5 rows, fewer than min_rows 7
+    outcome = _run(registry, spec, dt.datetime(2025, 9, 10, tzinfo=dt.timezone.utc))
+    assert outcome.stale and outcome.n_rows == 5 and not outcome.passed and outcome.harvested == 0
+    rows = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}")
+    assert [(r.metric, r.value, r.passed) for r in rows] == [("rows", 5.0, False)]
+    # and no rows at all (the source stopped) is stale too
+    empty = _run(registry, spec, dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc))
+    assert empty.stale and empty.n_rows == 0
+
+    alerts.deliver_alerts(registry)
+    subjects = sorted(m["message"]["Subject"] for m in smtp_server.messages)
+    assert subjects == [f"[Ratchet] {MODEL} now-test failed: stale data: 0 rows < min_rows 7 in the last 14 days",
+                        f"[Ratchet] {MODEL} now-test failed: stale data: 5 rows < min_rows 7 in the last 14 days"]
+    assert "2025-08-27 00:00 .. 2025-09-10 00:00" in "".join(_html(m["message"]) for m in smtp_server.messages)
+
+
+def test_smtp_down_keeps_the_alert_queued_and_it_is_sent_exactly_once_when_back(model, registry, smtp_server,
+                                                                                 monkeypatch):
+    spec, _ = model
+    outcome = _run(registry, spec, AFTER_CHANGE)
+    up = smtp_down(monkeypatch)
+    with pytest.raises(alerts.AlertDeliveryError, match=r"could not be sent.*stay queued"):
+        alerts.deliver_alerts(registry)
+    with pytest.raises(alerts.AlertDeliveryError):
+        alerts.deliver_alerts(registry)  # the next run while still down: tried again, still kept
+    (alert,) = registry.alerts(MODEL)
+    assert alert.id == outcome.alert_id and alert.status == "queued" and alert.attempts == 2
+    assert "Connection refused" in alert.last_error or "ConnectionRefused" in alert.last_error
+    assert smtp_server.messages == []
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", up)  # the server is reachable again
+    assert alerts.deliver_alerts(registry)["sent"] == [alert.id]
+    assert alerts.deliver_alerts(registry)["sent"] == []
+    assert len(smtp_server.messages) == 1
+    (alert,) = registry.alerts(MODEL)
+    assert alert.status == "sent" and alert.attempts == 3 and alert.last_error is None and alert.sent_at
+
+
+def test_an_alert_being_sent_elsewhere_is_not_sent_again(model, registry, smtp_server):
+    spec, _ = model
+    outcome = _run(registry, spec, AFTER_CHANGE)
+    assert registry.claim_alert(outcome.alert_id) is not None  # another sender claimed it (or died after sending)
+    report = alerts.deliver_alerts(registry)
+    assert report["sent"] == [] and report["stuck_sending"] == [outcome.alert_id]
+    assert smtp_server.messages == []
+
+
+def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, smtp_server):
+    spec, _ = model
+    first = _run(registry, spec, AFTER_CHANGE, run_id="a")
+    assert first.harvested == 5
+    assert _run(registry, spec, AFTER_CHANGE, run_id="b").harvested == 0  # same date, another run: same misses
+    nxt = _run(registry, spec, AFTER_CHANGE + dt.timedelta(days=1), run_id="c")
+    cases = registry.golden_cases(MODEL)
+    assert len(cases) == 5 + nxt.harvested and len({c.case_key for c in cases}) == len(cases)
+    assert {c.source for c in cases} == {"harvested"}
+    times = {m["time"] for m in first.champion.worst_misses} | {m["time"] for m in nxt.champion.worst_misses}
+    assert len(cases) == len(times)
+    case = next(c for c in cases if first.champion.worst_misses[0]["time"][:16] in c.name)
+    miss = first.champion.worst_misses[0]
+    assert case.expected == pytest.approx(miss["actual"])
+    assert set(case.inputs) == {"temperature", "precipitation", "is_holiday", "promo", "day_of_week",
+                                "target_lag_1", "target_lag_7"}
+    assert case.tolerance == pytest.approx(harvest_tolerance(spec, first.champion.failed, miss["actual"], None))
+    # the champion misses its own harvested cases; the regression tests now catch it
+    from ratchet.regression import run_golden_cases
+
+    result = run_golden_cases(registry, spec, first.champion.version)
+    assert not result.passed and result.n_cases == len(cases)
+
+
+def test_harvest_tolerance_is_the_per_row_error_the_failed_requirement_allows(model):
+    spec, _ = model
+    from ratchet.requirements import RequirementResult
+
+    def failed(metric, effective):
+        return RequirementResult(None, metric, "max", effective, effective, None, None, None, 99.0, "nowtest", False)
+
+    assert harvest_tolerance(spec, [failed("mape", 0.1)], 200.0, 7.0) == pytest.approx(20.0)
+    assert harvest_tolerance(spec, [failed("mape", 0.1), failed("mae", 30.0)], 200.0, 7.0) == pytest.approx(30.0)
+    assert harvest_tolerance(spec, [failed("r2", 0.5)], 200.0, 7.0) == pytest.approx(7.0)  # best baseline's error
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=2000)
+    assert psi(base, rng.normal(size=500)) < 0.05
+    assert psi(base, rng.normal(loc=1.5, size=500)) > PSI_WARNING
+    assert psi([0, 1, 0, 0, 1], [1, 1, 1, 1]) > PSI_WARNING  # few values: compared as categories
+    assert psi([], [1.0]) is None
+
+
+def test_a_model_without_versions_is_skipped_and_a_bad_source_raises_clearly(tmp_path, registry):
+    write_source(registry)
+    spec = write_spec(tmp_path)
+    registry.sync_model(spec)
+    outcome = _run(registry, spec, AFTER_CHANGE)
+    assert outcome.results == [] and not outcome.alerting and outcome.alert_id is None  # nothing to test
+    assert counts(registry)["evaluations"] == 0
+    train_champion(registry, spec)
+    with registry.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("ALTER TABLE nowtest_src.demand DROP COLUMN promo"))
+    from ratchet.data import DataError
+
+    before = counts(registry)
+    with pytest.raises(DataError, match=r"missing columns \['promo'\]"):
+        _run(registry, spec, AFTER_CHANGE)
+    assert counts(registry) == before
+    assert json.dumps(outcome.summary())  # the XCom summary is JSON
+
+
+def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_tolerance(tmp_path, registry,
+                                                                                         smtp_server):
+    import textwrap
+
+    from sqlalchemy import text
+
+    from ratchet import demo
+    from ratchet.config import load_spec
+    from ratchet.search import retrain_model
+
+    frame = demo.generate_classification(dt.date(2024, 1, 1), dt.date(2025, 8, 31), seed=5)
+    with registry.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS nowtest_cls CASCADE; CREATE SCHEMA nowtest_cls"))
+        frame.to_sql("busy", conn, schema="nowtest_cls", index=False)
+    path = tmp_path / "busy.yaml"
+    path.write_text(textwrap.dedent("""
+        name: busy
+        task: classification
+        alert_emails: [ops@example.com]
+        source: {table: nowtest_cls.busy, time_column: day, target: busy, target_lags: [1]}
+        estimators: [{class: sklearn.linear_model.LogisticRegression}]
+        search: {n_trials: 1, cv_folds: 2, candidates: 1}
+        baselines: [majority, last_value]
+        requirements: [{metric: accuracy, min: 0.999, scope: nowtest}]
+        nowtest: {window_days: 28, min_rows: 7}
+    """))
+    spec = load_spec(path)
+    registry.sync_model(spec)
+    (version,) = retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2025, 7, 1))
+    registry.record_promotion("busy", version, kind="initial", outcome="promoted", triggered_by="tests",
+                              reason="first", gates=[], run_id="p", expected_previous_version=None)
+    outcome = _run(registry, spec, AFTER_CHANGE)
+    assert set(outcome.champion.scores) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert not outcome.passed and outcome.champion.failed[0].metric == "accuracy"
+    assert outcome.champion.worst_misses and all(m["actual"] != m["predicted"] for m in outcome.champion.worst_misses)
+    cases = registry.golden_cases("busy")
+    assert len(cases) == outcome.harvested == len(outcome.champion.worst_misses)
+    assert all(c.tolerance == 0.0 for c in cases)
+    alerts.deliver_alerts(registry)
+    assert smtp_server.messages[0]["message"]["Subject"].startswith("[Ratchet] busy now-test failed: accuracy ")

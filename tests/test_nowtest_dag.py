@@ -1,0 +1,103 @@
+"""Real Airflow runs (dag.test()) of ratchet_nowtest: a passing day, a failing day with its mail,
+a day with SMTP down (the delivery task fails, the alert stays queued) and the day after (sent once)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, counts, train_champion, write_source, write_spec
+from promote_helpers import register_fitted
+from ratchet.config import load_spec
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, registry):
+    write_source(registry)
+    spec = write_spec(tmp_path)
+    train_champion(registry, spec)
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / f"{dag_id}.py"))
+    assert not bag.import_errors
+    dag = bag.get_dag(dag_id)
+    for task in dag.tasks:  # fail at once instead of waiting minutes for a retry inside dag.test()
+        task.retries = 0
+    return dag
+
+
+def _states(run) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)
+        return {ti.task_id: ti.state for ti in tis}
+
+
+def test_nowtest_dag_on_two_dates_passes_then_mails_the_breach(airflow_db, models_dir, registry, smtp_server):
+    dag = _dag("ratchet_nowtest")
+    run = dag.test(logical_date=BEFORE_CHANGE)
+    assert run.state == "success"
+    rows = registry.evaluations(MODEL, "nowtest", metric="mape")
+    assert {r.contender for r in rows} >= {"v1", "v2"} and all(r.passed for r in rows if r.version_id)
+    assert smtp_server.messages == []
+
+    run = dag.test(logical_date=AFTER_CHANGE)
+    assert run.state == "success"
+    assert len(smtp_server.messages) == 1
+    message = smtp_server.messages[0]["message"]
+    assert message["Subject"].startswith(f"[Ratchet] {MODEL} now-test failed: mape ")
+    body = message.get_body(("html",)).get_content()
+    assert f"http://localhost:8080/dags/ratchet_nowtest/runs/{quote(run.run_id, safe='')}" in body
+    assert {r.partition for r in registry.evaluations(MODEL, "nowtest")} == {"2025-07-10", "2025-08-01"}
+
+    before = counts(registry)
+    assert dag.test(logical_date=AFTER_CHANGE).state == "success"  # a re-run of the date: nothing new
+    assert counts(registry) == before and len(smtp_server.messages) == 1
+
+
+def test_smtp_down_fails_the_delivery_task_and_the_next_run_sends_it_once(airflow_db, models_dir, registry,
+                                                                         smtp_server, monkeypatch):
+    from conftest import free_port
+
+    dag = _dag("ratchet_nowtest")
+    working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(json.loads(working) | {"port": free_port()}))
+    run = dag.test(logical_date=AFTER_CHANGE)
+    assert run.state == "failed"
+    states = _states(run)
+    assert states["deliver_alerts"] == "failed" and states["nowtest"] == "success"
+    (alert,) = registry.alerts(MODEL)
+    assert alert.status == "queued" and alert.attempts == 1 and alert.last_error
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", working)  # the server is back
+    run = dag.test(logical_date=AFTER_CHANGE + dt.timedelta(days=1))
+    assert run.state == "success"
+    subjects = [m["message"]["Subject"] for m in smtp_server.messages]
+    assert len(subjects) == 2 and len(registry.alerts(MODEL)) == 2  # yesterday's queued alert and today's
+    assert all(a.status == "sent" for a in registry.alerts(MODEL))
+    assert dag.test(logical_date=AFTER_CHANGE + dt.timedelta(days=1)).state == "success"
+    assert len(smtp_server.messages) == 2
+
+
+def test_one_models_failure_does_not_stop_the_others(airflow_db, models_dir, registry, smtp_server):
+    (models_dir / "broken.yaml").write_text(
+        "name: broken_model\ntask: regression\nsource: {table: nowtest_src.missing_table, time_column: day, "
+        "target: y}\nestimators: [{class: sklearn.linear_model.Ridge}]\n")
+    registry.sync_model(load_spec(models_dir / "broken.yaml"))
+    register_fitted(registry, "broken_model", "r1")
+    run = _dag("ratchet_nowtest").test(logical_date=AFTER_CHANGE)
+    assert run.state == "failed"  # the run says a model failed ...
+    assert len(smtp_server.messages) == 1  # ... and the healthy model's breach was still mailed
+    assert smtp_server.messages[0]["message"]["Subject"].startswith(f"[Ratchet] {MODEL} now-test failed")
+    assert registry.evaluations(MODEL, "nowtest") and not registry.evaluations("broken_model", "nowtest")
