@@ -16,6 +16,8 @@ TARGET_MS = 50.0
 PROBE = r"""
 import importlib.util, json, sys, time
 import airflow.sdk  # Airflow is already loaded in the dag-processor
+HEAVY = ("pandas", "sklearn", "sqlalchemy", "numpy", "scipy")
+already = {m for m in HEAVY if m in sys.modules}
 path = sys.argv[1]
 best = float("inf")
 for i in range(5):
@@ -26,13 +28,13 @@ for i in range(5):
     start = time.perf_counter()
     spec.loader.exec_module(module)
     best = min(best, (time.perf_counter() - start) * 1000)
-heavy = sorted(m for m in ("pandas", "sklearn", "sqlalchemy", "numpy", "scipy") if m in sys.modules)
+heavy = sorted(m for m in HEAVY if m in sys.modules and m not in already)
 print(json.dumps({"ms": best, "heavy": heavy}))
 """
 
 
 def main() -> int:
-    print(f"{'DAG file':32} {'parse ms':>9} {'target ms':>10}  heavy modules loaded")
+    print(f"{'DAG file':32} {'parse ms':>9} {'target ms':>10}  heavy modules the file adds")
     worst = 0.0
     for path in sorted(DAGS_DIR.glob("*.py")):
         out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True)

@@ -61,15 +61,16 @@ def database_on(server_url: str, name: str) -> str:
     return make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
 
 
-def airflow_env(ratchet_url: str, airflow_url: str) -> dict[str, str]:
+def airflow_env(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -> dict[str, str]:
+    """Environment of every Airflow process: our dags/plugins, LocalExecutor, connections, a known login."""
     from ratchet import settings
 
-    passwords = AIRFLOW_HOME / "passwords.json"
-    AIRFLOW_HOME.mkdir(exist_ok=True)
+    passwords = home / "passwords.json"
+    (home / "logs").mkdir(parents=True, exist_ok=True)
     passwords.write_text(json.dumps({LOGIN[0]: LOGIN[1]}))
     env = dict(os.environ)
     env.update({
-        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -95,11 +96,12 @@ def airflow_env(ratchet_url: str, airflow_url: str) -> dict[str, str]:
 class Processes:
     """Child processes in their own process groups, stopped together."""
 
-    def __init__(self):
+    def __init__(self, logs: Path = AIRFLOW_HOME / "logs"):
+        self.logs = logs
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(AIRFLOW_HOME / "logs" / f"{name}.log", "ab")
+        log = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                    start_new_session=True)
         self.children.append((name, process))
@@ -199,7 +201,6 @@ def main() -> int:
         db.upgrade(ratchet_url)
         db.ensure_database(airflow_url)
         env = airflow_env(ratchet_url, airflow_url)
-        (AIRFLOW_HOME / "logs").mkdir(parents=True, exist_ok=True)
         say("migrating Airflow's metadata database (first time: about a minute)")
         migrated = airflow(env, "db", "migrate")
         if migrated.returncode != 0:
