@@ -66,7 +66,7 @@ def ratchet_backtest(url: str) -> tuple[float, int]:
     registry.sync_model(spec)
     end = dt.datetime.combine(END + dt.timedelta(days=1), dt.time())
     search.retrain_model(registry, spec, run_id="bench", logical_date=end)
-    months = backtest.plan_partitions(spec, data.read_source(spec, end=end), end=end, chunks=1)[0]["months"]
+    months = backtest.month_groups(spec, data.read_source(spec, end=end), end=end, groups=1)[0]
     started = time.perf_counter()
     result = backtest.run_partition(registry, spec, months, run_id="bench", end=end)
     elapsed = time.perf_counter() - started

@@ -1,23 +1,27 @@
-"""ratchet_backtest: walk-forward back-test per model and month, after retraining and nightly."""
+"""ratchet_backtest: walk-forward back-test per model and group of months, after retraining and nightly."""
 from __future__ import annotations
 
 import datetime as dt
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, get_current_context, task
 
-from ratchet.config import model_names
+from ratchet.config import configured_model_names
+
+MODELS = configured_model_names()
+MONTH_GROUPS = 2  # mapped tasks per model: enough to spread over workers, few enough that task start-up stays small
 
 DOC = """
 ### Walk-forward back-test
 Runs when `ratchet_retrain` registers versions (asset `ratchet_model_versions`) and nightly at 03:00.
-For each model, the last `backtest.months` complete months are split into a few groups of months
-(one mapped task each, labelled *model · first..last month*). In each month, every contender (the
-champion, the last retrain's candidates, the baselines) is fitted on the data before the month
-(expanding window or the last `backtest.window` months) and scored on the month.
+For each model, the last `backtest.months` complete months are split into a few consecutive groups
+(one mapped task each, labelled *model · first..last month*), which spread over the workers. In each
+month, every contender (the champion, the last retrain's candidates, the baselines) is fitted on the
+data before the month (expanding window or the last `backtest.window` months) and scored on the month.
 
 A (contender, month) already computed on the same data (same chained fingerprint of every row up to
 the month) is skipped, so a re-run on unchanged data computes nothing. A report per model (chart per
-month with the requirement line, wins against the champion) is stored in PostgreSQL and in `reports/`.
+month with the requirement line, wins against the champion) is stored in PostgreSQL and in `reports/`;
+the run fails when some model's back-test or report did not finish.
 """
 
 
@@ -33,39 +37,35 @@ month with the requirement line, wins against the champion) is stored in Postgre
     default_args={"owner": "ratchet", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
 )
 def ratchet_backtest():
-    @task
-    def configured_models() -> list[str]:
-        return model_names()
-
-    @task(map_index_template="{{ model }}")
-    def plan(model: str, data_interval_end=None, dag_run=None) -> list[dict]:
+    @task(map_index_template="{{ label }}")
+    def backtest(model: str, group: int, data_interval_end=None, dag_run=None) -> dict:
         from ratchet import pipeline
 
-        get_current_context()["model"] = model
-        return pipeline.plan_backtest(model, end=data_interval_end or dag_run.run_after)
-
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def gather(plans) -> list[dict]:
-        """All models' month groups in one list; a model whose planning failed is left out."""
-        return [partition for model_plan in plans if model_plan for partition in model_plan]
-
-    @task(map_index_template="{{ partition['label'] }}")
-    def backtest(partition: dict, data_interval_end=None, dag_run=None) -> dict:
-        from ratchet import pipeline
-
-        get_current_context()["partition"] = partition
-        return pipeline.backtest_partition(partition, end=data_interval_end or dag_run.run_after)
+        context = get_current_context()
+        context["label"] = f"{model} · group {group + 1}/{MONTH_GROUPS}"
+        result = pipeline.backtest_group(model, group, MONTH_GROUPS, end=data_interval_end or dag_run.run_after)
+        if result["months"]:
+            context["label"] = f"{model} · {result['months'][0]}..{result['months'][-1]}"
+        return result
 
     @task(map_index_template="{{ model }}", trigger_rule=TriggerRule.ALL_DONE)
-    def report(model: str, data_interval_end=None, dag_run=None) -> str:
+    def report(model: str, data_interval_end=None, dag_run=None) -> dict:
         from ratchet import pipeline
 
         get_current_context()["model"] = model
         return pipeline.backtest_report(model, end=data_interval_end or dag_run.run_after)
 
-    models = configured_models()
-    partitions = gather(plan.expand(model=models))
-    backtest.expand(partition=partitions) >> report.expand(model=models)
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def verify(groups, reports) -> None:
+        from ratchet import pipeline
+
+        pipeline.require_every_model(MODELS, list(groups), what="back-test", per_model=MONTH_GROUPS)
+        pipeline.require_every_model(MODELS, list(reports), what="back-test report")
+
+    groups = backtest.expand_kwargs([{"model": m, "group": g} for m in MODELS for g in range(MONTH_GROUPS)])
+    reports = report.expand(model=MODELS)
+    groups >> reports
+    verify(groups, reports)
 
 
 ratchet_backtest()

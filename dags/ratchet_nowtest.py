@@ -5,7 +5,9 @@ import datetime as dt
 
 from airflow.sdk import TriggerRule, dag, get_current_context, task
 
-from ratchet.config import model_names
+from ratchet.config import configured_model_names
+
+MODELS = configured_model_names()
 
 DOC = """
 ### Daily now-test
@@ -36,10 +38,6 @@ Re-running a date overwrites its results and sends nothing twice.
     default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
 )
 def ratchet_nowtest():
-    @task
-    def configured_models() -> list[str]:
-        return model_names()
-
     @task(map_index_template="{{ model }}")
     def nowtest(model: str, data_interval_end=None, dag_run=None) -> dict:
         from ratchet import pipeline
@@ -54,8 +52,7 @@ def ratchet_nowtest():
 
         return pipeline.deliver_alerts(models, list(results), what="now-test")
 
-    models = configured_models()
-    deliver_alerts(models, nowtest.expand(model=models))
+    deliver_alerts(MODELS, nowtest.expand(model=MODELS))
 
 
 ratchet_nowtest()

@@ -5,18 +5,9 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task
 
-from ratchet.config import model_names
-from ratchet.settings import ConfigurationError
+from ratchet.config import configured_model_names
 
-
-def _configured_models() -> list[str]:
-    try:
-        return model_names()
-    except ConfigurationError:  # no models folder: the DAG still parses, the task explains
-        return []
-
-
-MODELS = _configured_models()
+MODELS = configured_model_names()
 
 DOC = """
 ### Promote a model version (manual)

@@ -5,7 +5,9 @@ import datetime as dt
 
 from airflow.sdk import TriggerRule, dag, get_current_context, task
 
-from ratchet.config import model_names
+from ratchet.config import configured_model_names
+
+MODELS = configured_model_names()
 
 DOC = """
 ### Nightly regression tests
@@ -30,10 +32,6 @@ The same check is gate 3 of `ratchet_promote`.
     default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
 )
 def ratchet_regression():
-    @task
-    def configured_models() -> list[str]:
-        return model_names()
-
     @task(map_index_template="{{ model }}")
     def regression(model: str, data_interval_end=None, dag_run=None) -> dict:
         from ratchet import pipeline
@@ -48,8 +46,7 @@ def ratchet_regression():
 
         return pipeline.deliver_alerts(models, list(results), what="regression tests")
 
-    models = configured_models()
-    deliver_alerts(models, regression.expand(model=models))
+    deliver_alerts(MODELS, regression.expand(model=MODELS))
 
 
 ratchet_regression()

@@ -5,8 +5,9 @@ import datetime as dt
 
 from airflow.sdk import Asset, TriggerRule, dag, get_current_context, task
 
-from ratchet.config import model_names
+from ratchet.config import configured_model_names
 
+MODELS = configured_model_names()
 MODEL_VERSIONS = Asset("ratchet_model_versions")
 
 DOC = """
@@ -17,9 +18,10 @@ time-ordered cross-validation (part of the trials narrowed around the champion's
 the rest exploring the whole space), store every trial with its fold scores, and register the best
 `search.candidates` refitted on all history as new versions (artifact, checksum, latency, size).
 
-A model whose data is bad fails its own mapped task with a message naming the problem; the others go on.
-When at least one model registered versions, the `ratchet_model_versions` asset is updated, which starts
-`ratchet_backtest`. Re-running a date reuses the same trials and versions (no duplicates).
+A model whose data is bad fails its own mapped task with a message naming the problem; the others go on,
+and `verify` fails the run so it does not look green. When at least one model registered versions, the
+`ratchet_model_versions` asset is updated, which starts `ratchet_backtest`. Re-running a date reuses the
+same trials and versions (no duplicates).
 """
 
 
@@ -34,10 +36,6 @@ When at least one model registered versions, the `ratchet_model_versions` asset 
     default_args={"owner": "ratchet", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
 )
 def ratchet_retrain():
-    @task
-    def configured_models() -> list[str]:
-        return model_names()
-
     @task(map_index_template="{{ model }}")
     def retrain(model: str, data_interval_end=None, dag_run=None) -> dict:
         from ratchet import pipeline
@@ -56,7 +54,15 @@ def ratchet_retrain():
         outlet_events[MODEL_VERSIONS].extra = {"models": {r["model"]: r["versions"] for r in retrained}}
         return retrained
 
-    publish(retrain.expand(model=configured_models()))
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def verify(results) -> None:
+        from ratchet import pipeline
+
+        pipeline.require_every_model(MODELS, list(results), what="retrain")
+
+    retrained = retrain.expand(model=MODELS)
+    publish(retrained)
+    verify(retrained)
 
 
 ratchet_retrain()

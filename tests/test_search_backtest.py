@@ -71,8 +71,8 @@ def test_a_target_from_the_future_stays_at_chance_in_cv_and_backtest(registry):
     trials = registry.trials(spec.name)
     assert max(t.mean_score for t in trials if t.mean_score is not None) < 0.05
     frame = data.read_source(spec, end=END)
-    for part in backtest.plan_partitions(spec, frame, end=END):
-        backtest.run_partition(registry, spec, part["months"], run_id="b", end=END)
+    for months in backtest.month_groups(spec, frame, end=END, groups=2):
+        backtest.run_partition(registry, spec, months, run_id="b", end=END)
     r2 = _r2_by_contender(registry, spec)
     assert r2[f"v{versions[0]}"] < 0.05
 
@@ -83,8 +83,8 @@ def test_a_learnable_signal_beats_every_baseline_month_by_month(registry):
     (version,) = search.retrain_model(registry, spec, run_id="r", logical_date=END)
     assert registry.trials(spec.name)[0].mean_score < 1.0  # rmse, far below the noise-free spread of 5
     frame = data.read_source(spec, end=END)
-    for part in backtest.plan_partitions(spec, frame, end=END):
-        backtest.run_partition(registry, spec, part["months"], run_id="b", end=END)
+    for months in backtest.month_groups(spec, frame, end=END, groups=2):
+        backtest.run_partition(registry, spec, months, run_id="b", end=END)
     table = backtest.metric_table(registry, spec, "rmse")
     ours = table[f"v{version}"]
     assert len(ours) == 4

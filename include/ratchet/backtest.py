@@ -11,9 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_CHUNKS = 4
-
-
 @dataclass(frozen=True)
 class Contender:
     name: str
@@ -35,16 +32,13 @@ def contenders(registry, spec) -> list[Contender]:
     return [*versions.values(), *(Contender(name, baseline=name) for name in spec.baselines)]
 
 
-def plan_partitions(spec, frame, *, end, chunks: int = DEFAULT_CHUNKS) -> list[dict[str, Any]]:
-    """The months to back-test, grouped into at most `chunks` mapped tasks per model."""
+def month_groups(spec, frame, *, end, groups: int) -> list[list[str]]:
+    """The months to back-test, oldest first, split into `groups` consecutive slices (some may be empty)."""
     from ratchet import data
 
     months = data.complete_months(frame[spec.source.time_column], spec.backtest.months, before=end)
-    size = max(1, math.ceil(len(months) / chunks))
-    groups = [months[i:i + size] for i in range(0, len(months), size)]
-    return [{"model": spec.name, "months": group,
-             "label": f"{spec.name} · {group[0]}" + (f"..{group[-1]}" if len(group) > 1 else "")}
-            for group in groups]
+    size = max(1, math.ceil(len(months) / groups))
+    return [months[i * size:(i + 1) * size] for i in range(groups)]
 
 
 def _estimator_for(spec, contender: Contender):

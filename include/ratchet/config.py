@@ -405,3 +405,11 @@ def model_names(directory: Path | str | None = None) -> list[str]:
         if isinstance(data, dict) and isinstance(data.get("name"), str):
             names.append(data["name"])
     return names
+
+
+def configured_model_names() -> list[str]:
+    """Model names for DAG files at parse time: an empty list (not an error) without a models folder."""
+    try:
+        return model_names()
+    except settings.ConfigurationError:
+        return []

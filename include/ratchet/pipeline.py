@@ -39,26 +39,33 @@ def retrain(model: str, *, end) -> dict[str, Any]:
     return {"model": model, "versions": versions}
 
 
-def plan_backtest(model: str, *, end) -> list[dict[str, Any]]:
+def backtest_group(model: str, group: int, groups: int, *, end) -> dict[str, Any]:
+    """Back-test the `group`-th of `groups` slices of the model's back-test months."""
     from ratchet import backtest, data
 
-    with model_context(model) as (spec, _registry):
-        return backtest.plan_partitions(spec, data.read_source(spec, end=end), end=end)
+    with model_context(model) as (spec, registry):
+        months = backtest.month_groups(spec, data.read_source(spec, end=end), end=end, groups=groups)[group]
+        if not months:
+            return {"model": model, "months": [], "computed": 0, "skipped": 0}
+        counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end), end=end)
+    return {"model": model, "months": months, **counts}
 
 
-def backtest_partition(partition: dict[str, Any], *, end) -> dict[str, int]:
-    from ratchet import backtest
+def require_every_model(models: list[str], results, *, what: str, per_model: int = 1) -> None:
+    """Fail (so the DAG run is not green) when some model's mapped tasks did not all finish."""
+    from collections import Counter
 
-    with model_context(partition["model"]) as (spec, registry):
-        return backtest.run_partition(registry, spec, partition["months"], run_id=run_key("ratchet_backtest", end),
-                                      end=end)
+    finished = Counter(result["model"] for result in results if result)
+    missing = sorted(model for model in models if finished[model] < per_model)
+    if missing:
+        raise RuntimeError(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
 
 
-def backtest_report(model: str, *, end) -> str:
+def backtest_report(model: str, *, end) -> dict[str, str]:
     from ratchet import reports
 
     with model_context(model) as (spec, registry):
-        return str(reports.write_report(registry, spec, run_key("ratchet_backtest", end)))
+        return {"model": model, "report": str(reports.write_report(registry, spec, run_key("ratchet_backtest", end)))}
 
 
 def airflow_run_url(dag_id: str, run_id: str) -> str:
@@ -100,9 +107,5 @@ def deliver_alerts(models: list[str], results, *, what: str, conn_id: str | None
         report = alerts.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID)
     finally:
         registry.dispose()
-    finished = {result["model"] for result in results if result}
-    missing = sorted(set(models) - finished)
-    if missing:
-        raise RuntimeError(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why "
-                           f"(alerts were delivered: {report['sent']})")
+    require_every_model(models, results, what=what)
     return report
