@@ -1,0 +1,145 @@
+"""The whole cycle through real DAG runs, a real SMTP server and PostgreSQL, on data with a regime change.
+
+retrain -> back-test -> first champion -> now-tests pass -> the regime changes -> the now-test fails and
+the mail arrives -> the owner edits the YAML (a more flexible estimator, ratchet on) -> nightly retrain
+yields a candidate that adapts -> after its trial days it is promoted and the requirements ratchet;
+a weaker candidate's promotion fails naming its gates and changes nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nowtest_helpers import TABLE, write_source
+from ratchet import backtest, config
+from ratchet.registry import version_contender
+
+UTC = dt.timezone.utc
+MODEL = "cycle_demand"
+RIDGE = """
+  - class: sklearn.linear_model.Ridge
+    search_space: {alpha: {loguniform: [0.1, 10.0]}}"""
+BOOSTING = """
+  - class: sklearn.ensemble.HistGradientBoostingRegressor
+    params: {max_iter: 100, random_state: 0}
+    search_space: {learning_rate: {uniform: [0.05, 0.2]}}"""
+
+
+def write_spec(folder: Path, estimators: str, ratchet: bool) -> None:
+    (folder / f"{MODEL}.yaml").write_text(textwrap.dedent(f"""
+        name: {MODEL}
+        task: regression
+        owner: tests
+        alert_emails: [owner@example.com]
+        source:
+          table: {TABLE}
+          time_column: day
+          target: demand
+          features: [temperature, precipitation, is_holiday, promo, day_of_week]
+          target_lags: [1, 7]
+        search: {{n_trials: 3, cv_folds: 2, seed: 1, candidates: 2}}
+        requirements:
+          - {{metric: mape, max: 0.12, scope: nowtest}}
+          - {{metric: rmse, max: 1000, scope: backtest}}
+        backtest: {{months: 6}}
+        nowtest: {{window_days: 14, min_rows: 7}}
+        promotion:
+          min_improvement: 0.02
+          min_months_won: 3
+          min_trial_days: 3
+          ratchet: {{enabled: {str(ratchet).lower()}, slack: 0.2}}
+        estimators:""") + textwrap.indent(textwrap.dedent(estimators), "  ") + "\n")
+
+
+def _dag(dag_id):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / f"{dag_id}.py"))
+    assert not bag.import_errors
+    dag = bag.get_dag(dag_id)
+    for task in dag.tasks:
+        task.retries = 0  # a failing gate or breach must show at once, not after retry delays
+    return dag
+
+
+def _run(dag_id, when: dt.datetime, conf: dict | None = None) -> str:
+    return _dag(dag_id).test(logical_date=when, run_conf=conf).state
+
+
+def _best_new_version(registry, spec, versions):
+    means = backtest.backtest_summary(registry, spec)["contenders"]
+    return min(versions, key=lambda v: means[version_contender(v)]["mean"])
+
+
+@pytest.fixture
+def cycle(tmp_path, monkeypatch, registry):
+    write_source(registry)
+    write_spec(tmp_path, RIDGE, ratchet=False)
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("RATCHET_REPORTS_DIR", str(tmp_path / "reports"))
+    return tmp_path
+
+
+def test_full_cycle_with_a_regime_change(airflow_db, cycle, registry, smtp_server):
+    # Night 1: candidates and their back-test; the best becomes the first champion.
+    assert _run("ratchet_retrain", dt.datetime(2025, 7, 1, 1, tzinfo=UTC)) == "success"
+    assert _run("ratchet_backtest", dt.datetime(2025, 7, 1, 3, tzinfo=UTC)) == "success"
+    spec = config.load_specs()[MODEL]
+    first = _best_new_version(registry, spec, [1, 2])
+    assert _run("ratchet_promote", dt.datetime(2025, 7, 1, 9, tzinfo=UTC),
+                {"model": MODEL, "version": first, "reason": "first champion", "dry_run": False}) == "success"
+    assert registry.champion(MODEL).version == first
+    assert registry.promotions(MODEL)[-1].kind == "initial"
+
+    # Before the regime change the now-test passes and nobody is mailed.
+    assert _run("ratchet_nowtest", dt.datetime(2025, 7, 10, 6, tzinfo=UTC)) == "success"
+    assert smtp_server.messages == []
+
+    # After it, the champion breaches its requirement: one mail with the evidence.
+    assert _run("ratchet_nowtest", dt.datetime(2025, 8, 1, 6, tzinfo=UTC)) == "success"
+    assert len(smtp_server.messages) == 1
+    mail = smtp_server.messages[0]["message"]
+    assert smtp_server.messages[0]["to"] == ["owner@example.com"]
+    assert MODEL in mail["Subject"] and "mape" in mail["Subject"]
+    body = mail.get_body(("html", "plain")).get_content()
+    for expected in ("0.12", "2025-07-18", "2025-08-01", "14", "ratchet_nowtest"):
+        assert expected in body, expected
+    assert registry.golden_cases(MODEL), "the worst misses become regression cases"
+
+    # The owner adds a more flexible estimator and turns the ratchet on; the nightly retrain adapts.
+    write_spec(cycle, BOOSTING, ratchet=True)
+    assert _run("ratchet_retrain", dt.datetime(2025, 8, 20, 1, tzinfo=UTC)) == "success"
+    assert _run("ratchet_backtest", dt.datetime(2025, 8, 20, 3, tzinfo=UTC)) == "success"
+    spec = config.load_specs()[MODEL]
+    adapted = _best_new_version(registry, spec, [3, 4])
+    for day in (21, 22, 23):  # trial days of the new candidates
+        _run("ratchet_nowtest", dt.datetime(2025, 8, day, 6, tzinfo=UTC))
+    trial = {r.partition: r.passed for r in registry.evaluations(MODEL, "nowtest", contender=f"v{adapted}",
+                                                                  metric="mape")}
+    assert trial == {"2025-08-21": True, "2025-08-22": True, "2025-08-23": True}
+
+    # A weaker candidate (the other version of night 1) is refused, naming its gates; nothing moves.
+    weaker = 3 - first
+    bounds_before = {r.id: r.bound for r in registry.requirements(MODEL)}
+    assert _run("ratchet_promote", dt.datetime(2025, 8, 24, 9, tzinfo=UTC),
+                {"model": MODEL, "version": weaker, "reason": "try the other one", "dry_run": False}) == "failed"
+    rejected = registry.promotions(MODEL)[-1]
+    assert rejected.outcome == "rejected"
+    failed = {g["name"] for g in rejected.gates if not g["passed"]}
+    assert {"beats_champion", "regression_tests"} <= failed
+    assert registry.champion(MODEL).version == first
+    assert {r.id: r.bound for r in registry.requirements(MODEL)} == bounds_before
+
+    # The adapted candidate passes every gate; the champion moves and the requirements ratchet.
+    assert _run("ratchet_promote", dt.datetime(2025, 8, 24, 10, tzinfo=UTC),
+                {"model": MODEL, "version": adapted, "reason": "adapts to the new regime", "dry_run": False}) == \
+        "success"
+    assert registry.champion(MODEL).version == adapted
+    promoted = registry.promotions(MODEL)[-1]
+    assert promoted.outcome == "promoted" and promoted.kind == "promotion"
+    assert all(g["passed"] for g in promoted.gates)
+    steps = [c for r in registry.requirements(MODEL) for c in r.history if c.change == "ratchet"]
+    assert steps and all(c.promotion_id == promoted.id and c.new_bound < c.old_bound for c in steps)
