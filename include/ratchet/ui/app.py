@@ -1,0 +1,72 @@
+"""FastAPI app of the Ratchet page. Every route requires the Airflow login (the UI's `_token` cookie)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+PROMOTE_DAG = "ratchet_promote"
+
+
+def _registry_and_specs():
+    from ratchet import config
+    from ratchet.registry import Registry
+
+    registry = Registry.from_settings()
+    try:
+        yield registry, config.load_specs()
+    finally:
+        registry.dispose()
+
+
+def create_app(auth_dependency=None) -> FastAPI:
+    """The app; `auth_dependency` is Airflow's `requires_authenticated()` when mounted in Airflow."""
+    from ratchet.ui import views
+
+    app = FastAPI(title="Ratchet", dependencies=[Depends(auth_dependency)] if auth_dependency else [])
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request, context=Depends(_registry_and_specs)):
+        registry, specs = context
+        return TEMPLATES.TemplateResponse(request, "overview.html",
+                                          {"models": views.overview(registry, specs)})
+
+    @app.get("/models/{name}", response_class=HTMLResponse)
+    def model(name: str, request: Request, context=Depends(_registry_and_specs)):
+        registry, specs = context
+        if name not in specs:
+            raise HTTPException(404, f"unknown model {name!r}; configured: {sorted(specs)}")
+        from ratchet.registry import RegistryError
+
+        try:
+            page = views.model_page(registry, specs[name])
+        except RegistryError:
+            page = None
+        return TEMPLATES.TemplateResponse(request, "model.html", {"name": name, "page": page})
+
+    @app.get("/models/{name}/report", response_class=HTMLResponse)
+    def report(name: str, context=Depends(_registry_and_specs)):
+        registry, _ = context
+        from ratchet.registry import RegistryError
+
+        try:
+            latest = registry.latest_report(name)
+        except RegistryError:
+            latest = None
+        if latest is None:
+            raise HTTPException(404, f"no back-test report for {name!r} yet")
+        return HTMLResponse(latest.html)
+
+    @app.get("/models/{name}/promote", response_class=HTMLResponse)
+    def promote_form(name: str, version: int, request: Request, context=Depends(_registry_and_specs)):
+        """The ratchet_promote trigger form, filled in with the model and version."""
+        registry, specs = context
+        if name not in specs:
+            raise HTTPException(404, f"unknown model {name!r}")
+        return TEMPLATES.TemplateResponse(request, "promote.html",
+                                          {"name": name, "version": version, "dag_id": PROMOTE_DAG})
+
+    return app
