@@ -96,22 +96,23 @@ def run_partition(registry, spec, months: list[str], *, run_id: str, end) -> dic
 def metric_table(registry, spec, metric: str | None = None) -> dict[str, dict[str, float]]:
     """contender -> month -> value of the ranking metric, over the months the spec back-tests."""
     table: dict[str, dict[str, float]] = {}
-    for row in registry.evaluations(spec.name, "backtest", metric=metric or spec.metric):
-        if row.value is not None:
-            table.setdefault(row.contender, {})[row.partition] = row.value
+    for contender, month, value in registry.metric_values(spec.name, "backtest", metric or spec.metric):
+        if value is not None:
+            table.setdefault(contender, {})[month] = value
     months = sorted({m for values in table.values() for m in values})[-spec.backtest.months:]
     return {c: {m: v for m, v in values.items() if m in months} for c, values in table.items()}
 
 
-def backtest_summary(registry, spec) -> dict[str, Any]:
+def backtest_summary(registry, spec, table: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Per contender: mean of the ranking metric, months, and months won against the reference.
 
-    The reference is the champion, or the best baseline while the model has none.
+    The reference is the champion, or the best baseline while the model has none. `table` is
+    `metric_table(registry, spec)` when the caller already has it.
     """
     from ratchet import metrics
     from ratchet.registry import version_contender
 
-    table = metric_table(registry, spec)
+    table = metric_table(registry, spec) if table is None else table
     champion = registry.champion(spec.name)
     baselines = [b for b in spec.baselines if b in table]
     reference = version_contender(champion.version) if champion and version_contender(champion.version) in table \

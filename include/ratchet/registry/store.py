@@ -311,6 +311,14 @@ class Registry:
                     query = query.where(column == value)
             return list(session.scalars(query.order_by(Evaluation.partition, Evaluation.contender, Evaluation.id)))
 
+    def metric_values(self, model: str, kind: str, metric: str) -> list[tuple[str, str, float | None]]:
+        """(contender, partition, value) rows of one metric, without building ORM objects (long histories)."""
+        with self.session() as session:
+            m = self._model(session, model)
+            return [tuple(row) for row in session.execute(
+                select(Evaluation.contender, Evaluation.partition, Evaluation.value)
+                .where(Evaluation.model_id == m.id, Evaluation.kind == kind, Evaluation.metric == metric))]
+
     def evaluated_fingerprints(self, model: str, kind: str) -> dict[tuple[str, str], str | None]:
         """(contender, partition) -> data fingerprint of what is already stored, to skip unchanged work."""
         with self.session() as session:

@@ -21,9 +21,11 @@ def overview(registry: Registry, specs: dict) -> list[dict[str, Any]]:
         except RegistryError:
             rows.append({"name": name, "task": spec.task, "registered": False})
             continue
-        summary = backtest.backtest_summary(registry, spec)
-        champion_mean = summary["contenders"].get(version_contender(champion.version), {}).get("mean") \
-            if champion else None
+        champion_mean = None
+        if champion:
+            values = [e.value for e in registry.evaluations(name, "backtest", contender=version_contender(
+                champion.version), metric=spec.metric) if e.value is not None][-spec.backtest.months:]
+            champion_mean = sum(values) / len(values) if values else None
         nowtests = registry.evaluations(name, "nowtest", contender=version_contender(champion.version)) \
             if champion else []
         last_day = max((e.partition for e in nowtests), default=None)
@@ -52,15 +54,27 @@ def _trial_days(versions, nowtests) -> dict[int, tuple[int, int]]:
     return {number: (len(days[c]), len(breaches[c])) for c, (number, _) in started.items()}
 
 
+CHARTED_CANDIDATES = 6
+
+
+def _charted(table, spec, champion) -> list[str]:
+    """Baselines, the champion and the newest candidates: a readable chart even with hundreds of versions."""
+    versions = sorted((c for c in table if c not in spec.baselines), key=lambda c: int(c[1:]))
+    shown = versions[-CHARTED_CANDIDATES:]
+    if champion and version_contender(champion.version) in table and version_contender(champion.version) not in shown:
+        shown = [version_contender(champion.version), *shown]
+    return [b for b in spec.baselines if b in table] + shown
+
+
 def model_page(registry: Registry, spec) -> dict[str, Any]:
     name = spec.name
     champion = registry.champion(name)
     versions = registry.versions(name)
-    summary = backtest.backtest_summary(registry, spec)
     table = backtest.metric_table(registry, spec)
+    summary = backtest.backtest_summary(registry, spec, table)
     months = summary["months"]
     backtest_chart = charts.line_chart(
-        months, {c: [table[c].get(m) for m in months] for c in table},
+        months, {c: [table[c].get(m) for m in months] for c in _charted(table, spec, champion)},
         title=f"Back-test {spec.metric} per month", y_label=spec.metric,
         requirement=reports.requirement_line(spec, table, months))
 

@@ -1,0 +1,57 @@
+"""The Ratchet pages' content for edge cases: no models, no champion yet, very long histories.
+
+Login is covered for real by test_ui_browser.py; here the app runs without Airflow's auth dependency.
+"""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ratchet.ui.app import create_app
+from ui_seed import seed_history, write_spec
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch, registry):
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    return TestClient(create_app())
+
+
+def test_no_models_configured(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "No models configured" in page.text
+
+
+def test_a_configured_model_never_run(client, tmp_path):
+    write_spec(tmp_path, "fresh", 12)
+    assert "not run yet" in client.get("/").text
+    assert "Nothing stored yet" in client.get("/models/fresh").text
+    assert client.get("/models/fresh/report").status_code == 404
+
+
+def test_a_model_without_champion(client, tmp_path, registry):
+    seed_history(registry, tmp_path, "nochamp", versions=3, months=6, champion=False)
+    overview = client.get("/").text
+    assert "none yet" in overview
+    page = client.get("/models/nochamp").text
+    assert page.count('class="btn promote"') == 3  # every version can be promoted
+    assert "no data yet" in page  # no now-test timeline without a champion
+    assert 'data-series="v3"' in page
+
+
+def test_very_long_histories_render_every_month_and_version(client, tmp_path, registry):
+    seed_history(registry, tmp_path, "long", versions=60, months=120, nowtest_days=200)
+    page = client.get("/models/long")
+    assert page.status_code == 200
+    assert page.text.count("<tr><td>v") == 60
+    assert 'data-series="v60"' in page.text and "2009-12" in page.text  # the 120th month
+    assert page.text.count('class="breach"') == len([d for d in range(200) if d % 17 == 0])
+    overview = client.get("/").text
+    assert "passed</span> 2025-07-19" in overview  # the champion's last now-test day (day 199)
+
+
+def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
+    write_spec(tmp_path, "known", 6)
+    answer = client.get("/models/unknown")
+    assert answer.status_code == 404 and "known" in answer.json()["detail"]
