@@ -1,0 +1,50 @@
+"""The real `ratchet` console script against the test database."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import text
+
+RATCHET = str(Path(sys.executable).parent / "ratchet")
+
+
+def _ratchet(*args, **env):
+    return subprocess.run([RATCHET, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+
+
+def test_db_upgrade_is_idempotent(database_url):
+    for _ in range(2):
+        result = _ratchet("db", "upgrade")
+        assert result.returncode == 0 and "migrated to 0001" in result.stdout
+
+
+def test_load_demo_writes_the_table_once(registry):
+    for _ in range(2):
+        result = _ratchet("load-demo", "--end", "2025-06-30")
+        assert result.returncode == 0, result.stderr
+    with registry.engine.connect() as conn:
+        rows, last = conn.execute(text("SELECT count(*), max(day) FROM demo.daily_demand")).one()
+    assert str(last) == "2025-06-30" and rows == (last - last.replace(year=2022, month=6, day=1)).days + 1
+
+
+def test_status_json_lists_configured_models_without_champion(registry):
+    result = _ratchet("status", "--json")
+    assert result.returncode == 0, result.stderr
+    models = json.loads(result.stdout)["models"]
+    assert [m["name"] for m in models] == ["daily_demand"]
+    assert models[0]["champion"] is None and models[0]["candidates"] == []
+
+
+def test_errors_are_one_clear_line_with_exit_code_2(tmp_path, registry):
+    unknown = _ratchet("status", "--model", "nope")
+    assert unknown.returncode == 2 and "unknown model 'nope'; configured models: ['daily_demand']" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    down = _ratchet("status", RATCHET_DATABASE_URL="postgresql://postgres@127.0.0.1:1/none")
+    assert down.returncode == 2 and "cannot reach the Ratchet database" in down.stderr
+    (tmp_path / "bad.yaml").write_text("name: bad\ntask: regression\nsearch: {n_trials: ten}\n")
+    bad = _ratchet("status", RATCHET_MODELS_DIR=str(tmp_path))
+    assert bad.returncode == 2 and "bad.yaml: field 'source'" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,85 @@
+"""Model spec validation: every mistake names the file, the field and what is expected."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ratchet import config
+from ratchet.config import SpecError, load_spec, load_specs
+
+VALID = """
+name: m
+task: regression
+source: {table: s.t, time_column: day, target: y}
+estimators:
+  - class: sklearn.linear_model.Ridge
+    search_space: {alpha: {loguniform: [0.1, 10]}}
+"""
+
+
+def _write(tmp_path, text, name="m.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_demo_spec_is_valid():
+    spec = load_spec(config.settings.DEFAULT_MODELS_DIR / "demand.yaml")
+    assert spec.name == "daily_demand" and spec.metric == "rmse" and spec.source.target_lags == (1, 7)
+    assert {r.scope for r in spec.requirements} == {"backtest", "nowtest", "gate"}
+
+
+def test_defaults_fill_what_the_yaml_leaves_out(tmp_path):
+    spec = load_spec(_write(tmp_path, VALID))
+    assert spec.baselines == ("last_value", "seasonal_naive_7", "mean")
+    assert spec.backtest.window == "expanding" and spec.search.n_trials == 20
+
+
+@pytest.mark.parametrize("change, field, expected", [
+    ("name: [oops", "(document)", "valid YAML"),
+    ("colour: blue", "colour", "known fields"),
+    ("task: forecasting", "task", "one of ['regression', 'classification']"),
+    ("source: {table: s.t, time_column: day}", "source.target", "required"),
+    ("source: {table: s.t, query: 'SELECT 1', time_column: d, target: y}", "source.table", "exactly one"),
+    ("source: {query: 'DROP TABLE x', time_column: d, target: y}", "source.query", "a SELECT statement"),
+    ("source: {table: s.t, time_column: d, target: y, target_lags: [0]}", "source.target_lags", "positive"),
+    ("search: {n_trials: ten}", "search.n_trials", "a positive integer"),
+    ("search: {cv_folds: 1}", "search.cv_folds", ">= 2"),
+    ("baselines: [majority]", "baselines", "for a regression model"),
+    ("requirements: [{metric: accuracy, max: 1}]", "requirements[0].metric", "one of"),
+    ("requirements: [{metric: rmse, max: 1, min: 0}]", "requirements[0].max", "exactly one of"),
+    ("requirements: [{metric: rmse, max: 1, scope: weekly}]", "requirements[0].scope", "one of"),
+    ("requirements: [{metric: rmse, max: 1, relative_to: oracle}]", "requirements[0].relative_to", "baseline"),
+    ("backtest: {window: weekly}", "backtest.window", "'expanding' or a positive number"),
+    ("estimators: [{class: sklearn.linear_model.Nope}]", "estimators[0].class", "an importable estimator"),
+    ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpah: {uniform: [0, 1]}}}]",
+     "estimators[0].search_space.alpah", "a parameter of"),
+    ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpha: {uniform: [2, 1]}}}]",
+     "estimators[0].search_space.alpha.uniform", "low < high"),
+    ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpha: {normal: [0, 1]}}}]",
+     "estimators[0].search_space.alpha", "one of uniform"),
+])
+def test_each_mistake_names_file_field_and_expectation(tmp_path, change, field, expected):
+    key = change.split(":")[0]
+    text = "\n".join(line for line in textwrap.dedent(VALID).splitlines() if not line.startswith(key)
+                     and not (key == "estimators" and line.startswith("  ")))
+    path = _write(tmp_path, text + "\n" + change + "\n")
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    message = str(error.value)
+    assert str(path) in message and f"'{field}'" in message and expected in message, message
+
+
+def test_two_files_with_one_name_are_refused(tmp_path):
+    _write(tmp_path, VALID, "a.yaml")
+    _write(tmp_path, VALID, "b.yaml")
+    with pytest.raises(SpecError, match="b.yaml: field 'name'.*not already used by .*a.yaml"):
+        load_specs(tmp_path)
+
+
+def test_golden_files_are_not_specs(tmp_path):
+    _write(tmp_path, VALID)
+    _write(tmp_path, "- {name: c, inputs: {}, expected: 1, tolerance: 1}", "m.golden.yaml")
+    assert list(load_specs(tmp_path)) == ["m"]
+    assert load_specs(tmp_path)["m"].golden_cases_file == tmp_path / "m.golden.yaml"
