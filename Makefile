@@ -28,7 +28,9 @@ test: venv chromium
 
 benchmarks: venv
 	$(BIN)/python benchmarks/dag_parse.py
-	@for script in benchmarks/*.py; do [ "$$script" = benchmarks/dag_parse.py ] || $(BIN)/python $$script; done
+	$(BIN)/python benchmarks/backtest_vs_skforecast.py
+	$(BIN)/python benchmarks/orchestration_overhead.py
+	$(BIN)/python benchmarks/ui_render.py
 
 clean:
 	rm -rf $(VENV) .airflow .pgdata .run mail reports

