@@ -114,12 +114,15 @@ def test_bad_data_leaves_the_registry_unchanged(registry, table):
     frame.loc[50, "y"] = np.nan
     spec = _spec({"table": table(frame)})
     registry.sync_model(spec)
-    before = {t: registry.engine.connect().execute(text(f"SELECT count(*) FROM {t}")).scalar()
-              for t in ("model_versions", "search_trials", "evaluations")}
+    def counts():
+        with registry.engine.connect() as conn:
+            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                    for t in ("model_versions", "search_trials", "evaluations")}
+
+    before = counts()
     with pytest.raises(DataError, match="missing values"):
         search.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
-    after = {t: registry.engine.connect().execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in before}
-    assert after == before == {"model_versions": 0, "search_trials": 0, "evaluations": 0}
+    assert counts() == before == {"model_versions": 0, "search_trials": 0, "evaluations": 0}
 
 
 def test_demo_data_is_deterministic_and_changes_regime():
