@@ -23,15 +23,23 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
-class SpecError(ValueError):
-    """A model spec is wrong: the message names the file, the field and what is expected."""
+class FileError(ValueError):
+    """A file the user keeps is wrong: the message says which file, where in it, and what is expected."""
 
-    def __init__(self, path: Path | str, field_name: str, expected: str, got: Any = ...):
-        self.path, self.field, self.expected = str(path), field_name, expected
-        message = f"{path}: field '{field_name}': expected {expected}"
+    def __init__(self, path: Path | str, where: str, expected: str, got: Any = ...):
+        self.path, self.where, self.expected = str(path), where, expected
+        message = f"{path}: {where}: expected {expected}"
         if got is not ...:
             message += f", got {got!r}"
         super().__init__(message)
+
+
+class SpecError(FileError):
+    """A model spec is wrong: the message names the file, the field and what is expected."""
+
+    def __init__(self, path: Path | str, field_name: str, expected: str, got: Any = ...):
+        self.field = field_name
+        super().__init__(path, f"field '{field_name}'", expected, got)
 
 
 @dataclass(frozen=True)

@@ -27,21 +27,15 @@ from typing import Any
 
 import yaml
 
+from ratchet.config import FileError
 from ratchet.data import lag_name
 
 CASE_FIELDS = ("name", "inputs", "expected", "tolerance")
 INTERNAL_PREFIX = "_baseline_lag_"  # helper columns of the baselines; never part of a case's inputs
 
 
-class GoldenFileError(ValueError):
+class GoldenFileError(FileError):
     """A golden-case file is wrong: the message names the file, the case and the field."""
-
-    def __init__(self, path: Path | str, where: str, expected: str, got: Any = ...):
-        self.path, self.where, self.expected = str(path), where, expected
-        message = f"{path}: {where}: expected {expected}"
-        if got is not ...:
-            message += f", got {got!r}"
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
