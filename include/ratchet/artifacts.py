@@ -8,6 +8,7 @@ in a stored artifact, or bytes whose sha256 differs from the recorded one, is re
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 ARTIFACT_FORMAT = "skops"
@@ -33,10 +34,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def dump(estimator) -> Artifact:
-    import skops.io as sio
+def skops_io():
+    """`skops.io`, imported with warnings silenced.
 
-    data = sio.dumps(estimator)
+    On import, skops looks for each SciPy ufunc in every loaded module. In an Airflow process that
+    touches Airflow's deprecated-import shims, and their warnings (a thousand log lines, seconds of
+    logging) say nothing about any model.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import skops.io
+    return skops.io
+
+
+def dump(estimator) -> Artifact:
+    data = skops_io().dumps(estimator)
     return Artifact(data=data, sha256=sha256(data))
 
 
@@ -50,8 +62,7 @@ def load(data: bytes, expected_sha256: str, fmt: str = ARTIFACT_FORMAT):
             f"artifact checksum mismatch: stored sha256 {expected_sha256}, bytes hash to {actual}; "
             "the artifact was altered after it was registered and will not be loaded"
         )
-    import skops.io as sio
-
+    sio = skops_io()
     untrusted = sio.get_untrusted_types(data=data)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
     if refused:
