@@ -109,6 +109,12 @@ def test_complete_months_leave_out_the_running_month():
     assert data.complete_months(times, 2, before=dt.datetime(2024, 3, 1)) == ["2024-01", "2024-02"]
 
 
+def test_a_month_the_data_lacks_stays_among_the_complete_months():
+    times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
+    times = times[times.dt.month != 2]
+    assert data.complete_months(times, 2) == ["2024-02", "2024-03"]  # not silently ["2024-01", "2024-03"]
+
+
 def test_bad_data_leaves_the_registry_unchanged(registry, table):
     frame = _frame(120).drop(columns=["kind"])
     frame.loc[50, "y"] = np.nan

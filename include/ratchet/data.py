@@ -191,11 +191,15 @@ def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def complete_months(times: pd.Series, months: int, *, before=None) -> list[str]:
-    """The last `months` complete calendar months in the data, oldest first."""
+    """The last `months` complete calendar months of the data's span, oldest first.
+
+    Every calendar month between the first and the last row counts, so a month the data lacks stays
+    in the list (and the back-test reports it as empty) instead of being silently replaced by an older one.
+    """
     if times.empty:
         return []
     last = pd.Timestamp(times.max())
-    keys = sorted({month_key(t) for t in times})
+    keys = [p.strftime("%Y-%m") for p in pd.period_range(pd.Timestamp(times.min()), last, freq="M")]
     complete = [k for k in keys if month_bounds(k)[1] - pd.Timedelta(days=1) <= last.normalize()]
     limit = _naive_utc(before)
     if limit is not None:
