@@ -21,7 +21,7 @@ data before the month (expanding window or the last `backtest.window` months) an
 A (contender, month) already computed on the same data (same chained fingerprint of every row up to
 the month) is skipped, so a re-run on unchanged data computes nothing. A report per model (chart per
 month with the requirement line, wins against the champion) is stored in PostgreSQL and in `reports/`;
-the run fails when some model's back-test or report did not finish.
+a model's report task fails (and with it the run) when one of its groups or the report did not finish.
 """
 
 
@@ -38,34 +38,28 @@ the run fails when some model's back-test or report did not finish.
 )
 def ratchet_backtest():
     @task(map_index_template="{{ label }}")
-    def backtest(model: str, group: int, data_interval_end=None, dag_run=None) -> dict:
+    def backtest(model: str, group: int, dag_run=None) -> dict:
         from ratchet import pipeline
 
         context = get_current_context()
         context["label"] = f"{model} · group {group + 1}/{MONTH_GROUPS}"
-        result = pipeline.backtest_group(model, group, MONTH_GROUPS, end=data_interval_end or dag_run.run_after)
+        result = pipeline.backtest_group(model, group, MONTH_GROUPS, end=pipeline.run_end(dag_run))
         if result["months"]:
             context["label"] = f"{model} · {result['months'][0]}..{result['months'][-1]}"
         return result
 
     @task(map_index_template="{{ model }}", trigger_rule=TriggerRule.ALL_DONE)
-    def report(model: str, data_interval_end=None, dag_run=None) -> dict:
+    def report(model: str, groups, dag_run=None) -> dict:
+        """Report what the model's groups stored, then fail (and so fail the run) if one of them failed."""
         from ratchet import pipeline
 
         get_current_context()["model"] = model
-        return pipeline.backtest_report(model, end=data_interval_end or dag_run.run_after)
-
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def verify(groups, reports) -> None:
-        from ratchet import pipeline
-
-        pipeline.require_every_model(MODELS, list(groups), what="back-test", per_model=MONTH_GROUPS)
-        pipeline.require_every_model(MODELS, list(reports), what="back-test report")
+        written = pipeline.backtest_report(model, end=pipeline.run_end(dag_run))
+        pipeline.require_every_model([model], list(groups), what="back-test", per_model=MONTH_GROUPS)
+        return written
 
     groups = backtest.expand_kwargs([{"model": m, "group": g} for m in MODELS for g in range(MONTH_GROUPS)])
-    reports = report.expand(model=MODELS)
-    groups >> reports
-    verify(groups, reports)
+    report.partial(groups=groups).expand(model=MODELS)
 
 
 ratchet_backtest()

@@ -39,11 +39,11 @@ Re-running a date overwrites its results and sends nothing twice.
 )
 def ratchet_nowtest():
     @task(map_index_template="{{ model }}")
-    def nowtest(model: str, data_interval_end=None, dag_run=None) -> dict:
+    def nowtest(model: str, dag_run=None) -> dict:
         from ratchet import pipeline
 
         get_current_context()["model"] = model
-        return pipeline.nowtest(model, end=data_interval_end or dag_run.run_after, airflow_run_id=dag_run.run_id)
+        return pipeline.nowtest(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def deliver_alerts(models: list[str], results) -> dict:

@@ -33,11 +33,11 @@ The same check is gate 3 of `ratchet_promote`.
 )
 def ratchet_regression():
     @task(map_index_template="{{ model }}")
-    def regression(model: str, data_interval_end=None, dag_run=None) -> dict:
+    def regression(model: str, dag_run=None) -> dict:
         from ratchet import pipeline
 
         get_current_context()["model"] = model
-        return pipeline.regression(model, end=data_interval_end or dag_run.run_after, airflow_run_id=dag_run.run_id)
+        return pipeline.regression(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def deliver_alerts(models: list[str], results) -> dict:

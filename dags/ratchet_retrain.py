@@ -37,11 +37,11 @@ same trials and versions (no duplicates).
 )
 def ratchet_retrain():
     @task(map_index_template="{{ model }}")
-    def retrain(model: str, data_interval_end=None, dag_run=None) -> dict:
+    def retrain(model: str, dag_run=None) -> dict:
         from ratchet import pipeline
 
         get_current_context()["model"] = model
-        return pipeline.retrain(model, end=data_interval_end or dag_run.run_after)
+        return pipeline.retrain(model, end=pipeline.run_end(dag_run))
 
     @task(outlets=[MODEL_VERSIONS], trigger_rule=TriggerRule.ALL_DONE)
     def publish(results, outlet_events=None) -> list[dict]:

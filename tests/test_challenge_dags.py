@@ -93,3 +93,28 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
     after = {e.id: e.created_at for e in registry.evaluations("demand_test", "backtest")}
     assert after == stamps  # unchanged data: nothing recomputed
 
+
+
+def test_a_model_whose_backtest_fails_fails_the_run_and_not_the_other_model(airflow_db, two_models, registry):
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    assert _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
+    with registry.engine.begin() as conn:  # busy_test loses a month it back-tests
+        conn.execute(text(f"DELETE FROM {TABLES['classification']} WHERE day >= '2025-05-01' AND day < '2025-06-01'"))
+    dag = _dag("ratchet_backtest")
+    for task in dag.tasks:  # fail at once instead of waiting for a retry inside dag.test()
+        task.retries = 0
+
+    run = dag.test(logical_date=LOGICAL_DATE)
+
+    assert run.state == "failed"
+    with create_session() as session:
+        states = {(ti.task_id, ti.rendered_map_index): ti.state for ti in session.query(TaskInstance).filter(
+            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)}
+    assert states[("report", "demand_test")] == "success"
+    assert states[("report", "busy_test")] == "failed"
+    assert {e.partition for e in registry.evaluations("demand_test", "backtest")} == {
+        "2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"}
+    assert registry.latest_report("demand_test") is not None
+    assert registry.latest_report("busy_test") is not None  # written from the groups that finished

@@ -54,14 +54,17 @@ def _estimator_for(spec, contender: Contender):
     return data.make_estimator(spec, estimator_spec, contender.params or {})
 
 
-def run_partition(registry, spec, months: list[str], *, run_id: str, end) -> dict[str, int]:
-    """Back-test every contender on each month; store the new results in one transaction."""
+def run_partition(registry, spec, months: list[str], *, run_id: str, end, frame=None) -> dict[str, int]:
+    """Back-test every contender on each month; store the new results in one transaction.
+
+    `frame` is the model's data up to `end` when the caller has already read it (read here otherwise).
+    """
     import pandas as pd
 
     from ratchet import data, metrics
     from ratchet.registry import EvaluationRow
 
-    frame = data.read_source(spec, end=end)
+    frame = data.read_source(spec, end=end) if frame is None else frame
     fingerprints = data.month_fingerprints(spec, frame)
     X, y, times = data.make_xy(spec, frame)
     stored = registry.evaluated_fingerprints(spec.name, "backtest")

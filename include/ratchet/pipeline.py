@@ -7,6 +7,45 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any
 
+# What the tasks below import when they run: preloaded by ratchet.executor before it forks task processes.
+TASK_LIBRARIES = (
+    "numpy", "pandas", "scipy.stats", "sqlalchemy", "psycopg2",
+    "sklearn.compose", "sklearn.impute", "sklearn.metrics", "sklearn.model_selection", "sklearn.pipeline",
+    "sklearn.preprocessing", "airflow.providers.smtp.hooks.smtp",
+    "ratchet.alerts", "ratchet.backtest", "ratchet.baselines", "ratchet.data", "ratchet.nowtest",
+    "ratchet.promotion", "ratchet.registry", "ratchet.regression", "ratchet.reports", "ratchet.search",
+)
+
+
+def preload() -> list[str]:
+    """Import the tasks' libraries and every configured model's estimator classes, ahead of any task.
+
+    A process that forks task processes afterwards hands them over already imported, so a task does
+    not spend seconds importing scikit-learn. Returns the models whose specs loaded; a broken spec is
+    skipped here, its own tasks report it.
+    """
+    import importlib
+
+    from ratchet import artifacts, config
+
+    for module in TASK_LIBRARIES:
+        importlib.import_module(module)
+    artifacts.skops_io()
+    loaded = []
+    for path in config.spec_files():
+        try:
+            loaded.append(config.load_spec(path).name)
+        except config.FileError:
+            continue
+    return loaded
+
+
+def run_end(dag_run):
+    """The data cut-off of a DAG run: its logical date (the schedule slot, or the date a manual run was
+    triggered for, so re-triggering a date redoes that date), else its data interval end, else its
+    trigger time. Airflow 3 gives a manual run the data interval of its trigger time, not of its date."""
+    return dag_run.logical_date or dag_run.data_interval_end or dag_run.run_after
+
 
 def run_key(dag_id: str, end) -> str:
     """Identifies a run by its DAG and data end, so re-running the same date reuses its rows."""
@@ -44,10 +83,12 @@ def backtest_group(model: str, group: int, groups: int, *, end) -> dict[str, Any
     from ratchet import backtest, data
 
     with model_context(model) as (spec, registry):
-        months = backtest.month_groups(spec, data.read_source(spec, end=end), end=end, groups=groups)[group]
+        frame = data.read_source(spec, end=end)
+        months = backtest.month_groups(spec, frame, end=end, groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
-        counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end), end=end)
+        counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end), end=end,
+                                        frame=frame)
     return {"model": model, "months": months, **counts}
 
 
