@@ -74,7 +74,7 @@ def airflow_env(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "ratchet.executor.PreloadingLocalExecutor",  # tasks start with sklearn imported
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{LOGIN[0]}:admin",
@@ -130,6 +130,20 @@ def wait_for(predicate, timeout: float, every: float = 3.0):
             return value
         time.sleep(every)
     return None
+
+
+def api_server_healthy(port: int) -> bool:
+    """The UI's API and the execution API that tasks call both answer. The execution API sets itself up
+    on its first request (about 5 s here), longer than a task's client waits before it retries."""
+    import urllib.request
+
+    try:
+        for path in ("/api/v2/monitor/health", "/execution/health"):
+            with urllib.request.urlopen(f"http://localhost:{port}{path}", timeout=30):
+                pass
+        return True
+    except OSError:
+        return False
 
 
 def airflow(env, *args: str) -> subprocess.CompletedProcess:
@@ -214,16 +228,7 @@ def main() -> int:
                                      "--dir", str(MAIL_DIR)], env)
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             processes.start(component, [str(BIN / "airflow"), component], env)
-        import urllib.request
-
-        def healthy():
-            try:
-                with urllib.request.urlopen(f"http://localhost:{UI_PORT}/api/v2/monitor/health", timeout=3):
-                    return True
-            except OSError:
-                return False
-
-        if not wait_for(healthy, timeout=180, every=2):
+        if not wait_for(lambda: api_server_healthy(UI_PORT), timeout=180, every=2):
             say(f"the Airflow api-server did not answer; see {AIRFLOW_HOME / 'logs' / 'api-server.log'}")
             return 1
         say(f"Airflow UI: http://localhost:{UI_PORT}  (login {LOGIN[0]} / password {LOGIN[1]})")
