@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, TriggerRule, dag, get_current_context, task
+from airflow.sdk import Asset, dag, get_current_context, task
 
 from ratchet.config import configured_model_names
 
@@ -13,15 +13,15 @@ MODEL_VERSIONS = Asset("ratchet_model_versions")
 DOC = """
 ### Nightly retraining
 For every model YAML in the models folder (one mapped task per model):
-load the data up to the run's data interval end, run the random hyperparameter search with
+load the data up to the run's logical date, run the random hyperparameter search with
 time-ordered cross-validation (part of the trials narrowed around the champion's hyperparameters,
 the rest exploring the whole space), store every trial with its fold scores, and register the best
 `search.candidates` refitted on all history as new versions (artifact, checksum, latency, size).
 
-A model whose data is bad fails its own mapped task with a message naming the problem; the others go on,
-and `verify` fails the run so it does not look green. When at least one model registered versions, the
-`ratchet_model_versions` asset is updated, which starts `ratchet_backtest`. Re-running a date reuses the
-same trials and versions (no duplicates).
+Each model's task that registers versions updates the `ratchet_model_versions` asset (its extra names the
+model and versions), which starts `ratchet_backtest`. A model whose data is bad fails its own mapped task
+with a message naming the problem, and with it the run; the other models go on and announce theirs.
+Re-running a date reuses the same trials and versions (no duplicates).
 """
 
 
@@ -36,33 +36,20 @@ same trials and versions (no duplicates).
     default_args={"owner": "ratchet", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
 )
 def ratchet_retrain():
-    @task(map_index_template="{{ model }}")
-    def retrain(model: str, dag_run=None) -> dict:
+    @task(map_index_template="{{ model }}", outlets=[MODEL_VERSIONS])
+    def retrain(model: str, dag_run=None, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from ratchet import pipeline
 
         get_current_context()["model"] = model
-        return pipeline.retrain(model, end=pipeline.run_end(dag_run))
+        result = pipeline.retrain(model, end=pipeline.run_end(dag_run))
+        if not result["versions"]:
+            raise AirflowSkipException(f"{model}: no trial succeeded, so no version to announce")
+        outlet_events[MODEL_VERSIONS].extra = result
+        return result
 
-    @task(outlets=[MODEL_VERSIONS], trigger_rule=TriggerRule.ALL_DONE)
-    def publish(results, outlet_events=None) -> list[dict]:
-        """Announce new versions to the back-test, when any model got some."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        retrained = [r for r in results if r and r["versions"]]
-        if not retrained:
-            raise AirflowSkipException("no model registered new versions")
-        outlet_events[MODEL_VERSIONS].extra = {"models": {r["model"]: r["versions"] for r in retrained}}
-        return retrained
-
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def verify(results) -> None:
-        from ratchet import pipeline
-
-        pipeline.require_every_model(MODELS, list(results), what="retrain")
-
-    retrained = retrain.expand(model=MODELS)
-    publish(retrained)
-    verify(retrained)
+    retrain.expand(model=MODELS)
 
 
 ratchet_retrain()

@@ -55,7 +55,20 @@ def _dag(dag_id):
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / f"{dag_id}.py"))
     assert not bag.import_errors
-    return bag.get_dag(dag_id)
+    dag = bag.get_dag(dag_id)
+    for task in dag.tasks:  # fail at once instead of waiting for a retry inside dag.test()
+        task.retries = 0
+    return dag
+
+
+def _states(run) -> dict[tuple[str, str | None], str]:
+    """(task id, rendered map index) -> state, for every task instance of the run."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {(ti.task_id, ti.rendered_map_index): ti.state for ti in session.query(TaskInstance).filter(
+            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)}
 
 
 def _counts(registry) -> dict[str, int]:
@@ -95,23 +108,35 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
 
 
 
-def test_a_model_whose_backtest_fails_fails_the_run_and_not_the_other_model(airflow_db, two_models, registry):
-    from airflow.models.taskinstance import TaskInstance
+def test_a_model_whose_retrain_fails_fails_the_run_and_the_other_model_announces_its_versions(
+        airflow_db, two_models, registry):
+    from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
+    with registry.engine.begin() as conn:  # busy_test gets a NaN target
+        conn.execute(text(f"UPDATE {TABLES['classification']} SET busy = NULL WHERE day = '2025-03-03'"))
+
+    run = _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE)
+
+    assert run.state == "failed"
+    assert _states(run) == {("retrain", "demand_test"): "success", ("retrain", "busy_test"): "failed"}
+    assert [v.version for v in registry.versions("demand_test")] == [1, 2]
+    assert registry.versions("busy_test") == []
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
+        assert [(e.asset.name, e.extra) for e in events] == [
+            ("ratchet_model_versions", {"model": "demand_test", "versions": [1, 2]})]
+
+
+def test_a_model_whose_backtest_fails_fails_the_run_and_not_the_other_model(airflow_db, two_models, registry):
     assert _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
     with registry.engine.begin() as conn:  # busy_test loses a month it back-tests
         conn.execute(text(f"DELETE FROM {TABLES['classification']} WHERE day >= '2025-05-01' AND day < '2025-06-01'"))
-    dag = _dag("ratchet_backtest")
-    for task in dag.tasks:  # fail at once instead of waiting for a retry inside dag.test()
-        task.retries = 0
 
-    run = dag.test(logical_date=LOGICAL_DATE)
+    run = _dag("ratchet_backtest").test(logical_date=LOGICAL_DATE)
 
     assert run.state == "failed"
-    with create_session() as session:
-        states = {(ti.task_id, ti.rendered_map_index): ti.state for ti in session.query(TaskInstance).filter(
-            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)}
+    states = _states(run)
     assert states[("report", "demand_test")] == "success"
     assert states[("report", "busy_test")] == "failed"
     assert {e.partition for e in registry.evaluations("demand_test", "backtest")} == {
