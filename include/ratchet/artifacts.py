@@ -37,9 +37,9 @@ def sha256(data: bytes) -> str:
 def skops_io():
     """`skops.io`, imported with warnings silenced.
 
-    On import, skops looks for each SciPy ufunc in every loaded module. In an Airflow process that
-    touches Airflow's deprecated-import shims, and their warnings (a thousand log lines, seconds of
-    logging) say nothing about any model.
+    On import, skops looks for each SciPy ufunc in every loaded module. In an Airflow process that search
+    goes through Airflow's deprecated-import shims, whose warnings (a thousand log lines, seconds of
+    logging per task) say nothing about any model.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
