@@ -55,7 +55,7 @@ def line_chart(x_labels: list[str], series: dict[str, list[float | None]], *, ti
                      f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">{tick:g}</text>')
     label_every = max(1, math.ceil(n / 12))
     for i, label in enumerate(x_labels):
-        if i % label_every == 0 or i == n - 1:
+        if (n - 1 - i) % label_every == 0:  # counted from the newest, which is always labelled, evenly spaced
             parts.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" font-size="10" '
                          f'text-anchor="middle">{escape(label)}</text>')
     if y_label:
