@@ -180,10 +180,6 @@ def make_estimator(spec, estimator_spec, params: dict):
     return Pipeline([("prepare", prepare), ("estimator", estimator)])
 
 
-def month_key(ts) -> str:
-    return pd.Timestamp(ts).strftime("%Y-%m")
-
-
 def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """[start, end) of a 'YYYY-MM' month."""
     start = pd.Timestamp(f"{month}-01")
@@ -199,7 +195,7 @@ def complete_months(times: pd.Series, months: int, *, before=None) -> list[str]:
     if times.empty:
         return []
     last = pd.Timestamp(times.max())
-    keys = [p.strftime("%Y-%m") for p in pd.period_range(pd.Timestamp(times.min()), last, freq="M")]
+    keys = list(pd.period_range(pd.Timestamp(times.min()), last, freq="M").strftime("%Y-%m"))
     complete = [k for k in keys if month_bounds(k)[1] - pd.Timedelta(days=1) <= last.normalize()]
     limit = _naive_utc(before)
     if limit is not None:
