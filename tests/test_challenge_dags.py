@@ -7,6 +7,7 @@ import textwrap
 import pytest
 from sqlalchemy import text
 
+from dag_helpers import load_dag
 from ratchet import demo
 
 LOGICAL_DATE = dt.datetime(2025, 7, 2, 1, 0, tzinfo=dt.timezone.utc)
@@ -49,18 +50,6 @@ def two_models(tmp_path, monkeypatch, registry, database_url):
     return tmp_path
 
 
-def _dag(dag_id):
-    from airflow.dag_processing.dagbag import DagBag
-    from pathlib import Path
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / f"{dag_id}.py"))
-    assert not bag.import_errors
-    dag = bag.get_dag(dag_id)
-    for task in dag.tasks:  # fail at once instead of waiting for a retry inside dag.test()
-        task.retries = 0
-    return dag
-
-
 def _states(run) -> dict[tuple[str, str | None], str]:
     """(task id, rendered map index) -> state, for every task instance of the run."""
     from airflow.models.taskinstance import TaskInstance
@@ -78,7 +67,7 @@ def _counts(registry) -> dict[str, int]:
 
 
 def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_db, two_models, registry):
-    run = _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE)
+    run = load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE)
     assert run.state == "success"
     assert [v.version for v in registry.versions("demand_test")] == [1, 2]
     assert [v.version for v in registry.versions("busy_test")] == [1]
@@ -87,7 +76,7 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
     assert version.train_end.date() == dt.date(2025, 7, 1)  # nothing after the data interval end
     assert version.size_bytes > 0 and version.predict_latency_p95_ms > 0 and version.cv_score > 0
 
-    run = _dag("ratchet_backtest").test(logical_date=LOGICAL_DATE)
+    run = load_dag("ratchet_backtest").test(logical_date=LOGICAL_DATE)
     assert run.state == "success"
     months = {e.partition for e in registry.evaluations("demand_test", "backtest")}
     assert months == {"2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"}
@@ -100,12 +89,11 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
 
     before = _counts(registry)
     stamps = {e.id: e.created_at for e in registry.evaluations("demand_test", "backtest")}
-    assert _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
+    assert load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
     assert _counts(registry) == before  # a rerun of the same date: no duplicates
-    assert _dag("ratchet_backtest").test(logical_date=LOGICAL_DATE).state == "success"
+    assert load_dag("ratchet_backtest").test(logical_date=LOGICAL_DATE).state == "success"
     after = {e.id: e.created_at for e in registry.evaluations("demand_test", "backtest")}
     assert after == stamps  # unchanged data: nothing recomputed
-
 
 
 def test_a_model_whose_retrain_fails_fails_the_run_and_the_other_model_announces_its_versions(
@@ -116,7 +104,7 @@ def test_a_model_whose_retrain_fails_fails_the_run_and_the_other_model_announces
     with registry.engine.begin() as conn:  # busy_test gets a NaN target
         conn.execute(text(f"UPDATE {TABLES['classification']} SET busy = NULL WHERE day = '2025-03-03'"))
 
-    run = _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE)
+    run = load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE)
 
     assert run.state == "failed"
     assert _states(run) == {("retrain", "demand_test"): "success", ("retrain", "busy_test"): "failed"}
@@ -129,11 +117,11 @@ def test_a_model_whose_retrain_fails_fails_the_run_and_the_other_model_announces
 
 
 def test_a_model_whose_backtest_fails_fails_the_run_and_not_the_other_model(airflow_db, two_models, registry):
-    assert _dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
+    assert load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
     with registry.engine.begin() as conn:  # busy_test loses a month it back-tests
         conn.execute(text(f"DELETE FROM {TABLES['classification']} WHERE day >= '2025-05-01' AND day < '2025-06-01'"))
 
-    run = _dag("ratchet_backtest").test(logical_date=LOGICAL_DATE)
+    run = load_dag("ratchet_backtest").test(logical_date=LOGICAL_DATE)
 
     assert run.state == "failed"
     states = _states(run)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dag_helpers import load_dag
 from nowtest_helpers import TABLE, write_source
 from ratchet import backtest, config
 from ratchet.registry import version_contender
@@ -54,19 +55,8 @@ def write_spec(folder: Path, estimators: str, ratchet: bool) -> None:
         estimators:""") + textwrap.indent(textwrap.dedent(estimators), "  ") + "\n")
 
 
-def _dag(dag_id):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / f"{dag_id}.py"))
-    assert not bag.import_errors
-    dag = bag.get_dag(dag_id)
-    for task in dag.tasks:
-        task.retries = 0  # a failing gate or breach must show at once, not after retry delays
-    return dag
-
-
 def _run(dag_id, when: dt.datetime, conf: dict | None = None) -> str:
-    return _dag(dag_id).test(logical_date=when, run_conf=conf).state
+    return load_dag(dag_id).test(logical_date=when, run_conf=conf).state
 
 
 def _best_new_version(registry, spec, versions):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from dag_helpers import load_dag
 from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, counts, train_champion, write_source, write_spec
 from promote_helpers import register_fitted
 from ratchet.config import load_spec
@@ -24,17 +24,6 @@ def models_dir(tmp_path, monkeypatch, registry):
     return tmp_path
 
 
-def _dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / f"{dag_id}.py"))
-    assert not bag.import_errors
-    dag = bag.get_dag(dag_id)
-    for task in dag.tasks:  # fail at once instead of waiting minutes for a retry inside dag.test()
-        task.retries = 0
-    return dag
-
-
 def _states(run) -> dict[str, str]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -45,7 +34,7 @@ def _states(run) -> dict[str, str]:
 
 
 def test_nowtest_dag_on_two_dates_passes_then_mails_the_breach(airflow_db, models_dir, registry, smtp_server):
-    dag = _dag("ratchet_nowtest")
+    dag = load_dag("ratchet_nowtest")
     run = dag.test(logical_date=BEFORE_CHANGE)
     assert run.state == "success"
     rows = registry.evaluations(MODEL, "nowtest", metric="mape")
@@ -70,7 +59,7 @@ def test_smtp_down_fails_the_delivery_task_and_the_next_run_sends_it_once(airflo
                                                                          smtp_server, monkeypatch):
     from conftest import free_port
 
-    dag = _dag("ratchet_nowtest")
+    dag = load_dag("ratchet_nowtest")
     working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(json.loads(working) | {"port": free_port()}))
     run = dag.test(logical_date=AFTER_CHANGE)
@@ -96,7 +85,7 @@ def test_one_models_failure_does_not_stop_the_others(airflow_db, models_dir, reg
         "target: y}\nestimators: [{class: sklearn.linear_model.Ridge}]\n")
     registry.sync_model(load_spec(models_dir / "broken.yaml"))
     register_fitted(registry, "broken_model", "r1")
-    run = _dag("ratchet_nowtest").test(logical_date=AFTER_CHANGE)
+    run = load_dag("ratchet_nowtest").test(logical_date=AFTER_CHANGE)
     assert run.state == "failed"  # the run says a model failed ...
     assert len(smtp_server.messages) == 1  # ... and the healthy model's breach was still mailed
     assert smtp_server.messages[0]["message"]["Subject"].startswith(f"[Ratchet] {MODEL} now-test failed")
