@@ -27,8 +27,11 @@ END = dt.date(2026, 6, 30)
 
 
 def ratchet_backtest(url: str) -> tuple[float, int]:
-    from ratchet import backtest, data, demo, search
-    from ratchet.config import parse_spec
+    from ratchet import demo
+    from ratchet.evaluation import backtest
+    from ratchet.lifecycle import retrain
+    from ratchet.modeling import sources
+    from ratchet.specs import parse_spec
     from ratchet.registry import Registry
 
     demo.load_demo(url, end=END)
@@ -42,8 +45,8 @@ def ratchet_backtest(url: str) -> tuple[float, int]:
     registry = Registry(url)
     registry.sync_model(spec)
     end = dt.datetime.combine(END + dt.timedelta(days=1), dt.time())
-    search.retrain_model(registry, spec, run_id="bench", logical_date=end)
-    months = backtest.month_groups(spec, data.read_source(spec, end=end), end=end, groups=1)[0]
+    retrain.retrain_model(registry, spec, run_id="bench", logical_date=end)
+    months = backtest.month_groups(spec, sources.read_source(spec, end=end), end=end, groups=1)[0]
     started = time.perf_counter()
     result = backtest.run_partition(registry, spec, months, run_id="bench", end=end)
     elapsed = time.perf_counter() - started

@@ -1,16 +1,4 @@
-"""ratchet_backtest: walk-forward back-test per model and group of months, after retraining and nightly."""
-from __future__ import annotations
-
-import datetime as dt
-
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, get_current_context, task
-
-from ratchet.config import configured_model_names
-
-MODELS = configured_model_names()
-MONTH_GROUPS = 2  # mapped tasks per model: enough to spread over workers, few enough that task start-up stays small
-
-DOC = """
+"""
 ### Walk-forward back-test
 Runs when `ratchet_retrain` registers versions (asset `ratchet_model_versions`) and nightly at 03:00.
 For each model, the last `backtest.months` complete months are split into a few consecutive groups
@@ -23,29 +11,39 @@ the month) is skipped, so a re-run on unchanged data computes nothing. A report 
 month with the requirement line, wins against the champion) is stored in PostgreSQL and in `reports/`;
 a model's report task fails (and with it the run) when one of its groups or the report did not finish.
 """
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
+
+from ratchet.dagkit import START_DATE, TAGS, default_args, label
+from ratchet.specs import configured_model_names
+
+MODELS = configured_model_names()
+MONTH_GROUPS = 2  # mapped tasks per model: enough to spread over workers, few enough that task start-up stays small
 
 
 @dag(
     dag_id="ratchet_backtest",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"),
                                  assets=Asset("ratchet_model_versions")),
-    start_date=dt.datetime(2024, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    tags=["ratchet"],
-    doc_md=DOC,
-    default_args={"owner": "ratchet", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
+    tags=TAGS,
+    doc_md=__doc__,
+    default_args=default_args(retries=1, retry_delay=dt.timedelta(minutes=2)),
 )
 def ratchet_backtest():
     @task(map_index_template="{{ label }}")
     def backtest(model: str, group: int, dag_run=None) -> dict:
         from ratchet import pipeline
 
-        context = get_current_context()
-        context["label"] = f"{model} · group {group + 1}/{MONTH_GROUPS}"
+        label(label=f"{model} · group {group + 1}/{MONTH_GROUPS}")
         result = pipeline.backtest_group(model, group, MONTH_GROUPS, end=pipeline.run_end(dag_run))
         if result["months"]:
-            context["label"] = f"{model} · {result['months'][0]}..{result['months'][-1]}"
+            label(label=f"{model} · {result['months'][0]}..{result['months'][-1]}")
         return result
 
     @task(map_index_template="{{ model }}", trigger_rule=TriggerRule.ALL_DONE)
@@ -53,7 +51,7 @@ def ratchet_backtest():
         """Report what the model's groups stored, then fail (and so fail the run) if one of them failed."""
         from ratchet import pipeline
 
-        get_current_context()["model"] = model
+        label(model=model)
         written = pipeline.backtest_report(model, end=pipeline.run_end(dag_run))
         pipeline.require_every_model([model], list(groups), what="back-test", per_model=MONTH_GROUPS)
         return written

@@ -1,15 +1,4 @@
-"""ratchet_nowtest: daily now-test of each model's champion and candidates in trial; alerts on a breach."""
-from __future__ import annotations
-
-import datetime as dt
-
-from airflow.sdk import TriggerRule, dag, get_current_context, task
-
-from ratchet.config import configured_model_names
-
-MODELS = configured_model_names()
-
-DOC = """
+"""
 ### Daily now-test
 For every model (one mapped task per model; one model's failure does not stop the others):
 the champion and every candidate in trial (versions newer than the champion) predict the last
@@ -25,34 +14,37 @@ golden regression cases. The `deliver_alerts` task then mails every queued alert
 stays queued, and the retry (or the next delivery of any Ratchet DAG) sends it, exactly once.
 Re-running a date overwrites its results and sends nothing twice.
 """
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, task
+
+from ratchet.dagkit import START_DATE, TAGS, default_args, deliver_alerts, label
+from ratchet.specs import configured_model_names
+
+MODELS = configured_model_names()
 
 
 @dag(
     dag_id="ratchet_nowtest",
     schedule="0 6 * * *",
-    start_date=dt.datetime(2024, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    tags=["ratchet"],
-    doc_md=DOC,
-    default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    tags=TAGS,
+    doc_md=__doc__,
+    default_args=default_args(retries=2, retry_delay=dt.timedelta(minutes=5)),
 )
 def ratchet_nowtest():
     @task(map_index_template="{{ model }}")
     def nowtest(model: str, dag_run=None) -> dict:
         from ratchet import pipeline
 
-        get_current_context()["model"] = model
+        label(model=model)
         return pipeline.nowtest(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def deliver_alerts(models: list[str], results) -> dict:
-        """Mail every queued alert; fails (and retries) while SMTP is unreachable or when a model's task failed."""
-        from ratchet import pipeline
-
-        return pipeline.deliver_alerts(models, list(results), what="now-test")
-
-    deliver_alerts(MODELS, nowtest.expand(model=MODELS))
+    deliver_alerts(MODELS, nowtest.expand(model=MODELS), what="now-test")
 
 
 ratchet_nowtest()

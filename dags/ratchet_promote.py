@@ -1,15 +1,4 @@
-"""ratchet_promote: promote a model version to champion through the gates, by manual trigger."""
-from __future__ import annotations
-
-import datetime as dt
-
-from airflow.sdk import Param, dag, task
-
-from ratchet.config import configured_model_names
-
-MODELS = configured_model_names()
-
-DOC = """
+"""
 ### Promote a model version (manual)
 Trigger with **model**, **version**, **reason** (required) and **dry_run**. The version must pass the gates:
 
@@ -25,17 +14,27 @@ gates and evidence) and, if `promotion.ratchet.enabled`, the requirements tighte
 champion. A failed gate fails the task (no retry) with each failed gate and its numbers; the
 decision is recorded as *rejected* and nothing else changes. A dry run records the gate results only.
 """
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag, task
+
+from ratchet.dagkit import START_DATE, TAGS, default_args
+from ratchet.specs import configured_model_names
+
+MODELS = configured_model_names()
 
 
 @dag(
     dag_id="ratchet_promote",
     schedule=None,
-    start_date=dt.datetime(2024, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=4,
-    tags=["ratchet"],
-    doc_md=DOC,
-    default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+    tags=TAGS,
+    doc_md=__doc__,
+    default_args=default_args(retries=2, retry_delay=dt.timedelta(seconds=30)),
     params={
         "model": Param(MODELS[0] if len(MODELS) == 1 else None, type="string",
                        **({"enum": MODELS} if MODELS else {}),
@@ -51,24 +50,12 @@ decision is recorded as *rejected* and nothing else changes. A dry run records t
 def ratchet_promote():
     @task(task_id="promote")
     def promote_version(params: dict | None = None, dag_run=None, run_id: str | None = None) -> dict:
-        """Gate failures and bad inputs fail at once (AirflowFailException); infrastructure errors retry."""
-        from airflow.sdk.exceptions import AirflowFailException
+        """Gate failures and bad inputs fail at once (no retry); infrastructure errors retry."""
+        from ratchet import pipeline
 
-        from ratchet.config import SpecError
-        from ratchet.promotion import PromotionInputError, PromotionRejected, promote_by_name
-        from ratchet.registry import ConcurrentPromotionError, RegistryError
-        from ratchet.regression import GoldenFileError
-
-        who = dag_run.triggering_user_name or str(dag_run.run_type)
-        try:
-            outcome = promote_by_name(params["model"], params["version"], reason=params["reason"],
-                                      triggered_by=who, dry_run=bool(params["dry_run"]), run_id=run_id)
-        except (PromotionInputError, PromotionRejected, ConcurrentPromotionError, RegistryError, SpecError,
-                GoldenFileError) as exc:
-            raise AirflowFailException(str(exc)) from exc
-        print(outcome.describe())
-        return {"model": outcome.model, "version": outcome.version, "outcome": outcome.outcome,
-                "kind": outcome.kind, "promotion_id": outcome.promotion_id}
+        return pipeline.promote(params["model"], params["version"], reason=params["reason"],
+                                triggered_by=dag_run.triggering_user_name or str(dag_run.run_type),
+                                dry_run=bool(params["dry_run"]), run_id=run_id)
 
     promote_version()
 

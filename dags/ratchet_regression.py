@@ -1,15 +1,4 @@
-"""ratchet_regression: nightly golden-case regression tests of each model's champion."""
-from __future__ import annotations
-
-import datetime as dt
-
-from airflow.sdk import TriggerRule, dag, get_current_context, task
-
-from ratchet.config import configured_model_names
-
-MODELS = configured_model_names()
-
-DOC = """
+"""
 ### Nightly regression tests
 For every model (one mapped task per model): load the golden cases file next to the model's YAML
 (`<name>.golden.yaml`; a bad file fails the model's task with the file, case and field, and
@@ -19,34 +8,37 @@ evaluation of the day; a failed case writes one alert per model and date to the 
 `deliver_alerts` mails it through `smtp_default` (failing visibly, and retrying, while SMTP is down).
 The same check is gate 3 of `ratchet_promote`.
 """
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, task
+
+from ratchet.dagkit import START_DATE, TAGS, default_args, deliver_alerts, label
+from ratchet.specs import configured_model_names
+
+MODELS = configured_model_names()
 
 
 @dag(
     dag_id="ratchet_regression",
     schedule="0 4 * * *",
-    start_date=dt.datetime(2024, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    tags=["ratchet"],
-    doc_md=DOC,
-    default_args={"owner": "ratchet", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    tags=TAGS,
+    doc_md=__doc__,
+    default_args=default_args(retries=2, retry_delay=dt.timedelta(minutes=5)),
 )
 def ratchet_regression():
     @task(map_index_template="{{ model }}")
     def regression(model: str, dag_run=None) -> dict:
         from ratchet import pipeline
 
-        get_current_context()["model"] = model
+        label(model=model)
         return pipeline.regression(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def deliver_alerts(models: list[str], results) -> dict:
-        """Mail every queued alert; fails (and retries) while SMTP is unreachable or when a model's task failed."""
-        from ratchet import pipeline
-
-        return pipeline.deliver_alerts(models, list(results), what="regression tests")
-
-    deliver_alerts(MODELS, regression.expand(model=MODELS))
+    deliver_alerts(MODELS, regression.expand(model=MODELS), what="regression tests")
 
 
 ratchet_regression()

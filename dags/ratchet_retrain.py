@@ -1,16 +1,4 @@
-"""ratchet_retrain: nightly random search per model; registers the best candidates."""
-from __future__ import annotations
-
-import datetime as dt
-
-from airflow.sdk import Asset, dag, get_current_context, task
-
-from ratchet.config import configured_model_names
-
-MODELS = configured_model_names()
-MODEL_VERSIONS = Asset("ratchet_model_versions")
-
-DOC = """
+"""
 ### Nightly retraining
 For every model YAML in the models folder (one mapped task per model):
 load the data up to the run's logical date, run the random hyperparameter search with
@@ -23,17 +11,28 @@ model and versions), which starts `ratchet_backtest`. A model whose data is bad 
 with a message naming the problem, and with it the run; the other models go on and announce theirs.
 Re-running a date reuses the same trials and versions (no duplicates).
 """
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, dag, task
+
+from ratchet.dagkit import START_DATE, TAGS, default_args, label
+from ratchet.specs import configured_model_names
+
+MODELS = configured_model_names()
+MODEL_VERSIONS = Asset("ratchet_model_versions")
 
 
 @dag(
     dag_id="ratchet_retrain",
     schedule="0 1 * * *",
-    start_date=dt.datetime(2024, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    tags=["ratchet"],
-    doc_md=DOC,
-    default_args={"owner": "ratchet", "retries": 1, "retry_delay": dt.timedelta(minutes=2)},
+    tags=TAGS,
+    doc_md=__doc__,
+    default_args=default_args(retries=1, retry_delay=dt.timedelta(minutes=2)),
 )
 def ratchet_retrain():
     @task(map_index_template="{{ model }}", outlets=[MODEL_VERSIONS])
@@ -42,7 +41,7 @@ def ratchet_retrain():
 
         from ratchet import pipeline
 
-        get_current_context()["model"] = model
+        label(model=model)
         result = pipeline.retrain(model, end=pipeline.run_end(dag_run))
         if not result["versions"]:
             raise AirflowSkipException(f"{model}: no trial succeeded, so no version to announce")

@@ -56,7 +56,7 @@ def start_postgres():
 def database_on(server_url: str, name: str) -> str:
     from sqlalchemy.engine import make_url
 
-    from ratchet.registry.db import normalize_url
+    from ratchet.settings import normalize_url
 
     return make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
 
@@ -153,11 +153,13 @@ def airflow(env, *args: str) -> subprocess.CompletedProcess:
 def demo_story(env: dict[str, str], stop: threading.Event) -> None:
     """The demo's first cycle: retrain and back-test run on schedule; then the best candidate becomes
     the first champion (through ratchet_promote's gates) and the now-test runs on the latest data."""
-    from ratchet import backtest, config
-    from ratchet.registry import Registry, RegistryError, version_contender
+    from ratchet import specs
+    from ratchet.evaluation import backtest
+    from ratchet.exceptions import UnknownModelError
+    from ratchet.registry import Registry, version_contender
 
     registry = Registry(env["RATCHET_DATABASE_URL"])
-    spec = config.load_specs(env.get("RATCHET_MODELS_DIR"))[DEMO_MODEL]
+    spec = specs.load_specs(env.get("RATCHET_MODELS_DIR"))[DEMO_MODEL]
 
     def reported():
         """The champion is set, or the back-test report covers every candidate of the last retrain."""
@@ -165,7 +167,7 @@ def demo_story(env: dict[str, str], stop: threading.Event) -> None:
             if registry.champion(DEMO_MODEL):
                 return True
             report, versions = registry.latest_report(DEMO_MODEL), registry.latest_run_versions(DEMO_MODEL)
-        except RegistryError:
+        except UnknownModelError:
             return False
         return bool(report and versions) and all(
             version_contender(v.version) in report.summary["contenders"] for v in versions)

@@ -38,7 +38,7 @@ def _server_url() -> str:
 def _database(server_url: str, name: str) -> str:
     from sqlalchemy.engine import make_url
 
-    from ratchet.registry.db import normalize_url
+    from ratchet.settings import normalize_url
 
     return make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
 

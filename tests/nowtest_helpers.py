@@ -57,14 +57,14 @@ def write_spec(folder, *, golden: str | None = None):
     """))
     if golden is not None:
         (folder / f"{MODEL}.golden.yaml").write_text(textwrap.dedent(golden))
-    from ratchet.config import load_spec
+    from ratchet.specs import load_spec
 
     return load_spec(path)
 
 
 def train_champion(registry, spec) -> list[int]:
     """Register v1 and v2 with the real search on data before 2025-07-01; v1 becomes champion."""
-    from ratchet.search import retrain_model
+    from ratchet.lifecycle.retrain import retrain_model
 
     registry.sync_model(spec)
     versions = retrain_model(registry, spec, run_id="retrain-2025-07-01", logical_date=TRAINED_BEFORE)

@@ -9,8 +9,8 @@ import pandas as pd
 import yaml
 from sqlalchemy import select
 
-from ratchet import artifacts
-from ratchet.config import parse_spec
+from ratchet.modeling import artifacts
+from ratchet.specs import parse_spec
 from ratchet.registry import EvaluationRow
 from ratchet.registry.schema import Base
 
@@ -58,7 +58,7 @@ def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, **ove
                   dataset_fingerprint="f" * 64, features=FEATURES, target="y", package_versions={},
                   author="tests", fit_seconds=0.01, size_bytes=art.size_bytes, predict_latency_p95_ms=0.5)
     fields.update(overrides)
-    return registry.register_version(model, run_id=run_id, trial_id=None, **fields)
+    return registry.register_version(model, run_id=run_id, trial_index=None, **fields)
 
 
 def store_backtest(registry, model: str, contender_values: dict[str, list[float]], metric="rmse",
@@ -86,8 +86,8 @@ def store_nowtest_days(registry, model: str, version: int, days: list[str], pass
 def snapshot(registry) -> dict[str, list[tuple]]:
     """Every row of every registry table, to prove that a refused request changed nothing."""
     out = {}
-    with registry.session() as session:
+    with registry.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
-            rows = session.execute(select(table).order_by(*table.primary_key.columns)).all()
+            rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
             out[table.name] = [tuple(r) for r in rows]
     return out

@@ -88,11 +88,11 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
     assert "<svg" in report.html and "v1" in report.summary["contenders"]
 
     before = _counts(registry)
-    stamps = {e.id: e.created_at for e in registry.evaluations("demand_test", "backtest")}
+    stamps = {(e.contender, e.partition, e.metric): e.created_at for e in registry.evaluations("demand_test", "backtest")}
     assert load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
     assert _counts(registry) == before  # a rerun of the same date: no duplicates
     assert load_dag("ratchet_backtest").test(logical_date=LOGICAL_DATE).state == "success"
-    after = {e.id: e.created_at for e in registry.evaluations("demand_test", "backtest")}
+    after = {(e.contender, e.partition, e.metric): e.created_at for e in registry.evaluations("demand_test", "backtest")}
     assert after == stamps  # unchanged data: nothing recomputed
 
 

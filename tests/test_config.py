@@ -5,8 +5,9 @@ import textwrap
 
 import pytest
 
-from ratchet import config
-from ratchet.config import SpecError, load_spec, load_specs
+from ratchet import settings
+from ratchet.exceptions import SpecError
+from ratchet.specs import load_spec, load_specs
 
 VALID = """
 name: m
@@ -25,7 +26,7 @@ def _write(tmp_path, text, name="m.yaml"):
 
 
 def test_the_demo_spec_is_valid():
-    spec = load_spec(config.settings.DEFAULT_MODELS_DIR / "demand.yaml")
+    spec = load_spec(settings.DEFAULT_MODELS_DIR / "demand.yaml")
     assert spec.name == "daily_demand" and spec.metric == "rmse" and spec.source.target_lags == (1, 7)
     assert {r.scope for r in spec.requirements} == {"backtest", "nowtest", "gate"}
 

@@ -9,7 +9,7 @@ import pytest
 DAGS_DIR = Path(__file__).resolve().parents[1] / "dags"
 PUBLIC_DAG_IDS = {"ratchet_retrain", "ratchet_backtest", "ratchet_nowtest", "ratchet_promote", "ratchet_regression"}
 HEAVY_MODULES = ("pandas", "numpy", "sklearn", "sqlalchemy", "scipy", "skops", "ratchet.registry",
-                 "ratchet.search", "ratchet.backtest", "ratchet.data", "ratchet.nowtest", "ratchet.promotion")
+                 "ratchet.modeling", "ratchet.evaluation", "ratchet.lifecycle", "ratchet.reporting", "ratchet.alerting")
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from ratchet import data, demo, search
-from ratchet.config import parse_spec
-from ratchet.data import DataError
+from ratchet import demo
+from ratchet.exceptions import DataError
+from ratchet.lifecycle import retrain
+from ratchet.modeling import features, months, sources
+from ratchet.specs import parse_spec
 
 
 def _spec(source: dict, task: str = "regression"):
@@ -41,13 +43,13 @@ def table(registry):
 def test_reads_a_table_sorted_and_only_before_end(table):
     frame = _frame().sample(frac=1, random_state=1)  # stored in random order; a table is sorted in SQL
     spec = _spec({"table": table(frame), "categorical": ["kind"]})
-    rows = data.read_source(spec, end=dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc))
+    rows = sources.read_source(spec, end=dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc))
     assert len(rows) == 31 and rows["day"].is_monotonic_increasing and rows["day"].max() == pd.Timestamp("2024-01-31")
 
 
 def test_reads_a_query(table):
     name = table(_frame())
-    rows = data.read_source(_spec({"query": f"SELECT day, y, x FROM {name} WHERE x > 0 ORDER BY day"}))
+    rows = sources.read_source(_spec({"query": f"SELECT day, y, x FROM {name} WHERE x > 0 ORDER BY day"}))
     assert (rows["x"] > 0).all() and list(rows.columns) == ["day", "y", "x"]
 
 
@@ -62,30 +64,30 @@ def test_reads_a_query(table):
 def test_bad_tables_get_precise_errors(table, mutate, source, message):
     spec = _spec({"table": table(mutate(_frame())), **source})
     with pytest.raises(DataError, match=message):
-        data.read_source(spec)
+        sources.read_source(spec)
 
 
 def test_unordered_query_results_are_refused(table):
     name = table(_frame())
     spec = _spec({"query": f"SELECT day, y, x FROM {name} ORDER BY day DESC"})
     with pytest.raises(DataError, match="not in order: row 1 .* comes after row 0 .*add ORDER BY"):
-        data.read_source(spec)
+        sources.read_source(spec)
 
 
 def test_a_missing_table_is_named():
     with pytest.raises(DataError, match="cannot read table datatest.nope"):
-        data.read_source(_spec({"table": "datatest.nope"}))
+        sources.read_source(_spec({"table": "datatest.nope"}))
 
 
 def test_too_little_history_names_counts():
     with pytest.raises(DataError, match="too little history for cv: 10 rows, at least 56 needed"):
-        data.require_rows(_spec({"table": "s.t"}), _frame(10), 56, "cv")
+        sources.require_rows(_spec({"table": "s.t"}), _frame(10), 56, "cv")
 
 
 def test_lags_are_looked_up_by_calendar_day_so_gaps_never_shift_them():
     frame = _frame(20).drop(index=[10]).reset_index(drop=True)  # 2024-01-11 is missing
     spec = _spec({"table": "s.t", "target_lags": [1], "features": ["x"]})
-    X, y, times = data.make_xy(spec, data.validate_frame(spec, frame))
+    X, y, times = features.make_xy(spec, sources.validate_frame(spec, frame))
     by_day = dict(zip(frame["day"], frame["y"]))
     assert pd.Timestamp("2024-01-12") not in set(times)  # its lag (the missing day) is unknown: dropped
     for lag, day in zip(X["target_lag_1"], times):
@@ -94,25 +96,25 @@ def test_lags_are_looked_up_by_calendar_day_so_gaps_never_shift_them():
 
 def test_month_fingerprints_change_from_an_edited_month_onwards_only():
     spec = _spec({"table": "s.t", "categorical": ["kind"]})
-    frame = data.validate_frame(spec, _frame(90))
-    before = data.month_fingerprints(spec, frame)
-    assert data.month_fingerprints(spec, frame.copy()) == before
+    frame = sources.validate_frame(spec, _frame(90))
+    before = months.month_fingerprints(spec, frame)
+    assert months.month_fingerprints(spec, frame.copy()) == before
     frame.loc[frame["day"] == pd.Timestamp("2024-02-10"), "y"] += 1
-    after = data.month_fingerprints(spec, frame)
+    after = months.month_fingerprints(spec, frame)
     assert after["2024-01"] == before["2024-01"]
     assert after["2024-02"] != before["2024-02"] and after["2024-03"] != before["2024-03"]
 
 
 def test_complete_months_leave_out_the_running_month():
     times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
-    assert data.complete_months(times, 12) == ["2024-01", "2024-02", "2024-03"]
-    assert data.complete_months(times, 2, before=dt.datetime(2024, 3, 1)) == ["2024-01", "2024-02"]
+    assert months.complete_months(times, 12) == ["2024-01", "2024-02", "2024-03"]
+    assert months.complete_months(times, 2, before=dt.datetime(2024, 3, 1)) == ["2024-01", "2024-02"]
 
 
 def test_a_month_the_data_lacks_stays_among_the_complete_months():
     times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
     times = times[times.dt.month != 2]
-    assert data.complete_months(times, 2) == ["2024-02", "2024-03"]  # not silently ["2024-01", "2024-03"]
+    assert months.complete_months(times, 2) == ["2024-02", "2024-03"]  # not silently ["2024-01", "2024-03"]
 
 
 def test_bad_data_leaves_the_registry_unchanged(registry, table):
@@ -127,7 +129,7 @@ def test_bad_data_leaves_the_registry_unchanged(registry, table):
 
     before = counts()
     with pytest.raises(DataError, match="missing values"):
-        search.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
+        retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
     assert counts() == before == {"model_versions": 0, "search_trials": 0, "evaluations": 0}
 
 

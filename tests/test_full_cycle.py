@@ -15,7 +15,8 @@ import pytest
 
 from dag_helpers import load_dag
 from nowtest_helpers import TABLE, write_source
-from ratchet import backtest, config
+from ratchet import specs
+from ratchet.evaluation import backtest
 from ratchet.registry import version_contender
 
 UTC = dt.timezone.utc
@@ -77,7 +78,7 @@ def test_full_cycle_with_a_regime_change(airflow_db, cycle, registry, smtp_serve
     # Night 1: candidates and their back-test; the best becomes the first champion.
     assert _run("ratchet_retrain", dt.datetime(2025, 7, 1, 1, tzinfo=UTC)) == "success"
     assert _run("ratchet_backtest", dt.datetime(2025, 7, 1, 3, tzinfo=UTC)) == "success"
-    spec = config.load_specs()[MODEL]
+    spec = specs.load_specs()[MODEL]
     first = _best_new_version(registry, spec, [1, 2])
     assert _run("ratchet_promote", dt.datetime(2025, 7, 1, 9, tzinfo=UTC),
                 {"model": MODEL, "version": first, "reason": "first champion", "dry_run": False}) == "success"
@@ -103,7 +104,7 @@ def test_full_cycle_with_a_regime_change(airflow_db, cycle, registry, smtp_serve
     write_spec(cycle, BOOSTING, ratchet=True)
     assert _run("ratchet_retrain", dt.datetime(2025, 8, 20, 1, tzinfo=UTC)) == "success"
     assert _run("ratchet_backtest", dt.datetime(2025, 8, 20, 3, tzinfo=UTC)) == "success"
-    spec = config.load_specs()[MODEL]
+    spec = specs.load_specs()[MODEL]
     adapted = _best_new_version(registry, spec, [3, 4])
     for day in (21, 22, 23):  # trial days of the new candidates
         _run("ratchet_nowtest", dt.datetime(2025, 8, day, 6, tzinfo=UTC))

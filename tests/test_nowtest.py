@@ -8,8 +8,10 @@ import pytest
 
 from nowtest_helpers import (AFTER_CHANGE, BEFORE_CHANGE, EMAILS, MODEL, counts, train_champion, write_source,
                              write_spec)
-from ratchet import alerts
-from ratchet.nowtest import PSI_WARNING, harvest_tolerance, psi, run_nowtest
+from ratchet.alerting import outbox
+from ratchet.evaluation.drift import PSI_WARNING, psi
+from ratchet.evaluation.nowtest import harvest_tolerance, run_nowtest
+from ratchet.exceptions import AlertDeliveryError
 
 RUN_URL = "http://localhost:8080/dags/ratchet_nowtest/runs/scheduled__2025-08-01T06%3A00%3A00%2B00%3A00"
 
@@ -54,7 +56,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert [(e.partition, e.passed, e.n_rows) for e in stored] == [("2025-07-10", True, 14)]
     assert stored[0].value < 0.08
     assert registry.evaluations(MODEL, "nowtest", contender="seasonal_naive_7", metric="rmse")  # baselines too
-    assert alerts.deliver_alerts(registry)["sent"] == [] and smtp_server.messages == []
+    assert outbox.deliver_alerts(registry)["sent"] == [] and smtp_server.messages == []
 
     after = _run(registry, spec, AFTER_CHANGE)
     assert not after.passed and after.alert_id is not None
@@ -66,7 +68,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert rmse.relative_to == "baseline" and rmse.baseline_value == pytest.approx(
         min(after.baselines[b]["rmse"] for b in spec.baselines))
 
-    report = alerts.deliver_alerts(registry)
+    report = outbox.deliver_alerts(registry)
     assert report["sent"] == [after.alert_id]
     assert len(smtp_server.messages) == 1
     mail = smtp_server.messages[0]
@@ -95,11 +97,11 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
 def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
     spec, _ = model
     first = _run(registry, spec, AFTER_CHANGE, run_id="nt-run")
-    alerts.deliver_alerts(registry)
+    outbox.deliver_alerts(registry)
     before = counts(registry)
     again = _run(registry, spec, AFTER_CHANGE, run_id="nt-run")
     assert again.alert_id == first.alert_id and again.harvested == 0
-    assert alerts.deliver_alerts(registry)["sent"] == []
+    assert outbox.deliver_alerts(registry)["sent"] == []
     assert counts(registry) == before
     assert len(smtp_server.messages) == 1
     assert [a.status for a in registry.alerts(MODEL)] == ["sent"]
@@ -116,7 +118,7 @@ def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server
     empty = _run(registry, spec, dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc))
     assert empty.stale and empty.n_rows == 0
 
-    alerts.deliver_alerts(registry)
+    outbox.deliver_alerts(registry)
     subjects = sorted(m["message"]["Subject"] for m in smtp_server.messages)
     assert subjects == [f"[Ratchet] {MODEL} now-test failed: stale data: 0 rows < min_rows 7 in the last 14 days",
                         f"[Ratchet] {MODEL} now-test failed: stale data: 5 rows < min_rows 7 in the last 14 days"]
@@ -128,18 +130,18 @@ def test_smtp_down_keeps_the_alert_queued_and_it_is_sent_exactly_once_when_back(
     spec, _ = model
     outcome = _run(registry, spec, AFTER_CHANGE)
     up = smtp_down(monkeypatch)
-    with pytest.raises(alerts.AlertDeliveryError, match=r"could not be sent.*stay queued"):
-        alerts.deliver_alerts(registry)
-    with pytest.raises(alerts.AlertDeliveryError):
-        alerts.deliver_alerts(registry)  # the next run while still down: tried again, still kept
+    with pytest.raises(AlertDeliveryError, match=r"could not be sent.*stay queued"):
+        outbox.deliver_alerts(registry)
+    with pytest.raises(AlertDeliveryError):
+        outbox.deliver_alerts(registry)  # the next run while still down: tried again, still kept
     (alert,) = registry.alerts(MODEL)
     assert alert.id == outcome.alert_id and alert.status == "queued" and alert.attempts == 2
     assert "Connection refused" in alert.last_error or "ConnectionRefused" in alert.last_error
     assert smtp_server.messages == []
 
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", up)  # the server is reachable again
-    assert alerts.deliver_alerts(registry)["sent"] == [alert.id]
-    assert alerts.deliver_alerts(registry)["sent"] == []
+    assert outbox.deliver_alerts(registry)["sent"] == [alert.id]
+    assert outbox.deliver_alerts(registry)["sent"] == []
     assert len(smtp_server.messages) == 1
     (alert,) = registry.alerts(MODEL)
     assert alert.status == "sent" and alert.attempts == 3 and alert.last_error is None and alert.sent_at
@@ -149,7 +151,7 @@ def test_an_alert_being_sent_elsewhere_is_not_sent_again(model, registry, smtp_s
     spec, _ = model
     outcome = _run(registry, spec, AFTER_CHANGE)
     assert registry.claim_alert(outcome.alert_id) is not None  # another sender claimed it (or died after sending)
-    report = alerts.deliver_alerts(registry)
+    report = outbox.deliver_alerts(registry)
     assert report["sent"] == [] and report["stuck_sending"] == [outcome.alert_id]
     assert smtp_server.messages == []
 
@@ -172,7 +174,7 @@ def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, s
                                 "target_lag_1", "target_lag_7"}
     assert case.tolerance == pytest.approx(harvest_tolerance(spec, first.champion.failed, miss["actual"], None))
     # the champion misses its own harvested cases; the regression tests now catch it
-    from ratchet.regression import run_golden_cases
+    from ratchet.evaluation.golden import run_golden_cases
 
     result = run_golden_cases(registry, spec, first.champion.version)
     assert not result.passed and result.n_cases == len(cases)
@@ -180,7 +182,7 @@ def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, s
 
 def test_harvest_tolerance_is_the_per_row_error_the_failed_requirement_allows(model):
     spec, _ = model
-    from ratchet.requirements import RequirementResult
+    from ratchet.evaluation.requirements import RequirementResult
 
     def failed(metric, effective):
         return RequirementResult(None, metric, "max", effective, effective, None, None, None, 99.0, "nowtest", False)
@@ -213,7 +215,7 @@ def test_a_model_without_versions_is_skipped_and_a_bad_source_raises_clearly(tmp
         from sqlalchemy import text
 
         conn.execute(text("ALTER TABLE nowtest_src.demand DROP COLUMN promo"))
-    from ratchet.data import DataError
+    from ratchet.exceptions import DataError
 
     before = counts(registry)
     with pytest.raises(DataError, match=r"missing columns \['promo'\]"):
@@ -229,8 +231,8 @@ def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_t
     from sqlalchemy import text
 
     from ratchet import demo
-    from ratchet.config import load_spec
-    from ratchet.search import retrain_model
+    from ratchet.specs import load_spec
+    from ratchet.lifecycle.retrain import retrain_model
 
     frame = demo.generate_classification(dt.date(2024, 1, 1), dt.date(2025, 8, 31), seed=5)
     with registry.engine.begin() as conn:
@@ -260,5 +262,5 @@ def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_t
     cases = registry.golden_cases("busy")
     assert len(cases) == outcome.harvested == len(outcome.champion.worst_misses)
     assert all(c.tolerance == 0.0 for c in cases)
-    alerts.deliver_alerts(registry)
+    outbox.deliver_alerts(registry)
     assert smtp_server.messages[0]["message"]["Subject"].startswith("[Ratchet] busy now-test failed: accuracy ")

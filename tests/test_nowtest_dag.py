@@ -12,7 +12,7 @@ import pytest
 from dag_helpers import load_dag
 from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, counts, train_champion, write_source, write_spec
 from promote_helpers import register_fitted
-from ratchet.config import load_spec
+from ratchet.specs import load_spec
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_nowtest_dag_on_two_dates_passes_then_mails_the_breach(airflow_db, model
     run = dag.test(logical_date=BEFORE_CHANGE)
     assert run.state == "success"
     rows = registry.evaluations(MODEL, "nowtest", metric="mape")
-    assert {r.contender for r in rows} >= {"v1", "v2"} and all(r.passed for r in rows if r.version_id)
+    assert {r.contender for r in rows} >= {"v1", "v2"} and all(r.passed for r in rows if r.version is not None)
     assert smtp_server.messages == []
 
     run = dag.test(logical_date=AFTER_CHANGE)

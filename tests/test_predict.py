@@ -12,8 +12,9 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from ratchet import artifacts, data, predict
-from ratchet.config import load_spec
+from ratchet.modeling import artifacts, features, months, sources
+from ratchet.serving import predict
+from ratchet.specs import load_spec
 
 TABLE = "predict_source"
 
@@ -38,14 +39,14 @@ def champion(registry, tmp_path, monkeypatch):
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(folder))
     spec = load_spec(folder / "demand.yaml")
     registry.sync_model(spec)
-    source = data.read_source(spec)
-    X, y, _ = data.make_xy(spec, source)
-    estimator = data.make_estimator(spec, spec.estimators[0], {"alpha": 0.3}).fit(X, y)
+    source = sources.read_source(spec)
+    X, y, _ = features.make_xy(spec, source)
+    estimator = features.make_estimator(spec, spec.estimators[0], {"alpha": 0.3}).fit(X, y)
     art = artifacts.dump(estimator)
     version = registry.register_version(
-        "demand", run_id="r1", trial_id=None, estimator_class="sklearn.linear_model.Ridge",
+        "demand", run_id="r1", trial_index=None, estimator_class="sklearn.linear_model.Ridge",
         hyperparameters={"alpha": 0.3}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
-        dataset_fingerprint=data.dataset_fingerprint(source), features=list(X.columns), target="y",
+        dataset_fingerprint=months.dataset_fingerprint(source), features=list(X.columns), target="y",
         package_versions={}, author="tests", fit_seconds=0.1, size_bytes=art.size_bytes)
     registry.record_promotion("demand", version, kind="initial", outcome="promoted", triggered_by="tests",
                               reason="fixture", gates=[], run_id="p", expected_previous_version=None)
@@ -54,7 +55,7 @@ def champion(registry, tmp_path, monkeypatch):
 
 def test_rows_with_history_predict_like_the_now_test(registry, champion):
     spec, source, estimator = champion
-    X, _, times = data.make_xy(spec, source)
+    X, _, times = features.make_xy(spec, source)
     expected = estimator.predict(X.tail(10))
     result = predict.predict_frame(registry, spec, source.tail(10).astype({"ts": str}))  # as read from a CSV
     assert list(result.columns) == ["ts", "prediction", "version"]
@@ -66,7 +67,7 @@ def test_rows_with_history_predict_like_the_now_test(registry, champion):
 def test_next_day_without_target_uses_the_source_history(registry, champion):
     spec, source, estimator = champion
     new = pd.DataFrame({"ts": [source["ts"].iloc[-1] + pd.Timedelta(days=1)], "x1": [0.5], "x2": [-1.0]})
-    X, _, _ = data.make_xy(spec, pd.concat([source, new.assign(y=0.0)], ignore_index=True))
+    X, _, _ = features.make_xy(spec, pd.concat([source, new.assign(y=0.0)], ignore_index=True))
     assert X.iloc[-1]["target_lag_1"] == source["y"].iloc[-1]
     result = predict.predict_frame(registry, spec, new)
     assert result["prediction"].tolist() == estimator.predict(X.tail(1)).tolist()
@@ -92,7 +93,7 @@ def test_the_champion_is_cached_by_version_and_checksum(registry, champion):
 
 def test_cli_writes_predictions(registry, champion, tmp_path):
     spec, source, estimator = champion
-    X, _, _ = data.make_xy(spec, source)
+    X, _, _ = features.make_xy(spec, source)
     source.tail(5).to_csv(tmp_path / "in.csv", index=False)
     cli = Path(sys.executable).parent / "ratchet"
     result = subprocess.run([str(cli), "predict", "demand", "--input", str(tmp_path / "in.csv"),

@@ -8,7 +8,7 @@ import yaml
 from promote_helpers import register_fitted, snapshot, spec_dict, store_backtest
 from sqlalchemy import text
 
-from ratchet.config import load_spec
+from ratchet.specs import load_spec
 
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "ratchet_promote.py"
 BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}

@@ -15,15 +15,10 @@ from promote_helpers import (
     training_frame,
 )
 
-from ratchet.promotion import (
-    PromotionInputError,
-    PromotionRejected,
-    promote,
-    promote_by_name,
-    promotion_status,
-)
-from ratchet.registry import ConcurrentPromotionError, Registry
-from ratchet.regression import GoldenFileError
+from ratchet.exceptions import ConcurrentPromotionError, GoldenFileError, PromotionInputError, PromotionRejected
+from ratchet.lifecycle.promotion import promote, promote_by_name
+from ratchet.registry import Registry
+from ratchet.reporting.status import promotion_status
 
 BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}
 DAYS = ["2024-05-01", "2024-05-02", "2024-05-03"]
@@ -60,7 +55,7 @@ def test_first_champion_passes_gates_1_3_5_and_ratchets(registry, champion_v1):
     assert [g.number for g in outcome.gates] == [1, 3, 5] and outcome.passed
     assert registry.champion("demand").version == 1
     [row] = registry.promotions("demand")
-    assert (row.outcome, row.kind, row.triggered_by, row.reason, row.previous_version_id) == (
+    assert (row.outcome, row.kind, row.triggered_by, row.reason, row.previous_version) == (
         "promoted", "initial", "alice", "first champion", None)
     assert [g["name"] for g in row.gates] == ["requirements", "regression_tests", "computational"]
     evidence = row.gates[0]["details"]
@@ -122,7 +117,7 @@ def test_weaker_candidate_is_rejected_naming_each_gate_and_its_numbers(registry,
            "5.00%; won 1 of 4 months < required 3" in message
     assert "gate 4 trial failed: now-test breaches on 1 day(s): ['2024-05-03']" in message
     assert "gate 3" not in message and "gate 5" not in message
-    assert registry.champion("demand").id == champion.id and _bounds(registry) == bounds
+    assert registry.champion("demand").version == champion.version and _bounds(registry) == bounds
     last = registry.promotions("demand")[-1]
     assert (last.outcome, last.kind) == ("rejected", "promotion")
     assert [g["passed"] for g in last.gates] == [False, False, True, False, True]

@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from ratchet import artifacts
+from ratchet import settings
+from ratchet.exceptions import ConfigurationError
+from ratchet.modeling import artifacts
 from ratchet.registry import db
 from ratchet.registry.schema import Base
 
@@ -45,8 +47,8 @@ def test_migrations_match_the_orm_schema(empty_database):
 
 
 def test_non_postgres_url_is_refused():
-    with pytest.raises(ValueError, match="must be PostgreSQL"):
-        db.normalize_url("sqlite:///ratchet.db")
+    with pytest.raises(ConfigurationError, match="must be PostgreSQL"):
+        settings.normalize_url("sqlite:///ratchet.db")
 
 
 def _fitted_model():
@@ -61,27 +63,26 @@ def _register(registry, name, run_id):
     model, _ = _fitted_model()
     art = artifacts.dump(model)
     return registry.register_version(
-        name, run_id=run_id, trial_id=None, estimator_class="sklearn.linear_model.Ridge",
+        name, run_id=run_id, trial_index=None, estimator_class="sklearn.linear_model.Ridge",
         hyperparameters={"alpha": 0.5}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
         dataset_fingerprint="f" * 64, features=["a", "b", "c"], target="y", package_versions={},
         author="test", fit_seconds=0.01, size_bytes=art.size_bytes)
 
 
 def _add_model_with_versions(registry, name="m", versions=2):
-    from sqlalchemy.dialects.postgresql import insert
-
-    from ratchet.registry.schema import Model
-
-    with registry.session() as session:
-        session.execute(insert(Model).values(name=name, task="regression", owner="t", spec={}))
+    with registry.engine.begin() as conn:
+        conn.execute(text("INSERT INTO models (name, task, owner, spec) VALUES (:n, 'regression', 't', '{}')"),
+                     {"n": name})
     for i in range(versions):
         _register(registry, name, f"r{i + 1}")
     return registry.versions(name)
 
 
 def test_two_concurrent_transactions_cannot_both_create_a_champion(registry):
-    versions = _add_model_with_versions(registry)
-    model_id = versions[0].model_id
+    _add_model_with_versions(registry)
+    with registry.engine.connect() as conn:  # the race is between raw transactions on the aliases table
+        rows = conn.execute(text("SELECT model_id, id FROM model_versions ORDER BY version")).all()
+    model_id, version_ids = rows[0][0], [version_id for _, version_id in rows]
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -100,7 +101,7 @@ def test_two_concurrent_transactions_cannot_both_create_a_champion(registry):
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=set_champion, args=(v.id,)) for v in versions]
+    threads = [threading.Thread(target=set_champion, args=(v,)) for v in version_ids]
     for t in threads:
         t.start()
     for t in threads:
@@ -144,10 +145,10 @@ def test_artifact_with_untrusted_types_is_refused():
 
 
 def test_unknown_model_and_version_are_named(registry):
-    from ratchet.registry import RegistryError
+    from ratchet.exceptions import NotFoundError, UnknownModelError
 
     _add_model_with_versions(registry, versions=1)
-    with pytest.raises(RegistryError, match="unknown model 'nope'.*\\['m'\\]"):
+    with pytest.raises(UnknownModelError, match="unknown model 'nope'.*\\['m'\\]"):
         registry.versions("nope")
-    with pytest.raises(RegistryError, match="no version 9; its versions: \\[1\\]"):
+    with pytest.raises(NotFoundError, match="no version 9; its versions: \\[1\\]"):
         registry.version("m", 9)

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from promote_helpers import make_spec, register_fitted, snapshot, spec_dict
-from ratchet.regression import GoldenFileError, load_golden_file, read_golden_file, run_golden_cases
+from ratchet.evaluation.golden import load_golden_file, read_golden_file, run_golden_cases
+from ratchet.exceptions import GoldenFileError
 
 GOOD = [
     {"name": "typical", "inputs": {"x1": 1.0, "x2": 0.0}, "expected": 3.0, "tolerance": 0.5},

@@ -6,9 +6,10 @@ import math
 import pytest
 from promote_helpers import make_spec, register_fitted, spec_dict
 
-from ratchet.config import RequirementSpec
+from ratchet.specs.model import RequirementSpec
 from ratchet.registry import RatchetStep
-from ratchet.requirements import check_requirements, ratchet_bound
+from ratchet.evaluation.requirements import check_requirements
+from ratchet.lifecycle.ratchet import ratchet_bound
 
 
 def req(metric="rmse", direction="max", bound=10.0, relative_to=None, scope="backtest"):

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from ratchet import backtest, data, search
-from ratchet.config import parse_spec
+from ratchet.evaluation import backtest
+from ratchet.lifecycle import retrain
+from ratchet.modeling import search, sources
+from ratchet.specs import parse_spec
 
 END = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
 
@@ -67,10 +69,10 @@ def test_time_folds_never_train_on_rows_after_validation():
 def test_a_target_from_the_future_stays_at_chance_in_cv_and_backtest(registry):
     spec = _spec(_write(registry, _future_target()))
     registry.sync_model(spec)
-    versions = search.retrain_model(registry, spec, run_id="r", logical_date=END)
+    versions = retrain.retrain_model(registry, spec, run_id="r", logical_date=END)
     trials = registry.trials(spec.name)
     assert max(t.mean_score for t in trials if t.mean_score is not None) < 0.05
-    frame = data.read_source(spec, end=END)
+    frame = sources.read_source(spec, end=END)
     for months in backtest.month_groups(spec, frame, end=END, groups=2):
         backtest.run_partition(registry, spec, months, run_id="b", end=END)
     r2 = _r2_by_contender(registry, spec)
@@ -80,9 +82,9 @@ def test_a_target_from_the_future_stays_at_chance_in_cv_and_backtest(registry):
 def test_a_learnable_signal_beats_every_baseline_month_by_month(registry):
     spec = _spec(_write(registry, _learnable()), search={"n_trials": 3, "cv_folds": 3, "seed": 1, "candidates": 1})
     registry.sync_model(spec)
-    (version,) = search.retrain_model(registry, spec, run_id="r", logical_date=END)
+    (version,) = retrain.retrain_model(registry, spec, run_id="r", logical_date=END)
     assert registry.trials(spec.name)[0].mean_score < 1.0  # rmse, far below the noise-free spread of 5
-    frame = data.read_source(spec, end=END)
+    frame = sources.read_source(spec, end=END)
     for months in backtest.month_groups(spec, frame, end=END, groups=2):
         backtest.run_partition(registry, spec, months, run_id="b", end=END)
     table = backtest.metric_table(registry, spec, "rmse")
@@ -124,7 +126,7 @@ def test_an_edited_row_recomputes_its_month_and_later_ones_only(registry):
     table = _write(registry, frame)
     spec = _spec(table, search={"n_trials": 2, "cv_folds": 3, "seed": 1, "candidates": 1})
     registry.sync_model(spec)
-    search.retrain_model(registry, spec, run_id="r", logical_date=END)
+    retrain.retrain_model(registry, spec, run_id="r", logical_date=END)
     months = ["2024-03", "2024-04", "2024-05", "2024-06"]
     contenders = len(backtest.contenders(registry, spec))
     assert backtest.run_partition(registry, spec, months, run_id="b1", end=END) == {

@@ -58,7 +58,7 @@ def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
 
 
 def test_month_labels_are_evenly_spaced_and_end_on_the_newest_month():
-    from ratchet.charts import line_chart
+    from ratchet.reporting.charts import line_chart
 
     months = [f"{2024 + i // 12}-{i % 12 + 1:02d}" for i in range(24)]
     svg = line_chart(months, {"v1": [float(i) for i in range(24)]})

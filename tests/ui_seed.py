@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ratchet import artifacts
-from ratchet.config import load_spec
+from ratchet.modeling import artifacts
+from ratchet.specs import load_spec
 from ratchet.registry import EvaluationRow, version_contender
 
 
@@ -37,7 +37,7 @@ def seed_history(registry, folder: Path, name: str, *, versions: int, months: in
     art = artifacts.dump(Ridge().fit(np.eye(3), [1.0, 2.0, 3.0]))
     for number in range(1, versions + 1):
         registry.register_version(
-            name, run_id=f"run-{number}", trial_id=None, estimator_class="sklearn.linear_model.Ridge",
+            name, run_id=f"run-{number}", trial_index=None, estimator_class="sklearn.linear_model.Ridge",
             hyperparameters={"alpha": 0.1 * number}, artifact=art.data, artifact_sha256=art.sha256,
             artifact_format=art.format, dataset_fingerprint="0" * 64, features=["a", "b", "c"], target="y",
             package_versions={}, author="seed", fit_seconds=0.1, size_bytes=art.size_bytes,
@@ -53,14 +53,8 @@ def seed_history(registry, folder: Path, name: str, *, versions: int, months: in
                           baseline=baseline, data_fingerprint="f")
             for month in month_keys])
     if champion:
-        from ratchet.registry.schema import Alias, Model, ModelVersion
-        from sqlalchemy import select
-
-        with registry.session() as session:
-            model = session.scalars(select(Model).where(Model.name == name)).one()
-            first = session.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id,
-                                                               ModelVersion.version == 1)).one()
-            session.add(Alias(model_id=model.id, alias="champion", version_id=first.id))
+        registry.record_promotion(name, 1, kind="initial", outcome="promoted", triggered_by="seed", reason="seed",
+                                  gates=[], run_id="seed", expected_previous_version=None)
         start = dt.date(2025, 1, 1)
         registry.record_evaluations(name, [
             EvaluationRow(kind="nowtest", contender="v1", partition=str(start + dt.timedelta(days=d)), metric="mape",

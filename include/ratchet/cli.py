@@ -5,10 +5,13 @@ import argparse
 import datetime as dt
 import json
 import sys
+from pathlib import Path
+
+from ratchet import settings
+from ratchet.exceptions import RatchetError
 
 
-def _db_upgrade(args) -> int:
-    from ratchet import settings
+def _db_upgrade(args: argparse.Namespace) -> int:
     from ratchet.registry import db
 
     url = settings.database_url()
@@ -18,8 +21,7 @@ def _db_upgrade(args) -> int:
     return 0
 
 
-def _db_downgrade(args) -> int:
-    from ratchet import settings
+def _db_downgrade(args: argparse.Namespace) -> int:
     from ratchet.registry import db
 
     db.downgrade(settings.database_url(), args.revision)
@@ -27,8 +29,8 @@ def _db_downgrade(args) -> int:
     return 0
 
 
-def _load_demo(args) -> int:
-    from ratchet import demo, settings
+def _load_demo(args: argparse.Namespace) -> int:
+    from ratchet import demo
 
     result = demo.load_demo(settings.database_url(), seed=args.seed, end=args.end)
     print(f"demo data: {result['rows']} days in {result['table']} ({result['start']}..{result['end']}, "
@@ -36,16 +38,14 @@ def _load_demo(args) -> int:
     return 0
 
 
-def _status(args) -> int:
-    from ratchet import config
+def _status(args: argparse.Namespace) -> int:
     from ratchet.registry import Registry
-    from ratchet.status import status_report
+    from ratchet.reporting.status import status_report
+    from ratchet.specs import get_spec, load_specs
 
-    specs = config.load_specs()
+    specs = load_specs()
     if args.model:
-        if args.model not in specs:
-            raise LookupError(f"unknown model {args.model!r}; configured models: {sorted(specs)}")
-        specs = {args.model: specs[args.model]}
+        specs = {args.model: get_spec(args.model, specs)}
     registry = Registry.from_settings()
     try:
         report = status_report(registry, specs)
@@ -74,9 +74,14 @@ def _date(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ratchet.predict import add_predict_command
+def _predict(args: argparse.Namespace) -> int:
+    from ratchet.serving.predict import run_predict
 
+    return run_predict(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `ratchet` command line: db upgrade/downgrade, load-demo, status, predict."""
     parser = argparse.ArgumentParser(prog="ratchet", description="Keep predictive models honest in production.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -99,24 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--model", help="only this model")
     status.set_defaults(handler=_status)
 
-    add_predict_command(commands)
+    predict = commands.add_parser("predict", help="predict rows of a CSV file with a model's champion")
+    predict.add_argument("model", help="a configured model name")
+    predict.add_argument("--input", required=True, type=Path, help="CSV with the time column and the features")
+    predict.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; Ratchet's own errors and an unreachable database are one line on stderr and exit 2."""
     from sqlalchemy.exc import OperationalError
-
-    from ratchet.artifacts import ArtifactError
-    from ratchet.config import SpecError
-    from ratchet.data import DataError
-    from ratchet.settings import ConfigurationError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except OperationalError as exc:
         print(f"ratchet: cannot reach the Ratchet database: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
-    except (SpecError, DataError, ConfigurationError, ArtifactError, LookupError, ValueError) as exc:
+    except RatchetError as exc:
         print(f"ratchet: {exc}", file=sys.stderr)
     return 2
 

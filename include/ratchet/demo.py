@@ -66,7 +66,7 @@ def load_demo(url: str, *, seed: int = 7, end: dt.date | None = None, years: int
     """Write the demo table `demo.daily_demand` (replacing its rows in one transaction)."""
     from sqlalchemy import text
 
-    from ratchet.registry.db import make_engine
+    from ratchet.settings import make_engine
 
     end = end or _yesterday()
     start = dt.date(end.year - years, end.month, 1)

@@ -1,20 +1,52 @@
 """What each DAG task does, in one call per task: open the registry, load the spec, run the step.
 
 The DAG files stay thin and importable in milliseconds; everything heavy is imported here, at call time.
+A `UserError` (a broken spec, bad data, a refused promotion) leaves every call here as Airflow's
+`AirflowFailException`, so Airflow fails the task at once instead of retrying what cannot change.
 """
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ratchet import settings
+from ratchet.exceptions import RatchetError, UserError
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from ratchet.registry import Registry
+    from ratchet.specs.model import ModelSpec
 
 # What the tasks below import when they run: preloaded by ratchet.executor before it forks task processes.
 TASK_LIBRARIES = (
     "numpy", "pandas", "scipy.stats", "sqlalchemy", "psycopg2",
     "sklearn.compose", "sklearn.impute", "sklearn.metrics", "sklearn.model_selection", "sklearn.pipeline",
     "sklearn.preprocessing", "airflow.providers.smtp.hooks.smtp",
-    "ratchet.alerts", "ratchet.backtest", "ratchet.baselines", "ratchet.data", "ratchet.nowtest",
-    "ratchet.promotion", "ratchet.registry", "ratchet.regression", "ratchet.reports", "ratchet.search",
+    "ratchet.alerting.outbox", "ratchet.evaluation.backtest", "ratchet.evaluation.golden",
+    "ratchet.evaluation.nowtest", "ratchet.lifecycle.promotion", "ratchet.lifecycle.retrain",
+    "ratchet.registry", "ratchet.reporting.reports",
 )
+
+Result = TypeVar("Result")
+
+
+def fail_fast(step: Callable[..., Result]) -> Callable[..., Result]:
+    """Run `step`; a UserError becomes AirflowFailException (no retry) with the same message."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Result:
+        try:
+            return step(*args, **kwargs)
+        except UserError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
+
+    return run
 
 
 def preload() -> list[str]:
@@ -26,64 +58,66 @@ def preload() -> list[str]:
     """
     import importlib
 
-    from ratchet import artifacts, config
+    from ratchet.modeling import artifacts
+    from ratchet.specs import load_spec, spec_files
 
     for module in TASK_LIBRARIES:
         importlib.import_module(module)
     artifacts.skops_io()
     loaded = []
-    for path in config.spec_files():
+    for path in spec_files():
         try:
-            loaded.append(config.load_spec(path).name)
-        except config.FileError:
+            loaded.append(load_spec(path).name)
+        except UserError:
             continue
     return loaded
 
 
-def run_end(dag_run):
+def run_end(dag_run: Any) -> dt.datetime:
     """The data cut-off of a DAG run: its logical date (the schedule slot, or the date a manual run was
     triggered for, so re-triggering a date redoes that date), else its data interval end, else its
     trigger time. Airflow 3 gives a manual run the data interval of its trigger time, not of its date."""
     return dag_run.logical_date or dag_run.data_interval_end or dag_run.run_after
 
 
-def run_key(dag_id: str, end) -> str:
+def run_key(dag_id: str, end: dt.datetime) -> str:
     """Identifies a run by its DAG and data end, so re-running the same date reuses its rows."""
     return f"{dag_id}@{end.isoformat()}"
 
 
 @contextmanager
-def model_context(model: str):
+def model_context(model: str) -> Iterator[tuple[ModelSpec, Registry]]:
     """The model's validated spec (synced into the registry) and an open Registry."""
-    from ratchet import config
     from ratchet.registry import Registry
+    from ratchet.specs import get_spec
 
-    specs = config.load_specs()
-    if model not in specs:
-        raise config.SpecError(config.settings.models_dir(), "name", f"one of the configured models {sorted(specs)}",
-                               model)
+    spec = get_spec(model)
     registry = Registry.from_settings()
     try:
-        registry.sync_model(specs[model])
-        yield specs[model], registry
+        registry.sync_model(spec)
+        yield spec, registry
     finally:
         registry.dispose()
 
 
-def retrain(model: str, *, end) -> dict[str, Any]:
-    from ratchet import search
+@fail_fast
+def retrain(model: str, *, end: dt.datetime) -> dict[str, Any]:
+    """Retrain one model on the data before `end`; returns the versions it registered."""
+    from ratchet.lifecycle.retrain import retrain_model
 
     with model_context(model) as (spec, registry):
-        versions = search.retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end)
+        versions = retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end)
     return {"model": model, "versions": versions}
 
 
-def backtest_group(model: str, group: int, groups: int, *, end) -> dict[str, Any]:
+@fail_fast
+def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> dict[str, Any]:
     """Back-test the `group`-th of `groups` slices of the model's back-test months."""
-    from ratchet import backtest, data
+    from ratchet.evaluation import backtest
+    from ratchet.modeling import sources
 
     with model_context(model) as (spec, registry):
-        frame = data.read_source(spec, end=end)
+        frame = sources.read_source(spec, end=end)
         months = backtest.month_groups(spec, frame, end=end, groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
@@ -92,18 +126,19 @@ def backtest_group(model: str, group: int, groups: int, *, end) -> dict[str, Any
     return {"model": model, "months": months, **counts}
 
 
-def require_every_model(models: list[str], results, *, what: str, per_model: int = 1) -> None:
+def require_every_model(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str,
+                        per_model: int = 1) -> None:
     """Fail (so the DAG run is not green) when some model's mapped tasks did not all finish."""
-    from collections import Counter
-
     finished = Counter(result["model"] for result in results if result)
     missing = sorted(model for model in models if finished[model] < per_model)
     if missing:
-        raise RuntimeError(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
+        raise RatchetError(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
 
 
-def backtest_report(model: str, *, end) -> dict[str, str]:
-    from ratchet import reports
+@fail_fast
+def backtest_report(model: str, *, end: dt.datetime) -> dict[str, str]:
+    """Write the model's back-test report for the run ending at `end`; returns its file path."""
+    from ratchet.reporting import reports
 
     with model_context(model) as (spec, registry):
         return {"model": model, "report": str(reports.write_report(registry, spec, run_key("ratchet_backtest", end)))}
@@ -113,39 +148,54 @@ def airflow_run_url(dag_id: str, run_id: str) -> str:
     """Link to a DAG run in the Airflow UI, for alert mails."""
     from urllib.parse import quote
 
-    from ratchet import settings
-
     return f"{settings.airflow_base_url()}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
-def nowtest(model: str, *, end, airflow_run_id: str) -> dict[str, Any]:
-    from ratchet import nowtest as nowtests
+@fail_fast
+def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str) -> dict[str, Any]:
+    """Now-test one model on the window ending at `end`; returns the outcome's summary."""
+    from ratchet.evaluation.nowtest import run_nowtest
 
     with model_context(model) as (spec, registry):
-        outcome = nowtests.run_nowtest(registry, spec, run_id=run_key("ratchet_nowtest", end), data_interval_end=end,
-                                       airflow_run_url=airflow_run_url("ratchet_nowtest", airflow_run_id))
+        outcome = run_nowtest(registry, spec, run_id=run_key("ratchet_nowtest", end), data_interval_end=end,
+                              airflow_run_url=airflow_run_url("ratchet_nowtest", airflow_run_id))
     return outcome.summary()
 
 
-def regression(model: str, *, end, airflow_run_id: str) -> dict[str, Any]:
-    from ratchet import regression as regressions
+@fail_fast
+def regression(model: str, *, end: dt.datetime, airflow_run_id: str) -> dict[str, Any]:
+    """Run one model's golden cases against its champion; returns the outcome's summary."""
+    from ratchet.evaluation.golden import run_regression
 
     with model_context(model) as (spec, registry):
-        outcome = regressions.run_regression(registry, spec, run_id=run_key("ratchet_regression", end),
-                                             data_interval_end=end,
-                                             airflow_run_url=airflow_run_url("ratchet_regression", airflow_run_id))
+        outcome = run_regression(registry, spec, run_id=run_key("ratchet_regression", end), data_interval_end=end,
+                                 airflow_run_url=airflow_run_url("ratchet_regression", airflow_run_id))
     return outcome.summary()
 
 
-def deliver_alerts(models: list[str], results, *, what: str, conn_id: str | None = None) -> dict[str, list[int]]:
+@fail_fast
+def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool,
+            run_id: str | None) -> dict[str, Any]:
+    """Promote a version through the gates (see `lifecycle.promotion`); logs and returns the decision."""
+    from ratchet.lifecycle.promotion import promote_by_name
+
+    outcome = promote_by_name(model, version, reason=reason, triggered_by=triggered_by, dry_run=dry_run,
+                              run_id=run_id)
+    print(outcome.describe())
+    return {"model": outcome.model, "version": outcome.version, "outcome": outcome.outcome,
+            "kind": outcome.kind, "promotion_id": outcome.promotion_id}
+
+
+def deliver_alerts(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str,
+                   conn_id: str | None = None) -> dict[str, list[int]]:
     """Send every queued alert (of every model) through the Airflow SMTP connection, then fail the
     task if some model's step did not finish, so the DAG run is not green when a model failed."""
-    from ratchet import alerts, settings
+    from ratchet.alerting import outbox
     from ratchet.registry import Registry
 
     registry = Registry.from_settings()
     try:
-        report = alerts.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID)
+        report = outbox.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID)
     finally:
         registry.dispose()
     require_every_model(models, results, what=what)

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratchet.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DATABASE_URL_ENV = "RATCHET_DATABASE_URL"
 MODELS_DIR_ENV = "RATCHET_MODELS_DIR"
 DATABASE_CONN_ID = "ratchet_db"
 SMTP_CONN_ID = "smtp_default"
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-
-
-class ConfigurationError(RuntimeError):
-    """Ratchet cannot find something it needs to run (a database, a models folder)."""
 
 
 def database_url() -> str:
@@ -36,7 +38,28 @@ def database_url() -> str:
     return url_from_connection(conn)
 
 
-def url_from_connection(conn) -> str:
+def normalize_url(url: str) -> str:
+    """Accept the URL spellings users paste (postgres://, postgresql://) and pick the psycopg2 driver."""
+    from sqlalchemy.engine import make_url
+
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError(f"Ratchet's registry must be PostgreSQL, got a {parsed.get_backend_name()!r} URL")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a PostgreSQL URL (connections checked before use)."""
+    from sqlalchemy import create_engine
+
+    return create_engine(normalize_url(url), pool_pre_ping=True, future=True)
+
+
+def url_from_connection(conn: Any) -> str:
     """A SQLAlchemy URL from an Airflow connection's fields; a host that is a directory is a Unix socket."""
     from sqlalchemy.engine import URL
 
@@ -61,6 +84,7 @@ def connection_fields(url: str) -> dict:
 
 
 def models_dir() -> Path:
+    """The folder of model YAML files: `RATCHET_MODELS_DIR`, else `include/models/`."""
     return Path(os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR)
 
 

@@ -1,13 +1,5 @@
-"""Ratchet's registry in PostgreSQL: schema, migrations and the `Registry` store."""
-from ratchet.registry.store import (
-    CHAMPION,
-    ConcurrentPromotionError,
-    EvaluationRow,
-    RatchetStep,
-    Registry,
-    RegistryError,
-    version_contender,
-)
+"""Ratchet's registry in PostgreSQL: the `Registry` store, the entities it returns, its schema and migrations."""
+from ratchet.registry.entities import CHAMPION, EvaluationRow, RatchetStep, in_trial, version_contender
+from ratchet.registry.store import Registry
 
-__all__ = ["CHAMPION", "ConcurrentPromotionError", "EvaluationRow", "RatchetStep", "Registry", "RegistryError",
-           "version_contender"]
+__all__ = ["CHAMPION", "EvaluationRow", "RatchetStep", "Registry", "in_trial", "version_contender"]

@@ -3,28 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from ratchet.settings import make_engine, normalize_url
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-def normalize_url(url: str) -> str:
-    """Accept the URL spellings users paste (postgres://, postgresql://) and pick the psycopg2 driver."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        raise ValueError(
-            f"Ratchet's registry must be PostgreSQL, got a {parsed.get_backend_name()!r} URL"
-        )
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
-
-
-def make_engine(url: str) -> Engine:
-    return create_engine(normalize_url(url), pool_pre_ping=True, future=True)
 
 
 def ensure_database(url: str) -> bool:

@@ -1,22 +1,27 @@
 """The registry: every read and write of Ratchet's PostgreSQL data goes through `Registry`.
 
-Callers speak in model names, version numbers and plain values; this module owns the
-SQL, the transactions and the constraints that make writes idempotent and atomic.
+Callers speak in model names, version numbers and plain values and get frozen entities back
+(`ratchet.registry.entities`); ORM rows and sessions never leave this module. It owns the SQL, the
+transactions and the constraints that make writes idempotent and atomic.
 """
 from __future__ import annotations
 
-import datetime as dt
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, defer, selectinload, sessionmaker
 
-from ratchet.registry import db
+from ratchet import settings
+from ratchet.exceptions import ConcurrentPromotionError, NotFoundError, UnknownModelError
+from ratchet.modeling.metrics import finite
+from ratchet.registry import entities
+from ratchet.registry.entities import CHAMPION, EvaluationRow, RatchetStep, in_trial, version_contender
 from ratchet.registry.schema import (
     Alert,
     Alias,
@@ -31,66 +36,32 @@ from ratchet.registry.schema import (
     SearchTrial,
 )
 
-CHAMPION = "champion"
-
-
-class RegistryError(LookupError):
-    """Something asked for is not in the registry (unknown model or version)."""
-
-
-class ConcurrentPromotionError(RuntimeError):
-    """Another promotion of the same model committed first."""
-
-
-@dataclass(frozen=True)
-class EvaluationRow:
-    """One metric value to store; `contender` is 'v<N>' for a version or the baseline's name."""
-
-    kind: str
-    contender: str
-    partition: str
-    metric: str
-    value: float | None
-    n_rows: int
-    run_id: str
-    version: int | None = None
-    baseline: str | None = None
-    window_start: dt.datetime | None = None
-    window_end: dt.datetime | None = None
-    data_fingerprint: str | None = None
-    passed: bool | None = None
-    details: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class RatchetStep:
-    """Tighten one requirement to `new_bound` (applied only if still stricter than the stored bound)."""
-
-    requirement_id: int
-    new_bound: float
-    reason: str
-
-
-def version_contender(version: int) -> str:
-    return f"v{version}"
+if TYPE_CHECKING:
+    from ratchet.specs.model import ModelSpec, RequirementSpec
 
 
 class Registry:
+    """Ratchet's PostgreSQL data, read and written in model names and version numbers.
+
+    Every public method is one transaction. Unknown names raise `UnknownModelError` (listing the
+    registered models) and unknown versions `NotFoundError` (listing the model's versions).
+    """
+
     def __init__(self, url_or_engine: str | Engine):
-        self.engine = url_or_engine if isinstance(url_or_engine, Engine) else db.make_engine(url_or_engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.engine = url_or_engine if isinstance(url_or_engine, Engine) else settings.make_engine(url_or_engine)
+        self._sessions = sessionmaker(self.engine)
 
     @classmethod
-    def from_settings(cls) -> "Registry":
-        from ratchet import settings
-
+    def from_settings(cls) -> Registry:
+        """The registry of `settings.database_url()` (the environment, else the `ratchet_db` connection)."""
         return cls(settings.database_url())
 
     def dispose(self) -> None:
+        """Close the engine's connections."""
         self.engine.dispose()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def _session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error."""
         with self._sessions.begin() as session:
             yield session
@@ -103,12 +74,12 @@ class Registry:
         model = session.scalars(query).one_or_none()
         if model is None:
             known = session.scalars(select(Model.name).order_by(Model.name)).all()
-            raise RegistryError(f"unknown model {name!r}; registered models: {known}")
+            raise UnknownModelError(f"unknown model {name!r}; registered models: {known}")
         return model
 
-    def sync_model(self, spec, *, changed_by: str = "yaml") -> None:
-        """Create or update the model row and its requirements from the spec; record every change."""
-        with self.session() as session:
+    def sync_model(self, spec: ModelSpec, *, changed_by: str = "yaml") -> None:
+        """Create or update the model and its requirements from the spec; record every requirement change."""
+        with self._session() as session:
             stmt = insert(Model).values(name=spec.name, task=spec.task, owner=spec.owner, spec=_jsonable(spec.raw))
             stmt = stmt.on_conflict_do_update(
                 index_elements=[Model.name],
@@ -118,7 +89,8 @@ class Registry:
             model = self._model(session, spec.name, lock=True)
             self._sync_requirements(session, model, spec.requirements, changed_by, spec.path)
 
-    def _sync_requirements(self, session, model, wanted, changed_by, path) -> None:
+    def _sync_requirements(self, session: Session, model: Model, wanted: Iterable[RequirementSpec],
+                           changed_by: str, path: Path) -> None:
         existing = {
             (r.metric, r.relative_to, r.scope, r.direction): r
             for r in session.scalars(select(Requirement).where(Requirement.model_id == model.id))
@@ -146,46 +118,60 @@ class Registry:
                 session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound, new_bound=None,
                                               change="removed", changed_by=changed_by, reason=f"removed from {path}"))
 
-    def requirements(self, model: str, scope: str | None = None) -> list[Requirement]:
-        with self.session() as session:
+    def requirements(self, model: str, scope: str | None = None) -> list[entities.Requirement]:
+        """The model's active requirements (of one scope when given), each with its history."""
+        with self._session() as session:
             m = self._model(session, model)
             query = (select(Requirement).options(selectinload(Requirement.history))
                      .where(Requirement.model_id == m.id, Requirement.active).order_by(Requirement.id))
             if scope:
                 query = query.where(Requirement.scope == scope)
-            return list(session.scalars(query))
+            return [_requirement(r) for r in session.scalars(query)]
 
     def model_names(self) -> list[str]:
-        with self.session() as session:
+        """Names of every model the registry knows, sorted."""
+        with self._session() as session:
             return list(session.scalars(select(Model.name).order_by(Model.name)))
 
     # -- search trials and versions ----------------------------------------------
-    def record_trials(self, model: str, run_id: str, trials: Iterable[dict[str, Any]]) -> dict[int, int]:
-        """Store search trials (idempotent per run and trial index). Returns trial index -> row id."""
-        with self.session() as session:
+    def record_trials(self, model: str, run_id: str, trials: Iterable[dict[str, Any]]) -> int:
+        """Store search trials (idempotent per run and trial index); returns how many were written."""
+        with self._session() as session:
             m = self._model(session, model)
-            ids = {}
+            written = 0
             for trial in trials:
                 stmt = insert(SearchTrial).values(model_id=m.id, run_id=run_id, **_jsonable(trial))
-                stmt = stmt.on_conflict_do_update(
+                session.execute(stmt.on_conflict_do_update(
                     constraint="uq_trial_run_index",
                     set_={k: stmt.excluded[k] for k in trial if k != "trial_index"},
-                ).returning(SearchTrial.id)
-                ids[trial["trial_index"]] = session.execute(stmt).scalar_one()
-            return ids
+                ))
+                written += 1
+            return written
 
-    def trials(self, model: str, run_id: str | None = None) -> list[SearchTrial]:
-        with self.session() as session:
+    def trials(self, model: str, run_id: str | None = None) -> list[entities.Trial]:
+        """The model's recorded search trials (of one run when given), in the order they were stored."""
+        with self._session() as session:
             m = self._model(session, model)
             query = select(SearchTrial).where(SearchTrial.model_id == m.id).order_by(SearchTrial.id)
             if run_id:
                 query = query.where(SearchTrial.run_id == run_id)
-            return list(session.scalars(query))
+            return [_trial(t) for t in session.scalars(query)]
 
-    def register_version(self, model: str, *, run_id: str, trial_id: int | None, **fields: Any) -> int:
-        """Add a version; the same (run, trial) registered twice returns the existing number."""
-        with self.session() as session:
+    def register_version(self, model: str, *, run_id: str, trial_index: int | None, **fields: Any) -> int:
+        """Add a version and return its number; the same (run, trial) registered twice returns the existing one.
+
+        `trial_index` names the recorded trial of `run_id` the version was refitted from (None for a
+        version that no search produced); `fields` are the version's columns (estimator, artifact...).
+        """
+        with self._session() as session:
             m = self._model(session, model, lock=True)  # serialises version numbering per model
+            trial_id = None
+            if trial_index is not None:
+                trial_id = session.scalar(select(SearchTrial.id).where(
+                    SearchTrial.model_id == m.id, SearchTrial.run_id == run_id,
+                    SearchTrial.trial_index == trial_index))
+                if trial_id is None:
+                    raise NotFoundError(f"model {model!r} has no trial {trial_index} in run {run_id!r}")
             existing = session.scalars(select(ModelVersion.version).where(
                 ModelVersion.model_id == m.id, ModelVersion.run_id == run_id,
                 ModelVersion.trial_id == trial_id)).one_or_none()
@@ -197,56 +183,83 @@ class Registry:
                                      **_jsonable(fields)))
             return number
 
-    def versions(self, model: str, *, with_artifact: bool = False) -> list[ModelVersion]:
-        with self.session() as session:
+    def versions(self, model: str, *, with_artifact: bool = False) -> list[entities.Version]:
+        """Every version of the model, oldest first (artifact bytes only when `with_artifact`)."""
+        with self._session() as session:
             m = self._model(session, model)
-            query = select(ModelVersion).where(ModelVersion.model_id == m.id).order_by(ModelVersion.version)
-            if not with_artifact:
-                from sqlalchemy.orm import defer
+            query = _versions_query(with_artifact).where(ModelVersion.model_id == m.id).order_by(ModelVersion.version)
+            return [_version(v, model, with_artifact) for v in session.scalars(query)]
 
-                query = query.options(defer(ModelVersion.artifact))
-            return list(session.scalars(query))
+    def version(self, model: str, version: int, *, with_artifact: bool = False) -> entities.Version:
+        """One version of the model (artifact bytes only when `with_artifact`).
 
-    def version(self, model: str, version: int) -> ModelVersion:
-        with self.session() as session:
+        Raises:
+            NotFoundError: the model has no such version; the message lists its versions.
+        """
+        with self._session() as session:
             m = self._model(session, model)
-            row = session.scalars(select(ModelVersion).where(
-                ModelVersion.model_id == m.id, ModelVersion.version == version)).one_or_none()
-            if row is None:
-                numbers = session.scalars(select(ModelVersion.version).where(
-                    ModelVersion.model_id == m.id).order_by(ModelVersion.version)).all()
-                raise RegistryError(f"model {model!r} has no version {version}; its versions: {list(numbers)}")
-            return row
+            return _version(self._version_row(session, m, version, with_artifact=with_artifact), model, with_artifact)
 
-    def load_estimator(self, model: str, version: int):
+    def load_estimator(self, model: str, version: int) -> Any:
         """The fitted estimator of a version, checksum-verified and loaded with trusted types only."""
-        from ratchet import artifacts
+        from ratchet.modeling import artifacts
 
-        row = self.version(model, version)
+        row = self.version(model, version, with_artifact=True)
         return artifacts.load(row.artifact, row.artifact_sha256, row.artifact_format)
 
-    def latest_run_versions(self, model: str) -> list[ModelVersion]:
+    def latest_run_versions(self, model: str) -> list[entities.Version]:
         """Versions registered by the most recent retrain run of the model."""
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model)
-            last = session.scalars(select(ModelVersion).where(ModelVersion.model_id == m.id)
-                                   .order_by(ModelVersion.version.desc()).limit(1)).one_or_none()
-            if last is None:
+            last_run = session.scalars(select(ModelVersion.run_id).where(ModelVersion.model_id == m.id)
+                                       .order_by(ModelVersion.version.desc()).limit(1)).first()
+            if last_run is None:
                 return []
-            from sqlalchemy.orm import defer
+            query = _versions_query(False).where(ModelVersion.model_id == m.id, ModelVersion.run_id == last_run)
+            return [_version(v, model) for v in session.scalars(query.order_by(ModelVersion.version))]
 
-            return list(session.scalars(select(ModelVersion).options(defer(ModelVersion.artifact)).where(
-                ModelVersion.model_id == m.id, ModelVersion.run_id == last.run_id).order_by(ModelVersion.version)))
+    def trial_records(self, model: str) -> dict[int, entities.TrialRecord]:
+        """Per version: the days of now-tests stored since it entered trial, and the days with a breach.
+
+        A day counts when its now-test was stored after the version's `trial_started_at`, so back-filled
+        runs of past dates count as trial days as well; any failed row on a counted day is a breach.
+        """
+        with self._session() as session:
+            m = self._model(session, model)
+            rows = session.execute(
+                select(ModelVersion.version, Evaluation.partition, func.bool_or(Evaluation.passed.is_(False)))
+                .join(Evaluation, Evaluation.version_id == ModelVersion.id)
+                .where(ModelVersion.model_id == m.id, Evaluation.kind == "nowtest",
+                       Evaluation.created_at >= ModelVersion.trial_started_at)
+                .group_by(ModelVersion.version, Evaluation.partition)
+                .order_by(ModelVersion.version, Evaluation.partition))
+            days: dict[int, list[str]] = defaultdict(list)
+            breaches: dict[int, list[str]] = defaultdict(list)
+            for number, day, breached in rows:
+                days[number].append(day)
+                if breached:
+                    breaches[number].append(day)
+            numbers = session.scalars(select(ModelVersion.version).where(ModelVersion.model_id == m.id))
+            return {n: entities.TrialRecord(n, tuple(days[n]), tuple(breaches[n])) for n in numbers}
 
     # -- aliases ----------------------------------------------------------------
-    def champion(self, model: str) -> ModelVersion | None:
-        with self.session() as session:
+    def champion(self, model: str) -> entities.Version | None:
+        """The model's champion version (without artifact bytes), None while it has none."""
+        with self._session() as session:
             m = self._model(session, model)
-            return session.scalars(select(ModelVersion).join(Alias, Alias.version_id == ModelVersion.id).where(
+            row = session.scalars(_versions_query(False).join(Alias, Alias.version_id == ModelVersion.id).where(
                 Alias.model_id == m.id, Alias.alias == CHAMPION)).one_or_none()
+            return None if row is None else _version(row, model)
 
-    def move_champion(self, session: Session, model: Model, version: ModelVersion,
-                      expected_previous_id: int | None) -> None:
+    def trial_versions(self, model: str) -> tuple[entities.Version | None, list[entities.Version]]:
+        """The champion (or None) and the versions in trial (`entities.in_trial`), newest first."""
+        champion = self.champion(model)
+        number = champion.version if champion else None
+        trial = [v for v in self.versions(model) if in_trial(v.version, number)]
+        return champion, trial[::-1]
+
+    def _move_champion(self, session: Session, model: Model, version: ModelVersion,
+                       expected_previous_id: int | None) -> None:
         """Point the champion alias at `version` inside the caller's transaction.
 
         `expected_previous_id` is the champion the caller's gates were evaluated against; if
@@ -275,17 +288,17 @@ class Registry:
         rows = list(rows)
         if not rows:
             return 0
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model)
             version_ids = dict(session.execute(select(ModelVersion.version, ModelVersion.id)
                                                .where(ModelVersion.model_id == m.id)).all())
             values = []
             for row in rows:
                 if row.version is not None and row.version not in version_ids:
-                    raise RegistryError(f"model {model!r} has no version {row.version}")
+                    raise NotFoundError(f"model {model!r} has no version {row.version}")
                 values.append(dict(
                     model_id=m.id, kind=row.kind, contender=row.contender, partition=row.partition,
-                    metric=row.metric, value=_finite_or_none(row.value), n_rows=row.n_rows, run_id=row.run_id,
+                    metric=row.metric, value=finite(row.value), n_rows=row.n_rows, run_id=row.run_id,
                     version_id=version_ids.get(row.version) if row.version is not None else None,
                     baseline=row.baseline, window_start=row.window_start, window_end=row.window_end,
                     data_fingerprint=row.data_fingerprint, passed=row.passed, details=_jsonable(row.details),
@@ -301,19 +314,23 @@ class Registry:
             return len(values)
 
     def evaluations(self, model: str, kind: str | None = None, *, contender: str | None = None,
-                    metric: str | None = None) -> list[Evaluation]:
-        with self.session() as session:
+                    metric: str | None = None) -> list[entities.Evaluation]:
+        """Stored evaluations of the model, filtered by kind, contender and metric when given."""
+        with self._session() as session:
             m = self._model(session, model)
-            query = select(Evaluation).where(Evaluation.model_id == m.id)
+            query = (select(Evaluation, ModelVersion.version)
+                     .outerjoin(ModelVersion, ModelVersion.id == Evaluation.version_id)
+                     .where(Evaluation.model_id == m.id))
             for column, value in ((Evaluation.kind, kind), (Evaluation.contender, contender),
                                   (Evaluation.metric, metric)):
                 if value is not None:
                     query = query.where(column == value)
-            return list(session.scalars(query.order_by(Evaluation.partition, Evaluation.contender, Evaluation.id)))
+            query = query.order_by(Evaluation.partition, Evaluation.contender, Evaluation.id)
+            return [_evaluation(row, number) for row, number in session.execute(query)]
 
     def metric_values(self, model: str, kind: str, metric: str) -> list[tuple[str, str, float | None]]:
-        """(contender, partition, value) rows of one metric, without building ORM objects (long histories)."""
-        with self.session() as session:
+        """(contender, partition, value) rows of one metric, without building entities (long histories)."""
+        with self._session() as session:
             m = self._model(session, model)
             return [tuple(row) for row in session.execute(
                 select(Evaluation.contender, Evaluation.partition, Evaluation.value)
@@ -321,36 +338,42 @@ class Registry:
 
     def evaluated_fingerprints(self, model: str, kind: str) -> dict[tuple[str, str], str | None]:
         """(contender, partition) -> data fingerprint of what is already stored, to skip unchanged work."""
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model)
             rows = session.execute(select(Evaluation.contender, Evaluation.partition, Evaluation.data_fingerprint)
                                    .where(Evaluation.model_id == m.id, Evaluation.kind == kind).distinct())
             return {(c, p): f for c, p, f in rows}
 
     def save_report(self, model: str, run_id: str, summary: dict[str, Any], html: str) -> None:
-        with self.session() as session:
+        """Store the back-test report of a run (a re-run replaces it)."""
+        with self._session() as session:
             m = self._model(session, model)
             stmt = insert(BacktestReport).values(model_id=m.id, run_id=run_id, summary=_jsonable(summary), html=html)
             session.execute(stmt.on_conflict_do_update(
                 constraint="uq_report_run", set_={"summary": stmt.excluded.summary, "html": stmt.excluded.html,
                                                    "created_at": func.now()}))
 
-    def latest_report(self, model: str) -> BacktestReport | None:
-        with self.session() as session:
+    def latest_report(self, model: str) -> entities.Report | None:
+        """The model's most recent back-test report, None before the first."""
+        with self._session() as session:
             m = self._model(session, model)
-            return session.scalars(select(BacktestReport).where(BacktestReport.model_id == m.id)
-                                   .order_by(BacktestReport.created_at.desc(), BacktestReport.id.desc())
-                                   .limit(1)).one_or_none()
+            row = session.scalars(select(BacktestReport).where(BacktestReport.model_id == m.id)
+                                  .order_by(BacktestReport.created_at.desc(), BacktestReport.id.desc())
+                                  .limit(1)).one_or_none()
+            return None if row is None else entities.Report(model, row.run_id, row.summary, row.html, row.created_at)
 
     # -- promotions ------------------------------------------------------------
-    def promotions(self, model: str) -> list[Promotion]:
-        with self.session() as session:
+    def promotions(self, model: str) -> list[entities.Promotion]:
+        """Every recorded promotion decision of the model, oldest first."""
+        with self._session() as session:
             m = self._model(session, model)
-            return list(session.scalars(select(Promotion).where(Promotion.model_id == m.id).order_by(Promotion.id)))
+            numbers = _version_numbers(session, m)
+            rows = session.scalars(select(Promotion).where(Promotion.model_id == m.id).order_by(Promotion.id))
+            return [_promotion(p, model, numbers) for p in rows]
 
     def models_with_version(self, version: int) -> list[str]:
         """Names of the models that have a version with this number (for precise error messages)."""
-        with self.session() as session:
+        with self._session() as session:
             return list(session.scalars(select(Model.name).join(ModelVersion, ModelVersion.model_id == Model.id)
                                         .where(ModelVersion.version == version).order_by(Model.name)))
 
@@ -366,7 +389,7 @@ class Registry:
         row; re-running the same Airflow run replaces that row instead of adding another.
         Returns the promotion id and the ratchet changes applied (requirement id, metric, old, new).
         """
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model, lock=True)
             target = self._version_row(session, m, version)
             previous = (self._version_row(session, m, expected_previous_version)
@@ -377,7 +400,7 @@ class Registry:
                     Promotion.model_id == m.id, Promotion.run_id == run_id, Promotion.version_id == target.id,
                     Promotion.outcome == outcome)).one_or_none()
             if outcome == "promoted":
-                self.move_champion(session, m, target, previous.id if previous else None)
+                self._move_champion(session, m, target, previous.id if previous else None)
             if row is None:
                 row = Promotion(model_id=m.id, version_id=target.id)
                 session.add(row)
@@ -388,13 +411,13 @@ class Registry:
             applied = self._apply_ratchet(session, m, row, triggered_by, ratchet_steps) if outcome == "promoted" else []
             return row.id, applied
 
-    def _version_row(self, session: Session, model: Model, version: int) -> ModelVersion:
-        from sqlalchemy.orm import defer
-
-        row = session.scalars(select(ModelVersion).options(defer(ModelVersion.artifact)).where(
+    def _version_row(self, session: Session, model: Model, version: int, *,
+                     with_artifact: bool = False) -> ModelVersion:
+        row = session.scalars(_versions_query(with_artifact).where(
             ModelVersion.model_id == model.id, ModelVersion.version == version)).one_or_none()
         if row is None:
-            raise RegistryError(f"model {model.name!r} has no version {version}")
+            numbers = sorted(_version_numbers(session, model).values())
+            raise NotFoundError(f"model {model.name!r} has no version {version}; its versions: {numbers}")
         return row
 
     def _apply_ratchet(self, session: Session, model: Model, promotion: Promotion, changed_by: str,
@@ -423,7 +446,7 @@ class Registry:
     def enqueue_alert(self, model: str, *, dedupe_key: str, source: str, run_id: str | None,
                       recipients: list[str], subject: str, body_text: str, body_html: str | None = None) -> int:
         """Write an alert to the outbox once per dedupe key; returns its id."""
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model)
             stmt = insert(Alert).values(model_id=m.id, dedupe_key=dedupe_key, source=source, run_id=run_id,
                                         recipients=recipients, subject=subject, body_text=body_text,
@@ -432,38 +455,44 @@ class Registry:
             session.execute(stmt)
             return session.scalar(select(Alert.id).where(Alert.dedupe_key == dedupe_key))
 
-    def claim_alert(self, alert_id: int) -> Alert | None:
+    def claim_alert(self, alert_id: int) -> entities.Alert | None:
         """Lock a queued alert for sending (skip it if another sender holds it or it was sent)."""
-        with self.session() as session:
-            alert = session.scalars(select(Alert).where(Alert.id == alert_id, Alert.status == "queued")
-                                    .with_for_update(skip_locked=True)).one_or_none()
-            if alert is None:
+        with self._session() as session:
+            row = session.execute(_alerts_query().where(Alert.id == alert_id, Alert.status == "queued")
+                                  .with_for_update(of=Alert, skip_locked=True)).one_or_none()
+            if row is None:
                 return None
+            alert, model = row
             alert.status, alert.attempts = "sending", alert.attempts + 1
-            return alert
+            session.flush()
+            return _alert(alert, model)
 
     def finish_alert(self, alert_id: int, error: str | None) -> None:
-        with self.session() as session:
+        """Mark a claimed alert sent (`error` None) or put it back in the queue with the error."""
+        with self._session() as session:
             values = ({"status": "sent", "sent_at": func.now(), "last_error": None} if error is None
                       else {"status": "queued", "last_error": error})
             session.execute(update(Alert).where(Alert.id == alert_id).values(**values))
 
-    def queued_alerts(self, model: str | None = None) -> list[Alert]:
-        with self.session() as session:
-            query = select(Alert).where(Alert.status != "sent").order_by(Alert.id)
+    def queued_alerts(self, model: str | None = None) -> list[entities.Alert]:
+        """Alerts not sent yet ('queued' or 'sending'), of one model or of all, oldest first."""
+        with self._session() as session:
+            query = _alerts_query().where(Alert.status != "sent").order_by(Alert.id)
             if model:
                 query = query.where(Alert.model_id == self._model(session, model).id)
-            return list(session.scalars(query))
+            return [_alert(a, name) for a, name in session.execute(query)]
 
-    def alerts(self, model: str) -> list[Alert]:
-        with self.session() as session:
+    def alerts(self, model: str) -> list[entities.Alert]:
+        """Every alert of the model, oldest first."""
+        with self._session() as session:
             m = self._model(session, model)
-            return list(session.scalars(select(Alert).where(Alert.model_id == m.id).order_by(Alert.id)))
+            return [_alert(a, name) for a, name in session.execute(
+                _alerts_query().where(Alert.model_id == m.id).order_by(Alert.id))]
 
     # -- golden cases ----------------------------------------------------------
     def add_golden_cases(self, model: str, cases: Iterable[dict[str, Any]]) -> int:
         """Insert cases not already present (by case_key). Returns how many were new."""
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model)
             added = 0
             for case in cases:
@@ -472,10 +501,13 @@ class Registry:
                 added += result.rowcount or 0
             return added
 
-    def golden_cases(self, model: str) -> list[GoldenCase]:
-        with self.session() as session:
+    def golden_cases(self, model: str) -> list[entities.GoldenCase]:
+        """Every golden case of the model (from its file and harvested), oldest first."""
+        with self._session() as session:
             m = self._model(session, model)
-            return list(session.scalars(select(GoldenCase).where(GoldenCase.model_id == m.id).order_by(GoldenCase.id)))
+            return [entities.GoldenCase(c.case_key, c.source, c.name, c.inputs, c.expected, c.tolerance, c.created_at)
+                    for c in session.scalars(select(GoldenCase).where(GoldenCase.model_id == m.id)
+                                             .order_by(GoldenCase.id))]
 
     def sync_golden_file(self, model: str, cases: Iterable[dict[str, Any]]) -> dict[str, int]:
         """Make the model's 'file' cases exactly `cases` (by case_key) in one transaction.
@@ -484,7 +516,7 @@ class Registry:
         file cases no longer in the file are removed. Harvested cases are never touched.
         """
         cases = [dict(case, source="file") for case in cases]
-        with self.session() as session:
+        with self._session() as session:
             m = self._model(session, model, lock=True)
             existing = set(session.scalars(select(GoldenCase.case_key).where(
                 GoldenCase.model_id == m.id, GoldenCase.source == "file")))
@@ -502,6 +534,70 @@ class Registry:
             return {"added": len(keys - existing), "removed": len(stale), "kept": len(keys & existing)}
 
 
+# -- rows to entities ------------------------------------------------------------------------
+def _versions_query(with_artifact: bool):
+    query = select(ModelVersion)
+    return query if with_artifact else query.options(defer(ModelVersion.artifact))
+
+
+def _version_numbers(session: Session, model: Model) -> dict[int, int]:
+    """Version row id -> version number, for the model."""
+    return dict(session.execute(select(ModelVersion.id, ModelVersion.version)
+                                .where(ModelVersion.model_id == model.id)).all())
+
+
+def _version(row: ModelVersion, model: str, with_artifact: bool = False) -> entities.Version:
+    return entities.Version(
+        model=model, version=row.version, estimator_class=row.estimator_class, hyperparameters=row.hyperparameters,
+        artifact_sha256=row.artifact_sha256, artifact_format=row.artifact_format, train_start=row.train_start,
+        train_end=row.train_end, dataset_fingerprint=row.dataset_fingerprint, features=tuple(row.features),
+        target=row.target, package_versions=row.package_versions, author=row.author, fit_seconds=row.fit_seconds,
+        predict_latency_p95_ms=row.predict_latency_p95_ms, size_bytes=row.size_bytes, cv_metric=row.cv_metric,
+        cv_score=row.cv_score, run_id=row.run_id, trial_started_at=row.trial_started_at, created_at=row.created_at,
+        artifact=row.artifact if with_artifact else None)
+
+
+def _trial(row: SearchTrial) -> entities.Trial:
+    return entities.Trial(run_id=row.run_id, trial_index=row.trial_index, estimator_class=row.estimator_class,
+                          params=row.params, sampling=row.sampling, metric=row.metric, fold_scores=row.fold_scores,
+                          mean_score=row.mean_score, fit_seconds=row.fit_seconds, error=row.error,
+                          created_at=row.created_at)
+
+
+def _evaluation(row: Evaluation, version: int | None) -> entities.Evaluation:
+    return entities.Evaluation(
+        kind=row.kind, contender=row.contender, partition=row.partition, metric=row.metric, value=row.value,
+        n_rows=row.n_rows, run_id=row.run_id, version=version, baseline=row.baseline,
+        window_start=row.window_start, window_end=row.window_end, data_fingerprint=row.data_fingerprint,
+        passed=row.passed, details=row.details, created_at=row.created_at)
+
+
+def _requirement(row: Requirement) -> entities.Requirement:
+    history = tuple(entities.RequirementChange(c.old_bound, c.new_bound, c.change, c.changed_by, c.reason,
+                                               c.promotion_id, c.changed_at) for c in row.history)
+    return entities.Requirement(id=row.id, metric=row.metric, direction=row.direction, bound=row.bound,
+                                relative_to=row.relative_to, scope=row.scope, history=history)
+
+
+def _promotion(row: Promotion, model: str, numbers: dict[int, int]) -> entities.Promotion:
+    return entities.Promotion(
+        id=row.id, model=model, version=numbers[row.version_id], previous_version=numbers.get(row.previous_version_id),
+        kind=row.kind, outcome=row.outcome, triggered_by=row.triggered_by, reason=row.reason, gates=row.gates,
+        dry_run=row.dry_run, run_id=row.run_id, created_at=row.created_at)
+
+
+def _alerts_query():
+    return select(Alert, Model.name).join(Model, Model.id == Alert.model_id)
+
+
+def _alert(row: Alert, model: str) -> entities.Alert:
+    return entities.Alert(
+        id=row.id, model=model, dedupe_key=row.dedupe_key, source=row.source, run_id=row.run_id,
+        recipients=tuple(row.recipients), subject=row.subject, body_text=row.body_text, body_html=row.body_html,
+        status=row.status, attempts=row.attempts, last_error=row.last_error, created_at=row.created_at,
+        sent_at=row.sent_at)
+
+
 def _yaml_bound_changed(session: Session, req: Requirement, bound: float) -> bool:
     """A YAML bound differs from what the YAML said last time (ratchet steps are not undone by a re-sync)."""
     last_yaml = session.scalars(select(RequirementChange.new_bound).where(
@@ -510,19 +606,9 @@ def _yaml_bound_changed(session: Session, req: Requirement, bound: float) -> boo
     return last_yaml != bound
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    import math
-
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _jsonable(value: Any) -> Any:
     """Convert NumPy scalars, paths and tuples so JSONB columns accept them."""
     import numpy as np
-    from pathlib import Path
 
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -3,26 +3,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from collections.abc import Callable, Iterator
+
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+
+from ratchet.exceptions import UnknownModelError
+from ratchet.registry import Registry
+from ratchet.specs import load_specs
+from ratchet.specs.model import ModelSpec
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PROMOTE_DAG = "ratchet_promote"
 
 
-def _registry_and_specs():
-    from ratchet import config
-    from ratchet.registry import Registry
-
+def _registry_and_specs() -> Iterator[tuple[Registry, dict[str, ModelSpec]]]:
     registry = Registry.from_settings()
     try:
-        yield registry, config.load_specs()
+        yield registry, load_specs()
     finally:
         registry.dispose()
 
 
-def create_app(auth_dependency=None) -> FastAPI:
+def create_app(auth_dependency: Callable | None = None) -> FastAPI:
     """The app; `auth_dependency` is Airflow's `requires_authenticated()` when mounted in Airflow."""
     from ratchet.ui import views
 
@@ -39,22 +43,18 @@ def create_app(auth_dependency=None) -> FastAPI:
         registry, specs = context
         if name not in specs:
             raise HTTPException(404, f"unknown model {name!r}; configured: {sorted(specs)}")
-        from ratchet.registry import RegistryError
-
         try:
             page = views.model_page(registry, specs[name])
-        except RegistryError:
+        except UnknownModelError:
             page = None
         return TEMPLATES.TemplateResponse(request, "model.html", {"name": name, "page": page})
 
     @app.get("/models/{name}/report", response_class=HTMLResponse)
     def report(name: str, context=Depends(_registry_and_specs)):
         registry, _ = context
-        from ratchet.registry import RegistryError
-
         try:
             latest = registry.latest_report(name)
-        except RegistryError:
+        except UnknownModelError:
             latest = None
         if latest is None:
             raise HTTPException(404, f"no back-test report for {name!r} yet")

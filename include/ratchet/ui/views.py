@@ -1,72 +1,62 @@
 """What the Ratchet pages show, computed from the registry in a few queries per page."""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
-from ratchet import backtest, charts, reports
-from ratchet.registry import Registry, RegistryError, version_contender
+from ratchet.evaluation import backtest
+from ratchet.evaluation.nowtest import last_verdict
+from ratchet.exceptions import UnknownModelError
+from ratchet.registry import Registry, in_trial
+from ratchet.registry.entities import Version
+from ratchet.reporting import charts, reports
+from ratchet.specs.model import ModelSpec, RequirementSpec
+
+CHARTED_CANDIDATES = 6
 
 
-def _champion_requirement(spec, scope: str):
+def _champion_requirement(spec: ModelSpec, scope: str) -> RequirementSpec | None:
     return next((r for r in spec.requirements if r.scope == scope and r.metric == spec.metric), None)
 
 
-def overview(registry: Registry, specs: dict) -> list[dict[str, Any]]:
+def overview(registry: Registry, specs: dict[str, ModelSpec]) -> list[dict[str, Any]]:
+    """One row per configured model: champion, its back-test mean, last now-test, open alerts, versions in trial."""
     rows = []
     for name, spec in specs.items():
         try:
             champion = registry.champion(name)
             versions = registry.versions(name)
-        except RegistryError:
+        except UnknownModelError:
             rows.append({"name": name, "task": spec.task, "registered": False})
             continue
-        champion_mean = None
+        number = champion.version if champion else None
+        champion_mean = last = None
         if champion:
-            values = [e.value for e in registry.evaluations(name, "backtest", contender=version_contender(
-                champion.version), metric=spec.metric) if e.value is not None][-spec.backtest.months:]
+            values = [e.value for e in registry.evaluations(name, "backtest", contender=champion.contender,
+                                                            metric=spec.metric) if e.value is not None]
+            values = values[-spec.backtest.months:]
             champion_mean = sum(values) / len(values) if values else None
-        nowtests = registry.evaluations(name, "nowtest", contender=version_contender(champion.version)) \
-            if champion else []
-        last_day = max((e.partition for e in nowtests), default=None)
+            last = last_verdict(registry.evaluations(name, "nowtest", contender=champion.contender))
         rows.append({
             "name": name, "task": spec.task, "registered": True, "metric": spec.metric,
-            "champion": champion.version if champion else None, "champion_mean": champion_mean,
-            "requirement": _champion_requirement(spec, "backtest"),
-            "last_nowtest": None if last_day is None else {
-                "day": last_day,
-                "passed": all(e.passed is not False for e in nowtests if e.partition == last_day)},
+            "champion": number, "champion_mean": champion_mean,
+            "requirement": _champion_requirement(spec, "backtest"), "last_nowtest": last,
             "open_alerts": len(registry.queued_alerts(name)),
-            "in_trial": [v.version for v in versions if champion is None or v.version > champion.version],
+            "in_trial": [v.version for v in versions if in_trial(v.version, number)],
         })
     return rows
 
 
-def _trial_days(versions, nowtests) -> dict[int, tuple[int, int]]:
-    """version -> (days of now-tests in trial, days with a breach), from already fetched rows."""
-    started = {version_contender(v.version): (v.version, v.trial_started_at) for v in versions}
-    days, breaches = defaultdict(set), defaultdict(set)
-    for row in nowtests:
-        if row.contender in started and row.created_at >= started[row.contender][1]:
-            days[row.contender].add(row.partition)
-            if row.passed is False:
-                breaches[row.contender].add(row.partition)
-    return {number: (len(days[c]), len(breaches[c])) for c, (number, _) in started.items()}
-
-
-CHARTED_CANDIDATES = 6
-
-
-def _charted(table, spec, champion) -> list[str]:
+def _charted(table: dict[str, dict[str, float]], spec: ModelSpec, champion: Version | None) -> list[str]:
     """Baselines, the champion and the newest candidates: a readable chart even with hundreds of versions."""
     versions = sorted((c for c in table if c not in spec.baselines), key=lambda c: int(c[1:]))
     shown = versions[-CHARTED_CANDIDATES:]
-    if champion and version_contender(champion.version) in table and version_contender(champion.version) not in shown:
-        shown = [version_contender(champion.version), *shown]
+    if champion and champion.contender in table and champion.contender not in shown:
+        shown = [champion.contender, *shown]
     return [b for b in spec.baselines if b in table] + shown
 
 
-def model_page(registry: Registry, spec) -> dict[str, Any]:
+def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
+    """Everything the model page shows: charts, versions with their roles, requirements, promotions, alerts."""
     name = spec.name
     champion = registry.champion(name)
     versions = registry.versions(name)
@@ -80,7 +70,7 @@ def model_page(registry: Registry, spec) -> dict[str, Any]:
 
     nowtests = registry.evaluations(name, "nowtest")
     nowtest_metric = next((r.metric for r in spec.requirements if r.scope == "nowtest"), spec.metric)
-    champion_key = version_contender(champion.version) if champion else None
+    champion_key = champion.contender if champion else None
     timeline = sorted((e for e in nowtests if e.contender == champion_key and e.metric == nowtest_metric),
                       key=lambda e: e.partition)
     bound = next((r.bound for r in registry.requirements(name, "nowtest")
@@ -92,18 +82,19 @@ def model_page(registry: Registry, spec) -> dict[str, Any]:
         marks=[e.passed is False for e in timeline])
 
     promotions = registry.promotions(name)
-    by_id = {v.id: v.version for v in versions}
-    last_gates = {by_id.get(p.version_id): p for p in promotions}
-    trial = _trial_days(versions, nowtests)
+    last_gates = {p.version: p for p in promotions}
+    trials = registry.trial_records(name)
+    number = champion.version if champion else None
     version_rows = [{
-        "version": v, "role": "champion" if champion and v.id == champion.id else
-        ("in trial" if champion is None or v.version > champion.version else "retired"),
-        "backtest": summary["contenders"].get(version_contender(v.version)),
-        "trial_days": trial.get(v.version, (0, 0)), "last_decision": last_gates.get(v.version),
+        "version": v, "role": "champion" if v.version == number else
+        ("in trial" if in_trial(v.version, number) else "retired"),
+        "backtest": summary["contenders"].get(v.contender),
+        "trial_days": (len(trials[v.version].days), len(trials[v.version].breach_days)),
+        "last_decision": last_gates.get(v.version),
     } for v in reversed(versions)]
     return {
         "spec": spec, "champion": champion, "versions": version_rows, "summary": summary,
         "backtest_chart": backtest_chart, "nowtest_chart": nowtest_chart, "requirements": registry.requirements(name),
-        "promotions": [(p, by_id.get(p.version_id), by_id.get(p.previous_version_id)) for p in reversed(promotions)],
+        "promotions": list(reversed(promotions)),
         "alerts": list(reversed(registry.alerts(name))), "report": registry.latest_report(name),
     }

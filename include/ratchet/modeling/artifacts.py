@@ -10,31 +10,35 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ratchet.exceptions import ArtifactError
 
 ARTIFACT_FORMAT = "skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ratchet.baselines.")
-
-
-class ArtifactError(ValueError):
-    """A stored artifact cannot be trusted or read."""
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ratchet.modeling.baselines.")
 
 
 @dataclass(frozen=True)
 class Artifact:
+    """A fitted estimator as bytes, with the checksum it is stored and verified by."""
+
     data: bytes
     sha256: str
     format: str = ARTIFACT_FORMAT
 
     @property
     def size_bytes(self) -> int:
+        """The artifact's size (what `model_size_bytes` requirements bound)."""
         return len(self.data)
 
 
 def sha256(data: bytes) -> str:
+    """Hex sha256 of the bytes."""
     return hashlib.sha256(data).hexdigest()
 
 
-def skops_io():
+def skops_io() -> ModuleType:
     """`skops.io`, imported with warnings silenced.
 
     On import, skops looks for each SciPy ufunc in every loaded module. In an Airflow process that search
@@ -47,13 +51,18 @@ def skops_io():
     return skops.io
 
 
-def dump(estimator) -> Artifact:
+def dump(estimator: Any) -> Artifact:
+    """The estimator as a skops artifact."""
     data = skops_io().dumps(estimator)
     return Artifact(data=data, sha256=sha256(data))
 
 
-def load(data: bytes, expected_sha256: str, fmt: str = ARTIFACT_FORMAT):
-    """Verify the checksum, then load with only trusted types."""
+def load(data: bytes, expected_sha256: str, fmt: str = ARTIFACT_FORMAT) -> Any:
+    """Verify the checksum, then load with only trusted types.
+
+    Raises:
+        ArtifactError: unknown format, altered bytes, or a type outside TRUSTED_PREFIXES.
+    """
     if fmt != ARTIFACT_FORMAT:
         raise ArtifactError(f"unknown artifact format {fmt!r}; Ratchet reads {ARTIFACT_FORMAT!r}")
     actual = sha256(data)

@@ -1,41 +1,38 @@
-"""Data sources, their validation, lag features, month partitions and fingerprints.
+"""A model's source rows: read from a PostgreSQL table or SELECT query, and validated.
 
-A model's data is one row per timestamp (daily), read from a PostgreSQL table or SELECT
-query. Everything downstream (search, back-test, now-test) builds features here, so the
-stored estimators always see columns built the same way.
+A model's data is one row per timestamp (daily). Every problem with it is a `DataError` naming the
+model, the column and what is wrong, raised before anything is computed or stored.
 """
 from __future__ import annotations
 
-import hashlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ratchet.baselines import LAG_1, LAG_7
+from ratchet import settings
+from ratchet.exceptions import DataError
 
-BASELINE_LAGS = {1: LAG_1, 7: LAG_7}
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ratchet.specs.model import ModelSpec
 
 
-class DataError(ValueError):
-    """A model's data cannot be used: the message names the model, the column and the problem."""
-
-
-def _naive_utc(value) -> pd.Timestamp | None:
+def naive_utc(value: Any) -> pd.Timestamp | None:
+    """A timestamp as naive UTC (how Ratchet compares times), None for None."""
     if value is None:
         return None
     ts = pd.Timestamp(value)
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
-def _engine_for(spec, url: str | None):
-    from ratchet import settings
-    from ratchet.registry.db import make_engine
-
+def _engine_for(spec: ModelSpec, url: str | None) -> Engine:
     if spec.source.conn_id:
         from airflow.sdk import BaseHook
 
-        return make_engine(settings.url_from_connection(BaseHook.get_connection(spec.source.conn_id)))
-    return make_engine(url or settings.database_url())
+        return settings.make_engine(settings.url_from_connection(BaseHook.get_connection(spec.source.conn_id)))
+    return settings.make_engine(url or settings.database_url())
 
 
 def _table_sql(engine, spec, end) -> tuple[str, dict]:
@@ -53,7 +50,7 @@ def read_source(spec, *, url: str | None = None, end=None) -> pd.DataFrame:
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
-    end = _naive_utc(end)
+    end = naive_utc(end)
     engine = _engine_for(spec, url)
     what = f"table {spec.source.table}" if spec.source.table else "query"
     try:
@@ -133,99 +130,3 @@ def require_rows(spec, frame: pd.DataFrame, minimum: int, what: str) -> None:
     if len(frame) < minimum:
         raise DataError(f"model {spec.name!r}: too little history for {what}: {len(frame)} rows, "
                         f"at least {minimum} needed")
-
-
-def lag_name(lag: int) -> str:
-    return f"target_lag_{lag}"
-
-
-def make_xy(spec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
-    """Features (with target lags by calendar day), target and times, aligned.
-
-    A lag is the target exactly `k` days earlier, looked up by date, so gaps in the data never
-    turn into wrong lags. Rows lacking one of the model's own lags are dropped; the baselines'
-    lag columns may be empty (the baselines fall back to the training mean).
-    """
-    src = spec.source
-    times = frame[src.time_column]
-    by_time = pd.Series(frame[src.target].to_numpy(), index=times)
-    X = frame[feature_columns(spec, frame)].copy()
-    for lag in src.target_lags:
-        X[lag_name(lag)] = by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
-    for lag, column in BASELINE_LAGS.items():
-        X[column] = by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
-    keep = X[[lag_name(lag) for lag in src.target_lags]].notna().all(axis=1).to_numpy()
-    return (X[keep].reset_index(drop=True), frame[src.target][keep].reset_index(drop=True),
-            times[keep].reset_index(drop=True))
-
-
-def make_estimator(spec, estimator_spec, params: dict):
-    """The estimator of a trial or version: one-hot categorical features, median-imputed numeric ones.
-
-    The baselines' helper lag columns are dropped here, so a learned model only sees the lags
-    its spec asks for.
-    """
-    from sklearn.compose import ColumnTransformer, make_column_selector
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    numeric = make_column_selector(pattern=r"^(?!_baseline_lag_)", dtype_include=np.number)
-    prepare = ColumnTransformer(
-        [("categorical", OneHotEncoder(handle_unknown="ignore"), list(spec.source.categorical)),
-         ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric)],
-        remainder="drop",
-    )
-    estimator = estimator_spec.load_class()(**{**estimator_spec.params, **params})
-    return Pipeline([("prepare", prepare), ("estimator", estimator)])
-
-
-def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[start, end) of a 'YYYY-MM' month."""
-    start = pd.Timestamp(f"{month}-01")
-    return start, start + pd.offsets.MonthBegin(1)
-
-
-def complete_months(times: pd.Series, months: int, *, before=None) -> list[str]:
-    """The last `months` complete calendar months of the data's span, oldest first.
-
-    Every calendar month between the first and the last row counts, so a month the data lacks stays
-    in the list (and the back-test reports it as empty) instead of being silently replaced by an older one.
-    """
-    if times.empty:
-        return []
-    last = pd.Timestamp(times.max())
-    keys = list(pd.period_range(pd.Timestamp(times.min()), last, freq="M").strftime("%Y-%m"))
-    complete = [k for k in keys if month_bounds(k)[1] - pd.Timedelta(days=1) <= last.normalize()]
-    limit = _naive_utc(before)
-    if limit is not None:
-        complete = [k for k in complete if month_bounds(k)[1] <= limit]
-    return complete[-months:]
-
-
-def _rows_digest(frame: pd.DataFrame) -> bytes:
-    if frame.empty:
-        return b""
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-
-
-def month_fingerprints(spec, frame: pd.DataFrame) -> dict[str, str]:
-    """Month -> sha256 chained over every row up to the month's end: any earlier change shows later."""
-    months = frame[spec.source.time_column].dt.strftime("%Y-%m")
-    digest = hashlib.sha256()
-    fingerprints = {}
-    for month, rows in frame.groupby(months, sort=True):
-        digest.update(month.encode())
-        digest.update(_rows_digest(rows))
-        fingerprints[month] = digest.copy().hexdigest()
-    return fingerprints
-
-
-def dataset_fingerprint(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(_rows_digest(frame)).hexdigest()
-
-
-def rows_between(spec, frame: pd.DataFrame, start, end) -> pd.Series:
-    """Boolean mask of rows with start <= time < end."""
-    times = frame[spec.source.time_column]
-    return (times >= _naive_utc(start)) & (times < _naive_utc(end))

@@ -1,8 +1,8 @@
-"""`ratchet predict MODEL --input FILE.csv`: predictions of the champion stored in PostgreSQL.
+"""Predictions of the champion stored in PostgreSQL (`ratchet predict MODEL --input FILE.csv`).
 
 Features are built exactly as in now-tests: the input rows are appended to the source's history
-before the first input time (`data.read_source(..., end=first)`), validated with the source's
-own checks (`data.validate_frame`) and turned into features by `data.make_xy`. So target lags
+before the first input time (`sources.read_source(..., end=first)`), validated with the source's
+own checks (`sources.validate_frame`) and turned into features by `features.make_xy`. So target lags
 come from the history, or from earlier input rows when the input has a target column. A row
 whose lags still cannot be computed (the target of its previous days is unknown) is an error
 naming the row's time, never a silent gap.
@@ -12,34 +12,45 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-_ESTIMATORS: dict[tuple[str, int, str], object] = {}  # (model, version, sha256) -> fitted estimator
+import numpy as np
+import pandas as pd
+
+from ratchet.exceptions import PredictError
+from ratchet.modeling import sources
+from ratchet.modeling.features import make_xy
+from ratchet.registry import Registry
+from ratchet.specs import get_spec
+
+if TYPE_CHECKING:
+    from ratchet.registry.entities import Version
+    from ratchet.specs.model import ModelSpec
+
+_ESTIMATORS: dict[tuple[str, int, str], Any] = {}  # (model, version, sha256) -> fitted estimator
 
 
-class PredictError(ValueError):
-    """The input cannot be predicted (no champion, missing columns, no lag history)."""
+def champion_estimator(registry: Registry, model: str) -> tuple[Version, Any]:
+    """The champion version and its fitted estimator, loaded once per process and (version, checksum).
 
-
-def champion_estimator(registry, model: str):
-    """The champion's version row and fitted estimator, loaded once per process and version."""
-    from ratchet import artifacts
-
+    Raises:
+        PredictError: the model has no champion yet.
+    """
     row = registry.champion(model)
     if row is None:
         raise PredictError(f"model {model!r} has no champion yet; promote a version with the ratchet_promote DAG")
     key = (model, row.version, row.artifact_sha256)
     if key not in _ESTIMATORS:
-        _ESTIMATORS[key] = artifacts.load(row.artifact, row.artifact_sha256, row.artifact_format)
+        _ESTIMATORS[key] = registry.load_estimator(model, row.version)
     return row, _ESTIMATORS[key]
 
 
-def predict_frame(registry, spec, frame):
-    """Predict each input row with the champion; returns time, prediction (and probability) and version."""
-    import numpy as np
-    import pandas as pd
+def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Predict each input row with the champion; returns time, prediction (and probability) and version.
 
-    from ratchet import data
-
+    Raises:
+        PredictError: no rows, no time column, missing feature columns, or lags that cannot be computed.
+    """
     src = spec.source
     if frame.empty:
         raise PredictError(f"input for model {spec.name!r} has no rows")
@@ -51,8 +62,8 @@ def predict_frame(registry, spec, frame):
     except (ValueError, TypeError) as exc:
         raise PredictError(f"input column {src.time_column!r} is not a date/time: {exc}") from None
     rows = rows.sort_values(src.time_column, kind="stable").reset_index(drop=True)
-    history = data.read_source(spec, end=rows[src.time_column].iloc[0])
-    missing = [c for c in data.feature_columns(spec, history) if c not in rows.columns]
+    history = sources.read_source(spec, end=rows[src.time_column].iloc[0])
+    missing = [c for c in sources.feature_columns(spec, history) if c not in rows.columns]
     if missing:
         raise PredictError(f"input for model {spec.name!r} lacks column(s) {missing}")
     # unknown targets get a valid placeholder for validation, then become unknown (NaN) again for the lags
@@ -62,13 +73,13 @@ def predict_frame(registry, spec, frame):
         rows[src.target] = rows[src.target].where(~unknown, placeholder)
     else:
         unknown, rows[src.target] = np.ones(len(rows), dtype=bool), placeholder
-    combined = data.validate_frame(spec, pd.concat([history, rows[history.columns]], ignore_index=True))
+    combined = sources.validate_frame(spec, pd.concat([history, rows[history.columns]], ignore_index=True))
     target = combined[src.target]
     combined[src.target] = target.astype(float if pd.api.types.is_numeric_dtype(target) else object)
     combined.loc[len(history) + np.flatnonzero(unknown), src.target] = np.nan
 
     version, estimator = champion_estimator(registry, spec.name)
-    X, _, times = data.make_xy(spec, combined)
+    X, _, times = make_xy(spec, combined)
     wanted = (times >= rows[src.time_column].iloc[0]).to_numpy()
     lacking = sorted(set(rows[src.time_column]) - set(times[wanted]))
     if lacking:
@@ -84,27 +95,18 @@ def predict_frame(registry, spec, frame):
     return out
 
 
-def add_predict_command(subparsers) -> None:
-    parser = subparsers.add_parser("predict", help="predict rows of a CSV file with a model's champion")
-    parser.add_argument("model", help="a configured model name")
-    parser.add_argument("--input", required=True, type=Path, help="CSV with the time column and the features")
-    parser.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
-    parser.set_defaults(handler=run_predict)
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ratchet.config import load_specs
-    from ratchet.promotion import resolve_spec
-    from ratchet.registry import Registry
-
+    """The `ratchet predict` command: read the CSV, predict with the champion, write CSV."""
     if not args.input.is_file():
         raise PredictError(f"input file {args.input} does not exist")
-    spec = resolve_spec(load_specs(), args.model)
+    spec = get_spec(args.model)
+    try:
+        rows = pd.read_csv(args.input)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PredictError(f"input file {args.input} is not a readable CSV file: {exc}") from None
     registry = Registry.from_settings()
     try:
-        result = predict_frame(registry, spec, pd.read_csv(args.input))
+        result = predict_frame(registry, spec, rows)
     finally:
         registry.dispose()
     result.to_csv(args.output if args.output else sys.stdout, index=False)

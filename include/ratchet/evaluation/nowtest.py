@@ -1,8 +1,7 @@
 """Daily now-test: the champion and the candidates in trial on the latest days of data.
 
-Contenders: the champion, and every version in trial. A version is in trial from the moment
-it is registered until a newer version becomes champion: "in trial" = newer than the champion
-(every version while the model has none), the same rule `promotion` uses to count trial days.
+Contenders: the champion, and every version in trial (`registry.entities.in_trial`: newer than
+the champion, every version while the model has none), the rule the trial gate counts days by.
 Only the newest TRIAL_LIMIT of them are tested, so a model that retrains nightly without
 promotions does not grow its daily cost without bound.
 
@@ -21,41 +20,67 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ratchet.alerting.mails import build_nowtest_alert
+from ratchet.alerting.outbox import queue_alert
+from ratchet.evaluation.drift import PSI_WARNING, feature_drift
+from ratchet.evaluation.golden import case_key
+from ratchet.evaluation.requirements import RequirementResult, check_requirements
+from ratchet.exceptions import DataError
+from ratchet.modeling import baselines as baseline_lib
+from ratchet.modeling import metrics, sources
+from ratchet.modeling.features import is_model_input, make_xy
+from ratchet.modeling.metrics import best_baseline
+from ratchet.modeling.months import window_bounds
+from ratchet.registry.entities import Evaluation, EvaluationRow, Version
+
+if TYPE_CHECKING:
+    from ratchet.registry import Registry
+    from ratchet.specs.model import ModelSpec
 
 TRIAL_LIMIT = 10
 WORST_MISSES = 5
-PSI_WARNING = 0.2
-PSI_BINS = 10
 HARVEST_SOURCE = "harvested"
 
 
 @dataclass(frozen=True)
 class ContenderResult:
+    """One version's now-test: its scores, each requirement's verdict, worst misses and drift."""
+
     contender: str  # 'v<N>'
     version: int
     role: str  # 'champion' | 'candidate'
     scores: dict[str, float]
-    requirements: list  # RequirementResult
+    requirements: list[RequirementResult]
     worst_misses: list[dict[str, Any]] = field(default_factory=list)
     drift: dict[str, float | None] = field(default_factory=dict)
 
     @property
-    def failed(self) -> list:
+    def failed(self) -> list[RequirementResult]:
+        """The requirements this version breached."""
         return [r for r in self.requirements if not r.passed]
 
     @property
     def passed(self) -> bool:
+        """No requirement breached."""
         return not self.failed
 
     @property
     def drift_warnings(self) -> dict[str, float]:
+        """Inputs whose PSI against the training window exceeds PSI_WARNING."""
         return {k: v for k, v in self.drift.items() if v is not None and v > PSI_WARNING}
 
 
 @dataclass(frozen=True)
 class NowtestOutcome:
+    """The now-test of one model on one window: every contender's result, the baselines, the alert."""
+
     model: str
     partition: str  # the window's last day, YYYY-MM-DD
     window_start: dt.datetime
@@ -70,10 +95,12 @@ class NowtestOutcome:
 
     @property
     def stale(self) -> bool:
+        """Fewer usable rows in the window than `nowtest.min_rows`: no verdict on the models, an alert on the data."""
         return self.n_rows < self.min_rows
 
     @property
     def champion(self) -> ContenderResult | None:
+        """The champion's result (None while the model has no champion)."""
         return next((r for r in self.results if r.role == "champion"), None)
 
     @property
@@ -83,6 +110,7 @@ class NowtestOutcome:
 
     @property
     def alerting(self) -> bool:
+        """Whether this outcome queues an alert: the champion breached, or the data is stale."""
         return bool(self.results) and not self.passed and (self.stale or self.champion is not None)
 
     def summary(self) -> dict[str, Any]:
@@ -93,69 +121,9 @@ class NowtestOutcome:
                                              "failed": [x.describe() for x in r.failed]} for r in self.results}}
 
 
-def trial_versions(registry, model: str):
-    """(champion row or None, versions in trial newest first, at most TRIAL_LIMIT)."""
-    champion = registry.champion(model)
-    newer = [v for v in registry.versions(model) if champion is None or v.version > champion.version]
-    return champion, sorted(newer, key=lambda v: v.version, reverse=True)[:TRIAL_LIMIT]
-
-
-def window_bounds(end, window_days: int) -> tuple[Any, Any, str]:
-    """[start, end) of the window as naive UTC timestamps, and its last day as the partition."""
-    import pandas as pd
-
-    from ratchet.data import _naive_utc
-
-    end = _naive_utc(end)
-    start = end - pd.Timedelta(days=window_days)
-    return start, end, (end - pd.Timedelta(microseconds=1)).strftime("%Y-%m-%d")
-
-
-def psi(expected, actual, bins: int = PSI_BINS) -> float | None:
-    """Population stability index of `actual` against `expected` (None without data).
-
-    Few distinct training values are compared as categories, otherwise on training deciles.
-    """
-    import numpy as np
-
-    expected = np.asarray(expected, float)
-    actual = np.asarray(actual, float)
-    expected, actual = expected[~np.isnan(expected)], actual[~np.isnan(actual)]
-    if expected.size == 0 or actual.size == 0:
-        return None
-    values = np.unique(expected)
-    if values.size <= bins:
-        categories = np.union1d(values, np.unique(actual))
-        e = np.array([(expected == c).mean() for c in categories])
-        a = np.array([(actual == c).mean() for c in categories])
-    else:
-        inner = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)))[1:-1]
-        e = np.bincount(np.searchsorted(inner, expected, side="right"), minlength=inner.size + 1) / expected.size
-        a = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=inner.size + 1) / actual.size
-    e, a = np.clip(e, 1e-4, None), np.clip(a, 1e-4, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def _drift(version, X, times, window) -> dict[str, float | None]:
-    """PSI of each numeric model input in the window against the version's training window."""
-    import pandas as pd
-
-    from ratchet.data import _naive_utc
-    from ratchet.regression import INTERNAL_PREFIX
-
-    if version.train_start is None or version.train_end is None:
-        return {}
-    train = ((times >= _naive_utc(version.train_start)) & (times <= _naive_utc(version.train_end))).to_numpy()
-    return {column: psi(X.loc[train, column], X.loc[window, column]) for column in version.features
-            if not column.startswith(INTERNAL_PREFIX) and column in X
-            and pd.api.types.is_numeric_dtype(X[column])}
-
-
-def _worst_misses(task: str, y, times, y_pred) -> list[dict[str, Any]]:
+def _worst_misses(task: str, y: pd.Series, times: pd.Series, y_pred: np.ndarray) -> list[dict[str, Any]]:
     """The WORST_MISSES rows with the largest absolute error (wrong classes for classifiers); `row` is the
     position in the window."""
-    import numpy as np
-
     actual = y.to_numpy()
     if task == "regression":
         errors = np.abs(actual.astype(float) - np.asarray(y_pred, float))
@@ -166,34 +134,34 @@ def _worst_misses(task: str, y, times, y_pred) -> list[dict[str, Any]]:
              "abs_error": float(errors[i]), "row": int(i)} for i in order]
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _stored_inputs(version, X):
+def _stored_inputs(version: Version, X: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in version.features if c not in X.columns]
     if missing:
-        from ratchet.data import DataError
-
         raise DataError(f"v{version.version} was trained on columns {missing} that the source no longer provides")
     return X[list(version.features)]
 
 
-def run_nowtest(registry, spec, *, run_id: str, data_interval_end, airflow_run_url: str) -> NowtestOutcome:
-    """Now-test every contender of the model on the window ending at `data_interval_end`; store and alert."""
-    from ratchet import baselines as baseline_lib
-    from ratchet import data, metrics
-    from ratchet.requirements import check_requirements
+def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,
+                airflow_run_url: str) -> NowtestOutcome:
+    """Now-test every contender of the model on the window ending at `data_interval_end`; store and alert.
 
+    Raises:
+        DataError: the source cannot be read, or no longer has a column a version was trained on.
+    """
     start, end, partition = window_bounds(data_interval_end, spec.nowtest.window_days)
-    champion, trial = trial_versions(registry, spec.name)
+    champion, trial = registry.trial_versions(spec.name)
+    trial = trial[:TRIAL_LIMIT]
     versions = ([champion] if champion else []) + trial
     if not versions:  # nothing registered yet: nothing to test, nothing stored
         return NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                               spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {})
 
-    frame = data.read_source(spec, end=end)
-    X, y, times = data.make_xy(spec, frame)
+    frame = sources.read_source(spec, end=end)
+    X, y, times = make_xy(spec, frame)
     window = ((times >= start) & (times < end)).to_numpy()
     before = (times < start).to_numpy()
     n_rows = int(window.sum())
@@ -210,15 +178,15 @@ def run_nowtest(registry, spec, *, run_id: str, data_interval_end, airflow_run_u
     results = []
     for row in versions:
         role = "champion" if champion is not None and row.version == champion.version else "candidate"
-        drift = _drift(row, X, times, window)
+        drift = feature_drift(row, X, times, window)
         if n_rows < spec.nowtest.min_rows:
-            results.append(ContenderResult(f"v{row.version}", row.version, role, {}, [], [], drift))
+            results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
         estimator = registry.load_estimator(spec.name, row.version)
         scores, y_pred = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
         checked = check_requirements(requirements, scores, baseline_scores)
         misses = _worst_misses(spec.task, yw, tw, y_pred)
-        results.append(ContenderResult(f"v{row.version}", row.version, role, scores, checked, misses, drift))
+        results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift))
 
     outcome = NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                              spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores)
@@ -228,20 +196,13 @@ def run_nowtest(registry, spec, *, run_id: str, data_interval_end, airflow_run_u
         harvested = harvest_worst_misses(registry, spec, outcome.champion, Xw, baseline_scores, X[before], y[before])
     outcome = replace(outcome, harvested=harvested)
     if outcome.alerting:
-        from ratchet import alerts
-
-        subject, text, body = alerts.build_nowtest_alert(outcome, airflow_run_url)
-        alert_id = registry.enqueue_alert(spec.name, dedupe_key=f"nowtest:{spec.name}:{run_id}", source="nowtest",
-                                          run_id=run_id, recipients=list(spec.alert_emails), subject=subject,
-                                          body_text=text, body_html=body)
+        alert_id = queue_alert(registry, spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
         outcome = replace(outcome, alert_id=alert_id)
     return outcome
 
 
-def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list:
+def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]:
     """One row per contender and metric (a 'rows' row when the data is stale), baselines included."""
-    from ratchet.registry import EvaluationRow
-
     window = {"start": outcome.window_start.isoformat(), "end": outcome.window_end.isoformat(),
               "days": outcome.window_days}
     common = dict(kind="nowtest", partition=outcome.partition, n_rows=outcome.n_rows, run_id=run_id,
@@ -266,7 +227,8 @@ def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list:
     return rows
 
 
-def harvest_tolerance(spec, failed, actual: float, baseline_error: float | None) -> float:
+def harvest_tolerance(spec: ModelSpec, failed: list[RequirementResult], actual: float,
+                      baseline_error: float | None) -> float:
     """The tolerance of a harvested case: the per-row error the failed requirement allows.
 
     mae/rmse bound the typical error directly; mape bounds it relative to the actual value. For
@@ -288,14 +250,14 @@ def harvest_tolerance(spec, failed, actual: float, baseline_error: float | None)
     return float(baseline_error) if baseline_error is not None and math.isfinite(baseline_error) else 0.0
 
 
-def harvest_worst_misses(registry, spec, result: ContenderResult, Xw, baseline_scores, X_before, y_before) -> int:
-    """Add the champion's worst misses as golden cases (key: sha256 of model + time); returns how many were new."""
-    import numpy as np
+def harvest_worst_misses(registry: Registry, spec: ModelSpec, result: ContenderResult, Xw: pd.DataFrame,
+                         baseline_scores: dict[str, dict[str, float]], X_before: pd.DataFrame,
+                         y_before: pd.Series) -> int:
+    """Add the champion's worst misses as golden cases (key: sha256 of model + time); returns how many were new.
 
-    from ratchet import baselines as baseline_lib
-    from ratchet.regression import INTERNAL_PREFIX, case_key
-    from ratchet.requirements import best_baseline
-
+    Each case's tolerance comes from `harvest_tolerance`; the best baseline (by mae) is fitted on the
+    rows before the window for the per-row fallback.
+    """
     best_name = best_baseline("mae", baseline_scores)[0] if spec.task == "regression" else None
     baseline_pred = None
     if best_name is not None:
@@ -306,7 +268,7 @@ def harvest_worst_misses(registry, spec, result: ContenderResult, Xw, baseline_s
         actual = miss["actual"]
         if not isinstance(actual, (int, float)) or isinstance(actual, bool):
             continue  # non-numeric class labels cannot be stored as an expected number
-        inputs = {c: _plain(Xw.iloc[i][c]) for c in Xw.columns if not c.startswith(INTERNAL_PREFIX)}
+        inputs = {c: _plain(Xw.iloc[i][c]) for c in Xw.columns if is_model_input(c)}
         inputs = {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in inputs.items()}
         baseline_error = abs(float(baseline_pred[i]) - actual) if baseline_pred is not None else None
         cases.append({
@@ -316,3 +278,17 @@ def harvest_worst_misses(registry, spec, result: ContenderResult, Xw, baseline_s
             "tolerance": harvest_tolerance(spec, result.failed, float(actual), baseline_error),
         })
     return registry.add_golden_cases(spec.name, cases)
+
+
+def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
+    """The latest now-test day among one contender's now-test rows: it passed if none of that day's rows failed.
+
+    Returns None without rows, else {day, passed, failed_metrics, run_id}.
+    """
+    rows = list(rows)
+    if not rows:
+        return None
+    day = max(r.partition for r in rows)
+    latest = [r for r in rows if r.partition == day]
+    return {"day": day, "passed": all(r.passed is not False for r in latest),
+            "failed_metrics": sorted({r.metric for r in latest if r.passed is False}), "run_id": latest[-1].run_id}

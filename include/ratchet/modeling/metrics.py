@@ -1,17 +1,12 @@
-"""Prediction-quality metrics, with the direction (lower or higher is better) each one has."""
+"""Prediction-quality metrics, and which of two values is better (names and directions: `specs.model`)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-REGRESSION = ("rmse", "mae", "mape", "r2")
-CLASSIFICATION = ("accuracy", "f1", "roc_auc", "log_loss")
-LOWER_IS_BETTER = {
-    "rmse": True, "mae": True, "mape": True, "r2": False,
-    "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True,
-    "predict_latency_p95_ms": True, "model_size_bytes": True,
-}
+from ratchet.specs.model import LOWER_IS_BETTER, task_metrics
 
 
 def _mape(y_true, y_pred) -> float:
@@ -59,8 +54,8 @@ def _positive_label(y_true, y_pred):
 
 
 def all_scores(task: str, y_true, y_pred, y_proba=None) -> dict[str, float]:
-    names = REGRESSION if task == "regression" else CLASSIFICATION
-    return {name: score(task, name, y_true, y_pred, y_proba) for name in names}
+    """Every metric of the task (NaN where a metric is undefined on these rows)."""
+    return {name: score(task, name, y_true, y_pred, y_proba) for name in task_metrics(task)}
 
 
 def better(metric: str, a: float, b: float) -> bool:
@@ -84,3 +79,24 @@ def evaluate(task: str, estimator, X, y) -> tuple[dict[str, float], "np.ndarray"
         proba = estimator.predict_proba(X)
         y_proba = proba[:, 1] if proba.shape[1] == 2 else proba
     return all_scores(task, y, y_pred, y_proba), y_pred
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float, or None when it is missing, NaN or infinite (a missing value never passes silently)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def best_baseline(metric: str, baseline_values: dict[str, dict[str, float | None]]) -> tuple[str | None, float | None]:
+    """The baseline with the best value of `metric` (lower or higher is better depending on the metric).
+
+    Returns (None, None) when no baseline has a finite value of the metric.
+    """
+    scored = [(name, finite(metrics.get(metric))) for name, metrics in baseline_values.items()]
+    scored = [(name, value) for name, value in scored if value is not None]
+    if not scored:
+        return None, None
+    pick = min if LOWER_IS_BETTER.get(metric, True) else max
+    return pick(scored, key=lambda item: item[1])

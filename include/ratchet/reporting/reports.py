@@ -4,28 +4,34 @@ from __future__ import annotations
 import os
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ratchet import charts
+from ratchet.evaluation.backtest import backtest_summary, metric_table
+from ratchet.reporting import charts
+from ratchet.specs.model import LOWER_IS_BETTER
 
-DEFAULT_REPORTS_DIR = Path(__file__).resolve().parents[2] / "reports"
+if TYPE_CHECKING:
+    from ratchet.registry import Registry
+    from ratchet.specs.model import ModelSpec
+
+DEFAULT_REPORTS_DIR = Path(__file__).resolve().parents[3] / "reports"
 
 
 def reports_dir() -> Path:
+    """Where report files are written: `RATCHET_REPORTS_DIR`, else `reports/` in the repository."""
     return Path(os.environ.get("RATCHET_REPORTS_DIR") or DEFAULT_REPORTS_DIR)
 
 
-def requirement_line(spec, table: dict[str, dict[str, float]], months: list[str]) -> list[float | None] | None:
+def requirement_line(spec: ModelSpec, table: dict[str, dict[str, float]],
+                     months: list[str]) -> list[float | None] | None:
     """Per-month bound of the first back-test requirement on the ranking metric (relative ones follow the baseline)."""
-    from ratchet import metrics
-
     for req in spec.requirements:
         if req.scope != "backtest" or req.metric != spec.metric:
             continue
         if not req.relative_to:
             return [req.bound] * len(months)
         names = spec.baselines if req.relative_to == "baseline" else (req.relative_to,)
-        pick = min if metrics.LOWER_IS_BETTER[spec.metric] else max
+        pick = min if LOWER_IS_BETTER[spec.metric] else max
         line = []
         for month in months:
             values = [table[b][month] for b in names if month in table.get(b, {})]
@@ -34,7 +40,8 @@ def requirement_line(spec, table: dict[str, dict[str, float]], months: list[str]
     return None
 
 
-def render(spec, summary: dict[str, Any], table: dict[str, dict[str, float]], run_id: str) -> str:
+def render(spec: ModelSpec, summary: dict[str, Any], table: dict[str, dict[str, float]], run_id: str) -> str:
+    """The report page: the chart of the ranking metric per month, and the table of every contender."""
     months = summary["months"]
     series = {name: [table[name].get(m) for m in months] for name in table}
     chart = charts.line_chart(months, series, title=f"{spec.name}: back-test {spec.metric} per month",
@@ -59,12 +66,11 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td.won{{backgroun
 <tbody>{''.join(rows)}</tbody></table></body></html>"""
 
 
-def write_report(registry, spec, run_id: str) -> Path:
+def write_report(registry: Registry, spec: ModelSpec, run_id: str) -> Path:
     """Render the report, store it in PostgreSQL and as a file; returns the file's path."""
-    from ratchet import backtest
-
-    summary = backtest.backtest_summary(registry, spec)
-    html = render(spec, summary, backtest.metric_table(registry, spec), run_id)
+    table = metric_table(registry, spec)
+    summary = backtest_summary(registry, spec, table)
+    html = render(spec, summary, table, run_id)
     registry.save_report(spec.name, run_id, summary, html)
     path = reports_dir() / spec.name / f"{_safe(run_id)}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

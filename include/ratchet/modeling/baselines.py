@@ -1,12 +1,13 @@
-"""Naive baselines every model is compared with. They read the lag columns `data.make_xy` adds."""
+"""Naive baselines every model is compared with. They read the helper lag columns `features.make_xy` adds."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-LAG_1 = "_baseline_lag_1"
-LAG_7 = "_baseline_lag_7"
+HELPER_PREFIX = "_baseline_lag_"  # the lag columns only baselines read (`features.make_xy` adds them)
+LAG_1 = f"{HELPER_PREFIX}1"
+LAG_7 = f"{HELPER_PREFIX}7"
 
 
 class LagRegressor(RegressorMixin, BaseEstimator):

@@ -1,4 +1,4 @@
-"""Walk-forward back-tests over month partitions.
+"""Walk-forward back-tests over month partitions, and the tables that read their results back.
 
 For each complete month, every contender (the champion, the last retrain's candidates, the
 baselines) is fitted on the rows before the month (expanding, or the last `window` months)
@@ -8,11 +8,30 @@ data fingerprint, so a month whose history has not changed is never computed twi
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from statistics import fmean
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ratchet.exceptions import DataError
+from ratchet.modeling import baselines, metrics, sources
+from ratchet.modeling.features import make_estimator, make_xy
+from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
+from ratchet.registry.entities import EvaluationRow
+from ratchet.specs.model import EstimatorSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from ratchet.registry import Registry
+
+BacktestTable = dict[str, dict[str, dict[str, float]]]  # contender -> metric -> month -> value
+
 
 @dataclass(frozen=True)
 class Contender:
+    """Something back-tested: a registered version (refitted with its hyperparameters) or a baseline."""
+
     name: str
     version: int | None = None
     estimator_class: str | None = None
@@ -20,65 +39,56 @@ class Contender:
     baseline: str | None = None
 
 
-def contenders(registry, spec) -> list[Contender]:
+def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
     """The champion, every candidate of the last retrain run, and the baselines."""
-    from ratchet.registry import version_contender
-
     versions = {}
     champion = registry.champion(spec.name)
     for row in ([champion] if champion else []) + registry.latest_run_versions(spec.name):
-        versions[row.version] = Contender(version_contender(row.version), row.version, row.estimator_class,
-                                          row.hyperparameters)
+        versions[row.version] = Contender(row.contender, row.version, row.estimator_class, row.hyperparameters)
     return [*versions.values(), *(Contender(name, baseline=name) for name in spec.baselines)]
 
 
-def month_groups(spec, frame, *, end, groups: int) -> list[list[str]]:
+def month_groups(spec: ModelSpec, frame: pd.DataFrame, *, end: Any, groups: int) -> list[list[str]]:
     """The months to back-test, oldest first, split into `groups` consecutive slices (some may be empty)."""
-    from ratchet import data
-
-    months = data.complete_months(frame[spec.source.time_column], spec.backtest.months, before=end)
+    months = complete_months(frame[spec.source.time_column], spec.backtest.months, before=end)
     size = max(1, math.ceil(len(months) / groups))
     return [months[i * size:(i + 1) * size] for i in range(groups)]
 
 
-def _estimator_for(spec, contender: Contender):
-    from ratchet import baselines, data
-
+def _estimator_for(spec: ModelSpec, contender: Contender) -> Any:
     if contender.baseline:
         return baselines.make_baseline(contender.baseline, spec.task)
     estimator_spec = next((e for e in spec.estimators if e.class_path == contender.estimator_class), None)
     if estimator_spec is None:  # the spec no longer lists this class: refit it with its stored parameters only
-        from ratchet.config import EstimatorSpec
-
         estimator_spec = EstimatorSpec(class_path=contender.estimator_class)
-    return data.make_estimator(spec, estimator_spec, contender.params or {})
+    return make_estimator(spec, estimator_spec, contender.params or {})
 
 
-def run_partition(registry, spec, months: list[str], *, run_id: str, end, frame=None) -> dict[str, int]:
+def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run_id: str, end: Any,
+                  frame: pd.DataFrame | None = None) -> dict[str, int]:
     """Back-test every contender on each month; store the new results in one transaction.
 
     `frame` is the model's data up to `end` when the caller has already read it (read here otherwise).
+    Returns how many (contender, month) pairs were computed and how many were skipped as unchanged.
+
+    Raises:
+        DataError: a month has no rows to predict, or no rows before it to train on.
     """
-    import pandas as pd
-
-    from ratchet import data, metrics
-    from ratchet.registry import EvaluationRow
-
-    frame = data.read_source(spec, end=end) if frame is None else frame
-    fingerprints = data.month_fingerprints(spec, frame)
-    X, y, times = data.make_xy(spec, frame)
+    frame = sources.read_source(spec, end=end) if frame is None else frame
+    fingerprints = month_fingerprints(spec, frame)
+    X, y, times = make_xy(spec, frame)
     stored = registry.evaluated_fingerprints(spec.name, "backtest")
     everyone = contenders(registry, spec)
     rows, computed, skipped = [], 0, 0
     for month in months:
-        start, stop = data.month_bounds(month)
+        start, stop = month_bounds(month)
         test = ((times >= start) & (times < stop)).to_numpy()
         train = (times < start).to_numpy()
         if spec.backtest.window != "expanding":
             train &= (times >= start - pd.DateOffset(months=int(spec.backtest.window))).to_numpy()
         if not test.any() or not train.any():
-            raise data.DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
-                                 f"and {int(train.sum())} rows before it to train on")
+            raise DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
+                            f"and {int(train.sum())} rows before it to train on")
         for contender in everyone:
             if stored.get((contender.name, month)) == fingerprints[month]:
                 skipped += 1
@@ -96,8 +106,8 @@ def run_partition(registry, spec, months: list[str], *, run_id: str, end, frame=
     return {"computed": computed, "skipped": skipped}
 
 
-def metric_table(registry, spec, metric: str | None = None) -> dict[str, dict[str, float]]:
-    """contender -> month -> value of the ranking metric, over the months the spec back-tests."""
+def metric_table(registry: Registry, spec: ModelSpec, metric: str | None = None) -> dict[str, dict[str, float]]:
+    """contender -> month -> value of one metric (default: the ranking metric), over the months the spec back-tests."""
     table: dict[str, dict[str, float]] = {}
     for contender, month, value in registry.metric_values(spec.name, "backtest", metric or spec.metric):
         if value is not None:
@@ -106,20 +116,46 @@ def metric_table(registry, spec, metric: str | None = None) -> dict[str, dict[st
     return {c: {m: v for m, v in values.items() if m in months} for c, values in table.items()}
 
 
-def backtest_summary(registry, spec, table: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+def metric_tables(registry: Registry, spec: ModelSpec) -> BacktestTable:
+    """contender -> metric -> month -> value for every metric of the task (the evidence gates and ratchet read)."""
+    table: BacktestTable = defaultdict(dict)
+    for metric in spec.metrics:
+        for contender, months in metric_table(registry, spec, metric).items():
+            table[contender][metric] = months
+    return table
+
+
+def months_of(table: BacktestTable, contender: str) -> list[str]:
+    """The months with a result of `contender`, sorted."""
+    return sorted({m for months in table.get(contender, {}).values() for m in months})
+
+
+def means_on(table: BacktestTable, contender: str, months: list[str]) -> dict[str, float]:
+    """Mean of each metric of `contender` over `months` (only metrics present in every one of them)."""
+    means = {}
+    for metric, values in table.get(contender, {}).items():
+        if months and all(m in values for m in months):
+            means[metric] = fmean(values[m] for m in months)
+    return means
+
+
+def baseline_means(spec: ModelSpec, table: BacktestTable, months: list[str]) -> dict[str, dict[str, float]]:
+    """baseline -> metric -> mean over `months`, for the spec's baselines that have results."""
+    return {name: means_on(table, name, months) for name in spec.baselines if name in table}
+
+
+def backtest_summary(registry: Registry, spec: ModelSpec,
+                     table: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Per contender: mean of the ranking metric, months, and months won against the reference.
 
     The reference is the champion, or the best baseline while the model has none. `table` is
     `metric_table(registry, spec)` when the caller already has it.
     """
-    from ratchet import metrics
-    from ratchet.registry import version_contender
-
     table = metric_table(registry, spec) if table is None else table
     champion = registry.champion(spec.name)
-    baselines = [b for b in spec.baselines if b in table]
-    reference = version_contender(champion.version) if champion and version_contender(champion.version) in table \
-        else min(baselines, key=lambda b: _mean(table[b]) * (1 if metrics.LOWER_IS_BETTER[spec.metric] else -1),
+    baseline_names = [b for b in spec.baselines if b in table]
+    reference = champion.contender if champion and champion.contender in table \
+        else min(baseline_names, key=lambda b: _mean(table[b]) * (1 if metrics.LOWER_IS_BETTER[spec.metric] else -1),
                  default=None)
     months = sorted({m for values in table.values() for m in values})
     summary = {"metric": spec.metric, "reference": reference, "months": months, "contenders": {}}

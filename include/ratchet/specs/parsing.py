@@ -1,141 +1,34 @@
-"""Model specs: one YAML file per model, validated up front with errors naming file, field and expectation."""
+"""Model YAML files into `ModelSpec`s, validated up front: every error names the file, the field and what is expected."""
 from __future__ import annotations
 
-import importlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ratchet import settings
+from ratchet.exceptions import SpecError
+from ratchet.specs.model import (
+    CLASSIFICATION_BASELINES,
+    COMPUTATIONAL_METRICS,
+    DISTRIBUTIONS,
+    REGRESSION_BASELINES,
+    SCOPES,
+    TASKS,
+    BacktestSpec,
+    EstimatorSpec,
+    ModelSpec,
+    NowtestSpec,
+    PromotionSpec,
+    RatchetSpec,
+    RequirementSpec,
+    SearchSpec,
+    Source,
+    task_metrics,
+)
 
-TASKS = ("regression", "classification")
-REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
-CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
-COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes")
-REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
-CLASSIFICATION_BASELINES = ("majority", "last_value")
-SCOPES = ("backtest", "nowtest", "gate")
-DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-
-
-class FileError(ValueError):
-    """A file the user keeps is wrong: the message says which file, where in it, and what is expected."""
-
-    def __init__(self, path: Path | str, where: str, expected: str, got: Any = ...):
-        self.path, self.where, self.expected = str(path), where, expected
-        message = f"{path}: {where}: expected {expected}"
-        if got is not ...:
-            message += f", got {got!r}"
-        super().__init__(message)
-
-
-class SpecError(FileError):
-    """A model spec is wrong: the message names the file, the field and what is expected."""
-
-    def __init__(self, path: Path | str, field_name: str, expected: str, got: Any = ...):
-        self.field = field_name
-        super().__init__(path, f"field '{field_name}'", expected, got)
-
-
-@dataclass(frozen=True)
-class Source:
-    time_column: str
-    target: str
-    table: str | None = None
-    query: str | None = None
-    conn_id: str | None = None
-    features: tuple[str, ...] | None = None
-    categorical: tuple[str, ...] = ()
-    target_lags: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class EstimatorSpec:
-    class_path: str
-    params: dict[str, Any] = field(default_factory=dict)
-    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def load_class(self):
-        module_name, _, class_name = self.class_path.rpartition(".")
-        return getattr(importlib.import_module(module_name), class_name)
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    n_trials: int = 20
-    cv_folds: int = 3
-    seed: int = 0
-    candidates: int = 2
-    metric: str | None = None
-    explore_fraction: float = 0.5
-
-
-@dataclass(frozen=True)
-class RequirementSpec:
-    metric: str
-    direction: str
-    bound: float
-    scope: str
-    relative_to: str | None = None
-
-
-@dataclass(frozen=True)
-class BacktestSpec:
-    months: int = 12
-    window: str | int = "expanding"
-
-
-@dataclass(frozen=True)
-class NowtestSpec:
-    window_days: int = 7
-    min_rows: int = 5
-
-
-@dataclass(frozen=True)
-class RatchetSpec:
-    enabled: bool = False
-    slack: float = 0.05
-
-
-@dataclass(frozen=True)
-class PromotionSpec:
-    min_improvement: float = 0.0
-    min_months_won: int = 0
-    min_trial_days: int = 0
-    ratchet: RatchetSpec = field(default_factory=RatchetSpec)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    task: str
-    owner: str
-    alert_emails: tuple[str, ...]
-    source: Source
-    estimators: tuple[EstimatorSpec, ...]
-    search: SearchSpec
-    baselines: tuple[str, ...]
-    requirements: tuple[RequirementSpec, ...]
-    backtest: BacktestSpec
-    nowtest: NowtestSpec
-    promotion: PromotionSpec
-    path: Path
-    golden_cases_file: Path | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def metric(self) -> str:
-        """The metric search and back-tests rank contenders by."""
-        return self.search.metric or ("rmse" if self.task == "regression" else "log_loss")
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        return REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
 
 
 class _Fields:
@@ -271,7 +164,7 @@ def _parse_estimator(path: Path, raw: Any, index: int) -> EstimatorSpec:
 def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]):
     f = _Fields(path, raw, f"requirements[{index}].")
     f.reject_unknown({"metric", "max", "min", "relative_to", "scope"})
-    allowed = (REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS) + COMPUTATIONAL_METRICS
+    allowed = task_metrics(task) + COMPUTATIONAL_METRICS
     metric = f.get("metric", str, check=lambda m: m in allowed, expected=f"one of {list(allowed)}")
     has_max, has_min = "max" in f.data, "min" in f.data
     if has_max == has_min:
@@ -288,6 +181,11 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
 
 
 def parse_spec(path: Path, data: Any) -> ModelSpec:
+    """The `ModelSpec` of one YAML document read from `path`.
+
+    Raises:
+        SpecError: naming the file, the dotted field and what is expected.
+    """
     f = _Fields(path, data)
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
@@ -307,7 +205,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     s = f.sub("search")
     s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction"})
-    allowed_metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    allowed_metrics = task_metrics(task)
     search = SearchSpec(
         n_trials=s.get("n_trials", int, 20, check=_positive, expected="a positive integer"),
         cv_folds=s.get("cv_folds", int, 3, check=lambda v: v >= 2, expected="an integer >= 2"),
@@ -375,49 +273,10 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
 
 def load_spec(path: Path | str) -> ModelSpec:
+    """Read and validate one model YAML file (raises SpecError, also for invalid YAML)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SpecError(path, "(document)", "valid YAML", str(exc).splitlines()[0]) from None
     return parse_spec(path, data)
-
-
-def spec_files(directory: Path | str | None = None) -> list[Path]:
-    directory = Path(directory) if directory else settings.models_dir()
-    if not directory.is_dir():
-        raise settings.ConfigurationError(f"models folder {directory} does not exist (RATCHET_MODELS_DIR)")
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml")
-                  and not p.name.endswith((".golden.yaml", ".golden.yml")))
-
-
-def load_specs(directory: Path | str | None = None) -> dict[str, ModelSpec]:
-    """Every model spec in the folder, by name. Two files with one name is an error."""
-    specs: dict[str, ModelSpec] = {}
-    for path in spec_files(directory):
-        spec = load_spec(path)
-        if spec.name in specs:
-            raise SpecError(path, "name", f"a name not already used by {specs[spec.name].path}", spec.name)
-        specs[spec.name] = spec
-    return specs
-
-
-def model_names(directory: Path | str | None = None) -> list[str]:
-    """Names only, cheap enough for DAG parsing (no estimator imports)."""
-    names = []
-    for path in spec_files(directory):
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            names.append(data["name"])
-    return names
-
-
-def configured_model_names() -> list[str]:
-    """Model names for DAG files at parse time: an empty list (not an error) without a models folder."""
-    try:
-        return model_names()
-    except settings.ConfigurationError:
-        return []

@@ -11,6 +11,7 @@ from failed now-tests. The file is a YAML list of
       tolerance: 15.0                        # |prediction - expected| <= tolerance passes
 
 `inputs` holds every feature of the model and each `target_lag_<k>` of `source.target_lags`.
+(Named "golden" rather than "regression" so it never reads as the `task: regression` of a spec.)
 A bad file raises GoldenFileError naming the file, the case index and the field, before
 anything is stored. A case's key is the sha256 of its name and inputs, so editing the
 expectation or tolerance of a case updates it, and removing it from the file removes it.
@@ -21,30 +22,38 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import yaml
 
-from ratchet.config import FileError
-from ratchet.data import lag_name
+from ratchet.alerting.mails import build_regression_alert
+from ratchet.alerting.outbox import queue_alert
+from ratchet.exceptions import GoldenFileError
+from ratchet.modeling.features import is_model_input, lag_name
+from ratchet.modeling.months import window_bounds
+from ratchet.registry.entities import EvaluationRow, GoldenCase, Version
+
+if TYPE_CHECKING:
+    from ratchet.registry import Registry
+    from ratchet.specs.model import ModelSpec
 
 CASE_FIELDS = ("name", "inputs", "expected", "tolerance")
-INTERNAL_PREFIX = "_baseline_lag_"  # helper columns of the baselines; never part of a case's inputs
-
-
-class GoldenFileError(FileError):
-    """A golden-case file is wrong: the message names the file, the case and the field."""
 
 
 @dataclass(frozen=True)
 class GoldenResult:
+    """The verdict of a version on golden cases: passed, and each failed case with its numbers."""
+
     passed: bool
     failures: list[dict[str, Any]] = field(default_factory=list)  # {name, source, expected, predicted, tolerance, error}
     n_cases: int = 0
 
     def describe(self) -> str:
+        """'3 golden case(s) passed', or how many failed and the first five failures."""
         if self.passed:
             return f"{self.n_cases} golden case(s) passed"
         return f"{len(self.failures)} of {self.n_cases} golden case(s) failed: " + "; ".join(
@@ -52,6 +61,7 @@ class GoldenResult:
 
 
 def describe_failure(failure: dict[str, Any]) -> str:
+    """One failed case in words: its name, the prediction, the expectation and tolerance (or the error)."""
     if failure.get("error"):
         return f"{failure['name']}: {failure['error']}"
     return (f"{failure['name']}: predicted {failure['predicted']:.4g}, expected {failure['expected']:.4g} "
@@ -63,7 +73,7 @@ def case_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def expected_inputs(spec) -> tuple[list[str] | None, list[str]]:
+def expected_inputs(spec: ModelSpec) -> tuple[list[str] | None, list[str]]:
     """(declared features or None when the spec takes every column, lag inputs) a case must give."""
     features = list(spec.source.features) if spec.source.features is not None else None
     return features, [lag_name(lag) for lag in spec.source.target_lags]
@@ -73,7 +83,7 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _validate_case(spec, path: Path, index: int, raw: Any, names: set[str]) -> dict[str, Any]:
+def _validate_case(spec: ModelSpec, path: Path, index: int, raw: Any, names: set[str]) -> dict[str, Any]:
     where = f"case [{index}]"
     if not isinstance(raw, dict):
         raise GoldenFileError(path, where, "a mapping with " + ", ".join(CASE_FIELDS), raw)
@@ -117,8 +127,12 @@ def _validate_case(spec, path: Path, index: int, raw: Any, names: set[str]) -> d
             "expected": float(expected), "tolerance": float(tolerance)}
 
 
-def read_golden_file(spec) -> list[dict[str, Any]]:
-    """The validated cases of the model's golden file ([] when the model has none)."""
+def read_golden_file(spec: ModelSpec) -> list[dict[str, Any]]:
+    """The validated cases of the model's golden file ([] when the model has none).
+
+    Raises:
+        GoldenFileError: naming the file, the case and the field, before anything is stored.
+    """
     path = spec.golden_cases_file
     if path is None or not Path(path).exists():
         return []
@@ -134,19 +148,17 @@ def read_golden_file(spec) -> list[dict[str, Any]]:
     return [_validate_case(spec, Path(path), i, case, names) for i, case in enumerate(raw)]
 
 
-def load_golden_file(registry, spec) -> dict[str, int]:
+def load_golden_file(registry: Registry, spec: ModelSpec) -> dict[str, int]:
     """Validate the whole file first, then make the stored file cases match it (one transaction)."""
     return registry.sync_golden_file(spec.name, read_golden_file(spec))
 
 
-def input_frame(spec, version, rows: list[dict[str, Any]]):
+def input_frame(spec: ModelSpec, version: Version, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A DataFrame in the column order the version was trained on, from plain input mappings.
 
     The baselines' helper columns are left empty (the estimator pipelines drop them); a missing
     model input raises KeyError naming it.
     """
-    import pandas as pd
-
     columns = list(version.features)
     frame = pd.DataFrame(rows).reindex(columns=columns)
     for column in columns:
@@ -157,12 +169,13 @@ def input_frame(spec, version, rows: list[dict[str, Any]]):
     return frame
 
 
-def _missing_inputs(version, inputs: dict[str, Any]) -> list[str]:
-    return [c for c in version.features if not c.startswith(INTERNAL_PREFIX) and inputs.get(c) is None]
+def _missing_inputs(version: Version, inputs: dict[str, Any]) -> list[str]:
+    return [c for c in version.features if is_model_input(c) and inputs.get(c) is None]
 
 
-def evaluate_cases(spec, version, estimator, cases) -> GoldenResult:
-    """Run golden cases (GoldenCase rows or dicts) through a fitted estimator."""
+def evaluate_cases(spec: ModelSpec, version: Version, estimator: Any,
+                   cases: Iterable[GoldenCase | dict[str, Any]]) -> GoldenResult:
+    """Run golden cases (stored ones or plain mappings) through a fitted estimator of `version`."""
     failures, runnable = [], []
     for case in cases:
         get = case.get if isinstance(case, dict) else lambda key, c=case: getattr(c, key)
@@ -188,22 +201,21 @@ def _public(item: dict[str, Any]) -> dict[str, Any]:
     return {k: item[k] for k in ("name", "source", "expected", "tolerance")}
 
 
-def run_golden_cases(registry, spec, version: int) -> GoldenResult:
+def run_golden_cases(registry: Registry, spec: ModelSpec, version: int) -> GoldenResult:
     """Load the golden file (a bad file raises, nothing changes), then run every case of the model
     (file and harvested) against the stored estimator of `version`."""
     load_golden_file(registry, spec)
     cases = registry.golden_cases(spec.name)
     if not cases:
         return GoldenResult(passed=True, failures=[], n_cases=0)
-    from ratchet import artifacts
-
     row = registry.version(spec.name, version)
-    estimator = artifacts.load(row.artifact, row.artifact_sha256, row.artifact_format)
-    return evaluate_cases(spec, row, estimator, cases)
+    return evaluate_cases(spec, row, registry.load_estimator(spec.name, version), cases)
 
 
 @dataclass(frozen=True)
 class RegressionOutcome:
+    """What the nightly regression test of one model found, and the alert it queued (if any)."""
+
     model: str
     partition: str
     version: int | None  # the champion tested (None: the model has no champion yet)
@@ -211,6 +223,7 @@ class RegressionOutcome:
     alert_id: int | None = None
 
     def summary(self) -> dict[str, Any]:
+        """Small JSON-able result for XCom and logs."""
         result = self.result
         return {"model": self.model, "partition": self.partition, "version": self.version,
                 "n_cases": result.n_cases if result else 0, "passed": result.passed if result else None,
@@ -218,16 +231,14 @@ class RegressionOutcome:
                 "alert_id": self.alert_id}
 
 
-def run_regression(registry, spec, *, run_id: str, data_interval_end, airflow_run_url: str) -> RegressionOutcome:
+def run_regression(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,
+                   airflow_run_url: str) -> RegressionOutcome:
     """Run the golden cases against the champion, store the pass rate, and alert on a failure.
 
     Stored as one evaluation (kind 'regression', metric 'golden_pass_rate', partition = the day
     before `data_interval_end`), so a re-run of the same date replaces it. The alert's dedupe key
     is `regression:<model>:<run_id>`: one mail per model and date.
     """
-    from ratchet.nowtest import window_bounds
-    from ratchet.registry import EvaluationRow, version_contender
-
     _start, _end, partition = window_bounds(data_interval_end, 1)
     load_golden_file(registry, spec)  # a bad file fails the task before anything is stored
     champion = registry.champion(spec.name)
@@ -236,15 +247,11 @@ def run_regression(registry, spec, *, run_id: str, data_interval_end, airflow_ru
     result = run_golden_cases(registry, spec, champion.version)
     rate = (result.n_cases - len(result.failures)) / result.n_cases if result.n_cases else None
     registry.record_evaluations(spec.name, [EvaluationRow(
-        kind="regression", contender=version_contender(champion.version), version=champion.version,
+        kind="regression", contender=champion.contender, version=champion.version,
         partition=partition, metric="golden_pass_rate", value=rate, n_rows=result.n_cases, run_id=run_id,
         passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})])
     alert_id = None
     if not result.passed:
-        from ratchet import alerts
-
-        subject, text, body = alerts.build_regression_alert(spec.name, champion.version, result, airflow_run_url)
-        alert_id = registry.enqueue_alert(spec.name, dedupe_key=f"regression:{spec.name}:{run_id}",
-                                          source="regression", run_id=run_id, recipients=list(spec.alert_emails),
-                                          subject=subject, body_text=text, body_html=body)
+        mail = build_regression_alert(spec.name, champion.version, result, airflow_run_url)
+        alert_id = queue_alert(registry, spec, "regression", run_id, mail)
     return RegressionOutcome(spec.name, partition, champion.version, result, alert_id)

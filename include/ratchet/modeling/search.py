@@ -7,16 +7,22 @@ still looking elsewhere. Every fold trains only on rows before its validation ro
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+
+from ratchet.modeling import metrics
+from ratchet.modeling.features import make_estimator
+from ratchet.specs.model import LOWER_IS_BETTER
+
+if TYPE_CHECKING:
+    from ratchet.specs.model import EstimatorSpec, ModelSpec
 
 NARROW_FRACTION = 0.25
-LATENCY_REPEATS = 50
 
 
 @dataclass
@@ -105,12 +111,12 @@ def time_folds(n_rows: int, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]
     return list(TimeSeriesSplit(n_splits=n_folds).split(np.arange(n_rows)))
 
 
-def cross_validate(spec, estimator_spec, params, X, y, folds) -> tuple[list[float], float]:
-    from ratchet import data, metrics
-
+def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any], X: pd.DataFrame,
+                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[float], float]:
+    """The ranking metric on each fold, and the seconds all folds took."""
     scores, started = [], time.perf_counter()
     for train, test in folds:
-        model = data.make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
+        model = make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
         fold_scores, _ = metrics.evaluate(spec.task, model, X.iloc[test], y.iloc[test])
         scores.append(fold_scores[spec.metric])
     return scores, time.perf_counter() - started
@@ -133,54 +139,8 @@ def run_search(spec, X, y, *, seed_salt: str, champion=None) -> list[Trial]:
     return trials
 
 
-def best_trials(spec, trials: list[Trial]) -> list[Trial]:
-    from ratchet.metrics import LOWER_IS_BETTER
-
+def best_trials(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:
+    """The `search.candidates` best scored trials, best first (failed trials never count)."""
     scored = [t for t in trials if t.error is None and t.mean_score is not None]
     sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
     return sorted(scored, key=lambda t: sign * t.mean_score)[: spec.search.candidates]
-
-
-def latency_p95_ms(model, X) -> float:
-    """p95 of single-row prediction time, the way a serving call would see it."""
-    row = X.iloc[[len(X) - 1]]
-    timings = []
-    for _ in range(LATENCY_REPEATS):
-        started = time.perf_counter()
-        model.predict(row)
-        timings.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(timings, 95))
-
-
-def package_versions() -> dict[str, str]:
-    return {name: importlib.metadata.version(name) for name in ("scikit-learn", "pandas", "numpy", "skops", "ratchet")}
-
-
-def retrain_model(registry, spec, *, run_id: str, logical_date, author: str = "ratchet_retrain") -> list[int]:
-    """Search, store every trial, refit the best on all history and register them. Same run_id: same result."""
-    from ratchet import artifacts, data
-
-    frame = data.read_source(spec, end=logical_date)
-    data.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
-    X, y, times = data.make_xy(spec, frame)
-    trials = run_search(spec, X, y, seed_salt=str(logical_date), champion=registry.champion(spec.name))
-    trial_ids = registry.record_trials(spec.name, run_id, [t.record() for t in trials])
-    fingerprint = data.dataset_fingerprint(frame)
-    estimators = {e.class_path: e for e in spec.estimators}
-    versions = []
-    for trial in best_trials(spec, trials):
-        started = time.perf_counter()
-        model = data.make_estimator(spec, estimators[trial.estimator_class], trial.params).fit(X, y)
-        fit_seconds = time.perf_counter() - started
-        artifact = artifacts.dump(model)
-        versions.append(registry.register_version(
-            spec.name, run_id=run_id, trial_id=trial_ids[trial.trial_index],
-            estimator_class=trial.estimator_class, hyperparameters=trial.params, artifact=artifact.data,
-            artifact_sha256=artifact.sha256, artifact_format=artifact.format,
-            train_start=times.iloc[0].to_pydatetime(), train_end=times.iloc[-1].to_pydatetime(),
-            dataset_fingerprint=fingerprint, features=list(X.columns), target=spec.source.target,
-            package_versions=package_versions(), author=author, fit_seconds=fit_seconds,
-            predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
-            cv_metric=spec.metric, cv_score=trial.mean_score,
-        ))
-    return versions

@@ -1,0 +1,1 @@
+"""Alert mails and the outbox that delivers them."""

@@ -1,0 +1,131 @@
+"""Alert mails: what a failed now-test or regression test says, as plain text and as HTML.
+
+Each mail is written once as sections (paragraphs, tables, links) and rendered both ways, so the
+two parts never disagree. Requirement verdicts are worded by `RequirementResult.describe`.
+"""
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ratchet.modeling.metrics import best_baseline
+
+if TYPE_CHECKING:
+    from ratchet.evaluation.golden import GoldenResult
+    from ratchet.evaluation.nowtest import NowtestOutcome
+    from ratchet.evaluation.requirements import RequirementResult
+
+SUBJECT_PREFIX = "[Ratchet]"
+
+
+class Mail(NamedTuple):
+    """A built alert: its subject, plain-text body and HTML body."""
+
+    subject: str
+    text: str
+    html: str
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table_text(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
+
+
+def _table_html(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(_fmt(c))}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return f"<table style='border-collapse:collapse'><tr>{head}</tr>{body}</table>"
+
+
+class _MailBuilder:
+    """Sections written once, rendered as plain text and as HTML."""
+
+    def __init__(self, title: str):
+        self.title, self.parts = title, []
+
+    def para(self, text: str) -> None:
+        self.parts.append(("p", text))
+
+    def table(self, heading: str, headers: list[str], rows: list[list[Any]]) -> None:
+        if rows:
+            self.parts.append(("t", (heading, headers, rows)))
+
+    def link(self, label: str, url: str) -> None:
+        self.parts.append(("a", (label, url)))
+
+    def render(self) -> tuple[str, str]:
+        text, body = [self.title, ""], [f"<h2>{html.escape(self.title)}</h2>"]
+        for kind, part in self.parts:
+            if kind == "p":
+                text += [part, ""]
+                body.append(f"<p>{html.escape(part)}</p>")
+            elif kind == "t":
+                heading, headers, rows = part
+                text += [heading, _table_text(headers, rows), ""]
+                body.append(f"<h3>{html.escape(heading)}</h3>{_table_html(headers, rows)}")
+            else:
+                label, url = part
+                text += [f"{label}: {url}", ""]
+                body.append(f"<p><a href='{html.escape(url, quote=True)}'>{html.escape(label)}</a>: "
+                            f"{html.escape(url)}</p>")
+        return "\n".join(text), "<html><body>" + "".join(body) + "</body></html>"
+
+
+def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
+    """The mail for a failed now-test: window, each contender's verdicts, worst misses, drift, a link."""
+    window = f"{outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} (end excluded)"
+    champion = outcome.champion
+    if outcome.stale:
+        reason = (f"stale data: {outcome.n_rows} rows < min_rows {outcome.min_rows} in the last "
+                  f"{outcome.window_days} days")
+    else:
+        reason = "; ".join(r.describe(scope=False) for r in champion.failed)
+    subject = f"{SUBJECT_PREFIX} {outcome.model} now-test failed: {reason}"
+    mail = _MailBuilder(f"{outcome.model} now-test failed ({champion.contender if champion else 'no champion'})")
+    mail.para(f"Window: {window}. Rows: {outcome.n_rows} (min_rows {outcome.min_rows}).")
+    if outcome.stale:
+        mail.para(f"Stale data: the source has {outcome.n_rows} usable rows in the window, fewer than the "
+                  f"{outcome.min_rows} the now-test needs. Check that the source table is still being loaded.")
+    for result in outcome.results:
+        if result.requirements:
+            mail.table(f"Requirements of {result.contender} ({result.role})",
+                       ["metric", "value", "bound", "best baseline value", "passed"],
+                       [[r.metric, r.value, r.bound_text(), _baseline_text(r, outcome.baselines), r.passed]
+                        for r in result.requirements])
+    if champion and champion.worst_misses:
+        mail.table(f"Worst misses of {champion.contender}", ["time", "actual", "predicted", "abs error"],
+                   [[m["time"], m["actual"], m["predicted"], m["abs_error"]] for m in champion.worst_misses])
+    if champion and champion.drift_warnings:
+        mail.table("Drift warnings (PSI > 0.2 against the training window)", ["feature", "psi"],
+                   [[name, value] for name, value in champion.drift_warnings.items()])
+    if outcome.harvested:
+        mail.para(f"{outcome.harvested} worst miss(es) were added to the model's golden regression cases.")
+    mail.link("Airflow run", airflow_run_url)
+    return Mail(subject, *mail.render())
+
+
+def _baseline_text(result: RequirementResult, baselines: dict[str, dict[str, float]]) -> str:
+    name, value = ((result.baseline_name, result.baseline_value) if result.relative_to
+                   else best_baseline(result.metric, baselines))
+    return f"{name} {_fmt(value)}" if name else "-"
+
+
+def build_regression_alert(model: str, version: int, result: GoldenResult, airflow_run_url: str) -> Mail:
+    """The mail for golden cases the champion failed: each failed case with its numbers, and a link."""
+    subject = (f"{SUBJECT_PREFIX} {model} regression tests failed: {len(result.failures)} of {result.n_cases} "
+               f"golden cases (champion v{version})")
+    mail = _MailBuilder(f"{model} regression tests failed for champion v{version}")
+    mail.para(f"{len(result.failures)} of {result.n_cases} golden case(s) are outside their tolerance.")
+    mail.table("Failed cases", ["case", "source", "expected", "predicted", "tolerance", "error"],
+               [[f["name"], f["source"], f["expected"], f["predicted"], f["tolerance"], f["error"]]
+                for f in result.failures[:20]])
+    mail.link("Airflow run", airflow_run_url)
+    return Mail(subject, *mail.render())

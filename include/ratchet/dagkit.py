@@ -1,0 +1,32 @@
+"""What Ratchet's DAG files share: default arguments, start date, tags, task labels and the alert delivery task.
+
+Imported by every DAG file at parse time, so it stays light: Airflow's SDK only. The model list is not
+here: each DAG file reads it itself (`configured_model_names()`), so every parse sees the current folder.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import TriggerRule, get_current_context, task
+
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+TAGS = ["ratchet"]
+
+
+def default_args(*, retries: int, retry_delay: dt.timedelta) -> dict[str, Any]:
+    """The default arguments of a Ratchet DAG: owner 'ratchet', and the DAG's own retry policy."""
+    return {"owner": "ratchet", "retries": retries, "retry_delay": retry_delay}
+
+
+def label(**fields: str) -> None:
+    """Give the running mapped task its label (the fields its `map_index_template` reads)."""
+    get_current_context().update(fields)
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE)
+def deliver_alerts(models: list[str], results: Any, what: str) -> dict:
+    """Mail every queued alert; fails (and retries) while SMTP is unreachable or when a model's task failed."""
+    from ratchet import pipeline
+
+    return pipeline.deliver_alerts(models, list(results), what=what)

@@ -1,0 +1,1 @@
+"""Judging contenders: walk-forward back-tests, daily now-tests, drift, golden cases and requirements."""

@@ -1,0 +1,118 @@
+"""Checking requirements, and the one way a requirement's verdict is written down.
+
+A requirement is a bound on one metric: absolute (`rmse <= 12`), relative to a baseline
+evaluated on the same rows (`rmse <= 0.9 × best baseline`), or computational
+(`predict_latency_p95_ms`, `model_size_bytes`). A missing value never passes silently.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ratchet.modeling.metrics import best_baseline, finite
+
+SCOPE_LABELS = {"backtest": "back-test", "nowtest": "now-test", "gate": "gate"}
+
+
+class RequirementLike(Protocol):
+    """A stored requirement (`registry.entities.Requirement`) or a declared one (`specs.model.RequirementSpec`)."""
+
+    metric: str
+    direction: str
+    bound: float
+    relative_to: str | None
+    scope: str
+
+
+@dataclass(frozen=True)
+class RequirementResult:
+    """The verdict of one requirement on one contender's values, with everything needed to explain it."""
+
+    requirement_id: int | None
+    metric: str
+    direction: str  # 'max' | 'min'
+    bound: float  # as stored
+    effective_bound: float | None  # bound, or bound × baseline value for relative requirements
+    relative_to: str | None
+    baseline_name: str | None
+    baseline_value: float | None
+    value: float | None
+    scope: str
+    passed: bool
+
+    def describe(self, *, scope: bool = True) -> str:
+        """One line a person reads in a task log or a mail.
+
+        With the scope (logs, gate evidence): 'mape 0.231 > max 0.15 (now-test)',
+        'rmse 12.3 > 0.9 × last_value 11 = 9.9 (back-test)'. Without it (mail subjects, where every
+        line is of one now-test) a relative bound keeps its direction instead: 'rmse 12.3 > max 0.9 ×
+        last_value 11 = 9.9'.
+        """
+        value = "missing" if self.value is None else _fmt(self.value)
+        sign = ("<=" if self.passed else ">") if self.direction == "max" else (">=" if self.passed else "<")
+        suffix = f" ({SCOPE_LABELS.get(self.scope, self.scope)})" if scope else ""
+        if self.relative_to is None:
+            return f"{self.metric} {value} {sign} {self.direction} {_fmt(self.bound)}{suffix}"
+        if self.baseline_value is None:
+            detail = (f" for {self.direction} {_fmt(self.bound)} × baseline" if scope else "")
+            return (f"{self.metric} {value}: no value of baseline {self.relative_to!r} on the same rows"
+                    f"{detail}{suffix}")
+        return f"{self.metric} {value} {sign} {self.bound_text(direction=not scope)}{suffix}"
+
+    def bound_text(self, *, direction: bool = True) -> str:
+        """The bound as stored and, for a relative one, as applied: 'max 0.15', 'max 0.9 × last_value 11 = 9.9'.
+
+        `direction=False` leaves 'max'/'min' out of a relative bound (an absolute one always has it).
+        """
+        if self.relative_to is None:
+            return f"{self.direction} {_fmt(self.bound)}"
+        return (f"{self.direction + ' ' if direction else ''}{_fmt(self.bound)} × "
+                f"{self.baseline_name or self.relative_to} {_fmt(self.baseline_value)} = {_fmt(self.effective_bound)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-able evidence (stored with evaluations and promotion gates)."""
+        return {"requirement_id": self.requirement_id, "metric": self.metric, "direction": self.direction,
+                "bound": self.bound, "effective_bound": self.effective_bound, "relative_to": self.relative_to,
+                "baseline_name": self.baseline_name, "baseline_value": self.baseline_value,
+                "value": self.value, "scope": self.scope, "passed": self.passed, "text": self.describe()}
+
+
+def check_requirements(requirements: Iterable[RequirementLike], values: dict[str, float | None],
+                       baseline_values: dict[str, dict[str, float | None]]) -> list[RequirementResult]:
+    """Check each requirement against the contender's values.
+
+    Args:
+        requirements: stored requirements or declared ones.
+        values: metric -> the contender's value.
+        baseline_values: baseline name -> metric -> value on the same rows; `relative_to='baseline'`
+            means the best baseline for that metric.
+    """
+    results = []
+    for req in requirements:
+        value = finite(values.get(req.metric))
+        baseline_name = baseline_value = None
+        effective = req.bound
+        if req.relative_to is not None:
+            baseline_name, baseline_value = _baseline(req.metric, req.relative_to, baseline_values)
+            effective = None if baseline_value is None else req.bound * baseline_value
+        passed = value is not None and effective is not None and (
+            value <= effective if req.direction == "max" else value >= effective)
+        results.append(RequirementResult(
+            requirement_id=getattr(req, "id", None), metric=req.metric, direction=req.direction,
+            bound=req.bound, effective_bound=effective, relative_to=req.relative_to,
+            baseline_name=baseline_name, baseline_value=baseline_value, value=value, scope=req.scope,
+            passed=passed))
+    return results
+
+
+def _baseline(metric: str, relative_to: str, baseline_values: dict[str, dict[str, float | None]]):
+    if relative_to == "baseline":
+        return best_baseline(metric, baseline_values)
+    return relative_to, finite(baseline_values.get(relative_to, {}).get(metric))
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "missing"
+    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"

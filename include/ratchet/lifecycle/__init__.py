@@ -1,0 +1,1 @@
+"""How the nightly cycle moves a model forward: retraining, promotion through gates, and the ratchet."""

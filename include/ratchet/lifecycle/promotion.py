@@ -1,0 +1,252 @@
+"""Promotion gates: a version becomes champion only through them, and every decision is recorded.
+
+Gates (each stored with its evidence):
+  1 requirements      the version's back-test means meet every back-test and gate requirement
+  2 beats_champion    better than the champion on the common back-test months, by `min_improvement`
+                      on the mean of the model's metric and winning `min_months_won` months
+  3 regression_tests  the model's golden cases pass with the version's stored estimator
+  4 trial             `min_trial_days` days of now-tests since the version entered trial, no breach
+  5 computational     latency and size bounds hold for the version
+The first champion of a model (kind 'initial') and a rollback to a former champion (kind
+'rollback') pass through gates 1, 3 and 5 only.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Any
+
+from ratchet.evaluation.backtest import BacktestTable, baseline_means, means_on, metric_tables, months_of
+from ratchet.evaluation.golden import run_golden_cases
+from ratchet.evaluation.requirements import check_requirements
+from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
+from ratchet.lifecycle.ratchet import ratchet_steps
+from ratchet.modeling.metrics import better, improvement
+from ratchet.registry import Registry
+from ratchet.registry.entities import Promotion, Version
+from ratchet.specs import get_spec
+from ratchet.specs.model import COMPUTATIONAL_METRICS, ModelSpec
+
+log = logging.getLogger(__name__)
+
+GATE_NUMBERS = {"requirements": 1, "beats_champion": 2, "regression_tests": 3, "trial": 4, "computational": 5}
+SHORT_KINDS = ("initial", "rollback")  # kinds that pass through gates 1, 3 and 5 only
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate's verdict on a version, with a one-line summary and the evidence behind it."""
+
+    name: str
+    passed: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        """The gate's number (1 requirements .. 5 computational)."""
+        return GATE_NUMBERS[self.name]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The verdict as stored with the promotion decision."""
+        return {"gate": self.number, "name": self.name, "passed": self.passed, "summary": self.summary,
+                "details": self.details}
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    """A promotion decision: the kind, the outcome, every gate and the ratchet changes applied."""
+
+    model: str
+    version: int
+    kind: str  # 'initial' | 'promotion' | 'rollback'
+    outcome: str  # 'promoted' | 'rejected' | 'dry_run'
+    gates: tuple[Gate, ...]
+    previous_version: int | None
+    promotion_id: int | None
+    ratchet_changes: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """Every gate passed."""
+        return all(g.passed for g in self.gates)
+
+    def describe(self) -> str:
+        """The decision, each gate and each ratchet change, one line each (for the task log)."""
+        lines = [f"{self.model} v{self.version} ({self.kind}, previous champion "
+                 f"{'v%s' % self.previous_version if self.previous_version else 'none'}): {self.outcome}"]
+        lines += [f"  gate {g.number} {g.name}: {'pass' if g.passed else 'FAIL'} - {g.summary}" for g in self.gates]
+        lines += [f"  ratchet {c['metric']} ({c['scope']}{', relative' if c['relative_to'] else ''}): "
+                  f"{c['direction']} {c['old_bound']:.6g} -> {c['new_bound']:.6g}" for c in self.ratchet_changes]
+        return "\n".join(lines)
+
+
+def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, triggered_by: str,
+            dry_run: bool = False, run_id: str | None = None) -> PromotionOutcome:
+    """Run the gates for `version` of `spec`'s model and, if all pass (and not a dry run), promote it.
+
+    Raises:
+        PromotionInputError: bad inputs (nothing stored).
+        PromotionRejected: a gate failed (only the rejected decision is stored).
+        ConcurrentPromotionError: another promotion of the model committed first (nothing stored).
+        GoldenFileError: the model's golden file is invalid (nothing stored).
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise PromotionInputError("reason is required: say why this version should become the champion")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise PromotionInputError(f"version must be a positive integer, got {version!r}")
+    if not (triggered_by or "").strip():
+        raise PromotionInputError("triggered_by is required: who asked for this promotion")
+    candidate = _version(registry, spec.name, version)
+    champion = registry.champion(spec.name)
+    history = registry.promotions(spec.name)
+    if champion is not None and champion.version == candidate.version:
+        done = [p for p in history if p.outcome == "promoted" and p.version == version
+                and run_id is not None and p.run_id == run_id]
+        if done:  # a re-run of this very promotion: same state, nothing more to do
+            return _recorded_outcome(done[-1])
+        raise PromotionInputError(f"{spec.name} v{version} is already the champion; nothing to promote")
+    kind = _kind(candidate, champion, history)
+
+    backtest = metric_tables(registry, spec)
+    contender = candidate.contender
+    gates = [_requirements_gate(registry, spec, contender, backtest)]
+    if kind not in SHORT_KINDS:
+        gates.append(_champion_gate(spec, contender, champion.contender, backtest))
+    gates.append(_regression_gate(registry, spec, version))
+    if kind not in SHORT_KINDS:
+        gates.append(_trial_gate(registry, spec, candidate))
+    gates.append(_computational_gate(registry, spec, candidate))
+
+    passed = all(g.passed for g in gates)
+    outcome = "dry_run" if dry_run else ("promoted" if passed else "rejected")
+    steps = ratchet_steps(registry, spec, contender, backtest, reason, version) if outcome == "promoted" else []
+    previous = champion.version if champion else None
+    promotion_id, applied = registry.record_promotion(
+        spec.name, version, kind=kind, outcome=outcome, triggered_by=triggered_by, reason=reason,
+        gates=[g.as_dict() for g in gates], run_id=run_id, expected_previous_version=previous,
+        ratchet_steps=steps)
+    result = PromotionOutcome(model=spec.name, version=version, kind=kind, outcome=outcome, gates=tuple(gates),
+                              previous_version=previous, promotion_id=promotion_id,
+                              ratchet_changes=tuple(applied))
+    log.info("%s", result.describe())
+    if outcome == "rejected":
+        raise PromotionRejected(result)
+    return result
+
+
+# -- inputs -------------------------------------------------------------------------------
+def _version(registry: Registry, model: str, version: int) -> Version:
+    try:
+        return registry.version(model, version)
+    except NotFoundError as exc:
+        others = [m for m in registry.models_with_version(version) if m != model]
+        hint = (f" (version {version} belongs to {others}: version numbers are per model)" if others else "")
+        raise PromotionInputError(f"{exc}{hint}") from None
+
+
+def _kind(candidate: Version, champion: Version | None, history: list[Promotion]) -> str:
+    if champion is None:
+        return "initial"
+    former = any(p.outcome == "promoted" and p.version == candidate.version for p in history)
+    return "rollback" if former and candidate.version < champion.version else "promotion"
+
+
+def _recorded_outcome(row: Promotion) -> PromotionOutcome:
+    gates = tuple(Gate(g["name"], g["passed"], g["summary"], g.get("details", {})) for g in row.gates)
+    return PromotionOutcome(model=row.model, version=row.version, kind=row.kind, outcome=row.outcome, gates=gates,
+                            previous_version=row.previous_version, promotion_id=row.id)
+
+
+# -- the gates ---------------------------------------------------------------------------------
+def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, backtest: BacktestTable) -> Gate:
+    months = months_of(backtest, contender)
+    if not months:
+        return Gate("requirements", False, f"no back-test results for {contender}; run ratchet_backtest first",
+                    {"months": []})
+    requirements = [r for r in registry.requirements(spec.name)
+                    if r.scope in ("backtest", "gate") and r.metric not in COMPUTATIONAL_METRICS]
+    values = means_on(backtest, contender, months)
+    results = check_requirements(requirements, values, baseline_means(spec, backtest, months))
+    failed = [r.describe() for r in results if not r.passed]
+    summary = ("; ".join(failed) if failed else
+               f"{len(results)} requirement(s) met on the mean of {len(months)} back-test month(s)")
+    return Gate("requirements", not failed, summary,
+                {"months": months, "means": values, "results": [r.as_dict() for r in results]})
+
+
+def _champion_gate(spec: ModelSpec, contender: str, champion: str, backtest: BacktestTable) -> Gate:
+    metric, rules = spec.metric, spec.promotion
+    mine, theirs = backtest.get(contender, {}).get(metric, {}), backtest.get(champion, {}).get(metric, {})
+    months = sorted(set(mine) & set(theirs))
+    details: dict[str, Any] = {"metric": metric, "champion": champion, "months": months,
+                               "min_improvement": rules.min_improvement, "min_months_won": rules.min_months_won}
+    if not months:
+        return Gate("beats_champion", False,
+                    f"no common back-test months of {contender} and the champion {champion} on {metric}", details)
+    mean, champion_mean = fmean(mine[m] for m in months), fmean(theirs[m] for m in months)
+    gain = improvement(metric, mean, champion_mean)
+    won = [m for m in months if better(metric, mine[m], theirs[m])]
+    details.update({"mean": mean, "champion_mean": champion_mean, "improvement": gain, "months_won": won,
+                    "per_month": {m: {"candidate": mine[m], "champion": theirs[m]} for m in months}})
+    problems = []
+    if not gain >= rules.min_improvement:
+        problems.append(f"{metric} mean {mean:.4g} vs champion {champion} {champion_mean:.4g}: improvement "
+                        f"{gain:+.2%} < required {rules.min_improvement:.2%}")
+    if len(won) < rules.min_months_won:
+        problems.append(f"won {len(won)} of {len(months)} months < required {rules.min_months_won}")
+    summary = "; ".join(problems) or (f"{metric} mean {mean:.4g} vs champion {champion_mean:.4g} "
+                                      f"({gain:+.2%}), won {len(won)} of {len(months)} months")
+    return Gate("beats_champion", not problems, summary, details)
+
+
+def _regression_gate(registry: Registry, spec: ModelSpec, version: int) -> Gate:
+    result = run_golden_cases(registry, spec, version)
+    return Gate("regression_tests", result.passed, result.describe(),
+                {"n_cases": result.n_cases, "failures": result.failures[:50]})
+
+
+def _trial_gate(registry: Registry, spec: ModelSpec, candidate: Version) -> Gate:
+    needed = spec.promotion.min_trial_days
+    trial = registry.trial_records(spec.name)[candidate.version]
+    details = {"days": list(trial.days), "breach_days": list(trial.breach_days), "min_trial_days": needed,
+               "trial_started_at": candidate.trial_started_at.isoformat()}
+    problems = []
+    if trial.breach_days:
+        problems.append(f"now-test breaches on {len(trial.breach_days)} day(s): {list(trial.breach_days[:5])}")
+    if len(trial.days) < needed:
+        problems.append(f"{len(trial.days)} day(s) of now-tests in trial < required {needed}")
+    summary = "; ".join(problems) or f"{len(trial.days)} day(s) of now-tests in trial, no breach"
+    return Gate("trial", not problems, summary, details)
+
+
+def _computational_gate(registry: Registry, spec: ModelSpec, candidate: Version) -> Gate:
+    requirements = [r for r in registry.requirements(spec.name) if r.metric in COMPUTATIONAL_METRICS]
+    values = {"predict_latency_p95_ms": candidate.predict_latency_p95_ms, "model_size_bytes": candidate.size_bytes}
+    results = check_requirements(requirements, values, {})
+    failed = [r.describe() for r in results if not r.passed]
+    summary = "; ".join(failed) or (f"{len(results)} computational bound(s) hold" if results
+                                    else "no computational requirements")
+    return Gate("computational", not failed, summary, {"values": values, "results": [r.as_dict() for r in results]})
+
+
+def promote_by_name(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool = False,
+                    run_id: str | None = None, registry: Registry | None = None) -> PromotionOutcome:
+    """Promote by model name, reading the configured specs (what the ratchet_promote DAG calls).
+
+    Raises what `promote` raises; an unknown model is a PromotionInputError listing the configured ones.
+    """
+    try:
+        spec = get_spec(model)
+    except UnknownModelError as exc:
+        raise PromotionInputError(str(exc)) from None
+    own = registry is None
+    registry = registry or Registry.from_settings()
+    try:
+        return promote(registry, spec, version=version, reason=reason, triggered_by=triggered_by,
+                       dry_run=dry_run, run_id=run_id)
+    finally:
+        if own:
+            registry.dispose()

@@ -1,0 +1,62 @@
+"""Month partitions of a model's history and the fingerprints that say whether a month's data changed."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+
+from ratchet.modeling.sources import naive_utc
+
+
+def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of a 'YYYY-MM' month."""
+    start = pd.Timestamp(f"{month}-01")
+    return start, start + pd.offsets.MonthBegin(1)
+
+
+def complete_months(times: pd.Series, months: int, *, before=None) -> list[str]:
+    """The last `months` complete calendar months of the data's span, oldest first.
+
+    Every calendar month between the first and the last row counts, so a month the data lacks stays
+    in the list (and the back-test reports it as empty) instead of being silently replaced by an older one.
+    """
+    if times.empty:
+        return []
+    last = pd.Timestamp(times.max())
+    keys = list(pd.period_range(pd.Timestamp(times.min()), last, freq="M").strftime("%Y-%m"))
+    complete = [k for k in keys if month_bounds(k)[1] - pd.Timedelta(days=1) <= last.normalize()]
+    limit = naive_utc(before)
+    if limit is not None:
+        complete = [k for k in complete if month_bounds(k)[1] <= limit]
+    return complete[-months:]
+
+
+def _rows_digest(frame: pd.DataFrame) -> bytes:
+    if frame.empty:
+        return b""
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+
+
+def month_fingerprints(spec, frame: pd.DataFrame) -> dict[str, str]:
+    """Month -> sha256 chained over every row up to the month's end: any earlier change shows later."""
+    months = frame[spec.source.time_column].dt.strftime("%Y-%m")
+    digest = hashlib.sha256()
+    fingerprints = {}
+    for month, rows in frame.groupby(months, sort=True):
+        digest.update(month.encode())
+        digest.update(_rows_digest(rows))
+        fingerprints[month] = digest.copy().hexdigest()
+    return fingerprints
+
+
+def dataset_fingerprint(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(_rows_digest(frame)).hexdigest()
+
+
+
+def window_bounds(end: Any, window_days: int) -> tuple[pd.Timestamp, pd.Timestamp, str]:
+    """[start, end) of the `window_days` days before `end` as naive UTC timestamps, and its last day (the partition)."""
+    end = naive_utc(end)
+    start = end - pd.Timedelta(days=window_days)
+    return start, end, (end - pd.Timedelta(microseconds=1)).strftime("%Y-%m-%d")

@@ -1,0 +1,1 @@
+"""What people read: back-test reports, their charts, and `ratchet status`."""

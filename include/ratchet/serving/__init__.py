@@ -1,0 +1,1 @@
+"""The champion served to applications (today: `ratchet predict`)."""

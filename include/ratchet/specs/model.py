@@ -1,0 +1,147 @@
+"""What a model spec is: the frozen dataclasses a YAML file becomes, and the vocabulary it may use.
+
+The metric names, their directions and the baselines live here once; everything else (parsing,
+metrics, requirements, search) reads them from this module, which imports nothing heavy.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("regression", "classification")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
+COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes")
+LOWER_IS_BETTER = {
+    "rmse": True, "mae": True, "mape": True, "r2": False,
+    "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True,
+    "predict_latency_p95_ms": True, "model_size_bytes": True,
+}
+REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
+CLASSIFICATION_BASELINES = ("majority", "last_value")
+SCOPES = ("backtest", "nowtest", "gate")
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The prediction-quality metrics of a task ('regression' or 'classification')."""
+    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model's rows come from (`source:`): a table or SELECT, its time column, target and features."""
+
+    time_column: str
+    target: str
+    table: str | None = None
+    query: str | None = None
+    conn_id: str | None = None
+    features: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] = ()
+    target_lags: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One estimator of `estimators:`: its import path, fixed params and search space."""
+
+    class_path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def load_class(self) -> type:
+        """The estimator class named by `class_path` (imports its module)."""
+        module_name, _, class_name = self.class_path.rpartition(".")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """`search:`: how many random trials, CV folds, the seed and how many candidates to register."""
+
+    n_trials: int = 20
+    cv_folds: int = 3
+    seed: int = 0
+    candidates: int = 2
+    metric: str | None = None
+    explore_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class RequirementSpec:
+    """One entry of `requirements:`: a bound (`max` or `min`) on a metric, in a scope."""
+
+    metric: str
+    direction: str
+    bound: float
+    scope: str
+    relative_to: str | None = None
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    """`backtest:`: how many complete months, and an expanding or fixed (months) training window."""
+
+    months: int = 12
+    window: str | int = "expanding"
+
+
+@dataclass(frozen=True)
+class NowtestSpec:
+    """`nowtest:`: the window of the latest days and the rows it needs to give a verdict."""
+
+    window_days: int = 7
+    min_rows: int = 5
+
+
+@dataclass(frozen=True)
+class RatchetSpec:
+    """`promotion.ratchet:`: whether a promotion tightens requirements, and the slack it leaves."""
+
+    enabled: bool = False
+    slack: float = 0.05
+
+
+@dataclass(frozen=True)
+class PromotionSpec:
+    """`promotion:`: what a candidate must show to replace the champion."""
+
+    min_improvement: float = 0.0
+    min_months_won: int = 0
+    min_trial_days: int = 0
+    ratchet: RatchetSpec = field(default_factory=RatchetSpec)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated model YAML file: everything Ratchet needs to train, test and promote the model."""
+
+    name: str
+    task: str
+    owner: str
+    alert_emails: tuple[str, ...]
+    source: Source
+    estimators: tuple[EstimatorSpec, ...]
+    search: SearchSpec
+    baselines: tuple[str, ...]
+    requirements: tuple[RequirementSpec, ...]
+    backtest: BacktestSpec
+    nowtest: NowtestSpec
+    promotion: PromotionSpec
+    path: Path
+    golden_cases_file: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def metric(self) -> str:
+        """The metric search and back-tests rank contenders by."""
+        return self.search.metric or ("rmse" if self.task == "regression" else "log_loss")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The prediction-quality metrics every contender of this model is scored on."""
+        return task_metrics(self.task)
+

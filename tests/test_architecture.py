@@ -1,0 +1,119 @@
+"""The package's shape: dependencies point one way, no import cycles, the ORM stays inside the registry.
+
+Every import of a `ratchet` module counts, at module level or inside a function: a lazy import is still
+a dependency. Imports under `if TYPE_CHECKING:` do not: they name types for annotations and never run
+(the alert mails, say, are annotated with the outcome types of the evaluations that build them).
+Layers, lowest first; a module may import its own layer and the layers below it.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "include" / "ratchet"
+LAYERS = [
+    {"exceptions"},
+    {"settings"},
+    {"specs"},
+    {"modeling"},
+    {"registry"},
+    {"alerting"},
+    {"evaluation"},
+    {"lifecycle"},
+    {"reporting"},
+    {"serving"},
+    {"pipeline", "executor", "dagkit", "cli", "demo", "mailsink", "ui"},  # the application: Airflow glue, CLI, UI
+]
+LAYER_OF = {part: index for index, layer in enumerate(LAYERS) for part in layer}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "migrations" not in p.parts}
+
+
+def imports_of(module: str) -> set[str]:
+    """The ratchet modules `module` imports anywhere in its body ('from a import b' counts a.b when it is a module)."""
+    tree = ast.parse(MODULES[module].read_text())
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for stmt in block.body for n in ast.walk(stmt)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
+                      for a in node.names}
+    return {name for name in found if name.split(".")[0] == "ratchet" and name != "ratchet"}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1]
+    assert part in LAYER_OF, f"{module} belongs to no layer: add {part!r} to LAYERS in {__file__}"
+    return LAYER_OF[part]
+
+
+def test_every_module_belongs_to_a_layer():
+    for module in MODULES:
+        if module != "ratchet":
+            _layer(module)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "ratchet"))
+def test_imports_point_down_the_layers(module):
+    upward = sorted(name for name in imports_of(module) if _layer(name) > _layer(module))
+    assert not upward, f"{module} (layer {_layer(module)}) imports higher layers: {upward}"
+
+
+def test_no_import_cycles():
+    graph = {module: imports_of(module) & set(MODULES) for module in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = path[path.index(module):] + [module]
+            raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+        if module in done:
+            return
+        for name in sorted(graph[module]):
+            visit(name, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_the_orm_schema_and_sessions_stay_inside_the_registry():
+    for module, path in MODULES.items():
+        if module.startswith("ratchet.registry"):
+            continue
+        assert "ratchet.registry.schema" not in imports_of(module), f"{module} imports the ORM schema"
+        assert "sqlalchemy.orm" not in path.read_text(), f"{module} uses SQLAlchemy's ORM"
+        assert "._session(" not in path.read_text(), f"{module} opens a registry session"
+
+
+def test_the_checks_themselves_catch_what_they_forbid(tmp_path, monkeypatch):
+    """An upward import and a cycle planted in two modules are both reported; a type-only import is not."""
+    low, high = tmp_path / "low.py", tmp_path / "high.py"
+    low.write_text("def f():\n    from ratchet.lifecycle import promotion\n")
+    high.write_text("from typing import TYPE_CHECKING\nimport ratchet.modeling.low\n"
+                    "if TYPE_CHECKING:\n    from ratchet.ui import views\n")
+    monkeypatch.setitem(MODULES, "ratchet.modeling.low", low)
+    monkeypatch.setitem(MODULES, "ratchet.lifecycle.promotion", high)
+    with pytest.raises(AssertionError, match=r"imports higher layers: \['ratchet.lifecycle.promotion'\]"):
+        test_imports_point_down_the_layers("ratchet.modeling.low")
+    assert imports_of("ratchet.lifecycle.promotion") == {"ratchet.modeling.low"}
+    with pytest.raises(AssertionError, match="import cycle: ratchet.lifecycle.promotion -> ratchet.modeling.low"):
+        test_no_import_cycles()
