@@ -31,8 +31,8 @@ def ratchet_backtest(url: str) -> tuple[float, int]:
     from ratchet.evaluation import backtest
     from ratchet.lifecycle import retrain
     from ratchet.modeling import sources
-    from ratchet.specs import parse_spec
     from ratchet.registry import Registry
+    from ratchet.specs import parse_spec
 
     demo.load_demo(url, end=END)
     os.environ["RATCHET_DATABASE_URL"] = url
@@ -56,9 +56,9 @@ def ratchet_backtest(url: str) -> tuple[float, int]:
 
 def skforecast_backtest(n_jobs) -> tuple[float, int]:
     import pandas as pd
-    from sklearn.ensemble import HistGradientBoostingRegressor
     from skforecast.model_selection import TimeSeriesFold, backtesting_forecaster
     from skforecast.recursive import ForecasterRecursive
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
     from ratchet import demo
 

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "daily_demand"
 MONTH_GROUPS = 2  # as dags/ratchet_backtest.py maps them
 DATA_END = dt.date(2025, 6, 30)
-END = dt.datetime(2025, 7, 1, 1, 0, tzinfo=dt.timezone.utc)
+END = dt.datetime(2025, 7, 1, 1, 0, tzinfo=dt.UTC)
 REPEATS = 3  # this machine's speed varies by a fifth from minute to minute: medians of interleaved repeats
 
 
@@ -110,7 +110,7 @@ def through_airflow(run, ratchet_url: str, airflow_url: str, home: Path) -> dict
             run_id = f"bench_{uuid.uuid4().hex[:8]}"
             run.airflow(env, "dags", "trigger", dag_id, "--run-id", run_id, "--logical-date", END.isoformat())
 
-            def finished():
+            def finished(dag_id=dag_id, run_id=run_id):
                 with metadata.connect() as conn:
                     row = conn.execute(text("SELECT state, queued_at, end_date FROM dag_run "
                                             "WHERE dag_id = :d AND run_id = :r"), {"d": dag_id, "r": run_id}).one()
@@ -132,8 +132,9 @@ def through_airflow(run, ratchet_url: str, airflow_url: str, home: Path) -> dict
 
 def measure(run) -> dict[str, tuple[float, int, float]]:
     """One comparison on new databases: figure -> (seconds, tasks, seconds inside tasks)."""
-    from ratchet import demo
     from scratch import scratch_databases
+
+    from ratchet import demo
 
     home = Path(tempfile.mkdtemp(prefix="ratchet-bench-airflow-"))
     sides = ("cold", "warm", "airflow_side")

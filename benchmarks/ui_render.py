@@ -26,10 +26,11 @@ TARGET_SECONDS = 1.0
 def main() -> None:
     warnings.filterwarnings("ignore")
     from fastapi.testclient import TestClient
-    from ratchet.registry import Registry
     from scratch import scratch_databases
-    from ratchet.ui.app import create_app
     from ui_seed import seed_history
+
+    from ratchet.registry import Registry
+    from ratchet.ui.app import create_app
 
     models_dir = Path(tempfile.mkdtemp(prefix="ratchet-bench-models-"))
     with scratch_databases("ui", migrated=("ui",)) as urls:
@@ -40,7 +41,8 @@ def main() -> None:
             seed_history(registry, models_dir, f"model_{i:02d}", versions=VERSIONS, months=MONTHS,
                          nowtest_days=365, seed=i)
         registry.dispose()
-        print(f"seeded {MODELS} models × {VERSIONS} versions × {MONTHS} months in {time.perf_counter() - started:.0f} s")
+        seconds = time.perf_counter() - started
+        print(f"seeded {MODELS} models × {VERSIONS} versions × {MONTHS} months in {seconds:.0f} s")
         client = TestClient(create_app())
         print(f"{'page':34} {'best of 3 (s)':>14} {'target (s)':>11}")
         for path in ("/", "/models/model_00", "/models/model_09"):

@@ -18,8 +18,8 @@ MODEL = "regime_demand"
 REGIME_CHANGE = dt.date(2025, 7, 15)
 DATA_END = dt.date(2025, 8, 31)
 TRAINED_BEFORE = dt.datetime(2025, 7, 1)
-BEFORE_CHANGE = dt.datetime(2025, 7, 10, 6, 0, tzinfo=dt.timezone.utc)  # window 06-26 .. 07-10
-AFTER_CHANGE = dt.datetime(2025, 8, 1, 6, 0, tzinfo=dt.timezone.utc)  # window 07-18 .. 08-01
+BEFORE_CHANGE = dt.datetime(2025, 7, 10, 6, 0, tzinfo=dt.UTC)  # window 06-26 .. 07-10
+AFTER_CHANGE = dt.datetime(2025, 8, 1, 6, 0, tzinfo=dt.UTC)  # window 07-18 .. 08-01
 EMAILS = ["owner@example.com", "oncall@example.com"]
 
 

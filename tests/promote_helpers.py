@@ -10,9 +10,9 @@ import yaml
 from sqlalchemy import select
 
 from ratchet.modeling import artifacts
-from ratchet.specs import parse_spec
 from ratchet.registry import EvaluationRow
 from ratchet.registry.schema import Base
+from ratchet.specs import parse_spec
 
 MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04"]
 FEATURES = ["x1", "x2"]
@@ -67,7 +67,7 @@ def store_backtest(registry, model: str, contender_values: dict[str, list[float]
     rows = []
     for contender, values in contender_values.items():
         version = int(contender[1:]) if contender.startswith("v") and contender[1:].isdigit() else None
-        for month, value in zip(MONTHS, values):
+        for month, value in zip(MONTHS, values, strict=True):
             metrics = {metric: value, **{m: value * f for m, f in (extra_metrics or {}).items()}}
             for name, v in metrics.items():
                 rows.append(EvaluationRow(kind="backtest", contender=contender, partition=month, metric=name,

@@ -5,12 +5,12 @@ import datetime as dt
 import textwrap
 
 import pytest
+from dag_helpers import load_dag
 from sqlalchemy import text
 
-from dag_helpers import load_dag
 from ratchet import demo
 
-LOGICAL_DATE = dt.datetime(2025, 7, 2, 1, 0, tzinfo=dt.timezone.utc)
+LOGICAL_DATE = dt.datetime(2025, 7, 2, 1, 0, tzinfo=dt.UTC)
 TABLES = {"regression": "dagtest.demand", "classification": "dagtest.busy"}
 
 
@@ -88,11 +88,13 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
     assert "<svg" in report.html and "v1" in report.summary["contenders"]
 
     before = _counts(registry)
-    stamps = {(e.contender, e.partition, e.metric): e.created_at for e in registry.evaluations("demand_test", "backtest")}
+    stamps = {(e.contender, e.partition, e.metric): e.created_at
+              for e in registry.evaluations("demand_test", "backtest")}
     assert load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE).state == "success"
     assert _counts(registry) == before  # a rerun of the same date: no duplicates
     assert load_dag("ratchet_backtest").test(logical_date=LOGICAL_DATE).state == "success"
-    after = {(e.contender, e.partition, e.metric): e.created_at for e in registry.evaluations("demand_test", "backtest")}
+    after = {(e.contender, e.partition, e.metric): e.created_at
+             for e in registry.evaluations("demand_test", "backtest")}
     assert after == stamps  # unchanged data: nothing recomputed
 
 

@@ -21,7 +21,7 @@ def dagbag():
 
 def test_dagbag_has_no_import_errors_and_every_public_dag(dagbag):
     assert dagbag.import_errors == {}
-    assert PUBLIC_DAG_IDS <= set(dagbag.dag_ids)
+    assert set(dagbag.dag_ids) >= PUBLIC_DAG_IDS
 
 
 def test_every_dag_has_tags_owner_retries_and_doc(dagbag):

@@ -43,7 +43,7 @@ def table(registry):
 def test_reads_a_table_sorted_and_only_before_end(table):
     frame = _frame().sample(frac=1, random_state=1)  # stored in random order; a table is sorted in SQL
     spec = _spec({"table": table(frame), "categorical": ["kind"]})
-    rows = sources.read_source(spec, end=dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc))
+    rows = sources.read_source(spec, end=dt.datetime(2024, 2, 1, tzinfo=dt.UTC))
     assert len(rows) == 31 and rows["day"].is_monotonic_increasing and rows["day"].max() == pd.Timestamp("2024-01-31")
 
 
@@ -58,7 +58,8 @@ def test_reads_a_query(table):
     (lambda f: f, {}, r"feature 'kind' is not numeric .*declare it in source.categorical"),
     (lambda f: f.assign(y=f["y"].where(f.index != 5)), {"categorical": ["kind"]},
      r"target 'y' has 1 missing values \(NaN\), first at 2024-01-06"),
-    (lambda f: pd.concat([f, f.iloc[[3]]]), {"categorical": ["kind"]}, r"duplicate timestamps in 'day', first 2024-01-04"),
+    (lambda f: pd.concat([f, f.iloc[[3]]]), {"categorical": ["kind"]},
+     r"duplicate timestamps in 'day', first 2024-01-04"),
     (lambda f: f.iloc[0:0], {"categorical": ["kind"]}, r"the source returned no rows"),
 ])
 def test_bad_tables_get_precise_errors(table, mutate, source, message):
@@ -88,9 +89,9 @@ def test_lags_are_looked_up_by_calendar_day_so_gaps_never_shift_them():
     frame = _frame(20).drop(index=[10]).reset_index(drop=True)  # 2024-01-11 is missing
     spec = _spec({"table": "s.t", "target_lags": [1], "features": ["x"]})
     X, y, times = features.make_xy(spec, sources.validate_frame(spec, frame))
-    by_day = dict(zip(frame["day"], frame["y"]))
+    by_day = dict(zip(frame["day"], frame["y"], strict=True))
     assert pd.Timestamp("2024-01-12") not in set(times)  # its lag (the missing day) is unknown: dropped
-    for lag, day in zip(X["target_lag_1"], times):
+    for lag, day in zip(X["target_lag_1"], times, strict=True):
         assert lag == by_day[day - pd.Timedelta(days=1)]
 
 

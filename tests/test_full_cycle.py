@@ -12,14 +12,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from dag_helpers import load_dag
 from nowtest_helpers import TABLE, write_source
+
 from ratchet import specs
 from ratchet.evaluation import backtest
 from ratchet.registry import version_contender
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MODEL = "cycle_demand"
 RIDGE = """
   - class: sklearn.linear_model.Ridge

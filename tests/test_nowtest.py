@@ -5,9 +5,8 @@ import datetime as dt
 import json
 
 import pytest
+from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, EMAILS, MODEL, counts, train_champion, write_source, write_spec
 
-from nowtest_helpers import (AFTER_CHANGE, BEFORE_CHANGE, EMAILS, MODEL, counts, train_champion, write_source,
-                             write_spec)
 from ratchet.alerting import outbox
 from ratchet.evaluation.drift import PSI_WARNING, psi
 from ratchet.evaluation.nowtest import harvest_tolerance, run_nowtest
@@ -110,12 +109,12 @@ def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registr
 def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server):
     spec, (champion, _) = model
     # data ends 2025-08-31: the window 2025-08-27 .. 2025-09-10 has 5 rows, fewer than min_rows 7
-    outcome = _run(registry, spec, dt.datetime(2025, 9, 10, tzinfo=dt.timezone.utc))
+    outcome = _run(registry, spec, dt.datetime(2025, 9, 10, tzinfo=dt.UTC))
     assert outcome.stale and outcome.n_rows == 5 and not outcome.passed and outcome.harvested == 0
     rows = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}")
     assert [(r.metric, r.value, r.passed) for r in rows] == [("rows", 5.0, False)]
     # and no rows at all (the source stopped) is stale too
-    empty = _run(registry, spec, dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc))
+    empty = _run(registry, spec, dt.datetime(2025, 10, 1, tzinfo=dt.UTC))
     assert empty.stale and empty.n_rows == 0
 
     outbox.deliver_alerts(registry)
@@ -231,8 +230,8 @@ def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_t
     from sqlalchemy import text
 
     from ratchet import demo
-    from ratchet.specs import load_spec
     from ratchet.lifecycle.retrain import retrain_model
+    from ratchet.specs import load_spec
 
     frame = demo.generate_classification(dt.date(2024, 1, 1), dt.date(2025, 8, 31), seed=5)
     with registry.engine.begin() as conn:

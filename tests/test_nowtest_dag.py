@@ -8,10 +8,10 @@ import os
 from urllib.parse import quote
 
 import pytest
-
 from dag_helpers import load_dag
 from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, counts, train_champion, write_source, write_spec
 from promote_helpers import register_fitted
+
 from ratchet.specs import load_spec
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from promote_helpers import make_spec, register_fitted, snapshot, spec_dict
+
 from ratchet.evaluation.golden import load_golden_file, read_golden_file, run_golden_cases
 from ratchet.exceptions import GoldenFileError
 
@@ -115,7 +115,7 @@ def test_no_file_and_no_cases_pass_with_zero_cases(tmp_path, registry):
 
 
 # -- the nightly DAG ------------------------------------------------------------------------
-LOGICAL_DATE = dt.datetime(2025, 8, 2, 4, 0, tzinfo=dt.timezone.utc)
+LOGICAL_DATE = dt.datetime(2025, 8, 2, 4, 0, tzinfo=dt.UTC)
 
 
 def _regression_dag():

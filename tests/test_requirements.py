@@ -6,10 +6,10 @@ import math
 import pytest
 from promote_helpers import make_spec, register_fitted, spec_dict
 
-from ratchet.specs.model import RequirementSpec
-from ratchet.registry import RatchetStep
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.lifecycle.ratchet import ratchet_bound
+from ratchet.registry import RatchetStep
+from ratchet.specs.model import RequirementSpec
 
 
 def req(metric="rmse", direction="max", bound=10.0, relative_to=None, scope="backtest"):

@@ -15,7 +15,7 @@ from ratchet.lifecycle import retrain
 from ratchet.modeling import search, sources
 from ratchet.specs import parse_spec
 
-END = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
+END = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
 
 
 def _spec(table: str, **overrides):

@@ -75,7 +75,7 @@ def test_a_run_triggered_for_a_date_cuts_its_data_at_that_date(airflow_db):
     DagBundlesManager().sync_bundles_to_db()
     bag = DagBag(dag_folder=str(REPO / "dags" / "ratchet_retrain.py"))
     sync_bag_to_db(bag, "dags-folder", None)
-    date = dt.datetime(2025, 3, 4, 1, 0, tzinfo=dt.timezone.utc)
+    date = dt.datetime(2025, 3, 4, 1, 0, tzinfo=dt.UTC)
     runs = {"dated": {"logical_date": date}, "undated": {}}
     for name, kwargs in runs.items():
         runs[name] = trigger_dag("ratchet_retrain", triggered_by=DagRunTriggeredByType.CLI, **kwargs,

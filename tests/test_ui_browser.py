@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
+
 from ratchet import demo, pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def demo_model(api_server, database_url):
     registry.dispose()
     end = dt.date(2025, 6, 30)
     demo.load_demo(database_url, end=end)
-    when = dt.datetime(2025, 7, 1, 1, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2025, 7, 1, 1, tzinfo=dt.UTC)
     pipeline.retrain(MODEL, end=when)
     for group in range(2):
         pipeline.backtest_group(MODEL, group, 2, end=when)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from ui_seed import seed_history, write_spec
 
 from ratchet.ui.app import create_app
-from ui_seed import seed_history, write_spec
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ratchet.modeling import artifacts
-from ratchet.specs import load_spec
 from ratchet.registry import EvaluationRow, version_contender
+from ratchet.specs import load_spec
 
 
 def write_spec(folder: Path, name: str, months: int) -> Path:

@@ -57,7 +57,7 @@ def _status(args: argparse.Namespace) -> int:
     for model in report["models"]:
         champion = model.get("champion")
         print(f"{model['name']} ({model['task']}): champion "
-              f"{'v%s' % champion['version'] if champion else 'none'}; "
+              f"{'v' + str(champion['version']) if champion else 'none'}; "
               f"candidates {[c['version'] for c in model['candidates']]}")
         nowtest = model.get("last_nowtest")
         if nowtest:

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import TriggerRule, get_current_context, task
 
-START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 TAGS = ["ratchet"]
 
 

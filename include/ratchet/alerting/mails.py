@@ -35,7 +35,7 @@ def _fmt(value: Any) -> str:
 def _table_text(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells)
 
 
 def _table_html(headers: list[str], rows: list[list[Any]]) -> str:

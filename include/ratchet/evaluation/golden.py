@@ -49,7 +49,8 @@ class GoldenResult:
     """The verdict of a version on golden cases: passed, and each failed case with its numbers."""
 
     passed: bool
-    failures: list[dict[str, Any]] = field(default_factory=list)  # {name, source, expected, predicted, tolerance, error}
+    # each failure: {name, source, expected, predicted, tolerance, error}
+    failures: list[dict[str, Any]] = field(default_factory=list)
     n_cases: int = 0
 
     def describe(self) -> str:
@@ -190,7 +191,7 @@ def evaluate_cases(spec: ModelSpec, version: Version, estimator: Any,
     n_cases = len(failures) + len(runnable)
     if runnable:
         predictions = estimator.predict(input_frame(spec, version, [c["inputs"] for c in runnable]))
-        for item, predicted in zip(runnable, predictions):
+        for item, predicted in zip(runnable, predictions, strict=True):
             predicted = float(predicted)
             if not abs(predicted - item["expected"]) <= item["tolerance"]:
                 failures.append({**_public(item), "predicted": predicted, "error": None})

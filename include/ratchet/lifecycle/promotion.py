@@ -75,7 +75,7 @@ class PromotionOutcome:
     def describe(self) -> str:
         """The decision, each gate and each ratchet change, one line each (for the task log)."""
         lines = [f"{self.model} v{self.version} ({self.kind}, previous champion "
-                 f"{'v%s' % self.previous_version if self.previous_version else 'none'}): {self.outcome}"]
+                 f"{'v' + str(self.previous_version) if self.previous_version else 'none'}): {self.outcome}"]
         lines += [f"  gate {g.number} {g.name}: {'pass' if g.passed else 'FAIL'} - {g.summary}" for g in self.gates]
         lines += [f"  ratchet {c['metric']} ({c['scope']}{', relative' if c['relative_to'] else ''}): "
                   f"{c['direction']} {c['old_bound']:.6g} -> {c['new_bound']:.6g}" for c in self.ratchet_changes]

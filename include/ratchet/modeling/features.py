@@ -5,7 +5,7 @@ estimator always sees columns built the same way.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,9 +14,8 @@ from ratchet.modeling.baselines import HELPER_PREFIX, LAG_1, LAG_7
 from ratchet.modeling.sources import feature_columns
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
 
-    from ratchet.specs.model import EstimatorSpec, ModelSpec
+    pass
 
 BASELINE_LAGS = {1: LAG_1, 7: LAG_7}
 

@@ -71,7 +71,7 @@ def improvement(metric: str, candidate: float, reference: float) -> float:
     return change if LOWER_IS_BETTER[metric] else -change
 
 
-def evaluate(task: str, estimator, X, y) -> tuple[dict[str, float], "np.ndarray"]:
+def evaluate(task: str, estimator, X, y) -> tuple[dict[str, float], np.ndarray]:
     """Every metric of the task for a fitted estimator on (X, y), and its predictions."""
     y_pred = estimator.predict(X)
     y_proba = None

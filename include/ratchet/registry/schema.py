@@ -143,7 +143,7 @@ class Requirement(Base):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
-    history: Mapped[list["RequirementChange"]] = relationship(
+    history: Mapped[list[RequirementChange]] = relationship(
         back_populates="requirement", order_by="RequirementChange.id"
     )
     __table_args__ = (

@@ -21,7 +21,7 @@ from ratchet import settings
 from ratchet.exceptions import ConcurrentPromotionError, NotFoundError, UnknownModelError
 from ratchet.modeling.metrics import finite
 from ratchet.registry import entities
-from ratchet.registry.entities import CHAMPION, EvaluationRow, RatchetStep, in_trial, version_contender
+from ratchet.registry.entities import CHAMPION, EvaluationRow, RatchetStep, in_trial
 from ratchet.registry.schema import (
     Alert,
     Alias,

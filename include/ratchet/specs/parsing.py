@@ -1,4 +1,4 @@
-"""Model YAML files into `ModelSpec`s, validated up front: every error names the file, the field and what is expected."""
+"""Model YAML files into `ModelSpec`s, validated up front: each error names the file, the field and what is expected."""
 from __future__ import annotations
 
 import re
@@ -65,7 +65,7 @@ class _Fields:
             raise self.fail(key, expected or _kind_name(kind), value)
         return value
 
-    def sub(self, key: str) -> "_Fields":
+    def sub(self, key: str) -> _Fields:
         return _Fields(self.path, self.data.get(key) or {}, f"{self.name(key)}.")
 
     def string_list(self, key: str, default: Any = ...) -> tuple[str, ...] | Any:

@@ -1,9 +1,8 @@
 """FastAPI app of the Ratchet page. Every route requires the Airflow login (the UI's `_token` cookie)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
