@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv chromium run test benchmarks clean
+.PHONY: venv chromium run test lint benchmarks clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,11 @@ chromium:
 run: venv
 	$(BIN)/python scripts/run.py
 
-test: venv chromium
+test: lint chromium
 	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
 
 benchmarks: venv
 	$(BIN)/python benchmarks/dag_parse.py

@@ -17,7 +17,10 @@ TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
 
 
 class PreloadingLocalExecutor(LocalExecutor):
+    """LocalExecutor whose workers are forked after Ratchet's task libraries are imported."""
+
     def start(self) -> None:
+        """Import the task runner and `pipeline.preload()`, then start the workers as LocalExecutor does."""
         from ratchet import pipeline
 
         importlib.import_module(TASK_RUNNER)

@@ -9,6 +9,7 @@ import datetime as dt
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 
 class SaveToFolder:
@@ -18,7 +19,8 @@ class SaveToFolder:
         self.folder = folder
         self.count = 0
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Save the message; aiosmtpd calls this for every mail it accepts."""
         self.count += 1
         stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
         path = self.folder / f"{stamp}-{self.count:04d}.eml"
@@ -28,6 +30,7 @@ class SaveToFolder:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the sink until SIGINT or SIGTERM."""
     from aiosmtpd.controller import Controller
 
     parser = argparse.ArgumentParser(description=__doc__)

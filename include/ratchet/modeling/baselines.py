@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 HELPER_PREFIX = "_baseline_lag_"  # the lag columns only baselines read (`features.make_xy` adds them)
@@ -16,37 +17,44 @@ class LagRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, column: str = LAG_1):
         self.column = column
 
-    def fit(self, X: pd.DataFrame, y):
+    def fit(self, X: pd.DataFrame, y: ArrayLike) -> LagRegressor:
+        """Remember the training mean, the prediction where the lag is unknown."""
         self.fallback_ = float(np.mean(y))
         return self
 
-    def predict(self, X: pd.DataFrame):
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The lag column, the training mean where it is empty."""
         return X[self.column].astype(float).fillna(self.fallback_).to_numpy()
 
 
 class MeanRegressor(RegressorMixin, BaseEstimator):
     """Predicts the mean of the training target."""
 
-    def fit(self, X, y):
+    def fit(self, X: pd.DataFrame, y: ArrayLike) -> MeanRegressor:
+        """Remember the training mean."""
         self.mean_ = float(np.mean(y))
         return self
 
-    def predict(self, X):
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The training mean for every row."""
         return np.full(len(X), self.mean_)
 
 
 class MajorityClassifier(ClassifierMixin, BaseEstimator):
     """Predicts the most frequent training class, with the training class frequencies as probabilities."""
 
-    def fit(self, X, y):
+    def fit(self, X: pd.DataFrame, y: ArrayLike) -> MajorityClassifier:
+        """Remember the classes and their training frequencies."""
         self.classes_, counts = np.unique(np.asarray(y), return_counts=True)
         self.priors_ = counts / counts.sum()
         return self
 
-    def predict(self, X):
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The most frequent training class for every row."""
         return np.full(len(X), self.classes_[np.argmax(self.priors_)])
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The training class frequencies for every row."""
         return np.tile(self.priors_, (len(X), 1))
 
 
@@ -56,7 +64,8 @@ class LastValueClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, column: str = LAG_1):
         self.column = column
 
-    def fit(self, X: pd.DataFrame, y):
+    def fit(self, X: pd.DataFrame, y: ArrayLike) -> LastValueClassifier:
+        """Remember the classes, the majority class and how often a class persisted from the day before."""
         y = np.asarray(y)
         self.classes_ = np.unique(y)
         previous = X[self.column].to_numpy()
@@ -65,11 +74,13 @@ class LastValueClassifier(ClassifierMixin, BaseEstimator):
         self.majority_ = self.classes_[np.argmax([np.sum(y == c) for c in self.classes_])]
         return self
 
-    def predict(self, X):
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Yesterday's class, the majority class where it is unknown."""
         previous = X[self.column].to_numpy()
         return np.where(pd.isna(previous), self.majority_, previous).astype(self.classes_.dtype)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The persistence rate for the predicted class, the rest shared by the other classes."""
         predicted = self.predict(X)
         k = len(self.classes_)
         other = (1.0 - self.persistence_) / (k - 1) if k > 1 else 0.0
@@ -78,7 +89,7 @@ class LastValueClassifier(ClassifierMixin, BaseEstimator):
         return proba
 
 
-def make_baseline(name: str, task: str):
+def make_baseline(name: str, task: str) -> BaseEstimator:
     """A fresh baseline estimator by its YAML name."""
     factories = {
         ("regression", "last_value"): lambda: LagRegressor(LAG_1),

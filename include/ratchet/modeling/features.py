@@ -5,7 +5,7 @@ estimator always sees columns built the same way.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,8 +14,9 @@ from ratchet.modeling.baselines import HELPER_PREFIX, LAG_1, LAG_7
 from ratchet.modeling.sources import feature_columns
 
 if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
-    pass
+    from ratchet.specs.model import EstimatorSpec, ModelSpec
 
 BASELINE_LAGS = {1: LAG_1, 7: LAG_7}
 
@@ -26,10 +27,11 @@ def is_model_input(column: str) -> bool:
 
 
 def lag_name(lag: int) -> str:
+    """The feature column of a target lag: 'target_lag_<k>'."""
     return f"target_lag_{lag}"
 
 
-def make_xy(spec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Features (with target lags by calendar day), target and times, aligned.
 
     A lag is the target exactly `k` days earlier, looked up by date, so gaps in the data never
@@ -49,7 +51,7 @@ def make_xy(spec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Seri
             times[keep].reset_index(drop=True))
 
 
-def make_estimator(spec, estimator_spec, params: dict):
+def make_estimator(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any]) -> Pipeline:
     """The estimator of a trial or version: one-hot categorical features, median-imputed numeric ones.
 
     The baselines' helper lag columns are dropped here, so a learned model only sees the lags

@@ -5,11 +5,13 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
 
 from ratchet.specs.model import LOWER_IS_BETTER, task_metrics
 
 
-def _mape(y_true, y_pred) -> float:
+def _mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean absolute percentage error as a fraction (0.1 = 10%); rows with a zero target are skipped."""
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     nonzero = y_true != 0
@@ -18,7 +20,8 @@ def _mape(y_true, y_pred) -> float:
     return float(np.mean(np.abs((y_true[nonzero] - y_pred[nonzero]) / y_true[nonzero])))
 
 
-def score(task: str, metric: str, y_true, y_pred=None, y_proba=None) -> float:
+def score(task: str, metric: str, y_true: ArrayLike, y_pred: ArrayLike | None = None,
+          y_proba: ArrayLike | None = None) -> float:
     """One metric. `y_proba` is the probability of the positive class (binary) or the class matrix."""
     from sklearn import metrics as m
 
@@ -48,12 +51,12 @@ def score(task: str, metric: str, y_true, y_pred=None, y_proba=None) -> float:
     raise ValueError(f"unknown metric {metric!r}; known: {sorted(LOWER_IS_BETTER)}")
 
 
-def _positive_label(y_true, y_pred):
+def _positive_label(y_true: ArrayLike, y_pred: ArrayLike) -> Any:
     labels = sorted(np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)])).tolist())
     return labels[-1]
 
 
-def all_scores(task: str, y_true, y_pred, y_proba=None) -> dict[str, float]:
+def all_scores(task: str, y_true: ArrayLike, y_pred: ArrayLike, y_proba: ArrayLike | None = None) -> dict[str, float]:
     """Every metric of the task (NaN where a metric is undefined on these rows)."""
     return {name: score(task, name, y_true, y_pred, y_proba) for name in task_metrics(task)}
 
@@ -71,7 +74,7 @@ def improvement(metric: str, candidate: float, reference: float) -> float:
     return change if LOWER_IS_BETTER[metric] else -change
 
 
-def evaluate(task: str, estimator, X, y) -> tuple[dict[str, float], np.ndarray]:
+def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series) -> tuple[dict[str, float], np.ndarray]:
     """Every metric of the task for a fitted estimator on (X, y), and its predictions."""
     y_pred = estimator.predict(X)
     y_proba = None

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ratchet.modeling.sources import naive_utc
+
+if TYPE_CHECKING:
+    from ratchet.specs.model import ModelSpec
 
 
 def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -15,7 +18,7 @@ def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start, start + pd.offsets.MonthBegin(1)
 
 
-def complete_months(times: pd.Series, months: int, *, before=None) -> list[str]:
+def complete_months(times: pd.Series, months: int, *, before: Any = None) -> list[str]:
     """The last `months` complete calendar months of the data's span, oldest first.
 
     Every calendar month between the first and the last row counts, so a month the data lacks stays
@@ -38,7 +41,7 @@ def _rows_digest(frame: pd.DataFrame) -> bytes:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
 
 
-def month_fingerprints(spec, frame: pd.DataFrame) -> dict[str, str]:
+def month_fingerprints(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, str]:
     """Month -> sha256 chained over every row up to the month's end: any earlier change shows later."""
     months = frame[spec.source.time_column].dt.strftime("%Y-%m")
     digest = hashlib.sha256()
@@ -51,6 +54,7 @@ def month_fingerprints(spec, frame: pd.DataFrame) -> dict[str, str]:
 
 
 def dataset_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 of every row: what a version was trained on, stored with it."""
     return hashlib.sha256(_rows_digest(frame)).hexdigest()
 
 

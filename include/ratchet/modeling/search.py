@@ -27,6 +27,8 @@ NARROW_FRACTION = 0.25
 
 @dataclass
 class Trial:
+    """One trial of a search: the estimator and parameters tried, its fold scores, or its error."""
+
     trial_index: int
     estimator_class: str
     params: dict[str, Any]
@@ -38,6 +40,7 @@ class Trial:
     error: str | None = None
 
     def record(self) -> dict[str, Any]:
+        """The trial as the registry stores it."""
         return {k: getattr(self, k) for k in ("trial_index", "estimator_class", "params", "sampling", "metric",
                                               "fold_scores", "mean_score", "fit_seconds", "error")}
 
@@ -48,6 +51,7 @@ def run_seed(seed: int, salt: str) -> int:
 
 
 def sample(space: dict[str, dict[str, Any]], rng: np.random.Generator) -> dict[str, Any]:
+    """One draw of every parameter from its distribution (uniform, loguniform, randint, choice)."""
     params = {}
     for name, dist in space.items():
         (kind, args), = dist.items()
@@ -87,8 +91,13 @@ def narrow(space: dict[str, dict[str, Any]], center: dict[str, Any]) -> dict[str
     return narrowed
 
 
-def plan_trials(spec, rng: np.random.Generator, champion=None) -> list[tuple[Any, dict[str, Any], str]]:
-    """(estimator spec, params, sampling) for every trial of the night."""
+def plan_trials(spec: ModelSpec, rng: np.random.Generator,
+                champion: Any = None) -> list[tuple[EstimatorSpec, dict[str, Any], str]]:
+    """(estimator spec, params, sampling) for every trial of the night.
+
+    `champion` is the current champion (anything with `estimator_class` and `hyperparameters`) or None;
+    with one, `1 - explore_fraction` of the trials sample the space narrowed around its parameters.
+    """
     exploit_target = None
     if champion is not None:
         exploit_target = next((e for e in spec.estimators if e.class_path == champion.estimator_class), None)
@@ -122,7 +131,7 @@ def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
     return scores, time.perf_counter() - started
 
 
-def run_search(spec, X, y, *, seed_salt: str, champion=None) -> list[Trial]:
+def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, *, seed_salt: str, champion: Any = None) -> list[Trial]:
     """Every trial of the night, scored by time-ordered CV; a failing trial is kept with its error."""
     rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
     folds = time_folds(len(X), spec.search.cv_folds)

@@ -35,7 +35,7 @@ def _engine_for(spec: ModelSpec, url: str | None) -> Engine:
     return settings.make_engine(url or settings.database_url())
 
 
-def _table_sql(engine, spec, end) -> tuple[str, dict]:
+def _table_sql(engine: Engine, spec: ModelSpec, end: pd.Timestamp | None) -> tuple[str, dict]:
     quote = engine.dialect.identifier_preparer.quote
     name = ".".join(quote(part) for part in spec.source.table.split("."))
     time_col = quote(spec.source.time_column)
@@ -45,8 +45,12 @@ def _table_sql(engine, spec, end) -> tuple[str, dict]:
     return f"SELECT * FROM {name}{where} ORDER BY {time_col}", params
 
 
-def read_source(spec, *, url: str | None = None, end=None) -> pd.DataFrame:
-    """Read and validate the model's rows (only those before `end` when given), sorted by time."""
+def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd.DataFrame:
+    """Read and validate the model's rows (only those before `end` when given), sorted by time.
+
+    Raises:
+        DataError: the source cannot be read, or its rows fail `validate_frame`.
+    """
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -70,14 +74,20 @@ def read_source(spec, *, url: str | None = None, end=None) -> pd.DataFrame:
     return frame
 
 
-def feature_columns(spec, frame: pd.DataFrame) -> list[str]:
+def feature_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
+    """The declared `source.features`, else every column but the time column and the target."""
     if spec.source.features is not None:
         return list(spec.source.features)
     return [c for c in frame.columns if c not in (spec.source.time_column, spec.source.target)]
 
 
-def validate_frame(spec, frame: pd.DataFrame) -> pd.DataFrame:
-    """Check columns, types, target and timestamps; return the frame with a tz-naive datetime time column."""
+def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Check columns, types, target and timestamps; return the frame with a tz-naive datetime time column.
+
+    Raises:
+        DataError: naming the model, the column and the problem (missing, empty, duplicate or
+            unordered timestamps, NaN targets, a single class, a non-numeric feature).
+    """
     src = spec.source
     prefix = f"model {spec.name!r}"
     wanted = [src.time_column, src.target, *(src.features or ())]
@@ -126,7 +136,8 @@ def validate_frame(spec, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def require_rows(spec, frame: pd.DataFrame, minimum: int, what: str) -> None:
+def require_rows(spec: ModelSpec, frame: pd.DataFrame, minimum: int, what: str) -> None:
+    """Raise DataError when the frame has fewer than `minimum` rows for `what`."""
     if len(frame) < minimum:
         raise DataError(f"model {spec.name!r}: too little history for {what}: {len(frame)} rows, "
                         f"at least {minimum} needed")

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from ratchet.settings import make_engine, normalize_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -28,6 +32,7 @@ def ensure_database(url: str) -> bool:
 
 
 def drop_database(url: str) -> None:
+    """Drop the database named in `url` (connections to it are closed first)."""
     parsed = make_url(normalize_url(url))
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
@@ -37,7 +42,8 @@ def drop_database(url: str) -> None:
         admin.dispose()
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration for the registry's migrations against `url`."""
     from alembic.config import Config
 
     config = Config()
@@ -47,18 +53,21 @@ def alembic_config(url: str):
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the migrations up to `revision`."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    """Revert the migrations down to `revision` (default: all of them)."""
     from alembic import command
 
     command.downgrade(alembic_config(url), revision)
 
 
 def current_revision(url: str) -> str | None:
+    """The revision the database is at (None before the first migration)."""
     from alembic.runtime.migration import MigrationContext
 
     engine = make_engine(url)

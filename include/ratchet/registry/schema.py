@@ -31,6 +31,8 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
+    """The registry's tables; JSON columns are JSONB on PostgreSQL."""
+
     type_annotation_map = {dict[str, Any]: JsonType, list[Any]: JsonType}
 
 
@@ -39,6 +41,8 @@ def _now() -> Mapped[dt.datetime]:
 
 
 class Model(Base):
+    """A model by name, with the spec it was last synced from."""
+
     __tablename__ = "models"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
@@ -51,6 +55,8 @@ class Model(Base):
 
 
 class SearchTrial(Base):
+    """One trial of a nightly search; unique per (model, run, trial index)."""
+
     __tablename__ = "search_trials"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
@@ -69,6 +75,8 @@ class SearchTrial(Base):
 
 
 class ModelVersion(Base):
+    """A registered version: numbered per model, with its artifact and metadata."""
+
     __tablename__ = "model_versions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
@@ -132,6 +140,8 @@ class Evaluation(Base):
 
 
 class Requirement(Base):
+    """A requirement's current bound; inactive once removed from the YAML."""
+
     __tablename__ = "requirements"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
@@ -154,6 +164,8 @@ class Requirement(Base):
 
 
 class RequirementChange(Base):
+    """A row of a requirement's history (created, edited, removed, ratchet)."""
+
     __tablename__ = "requirement_history"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     requirement_id: Mapped[int] = mapped_column(
@@ -180,6 +192,8 @@ class Alias(Base):
 
 
 class Promotion(Base):
+    """A promotion decision with its gates and evidence."""
+
     __tablename__ = "promotions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
@@ -221,6 +235,8 @@ class Alert(Base):
 
 
 class GoldenCase(Base):
+    """A golden regression case; unique per (model, case key)."""
+
     __tablename__ = "golden_cases"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
@@ -238,6 +254,8 @@ class GoldenCase(Base):
 
 
 class BacktestReport(Base):
+    """The back-test report of one run of a model."""
+
     __tablename__ = "backtest_reports"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ class _Fields:
         if unknown:
             raise self.fail(unknown[0], f"one of the known fields {sorted(allowed)}", unknown[0])
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, check=None, expected=""):
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *,
+            check: Callable[[Any], Any] | None = None, expected: str = "") -> Any:
+        """The field's value, checked for its type and by `check`; `default` when absent (required if none)."""
         if key not in self.data or self.data[key] is None:
             if default is ...:
                 raise self.fail(key, f"a value ({expected or _kind_name(kind)}); the field is required")
@@ -78,17 +81,17 @@ class _Fields:
         return tuple(items)
 
 
-def _as_tuple(kind):
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def _kind_name(kind) -> str:
+def _kind_name(kind: type | tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
              list: "a list", dict: "a mapping"}
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
 
 
-def _positive(value) -> bool:
+def _positive(value: float) -> bool:
     return value > 0
 
 

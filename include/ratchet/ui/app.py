@@ -15,6 +15,7 @@ from ratchet.specs.model import ModelSpec
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PROMOTE_DAG = "ratchet_promote"
+Context = tuple[Registry, dict[str, ModelSpec]]
 
 
 def _registry_and_specs() -> Iterator[tuple[Registry, dict[str, ModelSpec]]]:
@@ -32,13 +33,15 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
     app = FastAPI(title="Ratchet", dependencies=[Depends(auth_dependency)] if auth_dependency else [])
 
     @app.get("/", response_class=HTMLResponse)
-    def overview(request: Request, context=Depends(_registry_and_specs)):
+    def overview(request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
+        """Every configured model in one table."""
         registry, specs = context
         return TEMPLATES.TemplateResponse(request, "overview.html",
                                           {"models": views.overview(registry, specs)})
 
     @app.get("/models/{name}", response_class=HTMLResponse)
-    def model(name: str, request: Request, context=Depends(_registry_and_specs)):
+    def model(name: str, request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
+        """One model: charts, versions, requirements, promotions, alerts, report."""
         registry, specs = context
         if name not in specs:
             raise HTTPException(404, f"unknown model {name!r}; configured: {sorted(specs)}")
@@ -49,7 +52,8 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
         return TEMPLATES.TemplateResponse(request, "model.html", {"name": name, "page": page})
 
     @app.get("/models/{name}/report", response_class=HTMLResponse)
-    def report(name: str, context=Depends(_registry_and_specs)):
+    def report(name: str, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
+        """The model's latest back-test report on its own."""
         registry, _ = context
         try:
             latest = registry.latest_report(name)
@@ -60,7 +64,8 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
         return HTMLResponse(latest.html)
 
     @app.get("/models/{name}/promote", response_class=HTMLResponse)
-    def promote_form(name: str, version: int, request: Request, context=Depends(_registry_and_specs)):
+    def promote_form(name: str, version: int, request: Request,
+                     context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """The ratchet_promote trigger form, filled in with the model and version."""
         registry, specs = context
         if name not in specs:
