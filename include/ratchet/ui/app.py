@@ -5,12 +5,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry import Registry
-from ratchet.specs import load_specs
+from ratchet.specs import get_spec, load_specs
 from ratchet.specs.model import ModelSpec
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -32,6 +32,11 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
 
     app = FastAPI(title="Ratchet", dependencies=[Depends(auth_dependency)] if auth_dependency else [])
 
+    @app.exception_handler(UnknownModelError)
+    def unknown_model(request: Request, exc: UnknownModelError) -> JSONResponse:
+        """An unknown model is a 404 whose detail lists the configured models."""
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """Every configured model in one table."""
@@ -43,10 +48,9 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
     def model(name: str, request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """One model: charts, versions, requirements, promotions, alerts, report."""
         registry, specs = context
-        if name not in specs:
-            raise HTTPException(404, f"unknown model {name!r}; configured: {sorted(specs)}")
+        spec = get_spec(name, specs)
         try:
-            page = views.model_page(registry, specs[name])
+            page = views.model_page(registry, spec)
         except UnknownModelError:
             page = None
         return TEMPLATES.TemplateResponse(request, "model.html", {"name": name, "page": page})
@@ -67,9 +71,8 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
     def promote_form(name: str, version: int, request: Request,
                      context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """The ratchet_promote trigger form, filled in with the model and version."""
-        registry, specs = context
-        if name not in specs:
-            raise HTTPException(404, f"unknown model {name!r}")
+        _, specs = context
+        get_spec(name, specs)
         return TEMPLATES.TemplateResponse(request, "promote.html",
                                           {"name": name, "version": version, "dag_id": PROMOTE_DAG})
 
