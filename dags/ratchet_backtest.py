@@ -18,7 +18,7 @@ import datetime as dt
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
 
 from ratchet.dagkit import START_DATE, TAGS, default_args, label
-from ratchet.specs import configured_model_names
+from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
 MONTH_GROUPS = 2  # mapped tasks per model: enough to spread over workers, few enough that task start-up stays small

@@ -21,7 +21,7 @@ import datetime as dt
 from airflow.sdk import Param, dag, task
 
 from ratchet.dagkit import START_DATE, TAGS, default_args
-from ratchet.specs import configured_model_names
+from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
 

@@ -15,7 +15,7 @@ import datetime as dt
 from airflow.sdk import dag, task
 
 from ratchet.dagkit import START_DATE, TAGS, default_args, deliver_alerts, label
-from ratchet.specs import configured_model_names
+from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
 

@@ -18,7 +18,7 @@ import datetime as dt
 from airflow.sdk import Asset, dag, task
 
 from ratchet.dagkit import START_DATE, TAGS, default_args, label
-from ratchet.specs import configured_model_names
+from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
 MODEL_VERSIONS = Asset("ratchet_model_versions")

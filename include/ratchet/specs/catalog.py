@@ -1,14 +1,20 @@
-"""The configured models: every spec file of the models folder, and one way to ask for a model by name."""
+"""The configured models: every spec file of the models folder, and one way to ask for a model by name.
+
+Light at import (YAML and settings only): DAG files call `configured_model_names` at parse time, and the
+spec dataclasses and their parser are imported by the functions that need them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ratchet import settings
 from ratchet.exceptions import ConfigurationError, SpecError, UnknownModelError
-from ratchet.specs.model import ModelSpec
-from ratchet.specs.parsing import load_spec
+
+if TYPE_CHECKING:
+    from ratchet.specs.model import ModelSpec
 
 
 def spec_files(directory: Path | str | None = None) -> list[Path]:
@@ -30,6 +36,8 @@ def load_specs(directory: Path | str | None = None) -> dict[str, ModelSpec]:
     Raises:
         SpecError: a file is invalid, or two files use one name.
     """
+    from ratchet.specs.parsing import load_spec
+
     specs: dict[str, ModelSpec] = {}
     for path in spec_files(directory):
         spec = load_spec(path)
