@@ -12,7 +12,9 @@ A breach by the champion, or fewer than `nowtest.min_rows` rows in the window (s
 golden regression cases. The `deliver_alerts` task then mails every queued alert to the model's
 `alert_emails` through the `smtp_default` connection. If SMTP is down that task fails, the alert
 stays queued, and the retry (or the next delivery of any Ratchet DAG) sends it, exactly once.
-Re-running a date overwrites its results and sends nothing twice.
+Re-running a date overwrites its results and sends nothing twice. A backfill
+(`airflow backfill create --dag-id ratchet_nowtest --from-date ... --to-date ...`) records the verdicts of
+past dates without queuing any mail: it replays history, it does not page anyone about it.
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ def ratchet_nowtest():
         from ratchet import pipeline
 
         label(model=model)
-        return pipeline.nowtest(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id)
+        return pipeline.nowtest(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id,
+                                mail=pipeline.mails_for(dag_run))
 
     deliver_alerts(MODELS, nowtest.expand(model=MODELS), what="now-test")
 

@@ -6,7 +6,7 @@ changes nothing), then run every golden case (from the file and harvested from f
 through the champion's **stored** estimator. The pass rate is stored as a `regression`
 evaluation of the day; a failed case writes one alert per model and date to the outbox, and
 `deliver_alerts` mails it through `smtp_default` (failing visibly, and retrying, while SMTP is down).
-The same check is gate 3 of `ratchet_promote`.
+The same check is gate 3 of `ratchet_promote`. A backfill records results without queuing mails.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def ratchet_regression():
         from ratchet import pipeline
 
         label(model=model)
-        return pipeline.regression(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id)
+        return pipeline.regression(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id,
+                                   mail=pipeline.mails_for(dag_run))
 
     deliver_alerts(MODELS, regression.expand(model=MODELS), what="regression tests")
 

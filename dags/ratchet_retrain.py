@@ -6,10 +6,11 @@ time-ordered cross-validation (part of the trials narrowed around the champion's
 the rest exploring the whole space), store every trial with its fold scores, and register the best
 `search.candidates` refitted on all history as new versions (artifact, checksum, latency, size).
 
-Each model's task that registers versions updates the `ratchet_model_versions` asset (its extra names the
-model and versions), which starts `ratchet_backtest`. A model whose data is bad fails its own mapped task
-with a message naming the problem, and with it the run; the other models go on and announce theirs.
-Re-running a date reuses the same trials and versions (no duplicates).
+Each model's task updates the `ratchet_model_versions` asset (its extra names the model and versions),
+which starts `ratchet_backtest`. A model whose spec or data is bad, or whose every trial failed, fails its
+own mapped task at once (no retry) with a message naming the problem (the distinct trial errors, counted),
+and with it the run; the other models go on and announce theirs. The trials of a date are searched once:
+re-running a date reuses the recorded trials and versions (no duplicates, nothing resampled).
 """
 from __future__ import annotations
 
@@ -37,14 +38,10 @@ MODEL_VERSIONS = Asset("ratchet_model_versions")
 def ratchet_retrain():
     @task(map_index_template="{{ model }}", outlets=[MODEL_VERSIONS])
     def retrain(model: str, dag_run=None, outlet_events=None) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from ratchet import pipeline
 
         label(model=model)
         result = pipeline.retrain(model, end=pipeline.run_end(dag_run))
-        if not result["versions"]:
-            raise AirflowSkipException(f"{model}: no trial succeeded, so no version to announce")
         outlet_events[MODEL_VERSIONS].extra = result
         return result
 

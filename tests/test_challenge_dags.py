@@ -103,8 +103,8 @@ def test_a_model_whose_retrain_fails_fails_the_run_and_the_other_model_announces
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
-    with registry.engine.begin() as conn:  # busy_test gets a NaN target
-        conn.execute(text(f"UPDATE {TABLES['classification']} SET busy = NULL WHERE day = '2025-03-03'"))
+    with registry.engine.begin() as conn:  # busy_test gets a duplicate day
+        conn.execute(text(f"UPDATE {TABLES['classification']} SET day = '2025-03-04' WHERE day = '2025-03-03'"))
 
     run = load_dag("ratchet_retrain").test(logical_date=LOGICAL_DATE)
 

@@ -56,8 +56,8 @@ def test_reads_a_query(table):
 @pytest.mark.parametrize("mutate, source, message", [
     (lambda f: f.drop(columns=["x"]), {"features": ["x"]}, r"missing columns \['x'\]; the source has"),
     (lambda f: f, {}, r"feature 'kind' is not numeric .*declare it in source.categorical"),
-    (lambda f: f.assign(y=f["y"].where(f.index != 5)), {"categorical": ["kind"]},
-     r"target 'y' has 1 missing values \(NaN\), first at 2024-01-06"),
+    (lambda f: f.assign(y=f["y"].where(f.index != 5)), {"categorical": ["kind"], "missing_target": "error"},
+     r"target 'y' has 1 missing values \(NaN\), first at 2024-01-06 00:00:00 \(source.missing_target: error"),
     (lambda f: pd.concat([f, f.iloc[[3]]]), {"categorical": ["kind"]},
      r"duplicate timestamps in 'day', first 2024-01-04"),
     (lambda f: f.iloc[0:0], {"categorical": ["kind"]}, r"the source returned no rows"),
@@ -121,8 +121,9 @@ def test_a_month_the_data_lacks_stays_among_the_complete_months():
 def test_bad_data_leaves_the_registry_unchanged(registry, table):
     frame = _frame(120).drop(columns=["kind"])
     frame.loc[50, "y"] = np.nan
-    spec = _spec({"table": table(frame)})
+    spec = _spec({"table": table(frame), "missing_target": "error"})
     registry.sync_model(spec)
+
     def counts():
         with registry.engine.connect() as conn:
             return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()

@@ -41,19 +41,24 @@ def _load_demo(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from ratchet.registry import Registry
     from ratchet.reporting.status import status_report
-    from ratchet.specs import get_spec, load_specs
+    from ratchet.specs import load_catalog
 
-    specs = load_specs()
+    catalog = load_catalog()
     if args.model:
-        specs = {args.model: get_spec(args.model, specs)}
+        specs, broken = {args.model: catalog.get(args.model)}, {}
+    else:
+        specs, broken = catalog.specs, catalog.broken
     registry = Registry.from_settings()
     try:
-        report = status_report(registry, specs)
+        report = status_report(registry, specs, broken)
     finally:
         registry.dispose()
+    for entry in report["broken_specs"]:
+        print(f"ratchet: model {entry['model']!r} is not running: {entry['error']}", file=sys.stderr)
+    exit_code = 2 if report["broken_specs"] else 0
     if args.json:
         print(json.dumps(report, indent=2, default=str))
-        return 0
+        return exit_code
     for model in report["models"]:
         champion = model.get("champion")
         print(f"{model['name']} ({model['task']}): champion "
@@ -64,7 +69,7 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  last now-test {nowtest['day']}: {'passed' if nowtest['passed'] else 'FAILED'}")
         if model.get("open_alerts"):
             print(f"  open alerts: {len(model['open_alerts'])}")
-    return 0
+    return exit_code
 
 
 def _date(value: str) -> dt.date:

@@ -59,6 +59,10 @@ class DataError(UserError):
     """A model's data cannot be used: the message names the model, the column and the problem."""
 
 
+class SearchFailed(UserError):
+    """No trial of a search can become a version; the message summarises each distinct failure."""
+
+
 class ArtifactError(UserError):
     """A stored artifact is refused: unknown format, altered bytes or untrusted types."""
 
@@ -91,5 +95,13 @@ class ConcurrentPromotionError(UserError):
     """
 
 
+class ModelsFailed(UserError):
+    """Some models' tasks of a run failed for good: the run must not look green (their own logs say why)."""
+
+
 class AlertDeliveryError(RatchetError):
-    """Some alerts could not be sent; they stay queued with the error and are retried later."""
+    """Some alerts could not be sent for a reason that may pass; they stay queued and are retried later."""
+
+
+class AlertUndeliverable(UserError):
+    """Alerts refused for good (a 5xx reply) or without a recipient: they stay queued until a person fixes it."""

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ratchet import settings
-from ratchet.exceptions import RatchetError, UserError
+from ratchet.exceptions import ModelsFailed, UserError
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -132,7 +132,7 @@ def require_every_model(models: list[str], results: Iterable[dict[str, Any] | No
     finished = Counter(result["model"] for result in results if result)
     missing = sorted(model for model in models if finished[model] < per_model)
     if missing:
-        raise RatchetError(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
+        raise ModelsFailed(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
 
 
 @fail_fast
@@ -151,25 +151,30 @@ def airflow_run_url(dag_id: str, run_id: str) -> str:
     return f"{settings.airflow_base_url()}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
+def mails_for(dag_run: Any) -> bool:
+    """Whether a run's breaches are mailed: not for a backfill, which replays the past to record its verdicts."""
+    return str(getattr(dag_run.run_type, "value", dag_run.run_type)) != "backfill"
+
+
 @fail_fast
-def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str) -> dict[str, Any]:
+def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Now-test one model on the window ending at `end`; returns the outcome's summary."""
     from ratchet.evaluation.nowtest import run_nowtest
 
     with model_context(model) as (spec, registry):
         outcome = run_nowtest(registry, spec, run_id=run_key("ratchet_nowtest", end), data_interval_end=end,
-                              airflow_run_url=airflow_run_url("ratchet_nowtest", airflow_run_id))
+                              airflow_run_url=airflow_run_url("ratchet_nowtest", airflow_run_id), mail=mail)
     return outcome.summary()
 
 
 @fail_fast
-def regression(model: str, *, end: dt.datetime, airflow_run_id: str) -> dict[str, Any]:
+def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Run one model's golden cases against its champion; returns the outcome's summary."""
     from ratchet.evaluation.golden import run_regression
 
     with model_context(model) as (spec, registry):
         outcome = run_regression(registry, spec, run_id=run_key("ratchet_regression", end), data_interval_end=end,
-                                 airflow_run_url=airflow_run_url("ratchet_regression", airflow_run_id))
+                                 airflow_run_url=airflow_run_url("ratchet_regression", airflow_run_id), mail=mail)
     return outcome.summary()
 
 
@@ -186,16 +191,22 @@ def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run
             "kind": outcome.kind, "promotion_id": outcome.promotion_id}
 
 
+@fail_fast
 def deliver_alerts(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str,
                    conn_id: str | None = None) -> dict[str, list[int]]:
     """Send every queued alert (of every model) through the Airflow SMTP connection, then fail the
-    task if some model's step did not finish, so the DAG run is not green when a model failed."""
+    task if some model's step did not finish, so the DAG run is not green when a model failed.
+
+    An alert queued without recipients gets the model's current `alert_emails` (the YAML may have been fixed).
+    """
     from ratchet.alerting import outbox
     from ratchet.registry import Registry
+    from ratchet.specs import load_catalog
 
+    recipients = {name: spec.alert_emails for name, spec in load_catalog().specs.items()}
     registry = Registry.from_settings()
     try:
-        report = outbox.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID)
+        report = outbox.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID, recipients)
     finally:
         registry.dispose()
     require_every_model(models, results, what=what)

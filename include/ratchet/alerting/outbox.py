@@ -14,11 +14,14 @@ delivery prints for such rows). Nothing is silently dropped: the row is still th
 """
 from __future__ import annotations
 
-import html
+import email.policy
 import logging
+import smtplib
+from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
-from ratchet.exceptions import AlertDeliveryError
+from ratchet.exceptions import AlertDeliveryError, AlertUndeliverable
+from ratchet.registry.entities import AlertDraft
 from ratchet.settings import SMTP_CONN_ID
 
 if TYPE_CHECKING:
@@ -28,29 +31,43 @@ if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
 
 log = logging.getLogger(__name__)
+UNFOLDED = email.policy.SMTP.clone(max_line_length=998)  # RFC 5322 limit: a long subject stays one line
 
 
-def queue_alert(registry: Registry, spec: ModelSpec, source: str, run_id: str, mail: Mail) -> int:
-    """Write `mail` to the outbox for the model's `alert_emails`, once per (source, model, run); returns its id."""
-    return registry.enqueue_alert(spec.name, dedupe_key=f"{source}:{spec.name}:{run_id}", source=source,
-                                  run_id=run_id, recipients=list(spec.alert_emails), subject=mail.subject,
-                                  body_text=mail.text, body_html=mail.html)
+def alert_draft(spec: ModelSpec, source: str, run_id: str, mail: Mail) -> AlertDraft:
+    """`mail` as an outbox row for the model's `alert_emails`, queued once per (source, model, run)."""
+    return AlertDraft(dedupe_key=f"{source}:{spec.name}:{run_id}", source=source, run_id=run_id,
+                      recipients=tuple(spec.alert_emails), subject=mail.subject, body_text=mail.text,
+                      body_html=mail.html)
 
 
-def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID) -> dict[str, list[int]]:
-    """Send every queued alert through the Airflow SMTP connection `conn_id`.
+def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID,
+                   recipients: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[int]]:
+    """Send every queued alert through the Airflow SMTP connection `conn_id`, each at most once per call.
 
-    Returns the ids sent, kept back (no recipients) and stuck in 'sending'. Raises
-    AlertDeliveryError after trying every alert if any send failed (they stay queued).
+    `recipients` (model -> its spec's current `alert_emails`) fills in an alert queued without any, so
+    fixing the YAML is enough for the next delivery to send it. Returns the ids sent, refused, failed,
+    still without recipients, and stuck in 'sending'.
+
+    Raises:
+        AlertDeliveryError: some sends failed for a reason that may pass (server down, 4xx); retry.
+        AlertUndeliverable: nothing transient failed, but some alerts were refused for good (5xx) or have
+            no recipient: a person must fix the address or the model's `alert_emails`; retrying cannot help.
+    Either way every alert was tried first, and each failed one stays queued with the reason recorded.
     """
-    report: dict[str, list[int]] = {"sent": [], "failed": [], "no_recipients": [], "stuck_sending": []}
-    errors = []
+    report: dict[str, list[int]] = {"sent": [], "refused": [], "failed": [], "no_recipients": [],
+                                    "stuck_sending": []}
+    transient, permanent = [], []
     for alert in registry.queued_alerts():
         if alert.status == "sending":
             report["stuck_sending"].append(alert.id)
             continue
-        if not alert.recipients:
+        if not alert.recipients and (recipients or {}).get(alert.model):
+            registry.set_alert_recipients(alert.id, recipients[alert.model])
+        elif not alert.recipients:
             report["no_recipients"].append(alert.id)
+            permanent.append(f"alert {alert.id} of model {alert.model!r} has no recipient: set alert_emails "
+                             "in the model's YAML and the next delivery sends it")
             continue
         claimed = registry.claim_alert(alert.id)
         if claimed is None:  # another sender has it, or it was just sent
@@ -58,28 +75,55 @@ def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID) -> dict[str,
         try:
             _send(conn_id, claimed)
         except Exception as exc:  # noqa: BLE001 - any SMTP/connection failure keeps the alert queued
-            error = f"{type(exc).__name__}: {exc}"
+            error = _describe(exc)
             registry.finish_alert(claimed.id, error)
-            report["failed"].append(claimed.id)
-            errors.append(f"alert {claimed.id} ({claimed.subject}): {error}")
+            refused = _refused_for_good(exc)
+            report["refused" if refused else "failed"].append(claimed.id)
+            (permanent if refused else transient).append(f"alert {claimed.id} ({claimed.subject}): {error}")
             continue
         registry.finish_alert(claimed.id, None)
         report["sent"].append(claimed.id)
     if report["stuck_sending"]:
         log.warning("alerts %s are 'sending' from an earlier delivery that did not finish; they are not re-sent "
                     "automatically (at-most-once). Check the mailbox and the task logs.", report["stuck_sending"])
-    if report["no_recipients"]:
-        log.warning("alerts %s have no recipients: set alert_emails in the model's YAML", report["no_recipients"])
-    if errors:
-        raise AlertDeliveryError(f"{len(errors)} alert(s) could not be sent through SMTP connection {conn_id!r} "
-                                 "and stay queued for the next delivery: " + "; ".join(errors))
+    if transient:
+        raise AlertDeliveryError(f"{len(transient)} alert(s) could not be sent through SMTP connection {conn_id!r} "
+                                 "and stay queued for the next delivery: " + "; ".join(transient + permanent))
+    if permanent:
+        raise AlertUndeliverable(f"{len(permanent)} alert(s) stay queued and need a person: " + "; ".join(permanent))
     return report
 
 
 def _send(conn_id: str, alert: Alert) -> None:
+    """One SMTP transaction, no retry: the outbox and the task's own retries decide what is tried again."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
+    message = EmailMessage(policy=UNFOLDED)
+    message["Subject"], message["To"] = alert.subject, ", ".join(alert.recipients)
+    message["X-Ratchet-Alert"] = alert.dedupe_key
+    message.set_content(alert.body_text)
+    if alert.body_html:
+        message.add_alternative(alert.body_html, subtype="html")
     with SmtpHook(smtp_conn_id=conn_id) as hook:
-        hook.send_email_smtp(to=list(alert.recipients), subject=alert.subject,
-                             html_content=alert.body_html or f"<pre>{html.escape(alert.body_text)}</pre>",
-                             custom_headers={"X-Ratchet-Alert": alert.dedupe_key})
+        message["From"] = hook.from_email or "ratchet@localhost"
+        # The hook's own send retries every error up to retry_limit times, a 550 refusal included; the
+        # connection it opened (with its TLS and login settings) sends the message once instead.
+        hook._smtp_client.send_message(message)
+
+
+def _refused_for_good(exc: Exception) -> bool:
+    """A 5xx answer (unknown recipient, refused sender or content): the same mail would be refused again."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500
+
+
+def _describe(exc: Exception) -> str:
+    """The server's reply when there is one ('550 no such user'), else the error."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = {f"{code} {reply.decode(errors='replace')}" for code, reply in exc.recipients.values()}
+        return f"{type(exc).__name__}: " + "; ".join(sorted(replies))
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        return f"{type(exc).__name__}: {exc.smtp_code} {reply}"
+    return f"{type(exc).__name__}: {exc}"

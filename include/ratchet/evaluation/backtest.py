@@ -20,7 +20,7 @@ from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
 from ratchet.registry.entities import EvaluationRow
-from ratchet.specs.model import EstimatorSpec, ModelSpec
+from ratchet.specs.model import ModelSpec
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -58,10 +58,7 @@ def month_groups(spec: ModelSpec, frame: pd.DataFrame, *, end: Any, groups: int)
 def _estimator_for(spec: ModelSpec, contender: Contender) -> Any:
     if contender.baseline:
         return baselines.make_baseline(contender.baseline, spec.task)
-    estimator_spec = next((e for e in spec.estimators if e.class_path == contender.estimator_class), None)
-    if estimator_spec is None:  # the spec no longer lists this class: refit it with its stored parameters only
-        estimator_spec = EstimatorSpec(class_path=contender.estimator_class)
-    return make_estimator(spec, estimator_spec, contender.params or {})
+    return make_estimator(spec, spec.estimator(contender.estimator_class), contender.params or {})
 
 
 def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run_id: str, end: Any,
@@ -94,14 +91,16 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                 skipped += 1
                 continue
             model = _estimator_for(spec, contender).fit(X[train], y[train])
-            scores, _ = metrics.evaluate(spec.task, model, X[test], y[test])
+            scores = metrics.evaluate(spec.task, model, X[test], y[test])
             computed += 1
             rows += [EvaluationRow(kind="backtest", contender=contender.name, partition=month, metric=name,
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
                                    baseline=contender.baseline, window_start=start.to_pydatetime(),
                                    window_end=stop.to_pydatetime(), data_fingerprint=fingerprints.get(month),
-                                   details={"train_rows": int(train.sum())})
-                     for name, value in scores.items()]
+                                   details={"train_rows": int(train.sum()),
+                                            **({"undefined": scores.undefined[name]}
+                                               if name in scores.undefined else {})})
+                     for name, value in scores.values.items()]
     registry.record_evaluations(spec.name, rows)
     return {"computed": computed, "skipped": skipped}
 

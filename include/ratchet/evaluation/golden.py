@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 
 from ratchet.alerting.mails import build_regression_alert
-from ratchet.alerting.outbox import queue_alert
+from ratchet.alerting.outbox import alert_draft
 from ratchet.exceptions import GoldenFileError
 from ratchet.modeling.features import is_model_input, lag_name
 from ratchet.modeling.months import window_bounds
@@ -233,12 +233,13 @@ class RegressionOutcome:
 
 
 def run_regression(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,
-                   airflow_run_url: str) -> RegressionOutcome:
+                   airflow_run_url: str, mail: bool = True) -> RegressionOutcome:
     """Run the golden cases against the champion, store the pass rate, and alert on a failure.
 
     Stored as one evaluation (kind 'regression', metric 'golden_pass_rate', partition = the day
     before `data_interval_end`), so a re-run of the same date replaces it. The alert's dedupe key
-    is `regression:<model>:<run_id>`: one mail per model and date.
+    is `regression:<model>:<run_id>`: one mail per model and date, queued with the result in one
+    transaction. `mail=False` (a backfill) records the result without queuing a mail.
     """
     _start, _end, partition = window_bounds(data_interval_end, 1)
     load_golden_file(registry, spec)  # a bad file fails the task before anything is stored
@@ -247,12 +248,12 @@ def run_regression(registry: Registry, spec: ModelSpec, *, run_id: str, data_int
         return RegressionOutcome(spec.name, partition, None, None)
     result = run_golden_cases(registry, spec, champion.version)
     rate = (result.n_cases - len(result.failures)) / result.n_cases if result.n_cases else None
-    registry.record_evaluations(spec.name, [EvaluationRow(
+    draft = None
+    if not result.passed and mail:
+        draft = alert_draft(spec, "regression", run_id,
+                            build_regression_alert(spec.name, champion.version, result, airflow_run_url))
+    alert_id = registry.record_evaluations(spec.name, [EvaluationRow(
         kind="regression", contender=champion.contender, version=champion.version,
         partition=partition, metric="golden_pass_rate", value=rate, n_rows=result.n_cases, run_id=run_id,
-        passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})])
-    alert_id = None
-    if not result.passed:
-        mail = build_regression_alert(spec.name, champion.version, result, airflow_run_url)
-        alert_id = queue_alert(registry, spec, "regression", run_id, mail)
+        passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})], alert=draft)
     return RegressionOutcome(spec.name, partition, champion.version, result, alert_id)

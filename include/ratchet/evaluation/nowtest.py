@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.alerting.mails import build_nowtest_alert
-from ratchet.alerting.outbox import queue_alert
+from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.drift import PSI_WARNING, feature_drift
 from ratchet.evaluation.golden import case_key
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
@@ -146,8 +146,11 @@ def _stored_inputs(version: Version, X: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,
-                airflow_run_url: str) -> NowtestOutcome:
+                airflow_run_url: str, mail: bool = True) -> NowtestOutcome:
     """Now-test every contender of the model on the window ending at `data_interval_end`; store and alert.
+
+    The verdicts, the harvested misses and the alert are stored in one transaction: a task killed at any
+    point leaves all of them or none. `mail=False` (a backfill) records everything but the alert.
 
     Raises:
         DataError: the source cannot be read, or no longer has a column a version was trained on.
@@ -173,7 +176,7 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     if n_rows >= spec.nowtest.min_rows and before.any():
         for name in spec.baselines:
             fitted = baseline_lib.make_baseline(name, spec.task).fit(X[before], y[before])
-            baseline_scores[name], _ = metrics.evaluate(spec.task, fitted, Xw, yw)
+            baseline_scores[name] = metrics.evaluate(spec.task, fitted, Xw, yw).values
 
     results = []
     for row in versions:
@@ -183,22 +186,24 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
+        scores, y_pred, _ = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
         checked = check_requirements(requirements, scores, baseline_scores)
         misses = _worst_misses(spec.task, yw, tw, y_pred)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift))
 
     outcome = NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                              spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores)
-    registry.record_evaluations(spec.name, _evaluation_rows(outcome, run_id))
-    harvested = 0
+    cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
-        harvested = harvest_worst_misses(registry, spec, outcome.champion, Xw, baseline_scores, X[before], y[before])
-    outcome = replace(outcome, harvested=harvested)
-    if outcome.alerting:
-        alert_id = queue_alert(registry, spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
-        outcome = replace(outcome, alert_id=alert_id)
-    return outcome
+        cases = harvest_worst_misses(spec, outcome.champion, Xw, baseline_scores, X[before], y[before])
+    known = {case.case_key for case in registry.golden_cases(spec.name)}
+    outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
+    draft = None
+    if outcome.alerting and mail:
+        draft = alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+    alert_id = registry.record_evaluations(spec.name, _evaluation_rows(outcome, run_id), golden_cases=cases,
+                                           alert=draft)
+    return replace(outcome, alert_id=alert_id)
 
 
 def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]:
@@ -250,10 +255,10 @@ def harvest_tolerance(spec: ModelSpec, failed: list[RequirementResult], actual: 
     return float(baseline_error) if baseline_error is not None and math.isfinite(baseline_error) else 0.0
 
 
-def harvest_worst_misses(registry: Registry, spec: ModelSpec, result: ContenderResult, Xw: pd.DataFrame,
+def harvest_worst_misses(spec: ModelSpec, result: ContenderResult, Xw: pd.DataFrame,
                          baseline_scores: dict[str, dict[str, float]], X_before: pd.DataFrame,
-                         y_before: pd.Series) -> int:
-    """Add the champion's worst misses as golden cases (key: sha256 of model + time); returns how many were new.
+                         y_before: pd.Series) -> list[dict[str, Any]]:
+    """The champion's worst misses as golden cases (key: sha256 of model + time), to store with the verdict.
 
     Each case's tolerance comes from `harvest_tolerance`; the best baseline (by mae) is fitted on the
     rows before the window for the per-row fallback.
@@ -277,7 +282,7 @@ def harvest_worst_misses(registry: Registry, spec: ModelSpec, result: ContenderR
             "inputs": inputs, "expected": float(actual),
             "tolerance": harvest_tolerance(spec, result.failed, float(actual), baseline_error),
         })
-    return registry.add_golden_cases(spec.name, cases)
+    return cases
 
 
 def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:

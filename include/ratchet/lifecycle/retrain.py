@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ratchet.exceptions import SearchFailed
 from ratchet.modeling import artifacts, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
-from ratchet.modeling.search import best_trials, run_search
+from ratchet.modeling.search import Trial, best_trials, run_search
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
     from ratchet.specs.model import ModelSpec
 
+log = logging.getLogger(__name__)
 LATENCY_REPEATS = 50
 
 
@@ -40,23 +44,35 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
                   author: str = "ratchet_retrain") -> list[int]:
     """Search on the data before `logical_date`, store every trial, refit the best on all of it and register them.
 
-    The search is seeded by the spec's seed and `logical_date`, so the same run reaches the same
-    result. Returns the registered version numbers (empty when no trial succeeded).
+    The trials of a run are searched once: a re-run of the same run reuses the recorded trials (whatever the
+    champion is by then) and registers only the best ones not registered yet, so it converges to the state
+    of a clean run. Returns the run's best versions, best first.
 
     Raises:
         DataError: the source cannot be read or has too little history.
+        SearchFailed: no trial has a score (every trial failed, or none has a finite score).
     """
     frame = sources.read_source(spec, end=logical_date)
     sources.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
     X, y, times = make_xy(spec, frame)
-    trials = run_search(spec, X, y, seed_salt=str(logical_date), champion=registry.champion(spec.name))
-    registry.record_trials(spec.name, run_id, [t.record() for t in trials])
+    trials = _recorded_trials(registry, spec, run_id)
+    if trials:
+        log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
+    else:
+        trials = run_search(spec, X, y, seed_salt=str(logical_date), champion=registry.champion(spec.name))
+        registry.record_trials(spec.name, run_id, [t.record() for t in trials])
+    best = best_trials(spec, trials)
+    if not best:
+        raise SearchFailed(_failure_summary(spec, trials))
+    registered = registry.run_versions(spec.name, run_id)
     fingerprint = dataset_fingerprint(frame)
-    estimators = {e.class_path: e for e in spec.estimators}
     versions = []
-    for trial in best_trials(spec, trials):
+    for trial in best:
+        if trial.trial_index in registered:
+            versions.append(registered[trial.trial_index])
+            continue
         started = time.perf_counter()
-        model = make_estimator(spec, estimators[trial.estimator_class], trial.params).fit(X, y)
+        model = make_estimator(spec, spec.estimator(trial.estimator_class), trial.params).fit(X, y)
         fit_seconds = time.perf_counter() - started
         artifact = artifacts.dump(model)
         versions.append(registry.register_version(
@@ -71,3 +87,17 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         ))
     return versions
 
+
+def _recorded_trials(registry: Registry, spec: ModelSpec, run_id: str) -> list[Trial]:
+    return [Trial(t.trial_index, t.estimator_class, t.params, t.sampling, t.metric, list(t.fold_scores),
+                  t.mean_score, t.fit_seconds, t.error) for t in registry.trials(spec.name, run_id)]
+
+
+def _failure_summary(spec: ModelSpec, trials: list[Trial]) -> str:
+    """Why no trial can become a version: each distinct error once, with how many trials it ended."""
+    errors = Counter(t.error.splitlines()[0] for t in trials if t.error)
+    unscored = sum(1 for t in trials if not t.error)
+    reasons = [f"{n}× {error}" for error, n in errors.most_common()]
+    if unscored:
+        reasons.append(f"{unscored}× no finite {spec.metric} on any CV fold")
+    return f"model {spec.name!r}: none of the {len(trials)} trials can become a version: " + "; ".join(reasons)

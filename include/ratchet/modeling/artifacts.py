@@ -14,9 +14,10 @@ from types import ModuleType
 from typing import Any
 
 from ratchet.exceptions import ArtifactError
+from ratchet.specs.model import TRUSTED_ESTIMATOR_MODULES
 
 ARTIFACT_FORMAT = "skops"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "ratchet.modeling.baselines.")
+TRUSTED_PREFIXES = (*TRUSTED_ESTIMATOR_MODULES, "numpy.", "scipy.", "ratchet.modeling.baselines.")
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,11 @@ class LastValueClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Yesterday's class, the majority class where it is unknown."""
+        """Yesterday's class, the majority class where it is unknown or was never seen in training."""
         previous = X[self.column].to_numpy()
-        return np.where(pd.isna(previous), self.majority_, previous).astype(self.classes_.dtype)
+        seen = set(self.classes_.tolist())
+        known = np.array([not pd.isna(value) and value in seen for value in previous], dtype=bool)
+        return np.where(known, previous, self.majority_).astype(self.classes_.dtype)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The persistence rate for the predicted class, the rest shared by the other classes."""

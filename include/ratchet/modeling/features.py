@@ -5,6 +5,9 @@ estimator always sees columns built the same way.
 """
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 
     from ratchet.specs.model import EstimatorSpec, ModelSpec
 
+log = logging.getLogger(__name__)
 BASELINE_LAGS = {1: LAG_1, 7: LAG_7}
 
 
@@ -32,39 +36,68 @@ def lag_name(lag: int) -> str:
 
 
 def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
-    """Features (with target lags by calendar day), target and times, aligned.
+    """Features (with target lags), target and times, aligned.
 
-    A lag is the target exactly `k` days earlier, looked up by date, so gaps in the data never
-    turn into wrong lags. Rows lacking one of the model's own lags are dropped; the baselines'
-    lag columns may be empty (the baselines fall back to the training mean).
+    `source.lags_by: days` (the default): a lag of k is the target exactly k calendar days earlier,
+    looked up by date, so a gap in the data never turns into a wrong lag; a row whose day k days back
+    is absent has no lag. `rows`: the target k rows earlier (business-day data: Friday is Monday's lag 1).
+    Rows lacking one of the model's own lags are dropped and counted (`rows_without_lags`); the baselines'
+    helper lag columns may be empty (the baselines fall back to the training mean or majority).
     """
     src = spec.source
-    times = frame[src.time_column]
-    by_time = pd.Series(frame[src.target].to_numpy(), index=times)
     X = frame[feature_columns(spec, frame)].copy()
+    lagged = _lagger(spec, frame)
     for lag in src.target_lags:
-        X[lag_name(lag)] = by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
+        X[lag_name(lag)] = lagged(lag)
     for lag, column in BASELINE_LAGS.items():
-        X[column] = by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
+        X[column] = lagged(lag)
     keep = X[[lag_name(lag) for lag in src.target_lags]].notna().all(axis=1).to_numpy()
+    if not keep.all():
+        log.info("model %r: %d of %d rows have no target lag %s (%s) and are left out",
+                 spec.name, int((~keep).sum()), len(keep), list(src.target_lags), src.lags_by)
+    times = frame[src.time_column]
     return (X[keep].reset_index(drop=True), frame[src.target][keep].reset_index(drop=True),
             times[keep].reset_index(drop=True))
+
+
+def _lagger(spec: ModelSpec, frame: pd.DataFrame) -> Callable[[int], np.ndarray]:
+    target = frame[spec.source.target].reset_index(drop=True)
+    if spec.source.lags_by == "rows":
+        return lambda lag: target.shift(lag).to_numpy()
+    times = frame[spec.source.time_column]
+    by_time = pd.Series(target.to_numpy(), index=times.to_numpy())
+    return lambda lag: by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
+
+
+def rows_without_lags(spec: ModelSpec, frame: pd.DataFrame) -> int:
+    """How many rows of a validated frame `make_xy` leaves out because one of their lags is unknown."""
+    return len(frame) - len(make_xy(spec, frame)[0])
+
+
+def categorical_columns(spec: ModelSpec) -> list[str]:
+    """Columns one-hot encoded: `source.categorical`, and a classifier's target lags (they are class labels)."""
+    lags = [lag_name(lag) for lag in spec.source.target_lags] if spec.task == "classification" else []
+    return [*spec.source.categorical, *lags]
 
 
 def make_estimator(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any]) -> Pipeline:
     """The estimator of a trial or version: one-hot categorical features, median-imputed numeric ones.
 
     The baselines' helper lag columns are dropped here, so a learned model only sees the lags
-    its spec asks for.
+    its spec asks for. The one-hot output is dense, which every scikit-learn estimator accepts;
+    a category not seen in training encodes as all zeros.
     """
     from sklearn.compose import ColumnTransformer, make_column_selector
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    numeric = make_column_selector(pattern=f"^(?!{HELPER_PREFIX})", dtype_include=np.number)
+    categorical = categorical_columns(spec)
+    skipped = "|".join(re.escape(c) + "$" for c in categorical)
+    numeric = make_column_selector(pattern=f"^(?!{HELPER_PREFIX}{'|' + skipped if skipped else ''})",
+                                   dtype_include=np.number)
     prepare = ColumnTransformer(
-        [("categorical", OneHotEncoder(handle_unknown="ignore"), list(spec.source.categorical)),
+        [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
          ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric)],
         remainder="drop",
     )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,45 +20,77 @@ def _mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.mean(np.abs((y_true[nonzero] - y_pred[nonzero]) / y_true[nonzero])))
 
 
-def score(task: str, metric: str, y_true: ArrayLike, y_pred: ArrayLike | None = None,
-          y_proba: ArrayLike | None = None) -> float:
-    """One metric. `y_proba` is the probability of the positive class (binary) or the class matrix."""
+class Scores(NamedTuple):
+    """Every metric of the task on some rows, the predictions, and why a metric is undefined where it is."""
+
+    values: dict[str, float]  # NaN where undefined
+    predictions: np.ndarray
+    undefined: dict[str, str]  # metric -> the reason it has no value on these rows
+
+
+def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[dict[str, float], dict[str, str]]:
+    """rmse, mae, mape (a fraction) and r2, with the reason for each undefined one."""
     from sklearn import metrics as m
 
-    if len(y_true) == 0:
-        return math.nan
-    if metric == "rmse":
-        return float(np.sqrt(m.mean_squared_error(y_true, y_pred)))
-    if metric == "mae":
-        return float(m.mean_absolute_error(y_true, y_pred))
-    if metric == "mape":
-        return _mape(y_true, y_pred)
-    if metric == "r2":
-        return float(m.r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan
-    if metric == "accuracy":
-        return float(m.accuracy_score(y_true, y_pred))
-    if metric == "f1":
-        binary = len(np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))) <= 2
-        return float(m.f1_score(y_true, y_pred, average="binary" if binary else "macro",
-                                pos_label=_positive_label(y_true, y_pred) if binary else 1, zero_division=0))
-    if metric in ("roc_auc", "log_loss"):
-        if y_proba is None or len(np.unique(y_true)) < 2:
-            return math.nan
-        if metric == "roc_auc":
-            return float(m.roc_auc_score(y_true, y_proba, multi_class="ovr") if np.ndim(y_proba) > 1
-                         else m.roc_auc_score(y_true, y_proba))
-        return float(m.log_loss(y_true, y_proba, labels=None))
-    raise ValueError(f"unknown metric {metric!r}; known: {sorted(LOWER_IS_BETTER)}")
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if y_true.size == 0:
+        return {name: math.nan for name in task_metrics("regression")}, dict.fromkeys(
+            task_metrics("regression"), "no rows")
+    values = {"rmse": float(np.sqrt(m.mean_squared_error(y_true, y_pred))),
+              "mae": float(m.mean_absolute_error(y_true, y_pred)), "mape": _mape(y_true, y_pred),
+              "r2": float(m.r2_score(y_true, y_pred)) if y_true.size > 1 else math.nan}
+    undefined = {}
+    if math.isnan(values["mape"]):
+        undefined["mape"] = "every target is 0"
+    if y_true.size < 2:
+        undefined["r2"] = "fewer than 2 rows"
+    return values, undefined
 
 
-def _positive_label(y_true: ArrayLike, y_pred: ArrayLike) -> Any:
-    labels = sorted(np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)])).tolist())
-    return labels[-1]
+def classification_scores(y_true: ArrayLike, y_pred: ArrayLike, proba: np.ndarray | None,
+                          classes: ArrayLike) -> tuple[dict[str, float], dict[str, str]]:
+    """accuracy, f1, roc_auc and log_loss against the label set known at training time (`classes`).
+
+    f1 is binary (positive class: the last of two) or macro over the training classes, leaving out a class
+    with neither true nor predicted rows in this window; roc_auc is one-vs-rest, macro over the classes
+    present in the window; log_loss scores the probabilities of every training class. A window where a
+    metric is undefined (one class only, a class never seen in training) says so in `undefined`.
+    """
+    from sklearn import metrics as m
+
+    y_true, y_pred, classes = np.asarray(y_true), np.asarray(y_pred), np.asarray(classes)
+    names = task_metrics("classification")
+    if y_true.size == 0:
+        return {name: math.nan for name in names}, dict.fromkeys(names, "no rows")
+    values = {"accuracy": float(m.accuracy_score(y_true, y_pred))}
+    if classes.size == 2:
+        values["f1"] = float(m.f1_score(y_true, y_pred, labels=[classes[1]], average="macro", zero_division=0))
+    else:
+        values["f1"] = float(m.f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=np.nan))
+    undefined = {}
+    unseen = sorted({str(c) for c in np.unique(y_true)} - {str(c) for c in classes})
+    present = [i for i, c in enumerate(classes) if (y_true == c).any()]
+    if proba is None:
+        reason = "the estimator gives no probabilities"
+        values["roc_auc"] = values["log_loss"] = math.nan
+        undefined.update(roc_auc=reason, log_loss=reason)
+    elif unseen:
+        reason = f"class(es) {unseen} of this window were never seen in training"
+        values["roc_auc"] = values["log_loss"] = math.nan
+        undefined.update(roc_auc=reason, log_loss=reason)
+    else:
+        values["log_loss"] = float(m.log_loss(y_true, proba, labels=classes))
+        if len(present) < 2:
+            values["roc_auc"] = math.nan
+            undefined["roc_auc"] = f"only one class ({classes[present[0]]!r}) in this window"
+        else:
+            values["roc_auc"] = float(np.mean([m.roc_auc_score(y_true == classes[i], proba[:, i]) for i in present]))
+    return values, undefined
 
 
-def all_scores(task: str, y_true: ArrayLike, y_pred: ArrayLike, y_proba: ArrayLike | None = None) -> dict[str, float]:
-    """Every metric of the task (NaN where a metric is undefined on these rows)."""
-    return {name: score(task, name, y_true, y_pred, y_proba) for name in task_metrics(task)}
+def _classes(estimator: Any, y_pred: np.ndarray) -> np.ndarray:
+    classes = getattr(estimator, "classes_", None)
+    return np.asarray(classes) if classes is not None else np.unique(y_pred)
 
 
 def better(metric: str, a: float, b: float) -> bool:
@@ -74,14 +106,15 @@ def improvement(metric: str, candidate: float, reference: float) -> float:
     return change if LOWER_IS_BETTER[metric] else -change
 
 
-def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series) -> tuple[dict[str, float], np.ndarray]:
-    """Every metric of the task for a fitted estimator on (X, y), and its predictions."""
-    y_pred = estimator.predict(X)
-    y_proba = None
-    if task == "classification" and hasattr(estimator, "predict_proba"):
-        proba = estimator.predict_proba(X)
-        y_proba = proba[:, 1] if proba.shape[1] == 2 else proba
-    return all_scores(task, y, y_pred, y_proba), y_pred
+def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series) -> Scores:
+    """Every metric of the task for a fitted estimator on (X, y), its predictions, and undefined metrics' reasons."""
+    y_pred = np.asarray(estimator.predict(X))
+    if task == "regression":
+        values, undefined = regression_scores(y, y_pred)
+    else:
+        proba = estimator.predict_proba(X) if hasattr(estimator, "predict_proba") and len(X) else None
+        values, undefined = classification_scores(y, y_pred, proba, _classes(estimator, y_pred))
+    return Scores(values, y_pred, undefined)
 
 
 def finite(value: Any) -> float | None:

@@ -5,6 +5,7 @@ model, the column and what is wrong, raised before anything is computed or store
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +13,9 @@ import pandas as pd
 
 from ratchet import settings
 from ratchet.exceptions import DataError
+
+log = logging.getLogger(__name__)
+DROPPED_MISSING_TARGET = "ratchet_dropped_missing_target"  # frame.attrs key: rows left out for want of a target
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -118,10 +122,16 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
     target = frame[src.target]
     if spec.task == "regression" and not pd.api.types.is_numeric_dtype(target):
         raise DataError(f"{prefix}: target {src.target!r} must be numeric for regression, got {target.dtype}")
-    if target.isna().any():
-        first = times[target.isna()].iloc[0]
-        raise DataError(f"{prefix}: target {src.target!r} has {int(target.isna().sum())} missing values "
-                        f"(NaN), first at {first}")
+    unknown = target.isna()
+    if unknown.any():
+        what = (f"target {src.target!r} has {int(unknown.sum())} missing values (NaN), "
+                f"first at {times[unknown].iloc[0]}")
+        if src.missing_target == "error":
+            raise DataError(f"{prefix}: {what} (source.missing_target: error; 'drop' leaves those rows out)")
+        log.warning("%s: %s; those rows are left out (source.missing_target: drop)", prefix, what)
+        frame, times, target = frame[~unknown], times[~unknown], target[~unknown]
+        if frame.empty:
+            raise DataError(f"{prefix}: every row's target {src.target!r} is missing")
     if spec.task == "classification" and target.nunique() < 2:
         raise DataError(f"{prefix}: target {src.target!r} has a single class {target.iloc[0]!r}; "
                         "a classifier needs at least two")
@@ -133,7 +143,9 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
         elif not pd.api.types.is_numeric_dtype(frame[column]):
             raise DataError(f"{prefix}: feature {column!r} is not numeric ({frame[column].dtype}); "
                             f"declare it in source.categorical or drop it from source.features")
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs[DROPPED_MISSING_TARGET] = int(unknown.sum())
+    return frame
 
 
 def require_rows(spec: ModelSpec, frame: pd.DataFrame, minimum: int, what: str) -> None:

@@ -192,6 +192,19 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class AlertDraft:
+    """An alert to queue: written once per dedupe key, in the same transaction as the results it reports."""
+
+    dedupe_key: str
+    source: str
+    run_id: str | None
+    recipients: tuple[str, ...]
+    subject: str
+    body_text: str
+    body_html: str | None = None
+
+
+@dataclass(frozen=True)
 class GoldenCase:
     """A regression case: inputs, the expected prediction and its tolerance; from the file or harvested."""
 

@@ -135,17 +135,17 @@ class Registry:
 
     # -- search trials and versions ----------------------------------------------
     def record_trials(self, model: str, run_id: str, trials: Iterable[dict[str, Any]]) -> int:
-        """Store search trials (idempotent per run and trial index); returns how many were written."""
+        """Store a run's search trials in one transaction; returns how many were new.
+
+        A recorded trial is never rewritten: the trials of a run are fixed once stored, so the version a
+        promotion points to keeps its recorded origin whatever a re-run would sample.
+        """
         with self._session() as session:
             m = self._model(session, model)
             written = 0
             for trial in trials:
                 stmt = insert(SearchTrial).values(model_id=m.id, run_id=run_id, **_jsonable(trial))
-                session.execute(stmt.on_conflict_do_update(
-                    constraint="uq_trial_run_index",
-                    set_={k: stmt.excluded[k] for k in trial if k != "trial_index"},
-                ))
-                written += 1
+                written += session.execute(stmt.on_conflict_do_nothing(constraint="uq_trial_run_index")).rowcount
             return written
 
     def trials(self, model: str, run_id: str | None = None) -> list[entities.Trial]:
@@ -156,6 +156,15 @@ class Registry:
             if run_id:
                 query = query.where(SearchTrial.run_id == run_id)
             return [_trial(t) for t in session.scalars(query)]
+
+    def run_versions(self, model: str, run_id: str) -> dict[int, int]:
+        """The versions a run registered: trial index -> version number."""
+        with self._session() as session:
+            m = self._model(session, model)
+            return dict(session.execute(
+                select(SearchTrial.trial_index, ModelVersion.version)
+                .join(ModelVersion, ModelVersion.trial_id == SearchTrial.id)
+                .where(SearchTrial.model_id == m.id, SearchTrial.run_id == run_id)).all())
 
     def register_version(self, model: str, *, run_id: str, trial_index: int | None, **fields: Any) -> int:
         """Add a version and return its number; the same (run, trial) registered twice returns the existing one.
@@ -283,19 +292,30 @@ class Registry:
             ) from exc
 
     # -- evaluations and reports -------------------------------------------------
-    def record_evaluations(self, model: str, rows: Iterable[EvaluationRow]) -> int:
-        """Upsert evaluation rows in one transaction (the key: model, kind, contender, partition, metric)."""
+    def record_evaluations(self, model: str, rows: Iterable[EvaluationRow], *,
+                           golden_cases: Iterable[dict[str, Any]] = (),
+                           alert: entities.AlertDraft | None = None) -> int | None:
+        """Upsert evaluation rows, add harvested golden cases and queue an alert, all in one transaction.
+
+        So a verdict is never stored without the alert it calls for, nor an alert without its verdict. The
+        evaluation key is (model, kind, contender, partition, metric); cases and alerts are added once per
+        key. Returns the alert's id (None without one).
+        """
         rows = list(rows)
-        if not rows:
-            return 0
         with self._session() as session:
             m = self._model(session, model)
+            self._upsert_evaluations(session, m, rows)
+            _insert_golden_cases(session, m, golden_cases)
+            return _insert_alert(session, m, alert) if alert else None
+
+    def _upsert_evaluations(self, session: Session, m: Model, rows: list[EvaluationRow]) -> None:
+        if rows:
             version_ids = dict(session.execute(select(ModelVersion.version, ModelVersion.id)
                                                .where(ModelVersion.model_id == m.id)).all())
             values = []
             for row in rows:
                 if row.version is not None and row.version not in version_ids:
-                    raise NotFoundError(f"model {model!r} has no version {row.version}")
+                    raise NotFoundError(f"model {m.name!r} has no version {row.version}")
                 values.append(dict(
                     model_id=m.id, kind=row.kind, contender=row.contender, partition=row.partition,
                     metric=row.metric, value=finite(row.value), n_rows=row.n_rows, run_id=row.run_id,
@@ -311,7 +331,6 @@ class Registry:
                                                      "baseline")} | {"created_at": func.now()},
             )
             session.execute(stmt)
-            return len(values)
 
     def evaluations(self, model: str, kind: str | None = None, *, contender: str | None = None,
                     metric: str | None = None) -> list[entities.Evaluation]:
@@ -446,14 +465,9 @@ class Registry:
     def enqueue_alert(self, model: str, *, dedupe_key: str, source: str, run_id: str | None,
                       recipients: list[str], subject: str, body_text: str, body_html: str | None = None) -> int:
         """Write an alert to the outbox once per dedupe key; returns its id."""
+        draft = entities.AlertDraft(dedupe_key, source, run_id, tuple(recipients), subject, body_text, body_html)
         with self._session() as session:
-            m = self._model(session, model)
-            stmt = insert(Alert).values(model_id=m.id, dedupe_key=dedupe_key, source=source, run_id=run_id,
-                                        recipients=recipients, subject=subject, body_text=body_text,
-                                        body_html=body_html, status="queued", attempts=0)
-            stmt = stmt.on_conflict_do_nothing(index_elements=[Alert.dedupe_key])
-            session.execute(stmt)
-            return session.scalar(select(Alert.id).where(Alert.dedupe_key == dedupe_key))
+            return _insert_alert(session, self._model(session, model), draft)
 
     def claim_alert(self, alert_id: int) -> entities.Alert | None:
         """Lock a queued alert for sending (skip it if another sender holds it or it was sent)."""
@@ -466,6 +480,12 @@ class Registry:
             alert.status, alert.attempts = "sending", alert.attempts + 1
             session.flush()
             return _alert(alert, model)
+
+    def set_alert_recipients(self, alert_id: int, recipients: tuple[str, ...]) -> None:
+        """Give a queued alert its recipients (it was queued when the model had none)."""
+        with self._session() as session:
+            session.execute(update(Alert).where(Alert.id == alert_id, Alert.status == "queued")
+                            .values(recipients=list(recipients)))
 
     def finish_alert(self, alert_id: int, error: str | None) -> None:
         """Mark a claimed alert sent (`error` None) or put it back in the queue with the error."""
@@ -493,13 +513,7 @@ class Registry:
     def add_golden_cases(self, model: str, cases: Iterable[dict[str, Any]]) -> int:
         """Insert cases not already present (by case_key). Returns how many were new."""
         with self._session() as session:
-            m = self._model(session, model)
-            added = 0
-            for case in cases:
-                stmt = insert(GoldenCase).values(model_id=m.id, **_jsonable(case))
-                result = session.execute(stmt.on_conflict_do_nothing(constraint="uq_golden_case"))
-                added += result.rowcount or 0
-            return added
+            return _insert_golden_cases(session, self._model(session, model), cases)
 
     def golden_cases(self, model: str) -> list[entities.GoldenCase]:
         """Every golden case of the model (from its file and harvested), oldest first."""
@@ -596,6 +610,24 @@ def _alert(row: Alert, model: str) -> entities.Alert:
         recipients=tuple(row.recipients), subject=row.subject, body_text=row.body_text, body_html=row.body_html,
         status=row.status, attempts=row.attempts, last_error=row.last_error, created_at=row.created_at,
         sent_at=row.sent_at)
+
+
+def _insert_alert(session: Session, model: Model, draft: entities.AlertDraft) -> int:
+    """Queue the alert unless its dedupe key is already in the outbox; the id of the one that is."""
+    stmt = insert(Alert).values(model_id=model.id, dedupe_key=draft.dedupe_key, source=draft.source,
+                                run_id=draft.run_id, recipients=list(draft.recipients), subject=draft.subject,
+                                body_text=draft.body_text, body_html=draft.body_html, status="queued", attempts=0)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=[Alert.dedupe_key]))
+    return session.scalar(select(Alert.id).where(Alert.dedupe_key == draft.dedupe_key))
+
+
+def _insert_golden_cases(session: Session, model: Model, cases: Iterable[dict[str, Any]]) -> int:
+    """Add the cases whose key the model does not have yet; how many were new."""
+    added = 0
+    for case in cases:
+        stmt = insert(GoldenCase).values(model_id=model.id, **_jsonable(case))
+        added += session.execute(stmt.on_conflict_do_nothing(constraint="uq_golden_case")).rowcount or 0
+    return added
 
 
 def _yaml_bound_changed(session: Session, req: Requirement, bound: float) -> bool:

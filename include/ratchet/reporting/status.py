@@ -9,6 +9,7 @@ from ratchet.exceptions import UnknownModelError
 from ratchet.registry.entities import in_trial, version_contender
 
 if TYPE_CHECKING:
+    from ratchet.exceptions import SpecError
     from ratchet.registry import Registry
     from ratchet.specs.model import ModelSpec
 
@@ -72,7 +73,11 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     return status
 
 
-def status_report(registry: Registry, specs: dict[str, ModelSpec]) -> dict[str, Any]:
+def status_report(registry: Registry, specs: dict[str, ModelSpec],
+                  broken: dict[str, SpecError] | None = None) -> dict[str, Any]:
     """Per configured model: champion, candidates with key metrics, last back-test summary, last now-test
-    with pass/fail, open alerts and active requirements (what `ratchet status --json` prints)."""
-    return {"models": [model_status(registry, spec) for spec in specs.values()]}
+    with pass/fail, open alerts and active requirements (what `ratchet status --json` prints); and each
+    model whose file is broken, with the file and the error (it runs nowhere until the file is fixed)."""
+    return {"models": [model_status(registry, spec) for spec in specs.values()],
+            "broken_specs": [{"model": name, "file": error.path, "error": str(error)}
+                             for name, error in sorted((broken or {}).items())]}

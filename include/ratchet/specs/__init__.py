@@ -13,6 +13,7 @@ _EXPORTS = {
     "load_spec": "ratchet.specs.parsing", "parse_spec": "ratchet.specs.parsing",
     "configured_model_names": "ratchet.specs.catalog", "get_spec": "ratchet.specs.catalog",
     "load_specs": "ratchet.specs.catalog", "spec_files": "ratchet.specs.catalog",
+    "Catalog": "ratchet.specs.catalog", "load_catalog": "ratchet.specs.catalog",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -22,6 +22,10 @@ LOWER_IS_BETTER = {
 REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
 CLASSIFICATION_BASELINES = ("majority", "last_value")
 SCOPES = ("backtest", "nowtest", "gate")
+MISSING_TARGET_POLICIES = ("drop", "error")
+LAG_POLICIES = ("days", "rows")
+# Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
+TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 
 
@@ -42,6 +46,8 @@ class Source:
     features: tuple[str, ...] | None = None
     categorical: tuple[str, ...] = ()
     target_lags: tuple[int, ...] = ()
+    missing_target: str = "drop"  # rows without a target: dropped (and counted) or an error
+    lags_by: str = "days"  # a lag of k is the target k calendar days earlier, or k rows earlier
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,13 @@ class ModelSpec:
     def metric(self) -> str:
         """The metric search and back-tests rank contenders by."""
         return self.search.metric or ("rmse" if self.task == "regression" else "log_loss")
+
+    def estimator(self, class_path: str) -> EstimatorSpec:
+        """The spec's estimator of that class; a bare one (no fixed params, no space) if the spec no longer lists it.
+
+        Versions and recorded trials keep their class when the YAML changes, so they can still be refitted.
+        """
+        return next((e for e in self.estimators if e.class_path == class_path), EstimatorSpec(class_path))
 
     @property
     def metrics(self) -> tuple[str, ...]:

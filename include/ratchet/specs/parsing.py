@@ -13,9 +13,13 @@ from ratchet.specs.model import (
     CLASSIFICATION_BASELINES,
     COMPUTATIONAL_METRICS,
     DISTRIBUTIONS,
+    LAG_POLICIES,
+    LOWER_IS_BETTER,
+    MISSING_TARGET_POLICIES,
     REGRESSION_BASELINES,
     SCOPES,
     TASKS,
+    TRUSTED_ESTIMATOR_MODULES,
     BacktestSpec,
     EstimatorSpec,
     ModelSpec,
@@ -97,7 +101,7 @@ def _positive(value: float) -> bool:
 
 def _parse_source(f: _Fields) -> Source:
     f.reject_unknown({"table", "query", "conn_id", "time_column", "target", "features",
-                      "categorical", "target_lags"})
+                      "categorical", "target_lags", "missing_target", "lags_by"})
     table = f.get("table", str, None, check=lambda v: IDENTIFIER.match(v),
                   expected="a table name, optionally schema-qualified (schema.table)")
     query = f.get("query", str, None)
@@ -110,15 +114,28 @@ def _parse_source(f: _Fields) -> Source:
     if not all(isinstance(lag, int) and not isinstance(lag, bool) and lag > 0 for lag in lags):
         raise f.fail("target_lags", "a list of positive integers (days)", lags)
     features = f.string_list("features", None)
+    time_column, target = f.get("time_column", str), f.get("target", str)
+    if features is not None and (target in features or time_column in features):
+        leak = target if target in features else time_column
+        raise f.fail("features", f"columns other than the target {target!r} and the time column {time_column!r} "
+                                 "(the target among the features leaks the answer)", leak)
+    categorical = f.string_list("categorical", ())
+    outside = [c for c in categorical if features is not None and c not in features]
+    if outside or target in categorical:
+        raise f.fail("categorical", "columns among the features", (outside or [target])[0])
     return Source(
-        time_column=f.get("time_column", str),
-        target=f.get("target", str),
+        time_column=time_column,
+        target=target,
         table=table,
         query=query,
         conn_id=f.get("conn_id", str, None),
         features=features,
-        categorical=f.string_list("categorical", ()),
+        categorical=categorical,
         target_lags=tuple(sorted(set(lags))),
+        missing_target=f.get("missing_target", str, "drop", check=lambda v: v in MISSING_TARGET_POLICIES,
+                             expected=f"one of {list(MISSING_TARGET_POLICIES)}"),
+        lags_by=f.get("lags_by", str, "days", check=lambda v: v in LAG_POLICIES,
+                      expected=f"one of {list(LAG_POLICIES)} (a lag of k: k calendar days or k rows earlier)"),
     )
 
 
@@ -143,7 +160,7 @@ def _parse_distribution(f: _Fields, param: str, raw: Any) -> dict[str, Any]:
     return {kind: list(args)}
 
 
-def _parse_estimator(path: Path, raw: Any, index: int) -> EstimatorSpec:
+def _parse_estimator(path: Path, raw: Any, index: int, task: str) -> EstimatorSpec:
     f = _Fields(path, raw, f"estimators[{index}].")
     f.reject_unknown({"class", "params", "search_space"})
     class_path = f.get("class", str, expected="an import path such as sklearn.linear_model.Ridge")
@@ -154,17 +171,47 @@ def _parse_estimator(path: Path, raw: Any, index: int) -> EstimatorSpec:
         raise f.fail("class", "an importable estimator class", f"{class_path} ({exc})") from None
     if not (hasattr(cls, "fit") and hasattr(cls, "predict")):
         raise f.fail("class", "a class with fit and predict (a scikit-learn estimator)", class_path)
+    if not cls.__module__.startswith(TRUSTED_ESTIMATOR_MODULES):
+        raise f.fail("class", f"an estimator from {list(TRUSTED_ESTIMATOR_MODULES)}: the artifact format stores "
+                              "and loads only those types, so any other version could not be loaded", class_path)
+    instance = _estimator(f, cls, class_path, spec.params, "params")
+    _check_kind(f, instance, class_path, task)
     space = f.get("search_space", dict, {})
-    valid_params = set(cls().get_params()) if hasattr(cls, "get_params") else None
+    valid_params = set(instance.get_params())
     parsed = {}
     for param, dist in space.items():
-        if valid_params is not None and param not in valid_params:
+        if param not in valid_params:
             raise f.fail(f"search_space.{param}", f"a parameter of {class_path}", param)
         parsed[param] = _parse_distribution(f, param, dist)
+        (kind, values), = parsed[param].items()
+        for value in values:  # the range's ends, or every choice
+            _estimator(f, cls, class_path, {**spec.params, param: value}, f"search_space.{param}.{kind}")
     return EstimatorSpec(class_path=class_path, params=spec.params, search_space=parsed)
 
 
-def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]):
+def _estimator(f: _Fields, cls: type, class_path: str, params: dict[str, Any], field_name: str) -> Any:
+    """An instance with `params`, checked against the estimator's own parameter constraints."""
+    try:
+        instance = cls(**params)
+        validate = getattr(instance, "_validate_params", None)
+        if validate is not None:
+            validate()
+    except (TypeError, ValueError) as exc:
+        message = str(exc).splitlines()[0]
+        raise f.fail(field_name, f"values {class_path} accepts", f"{params} ({message})") from None
+    return instance
+
+
+def _check_kind(f: _Fields, instance: Any, class_path: str, task: str) -> None:
+    from sklearn.base import is_classifier, is_regressor
+
+    fits = is_regressor(instance) if task == "regression" else is_classifier(instance)
+    if not fits:
+        kind = "regressor" if task == "regression" else "classifier"
+        raise f.fail("class", f"a {kind} for a {task} model", class_path)
+
+
+def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]) -> RequirementSpec:
     f = _Fields(path, raw, f"requirements[{index}].")
     f.reject_unknown({"metric", "max", "min", "relative_to", "scope"})
     allowed = task_metrics(task) + COMPUTATIONAL_METRICS
@@ -173,6 +220,10 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
     if has_max == has_min:
         raise f.fail("max", "exactly one of 'max' or 'min'", {k: f.data.get(k) for k in ("max", "min")})
     direction = "max" if has_max else "min"
+    right = "max" if LOWER_IS_BETTER[metric] else "min"
+    if direction != right:
+        better = "lower" if right == "max" else "higher"
+        raise f.fail(direction, f"'{right}' for {metric} ({better} is better)", {direction: f.data[direction]})
     bound = f.get(direction, float, expected="a number")
     relative_to = f.get("relative_to", str, None, check=lambda b: b in baselines or b == "baseline",
                         expected=f"'baseline' (the best baseline) or one of {list(baselines)}")
@@ -180,6 +231,8 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
         raise f.fail("relative_to", "no baseline for computational metrics", relative_to)
     default_scope = "gate" if metric in COMPUTATIONAL_METRICS else "backtest"
     scope = f.get("scope", str, default_scope, check=lambda s: s in SCOPES, expected=f"one of {list(SCOPES)}")
+    if metric == "mape" and relative_to is None and not 0 < bound <= 1:
+        raise f.fail(direction, "a fraction in (0, 1] for mape (0.08 is 8%)", bound)
     return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to)
 
 
@@ -204,7 +257,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         raise f.fail("source", "a mapping with table or query, time_column and target")
     source = _parse_source(f.sub("source"))
     raw_estimators = f.get("estimators", list, check=bool, expected="a non-empty list of estimators")
-    estimators = tuple(_parse_estimator(path, raw, i) for i, raw in enumerate(raw_estimators))
+    estimators = tuple(_parse_estimator(path, raw, i, task) for i, raw in enumerate(raw_estimators))
 
     s = f.sub("search")
     s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction"})
@@ -231,6 +284,15 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     requirements = tuple(
         _parse_requirement(path, raw, i, task, baselines) for i, raw in enumerate(raw_requirements)
     )
+    seen: dict[tuple[str, str, str | None], int] = {}
+    for i, req in enumerate(requirements):
+        key = (req.metric, req.scope, req.relative_to)
+        if key in seen:
+            raise f.fail(f"requirements[{i}]", f"one requirement per metric and scope: requirements[{seen[key]}] "
+                                               f"already bounds {req.metric} ({req.scope}"
+                                               f"{', relative to ' + req.relative_to if req.relative_to else ''})",
+                         f.data["requirements"][i])
+        seen[key] = i
 
     b = f.sub("backtest")
     b.reject_unknown({"months", "window"})
@@ -242,9 +304,12 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     n = f.sub("nowtest")
     n.reject_unknown({"window_days", "min_rows"})
+    window_days = n.get("window_days", int, 7, check=_positive, expected="a positive integer")
     nowtest = NowtestSpec(
-        window_days=n.get("window_days", int, 7, check=_positive, expected="a positive integer"),
-        min_rows=n.get("min_rows", int, 5, check=lambda v: v >= 1, expected="a positive integer"),
+        window_days=window_days,
+        min_rows=n.get("min_rows", int, 5, check=lambda v: 1 <= v <= window_days,
+                       expected=f"a positive integer no larger than window_days ({window_days}): a window of "
+                                f"{window_days} daily rows can never hold more"),
     )
 
     p = f.sub("promotion")

@@ -8,20 +8,19 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from ratchet.exceptions import UnknownModelError
+from ratchet.exceptions import SpecError, UnknownModelError
 from ratchet.registry import Registry
-from ratchet.specs import get_spec, load_specs
-from ratchet.specs.model import ModelSpec
+from ratchet.specs.catalog import Catalog, load_catalog
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PROMOTE_DAG = "ratchet_promote"
-Context = tuple[Registry, dict[str, ModelSpec]]
+Context = tuple[Registry, Catalog]
 
 
-def _registry_and_specs() -> Iterator[tuple[Registry, dict[str, ModelSpec]]]:
+def _registry_and_specs() -> Iterator[tuple[Registry, Catalog]]:
     registry = Registry.from_settings()
     try:
-        yield registry, load_specs()
+        yield registry, load_catalog()
     finally:
         registry.dispose()
 
@@ -37,18 +36,23 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
         """An unknown model is a 404 whose detail lists the configured models."""
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
+    @app.exception_handler(SpecError)
+    def broken_spec(request: Request, exc: SpecError) -> JSONResponse:
+        """A model whose file is broken: 422, the detail naming the file and field."""
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """Every configured model in one table."""
-        registry, specs = context
+        registry, catalog = context
         return TEMPLATES.TemplateResponse(request, "overview.html",
-                                          {"models": views.overview(registry, specs)})
+                                          {"models": views.overview(registry, catalog)})
 
     @app.get("/models/{name}", response_class=HTMLResponse)
     def model(name: str, request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """One model: charts, versions, requirements, promotions, alerts, report."""
-        registry, specs = context
-        spec = get_spec(name, specs)
+        registry, catalog = context
+        spec = catalog.get(name)
         try:
             page = views.model_page(registry, spec)
         except UnknownModelError:
@@ -71,8 +75,8 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
     def promote_form(name: str, version: int, request: Request,
                      context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
         """The ratchet_promote trigger form, filled in with the model and version."""
-        _, specs = context
-        get_spec(name, specs)
+        _, catalog = context
+        catalog.get(name)
         return TEMPLATES.TemplateResponse(request, "promote.html",
                                           {"name": name, "version": version, "dag_id": PROMOTE_DAG})
 

@@ -9,6 +9,7 @@ from ratchet.exceptions import UnknownModelError
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import Version
 from ratchet.reporting import charts, reports
+from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import ModelSpec, RequirementSpec
 
 CHARTED_CANDIDATES = 6
@@ -18,10 +19,11 @@ def _champion_requirement(spec: ModelSpec, scope: str) -> RequirementSpec | None
     return next((r for r in spec.requirements if r.scope == scope and r.metric == spec.metric), None)
 
 
-def overview(registry: Registry, specs: dict[str, ModelSpec]) -> list[dict[str, Any]]:
-    """One row per configured model: champion, its back-test mean, last now-test, open alerts, versions in trial."""
-    rows = []
-    for name, spec in specs.items():
+def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
+    """One row per configured model: champion, its back-test mean, last now-test, open alerts, versions in trial;
+    a model whose file is broken gets a row with the file's error."""
+    rows = [{"name": name, "broken": str(error)} for name, error in sorted(catalog.broken.items())]
+    for name, spec in catalog.specs.items():
         try:
             champion = registry.champion(name)
             versions = registry.versions(name)
