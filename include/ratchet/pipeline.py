@@ -137,11 +137,14 @@ def require_every_model(models: list[str], results: Iterable[dict[str, Any] | No
 
 @fail_fast
 def backtest_report(model: str, *, end: dt.datetime) -> dict[str, str]:
-    """Write the model's back-test report for the run ending at `end`; returns its file path."""
+    """Write the model's back-test report for the run ending at `end`; returns its file path and data summary."""
+    from ratchet.modeling import features, sources
     from ratchet.reporting import reports
 
     with model_context(model) as (spec, registry):
-        return {"model": model, "report": str(reports.write_report(registry, spec, run_key("ratchet_backtest", end)))}
+        data = features.data_summary(spec, sources.read_source(spec, end=end))
+        path = reports.write_report(registry, spec, run_key("ratchet_backtest", end), data)
+    return {"model": model, "report": str(path), "data": data}
 
 
 def airflow_run_url(dag_id: str, run_id: str) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.modeling.baselines import HELPER_PREFIX, LAG_1, LAG_7
-from ratchet.modeling.sources import feature_columns
+from ratchet.modeling.sources import DROPPED_MISSING_TARGET, feature_columns
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -69,9 +69,15 @@ def _lagger(spec: ModelSpec, frame: pd.DataFrame) -> Callable[[int], np.ndarray]
     return lambda lag: by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
 
 
-def rows_without_lags(spec: ModelSpec, frame: pd.DataFrame) -> int:
-    """How many rows of a validated frame `make_xy` leaves out because one of their lags is unknown."""
-    return len(frame) - len(make_xy(spec, frame)[0])
+def data_summary(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, Any]:
+    """What became of a source's rows (for logs, reports and status): none is lost without being counted.
+
+    `rows` usable rows, `dropped_missing_target` left out for want of a target (`source.missing_target:
+    drop`), `rows_without_lags` left out because a target lag is unknown (`source.lags_by`).
+    """
+    usable = len(make_xy(spec, frame)[0])
+    return {"rows": usable, "dropped_missing_target": int(frame.attrs.get(DROPPED_MISSING_TARGET, 0)),
+            "rows_without_lags": len(frame) - usable, "lags_by": spec.source.lags_by}
 
 
 def categorical_columns(spec: ModelSpec) -> list[str]:

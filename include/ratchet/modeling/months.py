@@ -19,16 +19,19 @@ def month_bounds(month: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def complete_months(times: pd.Series, months: int, *, before: Any = None) -> list[str]:
-    """The last `months` complete calendar months of the data's span, oldest first.
+    """The last `months` complete calendar months of the data's span that have history before them, oldest first.
 
     Every calendar month between the first and the last row counts, so a month the data lacks stays
     in the list (and the back-test reports it as empty) instead of being silently replaced by an older one.
+    A month starting at or before the first row has nothing to train on, so the span's first month never
+    counts: ten years of data give at most 119 back-test months.
     """
     if times.empty:
         return []
-    last = pd.Timestamp(times.max())
-    keys = list(pd.period_range(pd.Timestamp(times.min()), last, freq="M").strftime("%Y-%m"))
-    complete = [k for k in keys if month_bounds(k)[1] - pd.Timedelta(days=1) <= last.normalize()]
+    first, last = pd.Timestamp(times.min()), pd.Timestamp(times.max())
+    keys = list(pd.period_range(first, last, freq="M").strftime("%Y-%m"))
+    complete = [k for k in keys if first < month_bounds(k)[0] and month_bounds(k)[1] - pd.Timedelta(days=1)
+                <= last.normalize()]
     limit = naive_utc(before)
     if limit is not None:
         complete = [k for k in complete if month_bounds(k)[1] <= limit]

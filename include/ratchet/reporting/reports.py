@@ -41,7 +41,8 @@ def requirement_line(spec: ModelSpec, table: dict[str, dict[str, float]],
 
 
 def render(spec: ModelSpec, summary: dict[str, Any], table: dict[str, dict[str, float]], run_id: str) -> str:
-    """The report page: the chart of the ranking metric per month, and the table of every contender."""
+    """The report page: what became of the source's rows, the chart of the ranking metric per month, and the
+    table of every contender."""
     months = summary["months"]
     series = {name: [table[name].get(m) for m in months] for name in table}
     chart = charts.line_chart(months, series, title=f"{spec.name}: back-test {spec.metric} per month",
@@ -61,15 +62,32 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td.won{{backgroun
 <h1>Back-test of {escape(spec.name)}</h1>
 <p>Run <code>{escape(run_id)}</code>. Metric <b>{escape(spec.metric)}</b>; wins are months where a contender beats
 <b>{escape(str(reference))}</b> (green cells).</p>
+<p id="data">{escape(describe_data(summary.get("data")))}</p>
 {chart}
 <table><thead><tr><th>contender</th><th>mean</th><th>months won</th>{header}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table></body></html>"""
 
 
-def write_report(registry: Registry, spec: ModelSpec, run_id: str) -> Path:
-    """Render the report, store it in PostgreSQL and as a file; returns the file's path."""
+def describe_data(data: dict[str, Any] | None) -> str:
+    """'2905 usable rows; 37 rows without a target left out; 12 rows without their lags (by days) left out'."""
+    if not data:
+        return "No data summary."
+    parts = [f"{data['rows']} usable rows"]
+    if data["dropped_missing_target"]:
+        parts.append(f"{data['dropped_missing_target']} rows without a target left out (source.missing_target)")
+    if data["rows_without_lags"]:
+        parts.append(f"{data['rows_without_lags']} rows without their target lags left out "
+                     f"(lags by {data['lags_by']})")
+    return "; ".join(parts) + "."
+
+
+def write_report(registry: Registry, spec: ModelSpec, run_id: str, data: dict[str, Any] | None = None) -> Path:
+    """Render the report, store it in PostgreSQL and as a file; returns the file's path.
+
+    `data` is `features.data_summary` of the rows the back-test read, shown on the report and in the status.
+    """
     table = metric_table(registry, spec)
-    summary = backtest_summary(registry, spec, table)
+    summary = {**backtest_summary(registry, spec, table), "data": data}
     html = render(spec, summary, table, run_id)
     registry.save_report(spec.name, run_id, summary, html)
     path = reports_dir() / spec.name / f"{_safe(run_id)}.html"

@@ -66,7 +66,7 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
                               **key_metrics(v.contender)} for v in versions],
               "last_backtest": None if report is None else {
                   "run_id": report.run_id, "at": report.created_at.isoformat(), "reference": summary["reference"],
-                  "contenders": summary["contenders"]}}
+                  "contenders": summary["contenders"], "data": report.summary.get("data")}}
     status.update(promotion_status(registry, spec))
     if status["champion"]:
         status["champion"].update(key_metrics(version_contender(status["champion"]["version"])))
