@@ -1,16 +1,15 @@
 """Real runs of the ratchet_promote DAG (dag.test) against the run's Airflow and Ratchet databases."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from dag_helpers import DAGS
 from promote_helpers import register_fitted, snapshot, spec_dict, store_backtest
 from sqlalchemy import text
 
 from ratchet.specs import load_spec
 
-DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "ratchet_promote.py"
+DAG_FILE = DAGS / "ratchet_promote.py"
 BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
+from dag_helpers import DAGS
 from promote_helpers import make_spec, register_fitted, snapshot, spec_dict
 
 from ratchet.evaluation.golden import load_golden_file, read_golden_file, run_golden_cases
@@ -121,7 +121,7 @@ LOGICAL_DATE = dt.datetime(2025, 8, 2, 4, 0, tzinfo=dt.UTC)
 def _regression_dag():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / "ratchet_regression.py"))
+    bag = DagBag(dag_folder=str(DAGS / "ratchet_regression.py"))
     assert not bag.import_errors
     return bag.get_dag("ratchet_regression")
 
