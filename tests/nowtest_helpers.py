@@ -7,8 +7,8 @@ the real search, and the first version is made champion through the registry's p
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
 
+from spec_factory import write_spec
 from sqlalchemy import text
 
 from ratchet import demo
@@ -21,6 +21,21 @@ TRAINED_BEFORE = dt.datetime(2025, 7, 1)
 BEFORE_CHANGE = dt.datetime(2025, 7, 10, 6, 0, tzinfo=dt.UTC)  # window 06-26 .. 07-10
 AFTER_CHANGE = dt.datetime(2025, 8, 1, 6, 0, tzinfo=dt.UTC)  # window 07-18 .. 08-01
 EMAILS = ["owner@example.com", "oncall@example.com"]
+FEATURES = ["temperature", "precipitation", "is_holiday", "promo", "day_of_week"]
+SPEC = {  # spec_factory overrides: write_spec(folder, **SPEC) writes the model
+    "name": MODEL, "table": TABLE, "owner": "tests", "alert_emails": EMAILS,
+    "source": {"target": "demand", "features": FEATURES, "target_lags": [1, 7]},
+    "estimators": [{"class": "sklearn.linear_model.Ridge", "search_space": {"alpha": {"loguniform": [0.1, 10.0]}}}],
+    "search": {"n_trials": 3, "cv_folds": 2, "seed": 1, "candidates": 2},
+    "baselines": ["last_value", "seasonal_naive_7", "mean"],
+    "requirements": [
+        {"metric": "mape", "max": 0.08, "scope": "nowtest"},
+        {"metric": "rmse", "max": 1.0, "relative_to": "baseline", "scope": "nowtest"},
+        {"metric": "rmse", "max": 1000, "scope": "backtest"},
+    ],
+    "nowtest": {"window_days": 14, "min_rows": 7},
+}
+RUN_URL = "http://localhost:8080/dags/ratchet_nowtest/runs/scheduled__2025-08-01T06%3A00%3A00%2B00%3A00"
 
 
 def write_source(registry) -> None:
@@ -29,37 +44,6 @@ def write_source(registry) -> None:
     with registry.engine.begin() as conn:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
         frame.to_sql(table, conn, schema=schema, index=False)
-
-
-def write_spec(folder, *, golden: str | None = None):
-    path = folder / f"{MODEL}.yaml"
-    path.write_text(textwrap.dedent(f"""
-        name: {MODEL}
-        task: regression
-        owner: tests
-        alert_emails: {EMAILS}
-        source:
-          table: {TABLE}
-          time_column: day
-          target: demand
-          features: [temperature, precipitation, is_holiday, promo, day_of_week]
-          target_lags: [1, 7]
-        estimators:
-          - class: sklearn.linear_model.Ridge
-            search_space: {{alpha: {{loguniform: [0.1, 10.0]}}}}
-        search: {{n_trials: 3, cv_folds: 2, seed: 1, candidates: 2}}
-        baselines: [last_value, seasonal_naive_7, mean]
-        requirements:
-          - {{metric: mape, max: 0.08, scope: nowtest}}
-          - {{metric: rmse, max: 1.0, relative_to: baseline, scope: nowtest}}
-          - {{metric: rmse, max: 1000, scope: backtest}}
-        nowtest: {{window_days: 14, min_rows: 7}}
-    """))
-    if golden is not None:
-        (folder / f"{MODEL}.golden.yaml").write_text(textwrap.dedent(golden))
-    from ratchet.specs import load_spec
-
-    return load_spec(path)
 
 
 def train_champion(registry, spec) -> list[int]:
@@ -71,6 +55,21 @@ def train_champion(registry, spec) -> list[int]:
     registry.record_promotion(spec.name, versions[0], kind="initial", outcome="promoted", triggered_by="tests",
                               reason="first champion", gates=[], run_id="promote-1", expected_previous_version=None)
     return versions
+
+
+def champion_model(registry, folder):
+    """The source table, the spec written into `folder` and v1 (champion) and v2 trained: (spec, versions)."""
+    write_source(registry)
+    spec = write_spec(folder, **SPEC)
+    return spec, train_champion(registry, spec)
+
+
+def run_at(registry, spec, end, run_id=None):
+    """The now-test of the window ending at `end`, as the DAG run at RUN_URL would run it."""
+    from ratchet.evaluation.nowtest import run_nowtest
+
+    return run_nowtest(registry, spec, run_id=run_id or f"nt@{end.isoformat()}", data_interval_end=end,
+                       airflow_run_url=RUN_URL)
 
 
 def counts(registry) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""Builders for promotion tests: a model spec, fitted versions registered through the Registry,
-back-test evaluations and now-test days stored the way the DAGs store them."""
+"""Builders for promotion tests: the model spec's fields, fitted versions registered through the Registry,
+back-test evaluations and now-test days stored the way the DAGs store them, a first champion."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,38 +7,49 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from spec_factory import write_spec
 from sqlalchemy import select
 
+from ratchet.lifecycle.promotion import promote
 from ratchet.modeling import artifacts
 from ratchet.registry import EvaluationRow
 from ratchet.registry.schema import Base
-from ratchet.specs import parse_spec
+from ratchet.specs import ModelSpec
 
 MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04"]
 FEATURES = ["x1", "x2"]
 
 
-def spec_dict(name="demand", table="demand_source", **promotion) -> dict:
-    return {
-        "name": name, "task": "regression", "owner": "tests", "alert_emails": ["owner@example.com"],
-        "source": {"table": table, "time_column": "ts", "target": "y", "features": FEATURES},
-        "estimators": [{"class": "sklearn.linear_model.Ridge"}],
-        "baselines": ["last_value", "mean"],
-        "requirements": [
-            {"metric": "rmse", "max": 10.0},
-            {"metric": "rmse", "max": 0.95, "relative_to": "baseline"},
-            {"metric": "mae", "max": 8.0, "scope": "nowtest"},
-            {"metric": "model_size_bytes", "max": 10_000_000},
-        ],
-        "promotion": {"min_improvement": 0.05, "min_months_won": 3, "min_trial_days": 3,
-                      "ratchet": {"enabled": True, "slack": 0.1}, **promotion},
-    }
+# spec_factory overrides for the model the promotion tests promote: `write_spec(folder, **SPEC)` writes "demand"
+# (source table "demand_source"); `write_spec(folder, spec_data(**SPEC), promotion={...})` changes one setting.
+SPEC = {
+    "owner": "tests", "alert_emails": ["owner@example.com"],
+    "source": {"time_column": "ts", "features": FEATURES},
+    "baselines": ["last_value", "mean"],
+    "requirements": [
+        {"metric": "rmse", "max": 10.0},
+        {"metric": "rmse", "max": 0.95, "relative_to": "baseline"},
+        {"metric": "mae", "max": 8.0, "scope": "nowtest"},
+        {"metric": "model_size_bytes", "max": 10_000_000},
+    ],
+    "promotion": {"min_improvement": 0.05, "min_months_won": 3, "min_trial_days": 3,
+                  "ratchet": {"enabled": True, "slack": 0.1}},
+}
+BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}  # back-test rmse of the baselines per month of MONTHS
+DAYS = ["2024-05-01", "2024-05-02", "2024-05-03"]  # now-test days of a candidate's trial
+GOLDEN = [  # golden cases the Ridge of register_fitted (y = 3 x1 - 2 x2) passes
+    {"name": "typical", "inputs": {"x1": 1.0, "x2": 0.0}, "expected": 3.0, "tolerance": 0.5},
+    {"name": "negative", "inputs": {"x1": 0.0, "x2": 1.0}, "expected": -2.0, "tolerance": 0.5},
+]
 
 
-def make_spec(tmp_path: Path, data: dict):
-    path = tmp_path / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return parse_spec(path, data)
+def write_golden_spec(folder: Path, cases: list | None = None, raw: str | None = None) -> ModelSpec:
+    """The model of SPEC written into `folder`, with `cases` (or the text `raw`) as its demand.golden.yaml."""
+    if raw is not None:
+        (folder / "demand.golden.yaml").write_text(raw)
+    elif cases is not None:
+        (folder / "demand.golden.yaml").write_text(yaml.safe_dump(cases, sort_keys=False))
+    return write_spec(folder, **SPEC)
 
 
 def training_frame(seed: int = 0, n: int = 60) -> tuple[pd.DataFrame, pd.Series]:
@@ -91,3 +102,13 @@ def snapshot(registry) -> dict[str, list[tuple]]:
             rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
             out[table.name] = [tuple(r) for r in rows]
     return out
+
+
+def first_champion(registry, folder):
+    """demand with v1 promoted as first champion by alice (rmse 9 per month; baselines 12 and 15)."""
+    spec = write_spec(folder, **SPEC)
+    registry.sync_model(spec)
+    register_fitted(registry, "demand", "r1")
+    store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES}, extra_metrics={"mae": 0.8})
+    outcome = promote(registry, spec, version=1, reason="first champion", triggered_by="alice", run_id="run-1")
+    return spec, outcome

@@ -2,29 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
 from pathlib import Path
 
 import numpy as np
+from spec_factory import write_spec
 
 from ratchet.modeling import artifacts
 from ratchet.registry import EvaluationRow, version_contender
-from ratchet.specs import load_spec
 
-
-def write_spec(folder: Path, name: str, months: int) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""
-        name: {name}
-        task: regression
-        source: {{table: ui_seed.{name}, time_column: day, target: y}}
-        estimators: [{{class: sklearn.linear_model.Ridge}}]
-        requirements:
-          - {{metric: rmse, max: 0.9, relative_to: baseline, scope: backtest}}
-          - {{metric: mape, max: 0.1, scope: nowtest}}
-        backtest: {{months: {months}}}
-    """))
-    return path
+REQUIREMENTS = [{"metric": "rmse", "max": 0.9, "relative_to": "baseline", "scope": "backtest"},
+                {"metric": "mape", "max": 0.1, "scope": "nowtest"}]
 
 
 def seed_history(registry, folder: Path, name: str, *, versions: int, months: int, champion: bool = True,
@@ -32,7 +19,8 @@ def seed_history(registry, folder: Path, name: str, *, versions: int, months: in
     """A model with `versions` versions, each back-tested on `months` months, and now-test days."""
     from sklearn.linear_model import Ridge
 
-    spec = load_spec(write_spec(folder, name, months))
+    spec = write_spec(folder, name=name, table=f"ui_seed.{name}", requirements=REQUIREMENTS,
+                      backtest={"months": months})
     registry.sync_model(spec)
     art = artifacts.dump(Ridge().fit(np.eye(3), [1.0, 2.0, 3.0]))
     for number in range(1, versions + 1):

@@ -1,12 +1,13 @@
 """The Ratchet pages' content for edge cases: no models, no champion yet, very long histories.
 
-Login is covered for real by test_ui_browser.py; here the app runs without Airflow's auth dependency.
+Login is covered for real by ui/test_browser.py; here the app runs without Airflow's auth dependency.
 """
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from ui_seed import seed_history, write_spec
+from spec_factory import write_spec
+from ui_seed import REQUIREMENTS, seed_history
 
 from ratchet.ui.app import create_app
 
@@ -24,7 +25,7 @@ def test_no_models_configured(client):
 
 
 def test_a_configured_model_never_run(client, tmp_path):
-    write_spec(tmp_path, "fresh", 12)
+    write_spec(tmp_path, name="fresh", table="ui_seed.fresh", requirements=REQUIREMENTS, backtest={"months": 12})
     assert "not run yet" in client.get("/").text
     assert "Nothing stored yet" in client.get("/models/fresh").text
     assert client.get("/models/fresh/report").status_code == 404
@@ -52,15 +53,6 @@ def test_very_long_histories_render_every_month_and_version(client, tmp_path, re
 
 
 def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
-    write_spec(tmp_path, "known", 6)
+    write_spec(tmp_path, name="known", table="ui_seed.known", requirements=REQUIREMENTS, backtest={"months": 6})
     answer = client.get("/models/unknown")
     assert answer.status_code == 404 and "known" in answer.json()["detail"]
-
-
-def test_month_labels_are_evenly_spaced_and_end_on_the_newest_month():
-    from ratchet.reporting.charts import line_chart
-
-    months = [f"{2024 + i // 12}-{i % 12 + 1:02d}" for i in range(24)]
-    svg = line_chart(months, {"v1": [float(i) for i in range(24)]})
-    shown = [m for m in months if f">{m}</text>" in svg]
-    assert shown == months[1::2]  # never two neighbours overlapping at the end

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
+from dag_helpers import DAGS
 
-DAGS_DIR = Path(__file__).resolve().parents[1] / "dags"
 PUBLIC_DAG_IDS = {"ratchet_retrain", "ratchet_backtest", "ratchet_nowtest", "ratchet_promote", "ratchet_regression"}
 HEAVY_MODULES = ("pandas", "numpy", "sklearn", "sqlalchemy", "scipy", "skops", "ratchet.registry",
                  "ratchet.modeling", "ratchet.evaluation", "ratchet.lifecycle", "ratchet.reporting", "ratchet.alerting")
@@ -16,7 +15,7 @@ HEAVY_MODULES = ("pandas", "numpy", "sklearn", "sqlalchemy", "scipy", "skops", "
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR))
+    return DagBag(dag_folder=str(DAGS))
 
 
 def test_dagbag_has_no_import_errors_and_every_public_dag(dagbag):
@@ -32,7 +31,7 @@ def test_every_dag_has_tags_owner_retries_and_doc(dagbag):
         assert dag.default_args.get("retries", 0) >= 1, f"{dag_id} does not retry"
 
 
-@pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(DAGS.glob("*.py")), ids=lambda p: p.name)
 def test_dag_files_import_nothing_heavy_at_top_level(path):
     tree = ast.parse(path.read_text())
     for node in tree.body:  # module level only: imports inside tasks are the point

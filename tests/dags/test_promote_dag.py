@@ -1,17 +1,13 @@
 """Real runs of the ratchet_promote DAG (dag.test) against the run's Airflow and Ratchet databases."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
-from promote_helpers import register_fitted, snapshot, spec_dict, store_backtest
+from dag_helpers import DAGS
+from promote_helpers import BASELINES, SPEC, register_fitted, snapshot, store_backtest
+from spec_factory import spec_data, write_spec
 from sqlalchemy import text
 
-from ratchet.specs import load_spec
-
-DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "ratchet_promote.py"
-BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}
+DAG_FILE = DAGS / "ratchet_promote.py"
 
 
 @pytest.fixture
@@ -19,15 +15,15 @@ def models_dir(tmp_path, monkeypatch, registry):
     """A models folder with one YAML whose source table exists in the Ratchet database."""
     folder = tmp_path / "models"
     folder.mkdir()
-    data = spec_dict(table="promote_dag_source", min_trial_days=0, ratchet={"enabled": False})
-    (folder / "demand.yaml").write_text(yaml.safe_dump(data))
+    spec = write_spec(folder, spec_data(table="promote_dag_source", **SPEC),
+                      promotion={"min_trial_days": 0, "ratchet": {"enabled": False}})
     with registry.engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS promote_dag_source"))
         conn.execute(text("CREATE TABLE promote_dag_source (ts timestamp PRIMARY KEY, x1 float, x2 float, y float)"))
         conn.execute(text("INSERT INTO promote_dag_source SELECT d, random(), random(), random() "
                           "FROM generate_series('2024-01-01'::timestamp, '2024-04-30', '1 day') d"))
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(folder))
-    registry.sync_model(load_spec(folder / "demand.yaml"))
+    registry.sync_model(spec)
     return folder
 
 

@@ -1,13 +1,14 @@
-"""Model spec validation: every mistake names the file, the field and what is expected."""
+"""Parsing a model YAML (specs.parsing): defaults, and every mistake naming the file, the field and what is expected."""
 from __future__ import annotations
 
 import textwrap
 
 import pytest
+from spec_factory import RIDGE, write_spec
 
 from ratchet import settings
 from ratchet.exceptions import SpecError
-from ratchet.specs import load_spec, load_specs
+from ratchet.specs import load_spec
 
 VALID = """
 name: m
@@ -32,7 +33,8 @@ def test_the_demo_spec_is_valid():
 
 
 def test_defaults_fill_what_the_yaml_leaves_out(tmp_path):
-    spec = load_spec(_write(tmp_path, VALID))
+    spec = write_spec(tmp_path, name="m", table="s.t", estimators=[
+        {"class": RIDGE, "search_space": {"alpha": {"loguniform": [0.1, 10]}}}])
     assert spec.baselines == ("last_value", "seasonal_naive_7", "mean")
     assert spec.backtest.window == "expanding" and spec.search.n_trials == 20
 
@@ -70,17 +72,3 @@ def test_each_mistake_names_file_field_and_expectation(tmp_path, change, field, 
         load_spec(path)
     message = str(error.value)
     assert str(path) in message and f"'{field}'" in message and expected in message, message
-
-
-def test_two_files_with_one_name_are_refused(tmp_path):
-    _write(tmp_path, VALID, "a.yaml")
-    _write(tmp_path, VALID, "b.yaml")
-    with pytest.raises(SpecError, match="b.yaml: field 'name'.*not already used by .*a.yaml"):
-        load_specs(tmp_path)
-
-
-def test_golden_files_are_not_specs(tmp_path):
-    _write(tmp_path, VALID)
-    _write(tmp_path, "- {name: c, inputs: {}, expected: 1, tolerance: 1}", "m.golden.yaml")
-    assert list(load_specs(tmp_path)) == ["m"]
-    assert load_specs(tmp_path)["m"].golden_cases_file == tmp_path / "m.golden.yaml"

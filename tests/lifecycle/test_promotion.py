@@ -6,26 +6,25 @@ import threading
 import pytest
 import yaml
 from promote_helpers import (
-    make_spec,
+    BASELINES,
+    DAYS,
+    SPEC,
+    first_champion,
     register_fitted,
     snapshot,
-    spec_dict,
     store_backtest,
     store_nowtest_days,
     training_frame,
 )
+from spec_factory import spec_data, write_spec
 
 from ratchet.exceptions import ConcurrentPromotionError, GoldenFileError, PromotionInputError, PromotionRejected
 from ratchet.lifecycle.promotion import promote, promote_by_name
 from ratchet.registry import Registry
-from ratchet.reporting.status import promotion_status
-
-BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}
-DAYS = ["2024-05-01", "2024-05-02", "2024-05-03"]
 
 
 def _setup(registry, tmp_path, **promotion):
-    spec = make_spec(tmp_path, spec_dict(**promotion))
+    spec = write_spec(tmp_path, spec_data(**SPEC), promotion=promotion)
     registry.sync_model(spec)
     return spec
 
@@ -42,11 +41,7 @@ def _bounds(registry, model="demand"):
 @pytest.fixture
 def champion_v1(registry, tmp_path):
     """demand with v1 promoted as first champion (rmse 9 per month; baselines 12 and 15)."""
-    spec = _setup(registry, tmp_path)
-    register_fitted(registry, "demand", "r1")
-    store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES}, extra_metrics={"mae": 0.8})
-    outcome = _promote(registry, spec, 1, reason="first champion")
-    return spec, outcome
+    return first_champion(registry, tmp_path)
 
 
 def test_first_champion_passes_gates_1_3_5_and_ratchets(registry, champion_v1):
@@ -203,7 +198,7 @@ def test_two_promotions_at_once_exactly_one_wins(registry, tmp_path, database_ur
 
 def test_bad_inputs_get_clear_errors_and_change_nothing(registry, tmp_path, monkeypatch):
     spec = _setup(registry, tmp_path)
-    other = make_spec(tmp_path, spec_dict(name="traffic", table="traffic_source"))
+    other = write_spec(tmp_path, name="traffic", table="traffic_source", **SPEC)
     registry.sync_model(other)
     register_fitted(registry, "demand", "r1")
     for run in ("t1", "t2", "t3"):
@@ -241,14 +236,14 @@ def test_rerun_of_a_successful_promotion_returns_the_recorded_decision(registry,
 
 
 def test_failing_golden_case_and_computational_bound_block_the_first_champion(registry, tmp_path):
-    data = spec_dict()
+    data = spec_data(**SPEC)
     data["requirements"][3] = {"metric": "model_size_bytes", "max": 100}
     X, _ = training_frame()
     (tmp_path / "demand.golden.yaml").write_text(yaml.safe_dump([
         {"name": "plausible", "inputs": X.iloc[0].to_dict(), "expected": float(3 * X.x1[0] - 2 * X.x2[0]),
          "tolerance": 0.5},
         {"name": "impossible", "inputs": X.iloc[1].to_dict(), "expected": 1000.0, "tolerance": 0.1}]))
-    spec = make_spec(tmp_path, data)
+    spec = write_spec(tmp_path, data)
     registry.sync_model(spec)
     register_fitted(registry, "demand", "r1")
     store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES})
@@ -266,7 +261,7 @@ def test_failing_golden_case_and_computational_bound_block_the_first_champion(re
 def test_a_bad_golden_file_is_named_and_nothing_is_recorded(registry, tmp_path):
     (tmp_path / "demand.golden.yaml").write_text(yaml.safe_dump([{"name": "no inputs", "expected": 1.0,
                                                                   "tolerance": 0.1}]))
-    spec = make_spec(tmp_path, spec_dict())
+    spec = write_spec(tmp_path, **SPEC)
     registry.sync_model(spec)
     register_fitted(registry, "demand", "r1")
     store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES})
@@ -287,31 +282,8 @@ def test_a_version_without_back_test_results_is_rejected_with_the_reason(registr
         info.value)
 
 
-def test_promotion_status_reports_champion_trial_nowtest_alerts_and_requirements(registry, champion_v1):
-    spec, outcome = champion_v1
-    register_fitted(registry, "demand", "r2")
-    store_nowtest_days(registry, "demand", 2, DAYS[:2])
-    store_nowtest_days(registry, "demand", 1, DAYS[:1])
-    store_nowtest_days(registry, "demand", 1, DAYS[1:2], passed=False)
-    registry.enqueue_alert("demand", dedupe_key="k", source="nowtest", run_id="x", recipients=["o@example.com"],
-                           subject="demand: mae breach", body_text="...")
-    status = promotion_status(registry, spec)
-    assert status["champion"]["version"] == 1
-    assert status["champion"]["promotion"] | {"at": None} == {
-        "id": outcome.promotion_id, "kind": "initial", "triggered_by": "alice", "reason": "first champion",
-        "at": None, "previous_version": None}
-    assert status["trial"] == [{"version": 2, "days": 2, "breach_days": [], "min_trial_days": 3}]
-    assert status["last_nowtest"] | {"run_id": None} == {
-        "day": DAYS[1], "version": 1, "passed": False, "failed_metrics": ["mae"], "run_id": None}
-    assert [a["subject"] for a in status["open_alerts"]] == ["demand: mae breach"]
-    rmse = next(r for r in status["requirements"] if r["metric"] == "rmse" and r["relative_to"] is None)
-    assert rmse["history_count"] == 2 and rmse["bound"] == pytest.approx(9.9)
-
-
 def test_gates_use_the_months_the_back_test_report_covers(registry, tmp_path):
-    data = spec_dict()
-    data["backtest"] = {"months": 2}
-    spec = make_spec(tmp_path, data)
+    spec = write_spec(tmp_path, **SPEC, backtest={"months": 2})
     registry.sync_model(spec)
     register_fitted(registry, "demand", "r1")
     # the two oldest months would fail the rmse bound of 10; the two covered months pass it

@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from spec_factory import write_spec
 from sqlalchemy import text
 
 from ratchet.modeling import artifacts, features, months, sources
 from ratchet.serving import predict
-from ratchet.specs import load_spec
 
 TABLE = "predict_source"
 
@@ -31,13 +30,9 @@ def champion(registry, tmp_path, monkeypatch):
     frame.to_sql(TABLE, registry.engine, index=False)
     folder = tmp_path / "models"
     folder.mkdir()
-    (folder / "demand.yaml").write_text(yaml.safe_dump({
-        "name": "demand", "task": "regression", "owner": "tests",
-        "source": {"table": TABLE, "time_column": "ts", "target": "y", "features": ["x1", "x2"],
-                   "target_lags": [1, 7]},
-        "estimators": [{"class": "sklearn.linear_model.Ridge"}]}))
+    spec = write_spec(folder, name="demand", table=TABLE, owner="tests",
+                      source={"time_column": "ts", "features": ["x1", "x2"], "target_lags": [1, 7]})
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(folder))
-    spec = load_spec(folder / "demand.yaml")
     registry.sync_model(spec)
     source = sources.read_source(spec)
     X, y, _ = features.make_xy(spec, source)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
 
 import pytest
 from dag_helpers import load_dag
+from spec_factory import write_spec
 from sqlalchemy import text
 
 from ratchet import demo
@@ -23,28 +23,17 @@ def two_models(tmp_path, monkeypatch, registry, database_url):
         conn.execute(text("DROP SCHEMA IF EXISTS dagtest CASCADE; CREATE SCHEMA dagtest"))
         for task, frame in frames.items():
             frame.to_sql(TABLES[task].split(".")[1], conn, schema="dagtest", index=False)
-    (tmp_path / "demand.yaml").write_text(textwrap.dedent(f"""
-        name: demand_test
-        task: regression
-        alert_emails: [ops@example.com]
-        source: {{table: {TABLES['regression']}, time_column: day, target: demand, target_lags: [1, 7]}}
-        estimators:
-          - class: sklearn.linear_model.Ridge
-            search_space: {{alpha: {{loguniform: [0.01, 10.0]}}}}
-        search: {{n_trials: 4, cv_folds: 3, seed: 1, candidates: 2}}
-        backtest: {{months: 6}}
-    """))
-    (tmp_path / "busy.yaml").write_text(textwrap.dedent(f"""
-        name: busy_test
-        task: classification
-        source: {{table: {TABLES['classification']}, time_column: day, target: busy, target_lags: [1]}}
-        estimators:
-          - class: sklearn.linear_model.LogisticRegression
-            search_space: {{C: {{loguniform: [0.01, 10.0]}}}}
-        search: {{n_trials: 3, cv_folds: 3, seed: 2, candidates: 1}}
-        baselines: [majority, last_value]
-        backtest: {{months: 4, window: 12}}
-    """))
+    write_spec(tmp_path, name="demand_test", table=TABLES["regression"], filename="demand.yaml",
+               alert_emails=["ops@example.com"], source={"target": "demand", "target_lags": [1, 7]},
+               estimators=[{"class": "sklearn.linear_model.Ridge",
+                            "search_space": {"alpha": {"loguniform": [0.01, 10.0]}}}],
+               search={"n_trials": 4, "cv_folds": 3, "seed": 1, "candidates": 2}, backtest={"months": 6})
+    write_spec(tmp_path, name="busy_test", table=TABLES["classification"], filename="busy.yaml",
+               task="classification", source={"target": "busy", "target_lags": [1]},
+               estimators=[{"class": "sklearn.linear_model.LogisticRegression",
+                            "search_space": {"C": {"loguniform": [0.01, 10.0]}}}],
+               search={"n_trials": 3, "cv_folds": 3, "seed": 2, "candidates": 1}, baselines=["majority", "last_value"],
+               backtest={"months": 4, "window": 12})
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("RATCHET_REPORTS_DIR", str(tmp_path / "reports"))
     return tmp_path

@@ -1,54 +1,14 @@
-"""Foundation guarantees of the registry: migrations, one champion per model, trustworthy artifacts."""
+"""The registry store (`ratchet.registry.Registry`): one champion per model, version numbers, trustworthy artifacts."""
 from __future__ import annotations
 
 import threading
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from ratchet import settings
-from ratchet.exceptions import ConfigurationError
 from ratchet.modeling import artifacts
-from ratchet.registry import db
-from ratchet.registry.schema import Base
-
-
-def test_migrations_upgrade_an_empty_database_and_downgrade_back(empty_database):
-    db.upgrade(empty_database)
-    engine = create_engine(db.normalize_url(empty_database))
-    try:
-        tables = set(inspect(engine).get_table_names())
-        assert {t.name for t in Base.metadata.sorted_tables} <= tables
-        assert db.current_revision(empty_database) is not None
-        db.downgrade(empty_database, "base")
-        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-        assert db.current_revision(empty_database) is None
-        db.upgrade(empty_database)  # and up again: downgrade left nothing behind that blocks it
-        assert {t.name for t in Base.metadata.sorted_tables} <= set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
-def test_migrations_match_the_orm_schema(empty_database):
-    """A schema change without its migration is caught here (Alembic autogenerate finds no diff)."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    db.upgrade(empty_database)
-    engine = create_engine(db.normalize_url(empty_database))
-    try:
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        assert diff == []
-    finally:
-        engine.dispose()
-
-
-def test_non_postgres_url_is_refused():
-    with pytest.raises(ConfigurationError, match="must be PostgreSQL"):
-        settings.normalize_url("sqlite:///ratchet.db")
 
 
 def _fitted_model():
@@ -134,14 +94,6 @@ def test_tampered_artifact_is_refused_with_a_clear_error(registry):
         conn.execute(text("UPDATE model_versions SET artifact = artifact || '\\x00'::bytea"))
     with pytest.raises(artifacts.ArtifactError, match="checksum mismatch"):
         registry.load_estimator("m", 1)
-
-
-def test_artifact_with_untrusted_types_is_refused():
-    from sklearn.preprocessing import FunctionTransformer
-
-    risky = artifacts.dump(FunctionTransformer(func=print))
-    with pytest.raises(artifacts.ArtifactError, match="trusted"):
-        artifacts.load(risky.data, risky.sha256)
 
 
 def test_unknown_model_and_version_are_named(registry):

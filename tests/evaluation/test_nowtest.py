@@ -1,43 +1,33 @@
-"""Now-tests against a real registry, real data in PostgreSQL and a real SMTP server (aiosmtpd)."""
+"""Now-tests (`ratchet.evaluation.nowtest`) against a real registry, real data in PostgreSQL and a real SMTP server."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 
 import pytest
-from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, EMAILS, MODEL, counts, train_champion, write_source, write_spec
+from nowtest_helpers import (
+    AFTER_CHANGE,
+    BEFORE_CHANGE,
+    EMAILS,
+    MODEL,
+    RUN_URL,
+    SPEC,
+    champion_model,
+    counts,
+    run_at,
+    train_champion,
+    write_source,
+)
+from spec_factory import write_spec
 
 from ratchet.alerting import outbox
-from ratchet.evaluation.drift import PSI_WARNING, psi
-from ratchet.evaluation.nowtest import harvest_tolerance, run_nowtest
-from ratchet.exceptions import AlertDeliveryError
-
-RUN_URL = "http://localhost:8080/dags/ratchet_nowtest/runs/scheduled__2025-08-01T06%3A00%3A00%2B00%3A00"
+from ratchet.evaluation.drift import PSI_WARNING
+from ratchet.evaluation.nowtest import harvest_tolerance
 
 
 @pytest.fixture
 def model(tmp_path, registry):
-    write_source(registry)
-    spec = write_spec(tmp_path)
-    versions = train_champion(registry, spec)
-    return spec, versions
-
-
-def _run(registry, spec, end, run_id=None):
-    return run_nowtest(registry, spec, run_id=run_id or f"nt@{end.isoformat()}", data_interval_end=end,
-                       airflow_run_url=RUN_URL)
-
-
-def smtp_down(monkeypatch) -> str:
-    """Point `smtp_default` at a port nobody listens on; returns the working connection to restore."""
-    import os
-
-    from conftest import free_port
-
-    working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
-    down = json.loads(working) | {"port": free_port()}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(down))
-    return working
+    return champion_model(registry, tmp_path)
 
 
 def _html(message) -> str:
@@ -47,7 +37,7 @@ def _html(message) -> str:
 
 def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(model, registry, smtp_server):
     spec, (champion, candidate) = model
-    before = _run(registry, spec, BEFORE_CHANGE)
+    before = run_at(registry, spec, BEFORE_CHANGE)
     assert before.passed and not before.stale and before.alert_id is None
     assert before.partition == "2025-07-10" and before.n_rows == 14
     assert {r.contender: r.role for r in before.results} == {f"v{champion}": "champion", f"v{candidate}": "candidate"}
@@ -57,7 +47,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert registry.evaluations(MODEL, "nowtest", contender="seasonal_naive_7", metric="rmse")  # baselines too
     assert outbox.deliver_alerts(registry)["sent"] == [] and smtp_server.messages == []
 
-    after = _run(registry, spec, AFTER_CHANGE)
+    after = run_at(registry, spec, AFTER_CHANGE)
     assert not after.passed and after.alert_id is not None
     failed = {r.metric for r in after.champion.failed}
     assert failed == {"mape", "rmse"}
@@ -95,10 +85,10 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
 
 def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
     spec, _ = model
-    first = _run(registry, spec, AFTER_CHANGE, run_id="nt-run")
+    first = run_at(registry, spec, AFTER_CHANGE, run_id="nt-run")
     outbox.deliver_alerts(registry)
     before = counts(registry)
-    again = _run(registry, spec, AFTER_CHANGE, run_id="nt-run")
+    again = run_at(registry, spec, AFTER_CHANGE, run_id="nt-run")
     assert again.alert_id == first.alert_id and again.harvested == 0
     assert outbox.deliver_alerts(registry)["sent"] == []
     assert counts(registry) == before
@@ -109,12 +99,12 @@ def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registr
 def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server):
     spec, (champion, _) = model
     # data ends 2025-08-31: the window 2025-08-27 .. 2025-09-10 has 5 rows, fewer than min_rows 7
-    outcome = _run(registry, spec, dt.datetime(2025, 9, 10, tzinfo=dt.UTC))
+    outcome = run_at(registry, spec, dt.datetime(2025, 9, 10, tzinfo=dt.UTC))
     assert outcome.stale and outcome.n_rows == 5 and not outcome.passed and outcome.harvested == 0
     rows = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}")
     assert [(r.metric, r.value, r.passed) for r in rows] == [("rows", 5.0, False)]
     # and no rows at all (the source stopped) is stale too
-    empty = _run(registry, spec, dt.datetime(2025, 10, 1, tzinfo=dt.UTC))
+    empty = run_at(registry, spec, dt.datetime(2025, 10, 1, tzinfo=dt.UTC))
     assert empty.stale and empty.n_rows == 0
 
     outbox.deliver_alerts(registry)
@@ -124,43 +114,12 @@ def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server
     assert "2025-08-27 00:00 .. 2025-09-10 00:00" in "".join(_html(m["message"]) for m in smtp_server.messages)
 
 
-def test_smtp_down_keeps_the_alert_queued_and_it_is_sent_exactly_once_when_back(model, registry, smtp_server,
-                                                                                 monkeypatch):
-    spec, _ = model
-    outcome = _run(registry, spec, AFTER_CHANGE)
-    up = smtp_down(monkeypatch)
-    with pytest.raises(AlertDeliveryError, match=r"could not be sent.*stay queued"):
-        outbox.deliver_alerts(registry)
-    with pytest.raises(AlertDeliveryError):
-        outbox.deliver_alerts(registry)  # the next run while still down: tried again, still kept
-    (alert,) = registry.alerts(MODEL)
-    assert alert.id == outcome.alert_id and alert.status == "queued" and alert.attempts == 2
-    assert "Connection refused" in alert.last_error or "ConnectionRefused" in alert.last_error
-    assert smtp_server.messages == []
-
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", up)  # the server is reachable again
-    assert outbox.deliver_alerts(registry)["sent"] == [alert.id]
-    assert outbox.deliver_alerts(registry)["sent"] == []
-    assert len(smtp_server.messages) == 1
-    (alert,) = registry.alerts(MODEL)
-    assert alert.status == "sent" and alert.attempts == 3 and alert.last_error is None and alert.sent_at
-
-
-def test_an_alert_being_sent_elsewhere_is_not_sent_again(model, registry, smtp_server):
-    spec, _ = model
-    outcome = _run(registry, spec, AFTER_CHANGE)
-    assert registry.claim_alert(outcome.alert_id) is not None  # another sender claimed it (or died after sending)
-    report = outbox.deliver_alerts(registry)
-    assert report["sent"] == [] and report["stuck_sending"] == [outcome.alert_id]
-    assert smtp_server.messages == []
-
-
 def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, smtp_server):
     spec, _ = model
-    first = _run(registry, spec, AFTER_CHANGE, run_id="a")
+    first = run_at(registry, spec, AFTER_CHANGE, run_id="a")
     assert first.harvested == 5
-    assert _run(registry, spec, AFTER_CHANGE, run_id="b").harvested == 0  # same date, another run: same misses
-    nxt = _run(registry, spec, AFTER_CHANGE + dt.timedelta(days=1), run_id="c")
+    assert run_at(registry, spec, AFTER_CHANGE, run_id="b").harvested == 0  # same date, another run: same misses
+    nxt = run_at(registry, spec, AFTER_CHANGE + dt.timedelta(days=1), run_id="c")
     cases = registry.golden_cases(MODEL)
     assert len(cases) == 5 + nxt.harvested and len({c.case_key for c in cases}) == len(cases)
     assert {c.source for c in cases} == {"harvested"}
@@ -191,22 +150,11 @@ def test_harvest_tolerance_is_the_per_row_error_the_failed_requirement_allows(mo
     assert harvest_tolerance(spec, [failed("r2", 0.5)], 200.0, 7.0) == pytest.approx(7.0)  # best baseline's error
 
 
-def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=2000)
-    assert psi(base, rng.normal(size=500)) < 0.05
-    assert psi(base, rng.normal(loc=1.5, size=500)) > PSI_WARNING
-    assert psi([0, 1, 0, 0, 1], [1, 1, 1, 1]) > PSI_WARNING  # few values: compared as categories
-    assert psi([], [1.0]) is None
-
-
 def test_a_model_without_versions_is_skipped_and_a_bad_source_raises_clearly(tmp_path, registry):
     write_source(registry)
-    spec = write_spec(tmp_path)
+    spec = write_spec(tmp_path, **SPEC)
     registry.sync_model(spec)
-    outcome = _run(registry, spec, AFTER_CHANGE)
+    outcome = run_at(registry, spec, AFTER_CHANGE)
     assert outcome.results == [] and not outcome.alerting and outcome.alert_id is None  # nothing to test
     assert counts(registry)["evaluations"] == 0
     train_champion(registry, spec)
@@ -218,43 +166,33 @@ def test_a_model_without_versions_is_skipped_and_a_bad_source_raises_clearly(tmp
 
     before = counts(registry)
     with pytest.raises(DataError, match=r"missing columns \['promo'\]"):
-        _run(registry, spec, AFTER_CHANGE)
+        run_at(registry, spec, AFTER_CHANGE)
     assert counts(registry) == before
     assert json.dumps(outcome.summary())  # the XCom summary is JSON
 
 
 def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_tolerance(tmp_path, registry,
                                                                                          smtp_server):
-    import textwrap
-
     from sqlalchemy import text
 
     from ratchet import demo
     from ratchet.lifecycle.retrain import retrain_model
-    from ratchet.specs import load_spec
 
     frame = demo.generate_classification(dt.date(2024, 1, 1), dt.date(2025, 8, 31), seed=5)
     with registry.engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS nowtest_cls CASCADE; CREATE SCHEMA nowtest_cls"))
         frame.to_sql("busy", conn, schema="nowtest_cls", index=False)
-    path = tmp_path / "busy.yaml"
-    path.write_text(textwrap.dedent("""
-        name: busy
-        task: classification
-        alert_emails: [ops@example.com]
-        source: {table: nowtest_cls.busy, time_column: day, target: busy, target_lags: [1]}
-        estimators: [{class: sklearn.linear_model.LogisticRegression}]
-        search: {n_trials: 1, cv_folds: 2, candidates: 1}
-        baselines: [majority, last_value]
-        requirements: [{metric: accuracy, min: 0.999, scope: nowtest}]
-        nowtest: {window_days: 28, min_rows: 7}
-    """))
-    spec = load_spec(path)
+    spec = write_spec(tmp_path, name="busy", table="nowtest_cls.busy", task="classification",
+                      alert_emails=["ops@example.com"], source={"target": "busy", "target_lags": [1]},
+                      estimators=[{"class": "sklearn.linear_model.LogisticRegression"}],
+                      search={"n_trials": 1, "cv_folds": 2, "candidates": 1}, baselines=["majority", "last_value"],
+                      requirements=[{"metric": "accuracy", "min": 0.999, "scope": "nowtest"}],
+                      nowtest={"window_days": 28, "min_rows": 7})
     registry.sync_model(spec)
     (version,) = retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2025, 7, 1))
     registry.record_promotion("busy", version, kind="initial", outcome="promoted", triggered_by="tests",
                               reason="first", gates=[], run_id="p", expected_previous_version=None)
-    outcome = _run(registry, spec, AFTER_CHANGE)
+    outcome = run_at(registry, spec, AFTER_CHANGE)
     assert set(outcome.champion.scores) == {"accuracy", "f1", "roc_auc", "log_loss"}
     assert not outcome.passed and outcome.champion.failed[0].metric == "accuracy"
     assert outcome.champion.worst_misses and all(m["actual"] != m["predicted"] for m in outcome.champion.worst_misses)

@@ -8,12 +8,11 @@ a weaker candidate's promotion fails naming its gates and changes nothing.
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
-from pathlib import Path
 
 import pytest
 from dag_helpers import load_dag
-from nowtest_helpers import TABLE, write_source
+from nowtest_helpers import FEATURES, TABLE, write_source
+from spec_factory import spec_data, write_spec
 
 from ratchet import specs
 from ratchet.evaluation import backtest
@@ -21,39 +20,21 @@ from ratchet.registry import version_contender
 
 UTC = dt.UTC
 MODEL = "cycle_demand"
-RIDGE = """
-  - class: sklearn.linear_model.Ridge
-    search_space: {alpha: {loguniform: [0.1, 10.0]}}"""
-BOOSTING = """
-  - class: sklearn.ensemble.HistGradientBoostingRegressor
-    params: {max_iter: 100, random_state: 0}
-    search_space: {learning_rate: {uniform: [0.05, 0.2]}}"""
-
-
-def write_spec(folder: Path, estimators: str, ratchet: bool) -> None:
-    (folder / f"{MODEL}.yaml").write_text(textwrap.dedent(f"""
-        name: {MODEL}
-        task: regression
-        owner: tests
-        alert_emails: [owner@example.com]
-        source:
-          table: {TABLE}
-          time_column: day
-          target: demand
-          features: [temperature, precipitation, is_holiday, promo, day_of_week]
-          target_lags: [1, 7]
-        search: {{n_trials: 3, cv_folds: 2, seed: 1, candidates: 2}}
-        requirements:
-          - {{metric: mape, max: 0.12, scope: nowtest}}
-          - {{metric: rmse, max: 1000, scope: backtest}}
-        backtest: {{months: 6}}
-        nowtest: {{window_days: 14, min_rows: 7}}
-        promotion:
-          min_improvement: 0.02
-          min_months_won: 3
-          min_trial_days: 3
-          ratchet: {{enabled: {str(ratchet).lower()}, slack: 0.2}}
-        estimators:""") + textwrap.indent(textwrap.dedent(estimators), "  ") + "\n")
+RIDGE = [{"class": "sklearn.linear_model.Ridge", "search_space": {"alpha": {"loguniform": [0.1, 10.0]}}}]
+BOOSTING = [{"class": "sklearn.ensemble.HistGradientBoostingRegressor", "params": {"max_iter": 100, "random_state": 0},
+             "search_space": {"learning_rate": {"uniform": [0.05, 0.2]}}}]
+SPEC = {  # spec_factory overrides: the owner's YAML before the edit (Ridge, ratchet off)
+    "name": MODEL, "table": TABLE, "owner": "tests", "alert_emails": ["owner@example.com"],
+    "source": {"target": "demand", "features": FEATURES, "target_lags": [1, 7]},
+    "search": {"n_trials": 3, "cv_folds": 2, "seed": 1, "candidates": 2},
+    "requirements": [{"metric": "mape", "max": 0.12, "scope": "nowtest"},
+                     {"metric": "rmse", "max": 1000, "scope": "backtest"}],
+    "backtest": {"months": 6},
+    "nowtest": {"window_days": 14, "min_rows": 7},
+    "promotion": {"min_improvement": 0.02, "min_months_won": 3, "min_trial_days": 3,
+                  "ratchet": {"enabled": False, "slack": 0.2}},
+    "estimators": RIDGE,
+}
 
 
 def _run(dag_id, when: dt.datetime, conf: dict | None = None) -> str:
@@ -68,7 +49,7 @@ def _best_new_version(registry, spec, versions):
 @pytest.fixture
 def cycle(tmp_path, monkeypatch, registry):
     write_source(registry)
-    write_spec(tmp_path, RIDGE, ratchet=False)
+    write_spec(tmp_path, **SPEC)
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("RATCHET_REPORTS_DIR", str(tmp_path / "reports"))
     return tmp_path
@@ -101,7 +82,7 @@ def test_full_cycle_with_a_regime_change(airflow_db, cycle, registry, smtp_serve
     assert registry.golden_cases(MODEL), "the worst misses become regression cases"
 
     # The owner adds a more flexible estimator and turns the ratchet on; the nightly retrain adapts.
-    write_spec(cycle, BOOSTING, ratchet=True)
+    write_spec(cycle, spec_data(**SPEC), estimators=BOOSTING, promotion={"ratchet": {"enabled": True}})
     assert _run("ratchet_retrain", dt.datetime(2025, 8, 20, 1, tzinfo=UTC)) == "success"
     assert _run("ratchet_backtest", dt.datetime(2025, 8, 20, 3, tzinfo=UTC)) == "success"
     spec = specs.load_specs()[MODEL]

@@ -16,7 +16,7 @@ from conftest import free_port
 
 from ratchet import demo, pipeline
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 MODEL = "daily_demand"

@@ -8,7 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from spec_factory import write_spec
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -17,14 +19,8 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_the_executor_imports_task_libraries_and_estimators_before_forking_its_workers(tmp_path):
-    (tmp_path / "gbr.yaml").write_text(textwrap.dedent("""
-        name: gbr
-        task: regression
-        source: {table: t, time_column: day, target: y}
-        estimators:
-          - class: sklearn.ensemble.HistGradientBoostingRegressor
-            search_space: {max_iter: {randint: [10, 20]}}
-    """))
+    write_spec(tmp_path, name="gbr", table="t", estimators=[{"class": "sklearn.ensemble.HistGradientBoostingRegressor",
+                                                            "search_space": {"max_iter": {"randint": [10, 20]}}}])
     (tmp_path / "broken.yaml").write_text("name: broken\ntask: forecasting\n")
     result = _python("""
         import sys
@@ -48,12 +44,7 @@ def test_the_executor_imports_task_libraries_and_estimators_before_forking_its_w
 def test_preload_returns_the_models_whose_specs_load(tmp_path, monkeypatch):
     from ratchet import pipeline
 
-    (tmp_path / "ridge.yaml").write_text(textwrap.dedent("""
-        name: ridge
-        task: regression
-        source: {table: t, time_column: day, target: y}
-        estimators: [{class: sklearn.linear_model.Ridge}]
-    """))
+    write_spec(tmp_path, name="ridge", table="t")
     (tmp_path / "broken.yaml").write_text("name: broken\ntask: forecasting\n")
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
     assert pipeline.preload() == ["ridge"]

@@ -9,17 +9,14 @@ from urllib.parse import quote
 
 import pytest
 from dag_helpers import load_dag
-from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, counts, train_champion, write_source, write_spec
+from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, champion_model, counts
 from promote_helpers import register_fitted
-
-from ratchet.specs import load_spec
+from spec_factory import write_spec
 
 
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch, registry):
-    write_source(registry)
-    spec = write_spec(tmp_path)
-    train_champion(registry, spec)
+    champion_model(registry, tmp_path)
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
     return tmp_path
 
@@ -80,10 +77,8 @@ def test_smtp_down_fails_the_delivery_task_and_the_next_run_sends_it_once(airflo
 
 
 def test_one_models_failure_does_not_stop_the_others(airflow_db, models_dir, registry, smtp_server):
-    (models_dir / "broken.yaml").write_text(
-        "name: broken_model\ntask: regression\nsource: {table: nowtest_src.missing_table, time_column: day, "
-        "target: y}\nestimators: [{class: sklearn.linear_model.Ridge}]\n")
-    registry.sync_model(load_spec(models_dir / "broken.yaml"))
+    broken = write_spec(models_dir, name="broken_model", table="nowtest_src.missing_table", filename="broken.yaml")
+    registry.sync_model(broken)
     register_fitted(registry, "broken_model", "r1")
     run = load_dag("ratchet_nowtest").test(logical_date=AFTER_CHANGE)
     assert run.state == "failed"  # the run says a model failed ...

@@ -1,0 +1,59 @@
+"""The alert outbox (`ratchet.alerting.outbox`) with a real SMTP server: a down server keeps alerts queued,
+a claimed alert is never sent twice. The alerts come from a real failing now-test."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from nowtest_helpers import AFTER_CHANGE, MODEL, champion_model, run_at
+
+from ratchet.alerting import outbox
+from ratchet.exceptions import AlertDeliveryError
+
+
+@pytest.fixture
+def model(tmp_path, registry):
+    return champion_model(registry, tmp_path)
+
+
+def smtp_down(monkeypatch) -> str:
+    """Point `smtp_default` at a port nobody listens on; returns the working connection to restore."""
+    import os
+
+    from conftest import free_port
+
+    working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
+    down = json.loads(working) | {"port": free_port()}
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(down))
+    return working
+
+
+def test_smtp_down_keeps_the_alert_queued_and_it_is_sent_exactly_once_when_back(model, registry, smtp_server,
+                                                                                 monkeypatch):
+    spec, _ = model
+    outcome = run_at(registry, spec, AFTER_CHANGE)
+    up = smtp_down(monkeypatch)
+    with pytest.raises(AlertDeliveryError, match=r"could not be sent.*stay queued"):
+        outbox.deliver_alerts(registry)
+    with pytest.raises(AlertDeliveryError):
+        outbox.deliver_alerts(registry)  # the next run while still down: tried again, still kept
+    (alert,) = registry.alerts(MODEL)
+    assert alert.id == outcome.alert_id and alert.status == "queued" and alert.attempts == 2
+    assert "Connection refused" in alert.last_error or "ConnectionRefused" in alert.last_error
+    assert smtp_server.messages == []
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", up)  # the server is reachable again
+    assert outbox.deliver_alerts(registry)["sent"] == [alert.id]
+    assert outbox.deliver_alerts(registry)["sent"] == []
+    assert len(smtp_server.messages) == 1
+    (alert,) = registry.alerts(MODEL)
+    assert alert.status == "sent" and alert.attempts == 3 and alert.last_error is None and alert.sent_at
+
+
+def test_an_alert_being_sent_elsewhere_is_not_sent_again(model, registry, smtp_server):
+    spec, _ = model
+    outcome = run_at(registry, spec, AFTER_CHANGE)
+    assert registry.claim_alert(outcome.alert_id) is not None  # another sender claimed it (or died after sending)
+    report = outbox.deliver_alerts(registry)
+    assert report["sent"] == [] and report["stuck_sending"] == [outcome.alert_id]
+    assert smtp_server.messages == []

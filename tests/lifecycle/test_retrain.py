@@ -1,0 +1,30 @@
+"""Retraining (`ratchet.lifecycle.retrain`): bad data fails before anything is stored."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from source_helpers import sample_frame, write_table
+from spec_factory import build_spec
+from sqlalchemy import text
+
+from ratchet.exceptions import DataError
+from ratchet.lifecycle import retrain
+
+
+def test_bad_data_leaves_the_registry_unchanged(registry):
+    frame = sample_frame(120).drop(columns=["kind"])
+    frame.loc[50, "y"] = np.nan
+    spec = build_spec(name="m", table=write_table(registry, frame), source={"missing_target": "error"})
+    registry.sync_model(spec)
+
+    def counts():
+        with registry.engine.connect() as conn:
+            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                    for t in ("model_versions", "search_trials", "evaluations")}
+
+    before = counts()
+    with pytest.raises(DataError, match="missing values"):
+        retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
+    assert counts() == before == {"model_versions": 0, "search_trials": 0, "evaluations": 0}

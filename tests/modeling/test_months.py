@@ -1,0 +1,33 @@
+"""Months (`ratchet.modeling.months`): fingerprints per month and the complete months of a source."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from source_helpers import sample_frame
+from spec_factory import build_spec
+
+from ratchet.modeling import months, sources
+
+
+def test_month_fingerprints_change_from_an_edited_month_onwards_only():
+    spec = build_spec(name="m", table="s.t", source={"categorical": ["kind"]})
+    frame = sources.validate_frame(spec, sample_frame(90))
+    before = months.month_fingerprints(spec, frame)
+    assert months.month_fingerprints(spec, frame.copy()) == before
+    frame.loc[frame["day"] == pd.Timestamp("2024-02-10"), "y"] += 1
+    after = months.month_fingerprints(spec, frame)
+    assert after["2024-01"] == before["2024-01"]
+    assert after["2024-02"] != before["2024-02"] and after["2024-03"] != before["2024-03"]
+
+
+def test_complete_months_leave_out_the_running_month():
+    times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
+    assert months.complete_months(times, 12) == ["2024-01", "2024-02", "2024-03"]
+    assert months.complete_months(times, 2, before=dt.datetime(2024, 3, 1)) == ["2024-01", "2024-02"]
+
+
+def test_a_month_the_data_lacks_stays_among_the_complete_months():
+    times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
+    times = times[times.dt.month != 2]
+    assert months.complete_months(times, 2) == ["2024-02", "2024-03"]  # not silently ["2024-01", "2024-03"]
