@@ -60,6 +60,7 @@ class ContenderResult:
     requirements: list[RequirementResult]
     worst_misses: list[dict[str, Any]] = field(default_factory=list)
     drift: dict[str, float | None] = field(default_factory=dict)
+    undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value in this window
 
     @property
     def failed(self) -> list[RequirementResult]:
@@ -186,10 +187,10 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred, _ = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
+        scores, y_pred, undefined = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
         checked = check_requirements(requirements, scores, baseline_scores)
         misses = _worst_misses(spec.task, yw, tw, y_pred)
-        results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift))
+        results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined))
 
     outcome = NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                              spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores)
@@ -224,8 +225,10 @@ def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow
             continue
         for metric, value in result.scores.items():
             checked = [r.passed for r in result.requirements if r.metric == metric]
+            reason = {"undefined": result.undefined[metric]} if metric in result.undefined else {}
             rows.append(EvaluationRow(metric=metric, value=value, contender=result.contender, version=result.version,
-                                      passed=all(checked) if checked else None, details=details, **common))
+                                      passed=all(checked) if checked else None, details={**details, **reason},
+                                      **common))
     for name, scores in outcome.baselines.items():
         rows += [EvaluationRow(metric=metric, value=value, contender=name, baseline=name, **common)
                  for metric, value in scores.items()]
