@@ -144,10 +144,20 @@ def free_port() -> int:
 
 
 class MailBox:
-    """Messages received by the test SMTP server."""
+    """Messages received by the test SMTP server; with `refuse` set (e.g. '550 5.1.1 no such user') it answers
+    every recipient with that reply instead, and counts the refused attempts."""
 
     def __init__(self):
         self.messages = []
+        self.refuse: str | None = None
+        self.refused = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse:
+            self.refused += 1
+            return self.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         import email

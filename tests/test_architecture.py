@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "include" / "ratchet"
 LAYERS = [
-    {"exceptions"},
+    {"exceptions", "faults"},
     {"settings"},
     {"specs"},
     {"modeling"},

@@ -8,7 +8,7 @@ import pytest
 from nowtest_helpers import AFTER_CHANGE, MODEL, champion_model, run_at
 
 from ratchet.alerting import outbox
-from ratchet.exceptions import AlertDeliveryError
+from ratchet.exceptions import AlertDeliveryError, AlertUndeliverable
 
 
 @pytest.fixture
@@ -57,3 +57,45 @@ def test_an_alert_being_sent_elsewhere_is_not_sent_again(model, registry, smtp_s
     report = outbox.deliver_alerts(registry)
     assert report["sent"] == [] and report["stuck_sending"] == [outcome.alert_id]
     assert smtp_server.messages == []
+
+
+def test_a_permanent_refusal_is_tried_once_kept_queued_with_the_reply_and_shown(model, registry, smtp_server,
+                                                                                 monkeypatch):
+    spec, _ = model
+    outcome = run_at(registry, spec, AFTER_CHANGE)
+    smtp_server.refuse = "550 5.1.1 <owner@example.com>: no such user"
+    with pytest.raises(AlertUndeliverable, match=r"need a person.*550 5.1.1"):
+        outbox.deliver_alerts(registry)
+    assert smtp_server.refused == len(spec.alert_emails)  # one try per recipient: a 5xx reply is not retried
+    (alert,) = registry.alerts(MODEL)
+    assert (alert.id, alert.status, alert.attempts) == (outcome.alert_id, "queued", 1)
+    assert "550 5.1.1" in alert.last_error and "no such user" in alert.last_error
+
+
+    from fastapi.testclient import TestClient
+
+    from ratchet.ui.app import create_app
+
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(spec.path.parent))
+    page = TestClient(create_app()).get(f"/models/{MODEL}").text
+    assert "550 5.1.1" in page  # the server's reply on the Ratchet page
+
+    smtp_server.refuse = None  # the address is fixed on the server side: the next delivery sends it, once
+    assert outbox.deliver_alerts(registry)["sent"] == [outcome.alert_id]
+    assert outbox.deliver_alerts(registry)["sent"] == [] and len(smtp_server.messages) == 1
+
+
+def test_an_alert_without_recipients_fails_delivery_until_the_yaml_names_them(tmp_path, registry, smtp_server):
+    from nowtest_helpers import SPEC, train_champion, write_source
+    from spec_factory import write_spec
+
+    write_source(registry)
+    spec = write_spec(tmp_path, **{**SPEC, "alert_emails": []})
+    train_champion(registry, spec)
+    outcome = run_at(registry, spec, AFTER_CHANGE)
+    assert outcome.alert_id is not None
+    with pytest.raises(AlertUndeliverable, match=rf"alert {outcome.alert_id} of model '{MODEL}' has no recipient"):
+        outbox.deliver_alerts(registry, recipients={MODEL: ()})
+    assert registry.alerts(MODEL)[0].status == "queued" and smtp_server.messages == []
+    sent = outbox.deliver_alerts(registry, recipients={MODEL: ("owner@example.com",)})  # the YAML now has one
+    assert sent["sent"] == [outcome.alert_id] and smtp_server.messages[0]["to"] == ["owner@example.com"]

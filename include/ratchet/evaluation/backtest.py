@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ratchet.exceptions import DataError
+from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
@@ -101,6 +102,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {})})
                      for name, value in scores.values.items()]
+        checkpoint("backtest:month-computed")
     registry.record_evaluations(spec.name, rows)
     return {"computed": computed, "skipped": skipped}
 

@@ -33,6 +33,7 @@ from ratchet.evaluation.drift import PSI_WARNING, feature_drift
 from ratchet.evaluation.golden import case_key
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
 from ratchet.exceptions import DataError
+from ratchet.faults import checkpoint
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
 from ratchet.modeling.features import is_model_input, make_xy
@@ -202,6 +203,7 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     draft = None
     if outcome.alerting and mail:
         draft = alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+    checkpoint("nowtest:verdicts-computed")
     alert_id = registry.record_evaluations(spec.name, _evaluation_rows(outcome, run_id), golden_cases=cases,
                                            alert=draft)
     return replace(outcome, alert_id=alert_id)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.exceptions import SearchFailed
+from ratchet.faults import checkpoint
 from ratchet.modeling import artifacts, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
@@ -61,6 +62,7 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
     else:
         trials = run_search(spec, X, y, seed_salt=str(logical_date), champion=registry.champion(spec.name))
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
+        checkpoint("retrain:trials-recorded")
     best = best_trials(spec, trials)
     if not best:
         raise SearchFailed(_failure_summary(spec, trials))
