@@ -122,3 +122,50 @@ def test_a_model_whose_backtest_fails_fails_the_run_and_not_the_other_model(airf
         "2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06"}
     assert registry.latest_report("demand_test") is not None
     assert registry.latest_report("busy_test") is not None  # written from the groups that finished
+
+
+def test_a_broken_spec_fails_only_its_own_task_at_once_and_every_report_names_it(airflow_db, two_models, registry):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+    from dag_helpers import DAGS
+
+    (two_models / "broken.yaml").write_text("name: broken\ntask: regression\nsource: {table: t, time_column: day, "
+                                            "target: y}\nestimators: [{class: sklearn.linear_model.Ridge}]\n"
+                                            "search: {n_trials: ten}\n")
+    dag = DagBag(dag_folder=str(DAGS / "ratchet_retrain.py")).get_dag("ratchet_retrain")
+    assert dag.default_args["retries"] >= 1  # retries stay on: a broken spec must not use them
+    run = dag.test(logical_date=LOGICAL_DATE)
+    assert run.state == "failed"
+    assert _states(run) == {("retrain", "demand_test"): "success", ("retrain", "busy_test"): "success",
+                            ("retrain", "broken"): "failed"}
+    assert registry.versions("demand_test") and registry.versions("busy_test")
+
+    ratchet = str(Path(sys.executable).parent / "ratchet")
+    status = subprocess.run([ratchet, "status", "--json"], capture_output=True, text=True, env=os.environ.copy())
+    report = json.loads(status.stdout)
+    assert status.returncode == 2 and "broken.yaml: field 'search.n_trials'" in status.stderr
+    assert [m["name"] for m in report["models"]] == ["busy_test", "demand_test"]
+    assert [(b["model"], Path(b["file"]).name) for b in report["broken_specs"]] == [("broken", "broken.yaml")]
+    good = subprocess.run([ratchet, "status", "--model", "demand_test"], capture_output=True, text=True,
+                          env=os.environ.copy())
+    assert good.returncode == 0 and "demand_test (regression)" in good.stdout
+
+    from fastapi.testclient import TestClient
+
+    from ratchet.ui.app import create_app
+
+    page = TestClient(create_app()).get("/").text
+    assert "broken model file, not running" in page and "search.n_trials" in page
+
+
+def test_a_run_for_a_date_before_any_schedule_creates_its_tasks(airflow_db, two_models, registry):
+    when = dt.datetime(2023, 12, 1, 1, tzinfo=dt.UTC)  # a replay of history: before 2024, the old start date
+    run = load_dag("ratchet_retrain").test(logical_date=when)
+    assert run.state == "success"
+    assert _states(run) == {("retrain", "demand_test"): "success", ("retrain", "busy_test"): "success"}
+    assert {v.train_end for v in registry.versions("demand_test")} == {dt.datetime(2023, 12, 1, tzinfo=dt.UTC)}
