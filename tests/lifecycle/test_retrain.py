@@ -28,3 +28,16 @@ def test_bad_data_leaves_the_registry_unchanged(registry):
     with pytest.raises(DataError, match="missing values"):
         retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
     assert counts() == before == {"model_versions": 0, "search_trials": 0, "evaluations": 0}
+
+
+def test_a_search_whose_every_trial_fails_fails_with_each_distinct_error_counted(registry):
+    from ratchet.exceptions import SearchFailed
+
+    frame = sample_frame(120).drop(columns=["kind"])
+    spec = build_spec(name="m", table=write_table(registry, frame), search={"n_trials": 3, "cv_folds": 2},
+                      estimators=[{"class": "sklearn.ensemble.HistGradientBoostingRegressor",
+                                   "params": {"categorical_features": ["no_such_column"]}}])
+    registry.sync_model(spec)
+    with pytest.raises(SearchFailed, match=r"none of the 3 trials can become a version: 3× ValueError: "):
+        retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
+    assert registry.versions("m") == [] and len(registry.trials("m")) == 3  # the trials stay, with their errors

@@ -21,10 +21,12 @@ def test_month_fingerprints_change_from_an_edited_month_onwards_only():
     assert after["2024-02"] != before["2024-02"] and after["2024-03"] != before["2024-03"]
 
 
-def test_complete_months_leave_out_the_running_month():
+def test_complete_months_leave_out_the_running_month_and_a_month_without_history_before_it():
     times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
-    assert months.complete_months(times, 12) == ["2024-01", "2024-02", "2024-03"]
-    assert months.complete_months(times, 2, before=dt.datetime(2024, 3, 1)) == ["2024-01", "2024-02"]
+    assert months.complete_months(times, 12) == ["2024-02", "2024-03"]  # 2024-01 has nothing before it
+    assert months.complete_months(times, 2, before=dt.datetime(2024, 3, 1)) == ["2024-02"]
+    later_start = pd.Series(pd.date_range("2023-12-20", "2024-04-15"))
+    assert months.complete_months(later_start, 12) == ["2024-01", "2024-02", "2024-03"]
 
 
 def test_a_month_the_data_lacks_stays_among_the_complete_months():

@@ -82,7 +82,7 @@ def classification_scores(y_true: ArrayLike, y_pred: ArrayLike, proba: np.ndarra
         values["log_loss"] = float(m.log_loss(y_true, proba, labels=classes))
         if len(present) < 2:
             values["roc_auc"] = math.nan
-            undefined["roc_auc"] = f"only one class ({classes[present[0]]!r}) in this window"
+            undefined["roc_auc"] = f"only one class ({str(classes[present[0]])!r}) in this window"
         else:
             values["roc_auc"] = float(np.mean([m.roc_auc_score(y_true == classes[i], proba[:, i]) for i in present]))
     return values, undefined
