@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, selectinload, sessionmaker
@@ -81,9 +81,11 @@ class Registry:
         """Create or update the model and its requirements from the spec; record every requirement change."""
         with self._session() as session:
             stmt = insert(Model).values(name=spec.name, task=spec.task, owner=spec.owner, spec=_jsonable(spec.raw))
-            stmt = stmt.on_conflict_do_update(
+            stmt = stmt.on_conflict_do_update(  # only a changed spec touches the row (a sync is not an edit)
                 index_elements=[Model.name],
                 set_={"task": spec.task, "owner": spec.owner, "spec": stmt.excluded.spec, "updated_at": func.now()},
+                where=tuple_(Model.task, Model.owner, Model.spec).is_distinct_from(
+                    tuple_(stmt.excluded.task, stmt.excluded.owner, stmt.excluded.spec)),
             )
             session.execute(stmt)
             model = self._model(session, spec.name, lock=True)
