@@ -2,6 +2,8 @@
 back-test evaluations and now-test days stored the way the DAGs store them, a first champion."""
 from __future__ import annotations
 
+import datetime as dt
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from ratchet.lifecycle.promotion import promote
 from ratchet.modeling import artifacts
 from ratchet.registry import EvaluationRow
+from ratchet.registry.entities import DayRow
 from ratchet.registry.schema import Base
 from ratchet.specs import ModelSpec
 
@@ -33,7 +36,7 @@ SPEC = {
         {"metric": "model_size_bytes", "max": 10_000_000},
     ],
     "promotion": {"min_improvement": 0.05, "min_months_won": 3, "min_trial_days": 3,
-                  "ratchet": {"enabled": True, "slack": 0.1}},
+                  "ratchet": {"enabled": True}},
 }
 BASELINES = {"last_value": [12.0] * 4, "mean": [15.0] * 4}  # back-test rmse of the baselines per month of MONTHS
 DAYS = ["2024-05-01", "2024-05-02", "2024-05-03"]  # now-test days of a candidate's trial
@@ -74,17 +77,33 @@ def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, **ove
 
 def store_backtest(registry, model: str, contender_values: dict[str, list[float]], metric="rmse",
                    extra_metrics: dict[str, float] | None = None) -> None:
-    """contender ('v1', 'last_value', ...) -> one value of `metric` per month of MONTHS."""
-    rows = []
+    """contender ('v1', 'last_value', ...) -> one value of `metric` per month of MONTHS, with the month's days.
+
+    Each month has 28 days of errors whose root mean square is exactly the month's value (so the daily
+    losses behind a paired test agree with the monthly rmse). Every contender shares the month's error
+    pattern, scaled to its value, as models of one target do: hard days are hard for all of them.
+    """
+    rows, days = [], []
     for contender, values in contender_values.items():
         version = int(contender[1:]) if contender.startswith("v") and contender[1:].isdigit() else None
         for month, value in zip(MONTHS, values, strict=True):
+            days.append(_month_days(contender, month, value))
             metrics = {metric: value, **{m: value * f for m, f in (extra_metrics or {}).items()}}
             for name, v in metrics.items():
                 rows.append(EvaluationRow(kind="backtest", contender=contender, partition=month, metric=name,
                                           value=v, n_rows=30, run_id="bt", version=version,
                                           baseline=None if version else contender))
-    registry.record_evaluations(model, rows)
+    registry.record_evaluations(model, rows, days=days)
+
+
+def _month_days(contender: str, month: str, rmse: float) -> DayRow:
+    rng = np.random.default_rng(zlib.crc32(month.encode()))
+    errors = rng.normal(size=28)
+    errors *= rmse / np.sqrt(np.mean(errors ** 2))
+    actual = rng.normal(50, 5, size=28)
+    start = dt.date.fromisoformat(f"{month}-01")
+    return DayRow(contender=contender, partition=month, days=tuple(start + dt.timedelta(days=i) for i in range(28)),
+                  run_id="bt", actual=tuple(actual), predicted=tuple(actual + errors))
 
 
 def store_nowtest_days(registry, model: str, version: int, days: list[str], passed: bool = True) -> None:

@@ -32,7 +32,7 @@ SPEC = {  # spec_factory overrides: the owner's YAML before the edit (Ridge, rat
     "backtest": {"months": 6},
     "nowtest": {"window_days": 14, "min_rows": 7},
     "promotion": {"min_improvement": 0.02, "min_months_won": 3, "min_trial_days": 3,
-                  "ratchet": {"enabled": False, "slack": 0.2}},
+                  "ratchet": {"enabled": False}},
     "estimators": RIDGE,
 }
 

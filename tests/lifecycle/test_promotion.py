@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import yaml
 from promote_helpers import (
     BASELINES,
     DAYS,
+    MONTHS,
     SPEC,
     first_champion,
     register_fitted,
@@ -16,10 +18,12 @@ from promote_helpers import (
     store_nowtest_days,
     training_frame,
 )
+from scipy import stats
 from spec_factory import spec_data, write_spec
 
 from ratchet.exceptions import ConcurrentPromotionError, GoldenFileError, PromotionInputError, PromotionRejected
 from ratchet.lifecycle.promotion import promote, promote_by_name
+from ratchet.lifecycle.ratchet import calibrate_nowtest
 from ratchet.registry import Registry
 
 
@@ -56,18 +60,23 @@ def test_first_champion_passes_gates_1_3_5_and_ratchets(registry, champion_v1):
     evidence = row.gates[0]["details"]
     assert evidence["means"]["rmse"] == pytest.approx(9.0) and evidence["months"] == ["2024-01", "2024-02",
                                                                                         "2024-03", "2024-04"]
-    # ratchet: towards the champion's back-test value with 10% slack, never the computational bound
+    # ratchet: calibrated on the champion's back-test (its monthly rmse is 9 every month: the confidence bound
+    # of the mean is 9; its daily errors give the now-test bound), never the computational bound
     bounds = _bounds(registry)
-    assert bounds[("rmse", None, "backtest")] == pytest.approx(9.9)
-    assert bounds[("rmse", "baseline", "backtest")] == pytest.approx(9.0 / 12.0 * 1.1)
-    assert bounds[("mae", None, "nowtest")] == pytest.approx(7.2 * 1.1)
+    assert bounds[("rmse", None, "backtest")] == pytest.approx(9.0)
+    assert bounds[("rmse", "baseline", "backtest")] == pytest.approx(9.0 / 12.0)
+    mae = next(r for r in registry.requirements("demand") if r.metric == "mae")
+    calibrated, derivation = calibrate_nowtest(registry, spec, mae, "v1", MONTHS, 0.05)
+    assert calibrated > 8.0 and derivation["windows"] > 60  # the 95% quantile of 14-day windows would loosen 8
+    assert bounds[("mae", None, "nowtest")] == 8.0 and [c.change for c in mae.history] == ["created"]
     assert bounds[("model_size_bytes", None, "gate")] == 10_000_000
     changes = [c for r in registry.requirements("demand") for c in r.history if c.change == "ratchet"]
-    assert len(changes) == 3
+    assert len(changes) == 2
     assert {c.promotion_id for c in changes} == {row.id} and {c.changed_by for c in changes} == {"alice"}
     rmse = next(c for c in changes if c.old_bound == 10.0)
-    assert rmse.new_bound == pytest.approx(9.9) and "v1 back-test mean rmse 9" in rmse.reason
-    assert len(outcome.ratchet_changes) == 3
+    assert rmse.new_bound == pytest.approx(9.0) and "95% confidence bound of v1's mean rmse over 4" in rmse.reason
+    assert rmse.derivation["method"] == "one-sided confidence bound of the monthly mean"
+    assert len(outcome.ratchet_changes) == 2
 
 
 def test_better_candidate_passes_only_after_its_trial_days(registry, champion_v1):
@@ -90,7 +99,10 @@ def test_better_candidate_passes_only_after_its_trial_days(registry, champion_v1
     assert gate2["months_won"] == ["2024-01", "2024-02", "2024-03", "2024-04"]
     assert gate2["improvement"] == pytest.approx((9.0 - 8.05) / 9.0)
     assert registry.champion("demand").version == 2
-    assert _bounds(registry)[("rmse", None, "backtest")] == pytest.approx(8.05 * 1.1)
+    monthly = np.array([8.0, 8.2, 7.9, 8.1])
+    assert _bounds(registry)[("rmse", None, "backtest")] == pytest.approx(
+        monthly.mean() + stats.t.ppf(0.95, 3) * monthly.std(ddof=1) / 2)
+    assert gate2["paired_test"]["p_value"] < 0.05 and gate2["paired_test"]["n_days"] == 4 * 28
     assert _bounds(registry)[("rmse", None, "backtest")] < before[("rmse", None, "backtest")]
     assert [p.outcome for p in registry.promotions("demand")] == ["promoted", "rejected", "promoted"]
 
@@ -106,8 +118,8 @@ def test_weaker_candidate_is_rejected_naming_each_gate_and_its_numbers(registry,
         _promote(registry, spec, 2)
     message = str(info.value)
     assert "rejected" in message and "demand v2" in message
-    assert "gate 1 requirements failed: rmse 10.1 > max 9.9 (back-test); " \
-           "rmse 10.1 > 0.825 × last_value 12 = 9.9 (back-test)" in message
+    assert "gate 1 requirements failed: rmse 10.1 > max 9 (back-test); " \
+           "rmse 10.1 > 0.75 × last_value 12 = 9 (back-test)" in message
     assert "gate 2 beats_champion failed: rmse mean 10.1 vs champion v1 9: improvement -12.22% < required " \
            "5.00%; won 1 of 4 months < required 3" in message
     assert "gate 4 trial failed: now-test breaches on 1 day(s): ['2024-05-03']" in message

@@ -31,4 +31,4 @@ def test_promotion_status_reports_champion_trial_nowtest_alerts_and_requirements
         "day": DAYS[1], "version": 1, "passed": False, "failed_metrics": ["mae"], "run_id": None}
     assert [a["subject"] for a in status["open_alerts"]] == ["demand: mae breach"]
     rmse = next(r for r in status["requirements"] if r["metric"] == "rmse" and r["relative_to"] is None)
-    assert rmse["history_count"] == 2 and rmse["bound"] == pytest.approx(9.9)
+    assert rmse["history_count"] == 2 and rmse["bound"] == pytest.approx(9.0)

@@ -20,7 +20,7 @@ from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
-from ratchet.registry.entities import EvaluationRow
+from ratchet.registry.entities import DayRow, EvaluationRow
 from ratchet.specs.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
     X, y, times = make_xy(spec, frame)
     stored = registry.evaluated_fingerprints(spec.name, "backtest")
     everyone = contenders(registry, spec)
-    rows, computed, skipped = [], 0, 0
+    rows, days, computed, skipped = [], [], 0, 0
     for month in months:
         start, stop = month_bounds(month)
         test = ((times >= start) & (times < stop)).to_numpy()
@@ -102,9 +102,24 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {})})
                      for name, value in scores.values.items()]
+            days.append(_day_row(spec, contender.name, month, times[test], y[test], scores, run_id,
+                                 fingerprints.get(month)))
         checkpoint("backtest:month-computed")
-    registry.record_evaluations(spec.name, rows)
+    registry.record_evaluations(spec.name, rows, days=days)
     return {"computed": computed, "skipped": skipped}
+
+
+def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, y: pd.Series,
+             scores: metrics.Scores, run_id: str, fingerprint: str | None) -> DayRow:
+    """The month's predictions, a value per day, as the registry keeps them for windows and paired tests."""
+    common = dict(contender=contender, partition=month, days=tuple(t.date() for t in times), run_id=run_id,
+                  data_fingerprint=fingerprint)
+    if spec.task == "regression":
+        return DayRow(**common, actual=tuple(float(v) for v in y), predicted=tuple(float(v) for v in
+                                                                                   scores.predictions))
+    correct = tuple(bool(a == p) for a, p in zip(y, scores.predictions, strict=True))
+    loss = tuple(scores.row_loss) if scores.row_loss is not None else None
+    return DayRow(**common, loss=loss, correct=correct)
 
 
 def metric_table(registry: Registry, spec: ModelSpec, metric: str | None = None) -> dict[str, dict[str, float]]:

@@ -188,7 +188,7 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred, undefined = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
+        scores, y_pred, undefined, _ = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
         checked = check_requirements(requirements, scores, baseline_scores)
         misses = _worst_misses(spec.task, yw, tw, y_pred)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined))

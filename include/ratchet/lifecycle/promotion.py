@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
+import numpy as np
+
 from ratchet.evaluation.backtest import BacktestTable, baseline_means, means_on, metric_tables, months_of
 from ratchet.evaluation.golden import run_golden_cases
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
 from ratchet.lifecycle.ratchet import ratchet_steps
-from ratchet.modeling.metrics import better, improvement
+from ratchet.modeling.metrics import DAILY_LOSSES, better, daily_losses, improvement
+from ratchet.modeling.statistics import diebold_mariano
 from ratchet.registry import Registry
 from ratchet.registry.entities import Promotion, Version
 from ratchet.specs import get_spec
@@ -114,7 +117,7 @@ def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, t
     contender = candidate.contender
     gates = [_requirements_gate(registry, spec, contender, backtest)]
     if kind not in SHORT_KINDS:
-        gates.append(_champion_gate(spec, contender, champion.contender, backtest))
+        gates.append(_champion_gate(registry, spec, contender, champion.contender, backtest))
     gates.append(_regression_gate(registry, spec, version))
     if kind not in SHORT_KINDS:
         gates.append(_trial_gate(registry, spec, candidate))
@@ -177,7 +180,8 @@ def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, back
                 {"months": months, "means": values, "results": [r.as_dict() for r in results]})
 
 
-def _champion_gate(spec: ModelSpec, contender: str, champion: str, backtest: BacktestTable) -> Gate:
+def _champion_gate(registry: Registry, spec: ModelSpec, contender: str, champion: str,
+                   backtest: BacktestTable) -> Gate:
     metric, rules = spec.metric, spec.promotion
     mine, theirs = backtest.get(contender, {}).get(metric, {}), backtest.get(champion, {}).get(metric, {})
     months = sorted(set(mine) & set(theirs))
@@ -197,9 +201,40 @@ def _champion_gate(spec: ModelSpec, contender: str, champion: str, backtest: Bac
                         f"{gain:+.2%} < required {rules.min_improvement:.2%}")
     if len(won) < rules.min_months_won:
         problems.append(f"won {len(won)} of {len(months)} months < required {rules.min_months_won}")
+    test = paired_test(registry, spec, contender, champion, months)
+    details["paired_test"] = test
+    if test.get("p_value") is None:
+        problems.append(test["text"])
+    elif not test["p_value"] < rules.significance:
+        problems.append(f"not significantly better: {test['text']} >= significance {rules.significance:g}")
     summary = "; ".join(problems) or (f"{metric} mean {mean:.4g} vs champion {champion_mean:.4g} "
-                                      f"({gain:+.2%}), won {len(won)} of {len(months)} months")
+                                      f"({gain:+.2%}), won {len(won)} of {len(months)} months, {test['text']}")
     return Gate("beats_champion", not problems, summary, details)
+
+
+def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: str,
+                months: list[str]) -> dict[str, Any]:
+    """The Diebold–Mariano test (`modeling.statistics`) that `contender`'s daily back-test losses are lower than
+    `reference`'s on their common days of `months`, as gate evidence with a one-line `text`.
+
+    The loss is the ranking metric's daily loss; a ranking metric that is not a mean over days is tested on
+    the task's (squared error for r2, log loss for f1 and roc_auc), and the evidence says so. Without stored
+    days of both, `p_value` is None and the text says what to run.
+    """
+    metric = spec.metric if spec.metric in DAILY_LOSSES[spec.task] else DAILY_LOSSES[spec.task][0]
+    series = registry.backtest_days(spec.name, [contender, reference], months)
+    if contender not in series or reference not in series:
+        return {"metric": metric, "p_value": None, "text": f"no back-test days of both {contender} and {reference} "
+                                                         "for a paired test; run ratchet_backtest"}
+    losses = {}
+    for name in (contender, reference):
+        losses[name] = dict(zip(series[name].days, daily_losses(spec.task, metric, series[name]), strict=True))
+    common = sorted(set(losses[contender]) & set(losses[reference]))
+    result = diebold_mariano(np.array([losses[contender][d] for d in common]),
+                             np.array([losses[reference][d] for d in common]))
+    return {"metric": metric, **result.as_dict(), "significance": spec.promotion.significance,
+            "text": f"paired test on daily {metric} loss over {result.n_days} days: mean difference "
+                    f"{result.relative_difference:+.2%}, statistic {result.statistic:.3g}, p = {result.p_value:.3g}"}
 
 
 def _regression_gate(registry: Registry, spec: ModelSpec, version: int) -> Gate:

@@ -26,6 +26,7 @@ class Scores(NamedTuple):
     values: dict[str, float]  # NaN where undefined
     predictions: np.ndarray
     undefined: dict[str, str]  # metric -> the reason it has no value on these rows
+    row_loss: np.ndarray | None = None  # classification: each row's log loss (NaN for a class unseen in training)
 
 
 def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[dict[str, float], dict[str, str]]:
@@ -111,10 +112,46 @@ def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series) -> Scores
     y_pred = np.asarray(estimator.predict(X))
     if task == "regression":
         values, undefined = regression_scores(y, y_pred)
-    else:
-        proba = estimator.predict_proba(X) if hasattr(estimator, "predict_proba") and len(X) else None
-        values, undefined = classification_scores(y, y_pred, proba, _classes(estimator, y_pred))
-    return Scores(values, y_pred, undefined)
+        return Scores(values, y_pred, undefined)
+    proba = estimator.predict_proba(X) if hasattr(estimator, "predict_proba") and len(X) else None
+    classes = _classes(estimator, y_pred)
+    values, undefined = classification_scores(y, y_pred, proba, classes)
+    return Scores(values, y_pred, undefined, None if proba is None else _row_log_loss(y, proba, classes))
+
+
+def _row_log_loss(y: ArrayLike, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """-log p(actual class) per row, clipped like scikit-learn's log_loss; NaN where the class was never seen."""
+    column = {c: i for i, c in enumerate(classes.tolist())}
+    eps = np.finfo(proba.dtype).eps
+    index = [column.get(value) for value in np.asarray(y).tolist()]
+    return np.array([-math.log(min(max(proba[row, i], eps), 1 - eps)) if i is not None else math.nan
+                     for row, i in enumerate(index)])
+
+
+DAILY_LOSSES = {"regression": ("rmse", "mae", "mape"), "classification": ("log_loss", "accuracy")}
+
+
+def daily_losses(task: str, metric: str, series: Any) -> np.ndarray:
+    """Each back-test day's loss for `metric` (a `registry.entities.DaySeries`): what paired tests compare.
+
+    rmse: squared error; mae: absolute error; mape: absolute error over |actual| (NaN where actual is 0);
+    log_loss: the day's log loss; accuracy: 1 for a wrong class. Lower is better for every one of them.
+    Raises ValueError for a metric without a daily loss (r2, f1, roc_auc are not sums over days).
+    """
+    if task == "regression" and metric in ("rmse", "mae", "mape"):
+        actual, predicted = np.asarray(series.actual, float), np.asarray(series.predicted, float)
+        error = predicted - actual
+        if metric == "rmse":
+            return error ** 2
+        if metric == "mae":
+            return np.abs(error)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(actual != 0, np.abs(error) / np.abs(actual), np.nan)
+    if task == "classification" and metric == "log_loss":
+        return np.asarray(series.loss, float)
+    if task == "classification" and metric == "accuracy":
+        return 1.0 - np.asarray(series.correct, float)
+    raise ValueError(f"{metric} has no daily loss (it is not a mean over days)")
 
 
 def finite(value: Any) -> float | None:

@@ -112,6 +112,36 @@ class EvaluationRow:
 
 
 @dataclass(frozen=True)
+class DayRow:
+    """One contender's back-test days of one month, to store beside its evaluations.
+
+    Regression: `actual` and `predicted`; classification: each day's `loss` (log loss) and `correct`.
+    """
+
+    contender: str
+    partition: str
+    days: tuple[dt.date, ...]
+    run_id: str
+    actual: tuple[float, ...] | None = None
+    predicted: tuple[float, ...] | None = None
+    loss: tuple[float, ...] | None = None
+    correct: tuple[bool, ...] | None = None
+    data_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class DaySeries:
+    """A contender's back-test days over several months, in day order (the fields of DayRow, joined)."""
+
+    contender: str
+    days: tuple[dt.date, ...]
+    actual: tuple[float, ...] | None
+    predicted: tuple[float, ...] | None
+    loss: tuple[float, ...] | None
+    correct: tuple[bool, ...] | None
+
+
+@dataclass(frozen=True)
 class Evaluation(EvaluationRow):
     """A stored metric value of one contender on one slice of data (a month, a now-test day...)."""
 
@@ -129,6 +159,7 @@ class RequirementChange:
     reason: str
     promotion_id: int | None
     changed_at: dt.datetime
+    derivation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +173,7 @@ class Requirement:
     relative_to: str | None
     scope: str
     history: tuple[RequirementChange, ...] = ()
+    calibrate: float | None = None  # the false-alarm rate its bound is calibrated to, when it is
 
 
 @dataclass(frozen=True)
@@ -151,6 +183,7 @@ class RatchetStep:
     requirement_id: int
     new_bound: float
     reason: str
+    derivation: dict[str, Any] | None = None  # how the bound was computed (quantile, windows, alpha...)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -150,6 +151,7 @@ class Requirement(Base):
     bound: Mapped[float] = mapped_column(Float, nullable=False)
     relative_to: Mapped[str | None] = mapped_column(String(100))
     scope: Mapped[str] = mapped_column(String(20), nullable=False)
+    calibrate: Mapped[float | None] = mapped_column(Float)  # false-alarm rate of a bound derived from the back-test
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
@@ -177,6 +179,7 @@ class RequirementChange(Base):
     changed_by: Mapped[str] = mapped_column(String(200), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     promotion_id: Mapped[int | None] = mapped_column(ForeignKey("promotions.id", ondelete="SET NULL"))
+    derivation: Mapped[dict[str, Any] | None] = mapped_column()  # how a calibrated bound was computed
     changed_at: Mapped[dt.datetime] = _now()
     requirement: Mapped[Requirement] = relationship(back_populates="history")
 
@@ -264,3 +267,27 @@ class BacktestReport(Base):
     html: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (UniqueConstraint("model_id", "run_id", name="uq_report_run"),)
+
+
+class BacktestDay(Base):
+    """One contender's back-test predictions of one month, a value per day, for windows, quantiles and paired tests.
+
+    One row per (model, contender, month) with arrays, not a row per day: 10 models x 120 months x 5 contenders
+    is 6,000 rows. Regression keeps `actual` and `predicted`; classification keeps each day's log loss and
+    whether the predicted class was right (what its metrics and paired tests need).
+    """
+
+    __tablename__ = "backtest_days"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    contender: Mapped[str] = mapped_column(String(100), nullable=False)
+    partition: Mapped[str] = mapped_column(String(50), nullable=False)
+    days: Mapped[list[dt.date]] = mapped_column(ARRAY(Date), nullable=False)
+    actual: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
+    predicted: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
+    loss: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
+    correct: Mapped[list[bool] | None] = mapped_column(ARRAY(Boolean))
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (UniqueConstraint("model_id", "contender", "partition", name="uq_backtest_day_month"),)

@@ -6,6 +6,7 @@ transactions and the constraints that make writes idempotent and atomic.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from ratchet.registry.entities import CHAMPION, EvaluationRow, RatchetStep, in_t
 from ratchet.registry.schema import (
     Alert,
     Alias,
+    BacktestDay,
     BacktestReport,
     Evaluation,
     GoldenCase,
@@ -104,16 +106,21 @@ class Registry:
             req = existing.get(key)
             if req is None:
                 req = Requirement(model_id=model.id, metric=spec.metric, direction=spec.direction,
-                                  bound=spec.bound, relative_to=spec.relative_to, scope=spec.scope)
+                                  bound=spec.bound, relative_to=spec.relative_to, scope=spec.scope,
+                                  calibrate=spec.calibrate)
                 session.add(req)
                 session.flush()
+                why = (f"declared in {path}" if spec.calibrate is None else
+                       f"declared in {path}; no bound until the first champion's back-test calibrates it "
+                       f"at a false-alarm rate of {spec.calibrate:g}")
                 session.add(RequirementChange(requirement_id=req.id, old_bound=None, new_bound=spec.bound,
-                                              change="created", changed_by=changed_by, reason=f"declared in {path}"))
+                                              change="created", changed_by=changed_by, reason=why))
             elif not req.active or _yaml_bound_changed(session, req, spec.bound):
                 session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound if req.active else None,
                                               new_bound=spec.bound, change="edited", changed_by=changed_by,
                                               reason=f"bound edited in {path}"))
                 req.bound, req.active, req.updated_at = spec.bound, True, func.now()
+            req.calibrate = spec.calibrate
         for key, req in existing.items():
             if key not in seen and req.active:
                 req.active, req.updated_at = False, func.now()
@@ -295,7 +302,7 @@ class Registry:
 
     # -- evaluations and reports -------------------------------------------------
     def record_evaluations(self, model: str, rows: Iterable[EvaluationRow], *,
-                           golden_cases: Iterable[dict[str, Any]] = (),
+                           days: Iterable[entities.DayRow] = (), golden_cases: Iterable[dict[str, Any]] = (),
                            alert: entities.AlertDraft | None = None) -> int | None:
         """Upsert evaluation rows, add harvested golden cases and queue an alert, all in one transaction.
 
@@ -307,6 +314,7 @@ class Registry:
         with self._session() as session:
             m = self._model(session, model)
             self._upsert_evaluations(session, m, rows)
+            _upsert_days(session, m, days)
             _insert_golden_cases(session, m, golden_cases)
             return _insert_alert(session, m, alert) if alert else None
 
@@ -348,6 +356,19 @@ class Registry:
                     query = query.where(column == value)
             query = query.order_by(Evaluation.partition, Evaluation.contender, Evaluation.id)
             return [_evaluation(row, number) for row, number in session.execute(query)]
+
+    def backtest_days(self, model: str, contenders: Iterable[str],
+                      months: Iterable[str]) -> dict[str, entities.DaySeries]:
+        """Each contender's back-test days over `months`, joined in day order (contenders without any are left out)."""
+        with self._session() as session:
+            m = self._model(session, model)
+            rows = session.scalars(select(BacktestDay).where(
+                BacktestDay.model_id == m.id, BacktestDay.contender.in_(list(contenders)),
+                BacktestDay.partition.in_(list(months))).order_by(BacktestDay.contender, BacktestDay.partition))
+            grouped: dict[str, list[BacktestDay]] = defaultdict(list)
+            for row in rows:
+                grouped[row.contender].append(row)
+            return {contender: _day_series(contender, parts) for contender, parts in grouped.items()}
 
     def metric_values(self, model: str, kind: str, metric: str) -> list[tuple[str, str, float | None]]:
         """(contender, partition, value) rows of one metric, without building entities (long histories)."""
@@ -456,7 +477,7 @@ class Registry:
                 continue
             session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound, new_bound=step.new_bound,
                                           change="ratchet", changed_by=changed_by, reason=step.reason,
-                                          promotion_id=promotion.id))
+                                          promotion_id=promotion.id, derivation=_jsonable(step.derivation)))
             applied.append({"requirement_id": req.id, "metric": req.metric, "scope": req.scope,
                             "relative_to": req.relative_to, "direction": req.direction,
                             "old_bound": req.bound, "new_bound": step.new_bound})
@@ -590,9 +611,10 @@ def _evaluation(row: Evaluation, version: int | None) -> entities.Evaluation:
 
 def _requirement(row: Requirement) -> entities.Requirement:
     history = tuple(entities.RequirementChange(c.old_bound, c.new_bound, c.change, c.changed_by, c.reason,
-                                               c.promotion_id, c.changed_at) for c in row.history)
+                                               c.promotion_id, c.changed_at, c.derivation) for c in row.history)
     return entities.Requirement(id=row.id, metric=row.metric, direction=row.direction, bound=row.bound,
-                                relative_to=row.relative_to, scope=row.scope, history=history)
+                                relative_to=row.relative_to, scope=row.scope, history=history,
+                                calibrate=row.calibrate)
 
 
 def _promotion(row: Promotion, model: str, numbers: dict[int, int]) -> entities.Promotion:
@@ -612,6 +634,33 @@ def _alert(row: Alert, model: str) -> entities.Alert:
         recipients=tuple(row.recipients), subject=row.subject, body_text=row.body_text, body_html=row.body_html,
         status=row.status, attempts=row.attempts, last_error=row.last_error, created_at=row.created_at,
         sent_at=row.sent_at)
+
+
+def _upsert_days(session: Session, model: Model, days: Iterable[entities.DayRow]) -> None:
+    """Store each (contender, month) of back-test days, replacing what a run stored before for it."""
+    values = [dict(model_id=model.id, contender=d.contender, partition=d.partition, days=list(d.days),
+                   actual=_floats(d.actual), predicted=_floats(d.predicted), loss=_floats(d.loss),
+                   correct=None if d.correct is None else [bool(c) for c in d.correct],
+                   data_fingerprint=d.data_fingerprint, run_id=d.run_id) for d in days]
+    if values:
+        stmt = insert(BacktestDay).values(values)
+        session.execute(stmt.on_conflict_do_update(
+            constraint="uq_backtest_day_month",
+            set_={k: stmt.excluded[k] for k in ("days", "actual", "predicted", "loss", "correct", "data_fingerprint",
+                                                 "run_id")} | {"created_at": func.now()}))
+
+
+def _floats(values: Iterable[float] | None) -> list[float | None] | None:
+    return None if values is None else [finite(v) for v in values]
+
+
+def _day_series(contender: str, parts: list[BacktestDay]) -> entities.DaySeries:
+    def joined(name: str) -> tuple | None:
+        columns = [getattr(p, name) for p in parts]
+        return None if any(c is None for c in columns) else tuple(v for c in columns for v in c)
+
+    return entities.DaySeries(contender, joined("days"), joined("actual"), joined("predicted"), joined("loss"),
+                              joined("correct"))
 
 
 def _insert_alert(session: Session, model: Model, draft: entities.AlertDraft) -> int:
@@ -652,6 +701,6 @@ def _jsonable(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):  # JSONB has no NaN or Infinity
         return None
     return value

@@ -82,9 +82,10 @@ class RequirementSpec:
 
     metric: str
     direction: str
-    bound: float
+    bound: float  # +inf (max) or -inf (min) until a calibrated requirement gets its first bound
     scope: str
     relative_to: str | None = None
+    calibrate: float | None = None  # derive the bound from the champion's back-test at this false-alarm rate
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,15 @@ class NowtestSpec:
 
 @dataclass(frozen=True)
 class RatchetSpec:
-    """`promotion.ratchet:`: whether a promotion tightens requirements, and the slack it leaves."""
+    """`promotion.ratchet:`: whether a promotion tightens requirements, and the false-alarm rate it allows.
+
+    A tightened now-test bound is the (1 - false_alarm_rate) quantile of the champion's own metric over every
+    now-test window of its back-test; a back-test bound, the one-sided upper confidence bound of its monthly
+    mean at that rate.
+    """
 
     enabled: bool = False
-    slack: float = 0.05
+    false_alarm_rate: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class PromotionSpec:
     min_improvement: float = 0.0
     min_months_won: int = 0
     min_trial_days: int = 0
+    significance: float = 0.05  # level of the paired test a candidate must pass to count as better
     ratchet: RatchetSpec = field(default_factory=RatchetSpec)
 
 

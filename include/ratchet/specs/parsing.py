@@ -1,6 +1,7 @@
 """Model YAML files into `ModelSpec`s, validated up front: each error names the file, the field and what is expected."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -213,27 +214,34 @@ def _check_kind(f: _Fields, instance: Any, class_path: str, task: str) -> None:
 
 def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]) -> RequirementSpec:
     f = _Fields(path, raw, f"requirements[{index}].")
-    f.reject_unknown({"metric", "max", "min", "relative_to", "scope"})
+    f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope"})
     allowed = task_metrics(task) + COMPUTATIONAL_METRICS
     metric = f.get("metric", str, check=lambda m: m in allowed, expected=f"one of {list(allowed)}")
-    has_max, has_min = "max" in f.data, "min" in f.data
-    if has_max == has_min:
-        raise f.fail("max", "exactly one of 'max' or 'min'", {k: f.data.get(k) for k in ("max", "min")})
-    direction = "max" if has_max else "min"
+    given = [k for k in ("max", "min", "calibrate") if k in f.data]
+    if len(given) != 1:
+        raise f.fail("max", "exactly one of 'max', 'min' or 'calibrate' (a false-alarm rate)",
+                     {k: f.data.get(k) for k in ("max", "min", "calibrate")})
     right = "max" if LOWER_IS_BETTER[metric] else "min"
+    calibrate = f.get("calibrate", float, None, check=lambda a: 0 < a < 0.5,
+                      expected="a false-alarm rate between 0 and 0.5 (0.05: one false alarm in 20 windows)")
+    if calibrate is not None and metric in COMPUTATIONAL_METRICS:
+        raise f.fail("calibrate", "a prediction-quality metric (latency and size have no back-test)", metric)
+    direction = given[0] if calibrate is None else right
     if direction != right:
         better = "lower" if right == "max" else "higher"
         raise f.fail(direction, f"'{right}' for {metric} ({better} is better)", {direction: f.data[direction]})
-    bound = f.get(direction, float, expected="a number")
+    bound = (f.get(direction, float, expected="a number") if calibrate is None
+             else (math.inf if direction == "max" else -math.inf))
     relative_to = f.get("relative_to", str, None, check=lambda b: b in baselines or b == "baseline",
                         expected=f"'baseline' (the best baseline) or one of {list(baselines)}")
     if relative_to and metric in COMPUTATIONAL_METRICS:
         raise f.fail("relative_to", "no baseline for computational metrics", relative_to)
     default_scope = "gate" if metric in COMPUTATIONAL_METRICS else "backtest"
     scope = f.get("scope", str, default_scope, check=lambda s: s in SCOPES, expected=f"one of {list(SCOPES)}")
-    if metric == "mape" and relative_to is None and not 0 < bound <= 1:
+    if metric == "mape" and relative_to is None and calibrate is None and not 0 < bound <= 1:
         raise f.fail(direction, "a fraction in (0, 1] for mape (0.08 is 8%)", bound)
-    return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to)
+    return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to,
+                           calibrate=calibrate)
 
 
 def parse_spec(path: Path, data: Any) -> ModelSpec:
@@ -313,9 +321,9 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     )
 
     p = f.sub("promotion")
-    p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "ratchet"})
+    p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet"})
     r = p.sub("ratchet")
-    r.reject_unknown({"enabled", "slack"})
+    r.reject_unknown({"enabled", "false_alarm_rate"})
     promotion = PromotionSpec(
         min_improvement=p.get("min_improvement", float, 0.0, check=lambda v: v >= 0,
                               expected="a non-negative number (relative improvement, 0.02 = 2%)"),
@@ -323,8 +331,11 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         min_trial_days=p.get("min_trial_days", int, 0, check=lambda v: v >= 0, expected="an integer >= 0"),
         ratchet=RatchetSpec(
             enabled=r.get("enabled", bool, False),
-            slack=r.get("slack", float, 0.05, check=lambda v: v >= 0, expected="a non-negative number"),
+            false_alarm_rate=r.get("false_alarm_rate", float, 0.05, check=lambda v: 0 < v < 0.5,
+                                   expected="a rate between 0 and 0.5 (0.05: one false alarm in 20 windows)"),
         ),
+        significance=p.get("significance", float, 0.05, check=lambda v: 0 < v < 0.5,
+                           expected="a test level between 0 and 0.5 (0.05)"),
     )
 
     golden = f.get("golden_cases", str, None, expected="a file name next to the YAML")
