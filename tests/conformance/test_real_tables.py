@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from dag_helpers import load_dag
+from real_data import real_data_dir
 from spec_factory import write_spec
 from sqlalchemy import text
 
@@ -40,7 +40,7 @@ from ratchet.reporting.status import model_status
 from ratchet.specs import load_specs
 from ratchet.specs.model import LOWER_IS_BETTER
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+REAL = real_data_dir()
 TODAY = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 WEATHER = ["dew_point", "temperature", "pressure", "wind_speed_max", "snow_hours", "rain_hours", "wind_direction"]
 RIDGE = {"class": "sklearn.linear_model.Ridge", "search_space": {"alpha": {"loguniform": [0.01, 100.0]}}}
