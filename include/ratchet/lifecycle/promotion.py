@@ -218,8 +218,10 @@ def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: 
     `reference`'s on their common days of `months`, as gate evidence with a one-line `text`.
 
     The loss is the ranking metric's daily loss; a ranking metric that is not a mean over days is tested on
-    the task's (squared error for r2, log loss for f1 and roc_auc), and the evidence says so. Without stored
-    days of both, `p_value` is None and the text says what to run.
+    the task's (squared error for r2, log loss for f1 and roc_auc), and the evidence says so. The margin is
+    `promotion.min_improvement`: H0 is that the candidate's loss is not that much lower, so a candidate must
+    be materially better, not just better than noise. Without stored days of both, `p_value` is None and the
+    text says what to run.
     """
     metric = spec.metric if spec.metric in DAILY_LOSSES[spec.task] else DAILY_LOSSES[spec.task][0]
     series = registry.backtest_days(spec.name, [contender, reference], months)
@@ -231,10 +233,11 @@ def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: 
         losses[name] = dict(zip(series[name].days, daily_losses(spec.task, metric, series[name]), strict=True))
     common = sorted(set(losses[contender]) & set(losses[reference]))
     result = diebold_mariano(np.array([losses[contender][d] for d in common]),
-                             np.array([losses[reference][d] for d in common]))
+                             np.array([losses[reference][d] for d in common]), margin=spec.promotion.min_improvement)
     return {"metric": metric, **result.as_dict(), "significance": spec.promotion.significance,
             "text": f"paired test on daily {metric} loss over {result.n_days} days: mean difference "
-                    f"{result.relative_difference:+.2%}, statistic {result.statistic:.3g}, p = {result.p_value:.3g}"}
+                    f"{result.relative_difference:+.2%} (H0: not {result.margin:.0%} better), statistic "
+                    f"{result.statistic:.3g}, p = {result.p_value:.3g}"}
 
 
 def _regression_gate(registry: Registry, spec: ModelSpec, version: int) -> Gate:

@@ -23,46 +23,58 @@ class PairedTest:
     """The evidence that one contender's daily losses are lower than another's."""
 
     test: str
+    margin: float  # the improvement (a fraction of the reference's loss) H0 says the candidate does not reach
     n_days: int
     mean_difference: float  # mean of candidate loss - reference loss (negative: the candidate is better)
     relative_difference: float  # mean_difference / mean reference loss
     statistic: float
     p_value: float  # one-sided: H1 the candidate's expected loss is lower
-    lag: int  # Newey-West lag
+    lag: int  # Newey-West lag (Andrews' automatic choice)
 
     def as_dict(self) -> dict[str, Any]:
         """The test as JSON-able gate evidence."""
         return asdict(self)
 
 
-def newey_west_lag(n: int) -> int:
-    """The usual automatic lag, floor(4 (n/100)^(2/9)): 4 for 100 days, 6 for 1,000."""
-    return int(math.floor(4 * (n / 100) ** (2 / 9)))
+def newey_west_lag(d: np.ndarray) -> int:
+    """Andrews' (1991) automatic lag for the Bartlett kernel, from an AR(1) fitted to the differences.
+
+    The more the daily differences persist (rho), the more lags the variance needs: 3 for independent
+    days over a year, about 12 when rho is 0.6. Never below the rule of thumb floor(4 (n/100)^(2/9)).
+    """
+    n = d.size
+    floor = int(math.floor(4 * (n / 100) ** (2 / 9))) if n else 0
+    if n < 3 or d.std() == 0:
+        return floor
+    rho = float(np.clip(np.corrcoef(d[1:], d[:-1])[0, 1], -0.97, 0.97))
+    alpha = 4 * rho ** 2 / ((1 - rho) ** 2 * (1 + rho) ** 2)
+    return max(floor, min(n - 1, int(math.ceil(1.1447 * (alpha * n) ** (1 / 3)))))
 
 
-def diebold_mariano(candidate_loss: np.ndarray, reference_loss: np.ndarray) -> PairedTest:
-    """One-sided Diebold–Mariano test that `candidate_loss` is lower than `reference_loss` on the same days.
+def diebold_mariano(candidate_loss: np.ndarray, reference_loss: np.ndarray, margin: float = 0.0) -> PairedTest:
+    """One-sided Diebold–Mariano test that `candidate_loss` is lower than `reference_loss` by more than `margin`.
 
-    Days where either loss is undefined (NaN) are left out. With fewer than 10 common days, or no variation
-    in the differences, the p-value is 1 (no evidence).
+    H0: E[candidate] >= (1 - margin) E[reference], on the days both losses are defined (NaN days are left out):
+    with a margin, a candidate must be materially better, not just better by an amount only noise supports.
+    With fewer than 10 common days, or no variation in the differences, the p-value is 1 (no evidence).
     """
     candidate_loss, reference_loss = np.asarray(candidate_loss, float), np.asarray(reference_loss, float)
     both = np.isfinite(candidate_loss) & np.isfinite(reference_loss)
-    d, reference = candidate_loss[both] - reference_loss[both], reference_loss[both]
+    d, reference = candidate_loss[both] - (1 - margin) * reference_loss[both], reference_loss[both]
     n = d.size
-    lag = newey_west_lag(n) if n else 0
+    lag = newey_west_lag(d)
     name = f"Diebold-Mariano, one-sided, Newey-West variance (lag {lag}), HLN-corrected, t({max(n - 1, 0)})"
-    mean = float(d.mean()) if n else math.nan
+    mean = float((candidate_loss[both] - reference).mean()) if n else math.nan
     base = float(reference.mean()) if n else math.nan
     relative = mean / base if n and base else math.nan
-    centred = d - mean if n else d
+    centred = d - d.mean() if n else d
     variance = float(centred @ centred) / n if n else 0.0
     for k in range(1, lag + 1):
         variance += 2 * (1 - k / (lag + 1)) * float(centred[k:] @ centred[:-k]) / n
     if n < 10 or variance <= 0:
-        return PairedTest(name, n, mean, relative, math.nan, 1.0, lag)
-    statistic = mean / math.sqrt(variance / n) * math.sqrt((n - 1) / n)
-    return PairedTest(name, n, mean, relative, statistic, float(stats.t.cdf(statistic, df=n - 1)), lag)
+        return PairedTest(name, margin, n, mean, relative, math.nan, 1.0, lag)
+    statistic = float(d.mean()) / math.sqrt(variance / n) * math.sqrt((n - 1) / n)
+    return PairedTest(name, margin, n, mean, relative, statistic, float(stats.t.cdf(statistic, df=n - 1)), lag)
 
 
 def window_metric(task: str, metric: str, actual: np.ndarray | None, predicted: np.ndarray | None,

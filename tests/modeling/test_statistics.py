@@ -1,0 +1,67 @@
+"""Statistics (`ratchet.modeling.statistics`), checked on data where the truth is known."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ratchet.modeling import statistics
+
+
+def _ar1(rng, n: int, phi: float) -> np.ndarray:
+    noise = rng.normal(size=n)
+    out = np.empty(n)
+    out[0] = noise[0]
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + noise[t]
+    return out
+
+
+def test_the_statistic_is_the_hac_t_ratio_with_the_small_sample_correction():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 1, 200), rng.normal(1.2, 1, 200)
+    test = statistics.diebold_mariano(a, b)
+    d = a - b
+    lag = statistics.newey_west_lag(a - b)
+    c = d - d.mean()
+    variance = c @ c / 200 + sum(2 * (1 - k / (lag + 1)) * (c[k:] @ c[:-k]) / 200 for k in range(1, lag + 1))
+    expected = d.mean() / math.sqrt(variance / 200) * math.sqrt(199 / 200)
+    assert (test.n_days, test.lag) == (200, lag) and test.statistic == pytest.approx(expected)
+    assert test.p_value == pytest.approx(stats.t.cdf(expected, 199))
+
+
+def test_with_autocorrelated_losses_and_no_real_difference_the_false_pass_rate_stays_near_the_level():
+    """H0 true: daily loss differences with mean 0 and strong persistence (AR(1), phi 0.6), as model errors
+    have. A plain paired t-test, blind to the persistence, passes a 'better' model far more often."""
+    rng = np.random.default_rng(7)
+    samples = [_ar1(rng, 300, 0.6) for _ in range(400)]
+    hac = np.mean([statistics.diebold_mariano(d, np.zeros(300)).p_value < 0.05 for d in samples])
+    naive = np.mean([stats.ttest_1samp(d, 0, alternative="less").pvalue < 0.05 for d in samples])
+    assert hac <= 0.10 and naive >= 0.15
+
+
+def test_a_real_improvement_is_found_and_missing_days_are_left_out():
+    rng = np.random.default_rng(3)
+    reference = rng.gamma(2.0, 1.0, 300)
+    candidate = reference * 0.85 + rng.normal(0, 0.1, 300)
+    candidate[:5] = np.nan
+    test = statistics.diebold_mariano(candidate, reference)
+    assert test.n_days == 295 and test.p_value < 1e-6 and test.relative_difference == pytest.approx(-0.15, abs=0.02)
+    assert statistics.diebold_mariano(candidate[:8], reference[:8]).p_value == 1.0  # too few days: no evidence
+
+
+def test_windows_hold_every_full_window_with_enough_rows():
+    days = np.array(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-06"], dtype="datetime64[D]")
+    masks = statistics.windows(days, window_days=3, min_rows=2)
+    assert [list(days[m].astype(str)) for m in masks] == [
+        ["2024-01-01", "2024-01-02", "2024-01-03"], ["2024-01-03", "2024-01-05"], ["2024-01-05", "2024-01-06"]]
+
+
+def test_bounds_are_quantiles_and_one_sided_confidence_bounds():
+    values = np.arange(1, 101, dtype=float)
+    assert statistics.quantile_bound(values, 0.05, "max") == pytest.approx(np.quantile(values, 0.95))
+    assert statistics.quantile_bound(values, 0.05, "min") == pytest.approx(np.quantile(values, 0.05))
+    bound, mean, sd = statistics.mean_confidence_bound(np.array([1.0, 2.0, 3.0]), 0.05, "max")
+    assert (mean, sd) == (2.0, 1.0) and bound == pytest.approx(2.0 + stats.t.ppf(0.95, 2) / math.sqrt(3))
