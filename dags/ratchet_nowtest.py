@@ -4,7 +4,7 @@ For every model (one mapped task per model; one model's failure does not stop th
 the champion and every candidate in trial (versions newer than the champion) predict the last
 `nowtest.window_days` days before the run's data interval end with their **stored** estimators.
 Their metrics, the baselines' metrics on the same rows, each now-test requirement's verdict,
-the worst misses and the drift (PSI) of every feature against the version's training window are
+the worst misses and each feature's drift (KS or chi-square against the training data, same season) are
 stored as `nowtest` evaluations of the window's last day.
 
 A breach by the champion, or fewer than `nowtest.min_rows` rows in the window (stale data), writes

@@ -21,7 +21,6 @@ from nowtest_helpers import (
 from spec_factory import write_spec
 
 from ratchet.alerting import outbox
-from ratchet.evaluation.drift import PSI_WARNING
 from ratchet.evaluation.nowtest import harvest_tolerance
 
 
@@ -79,7 +78,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     row = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")[-1]
     assert row.partition == "2025-08-01" and row.passed is False
     assert row.details["window"]["start"].startswith("2025-07-18") and row.details["n_rows"] == 14
-    assert row.details["drift"]["target_lag_1"] > PSI_WARNING and len(row.details["worst_misses"]) == 5
+    assert row.details["drift"]["target_lag_1"]["warning"] and len(row.details["worst_misses"]) == 5
     assert {r["metric"] for r in row.details["requirements"] if not r["passed"]} == {"mape", "rmse"}
 
 

@@ -46,3 +46,9 @@ def test_a_missing_value_or_baseline_never_passes():
     assert nan.value is None and nan.describe() == "mae missing > max 10 (back-test)"
     assert no_baseline.describe().startswith("rmse 1: no value of baseline 'baseline' on the same rows")
     assert latency.describe() == "predict_latency_p95_ms missing > max 5 (gate)"
+
+
+def test_a_requirement_waiting_for_its_calibration_passes_and_says_it_has_no_bound_yet():
+    (result,) = check_requirements([req("mape", bound=math.inf, scope="nowtest")], {"mape": 0.3}, {})
+    assert result.passed
+    assert result.describe() == "mape 0.3 <= max: no bound yet (calibrated at the first promotion) (now-test)"

@@ -104,8 +104,10 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
         mail.table(f"Worst misses of {champion.contender}", ["time", "actual", "predicted", "abs error"],
                    [[m["time"], m["actual"], m["predicted"], m["abs_error"]] for m in champion.worst_misses])
     if champion and champion.drift_warnings:
-        mail.table("Drift warnings (PSI > 0.2 against the training window)", ["feature", "psi"],
-                   [[name, value] for name, value in champion.drift_warnings.items()])
+        mail.table("Drift warnings (a significant and material shift from the training data)",
+                   ["feature", "test", "effect", "p-value", "reference"],
+                   [[name, v["test"], f"{v['effect_name']} {v['effect']:.2f}", v["p_value"], v["reference"]]
+                    for name, v in champion.drift_warnings.items()])
     if outcome.harvested:
         mail.para(f"{outcome.harvested} worst miss(es) were added to the model's golden regression cases.")
     mail.link("Airflow run", airflow_run_url)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ratchet.alerting.mails import build_nowtest_alert
 from ratchet.alerting.outbox import alert_draft
-from ratchet.evaluation.drift import PSI_WARNING, feature_drift
+from ratchet.evaluation.drift import feature_drift
 from ratchet.evaluation.golden import case_key
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
 from ratchet.exceptions import DataError
@@ -60,7 +60,7 @@ class ContenderResult:
     scores: dict[str, float]
     requirements: list[RequirementResult]
     worst_misses: list[dict[str, Any]] = field(default_factory=list)
-    drift: dict[str, float | None] = field(default_factory=dict)
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # feature -> verdict (`evaluation.drift`)
     undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value in this window
 
     @property
@@ -74,9 +74,9 @@ class ContenderResult:
         return not self.failed
 
     @property
-    def drift_warnings(self) -> dict[str, float]:
-        """Inputs whose PSI against the training window exceeds PSI_WARNING."""
-        return {k: v for k, v in self.drift.items() if v is not None and v > PSI_WARNING}
+    def drift_warnings(self) -> dict[str, dict[str, Any]]:
+        """Inputs whose drift is both significant and material (see `evaluation.drift`)."""
+        return {k: v for k, v in self.drift.items() if v.get("warning")}
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     results = []
     for row in versions:
         role = "champion" if champion is not None and row.version == champion.version else "candidate"
-        drift = feature_drift(row, X, times, window)
+        drift = feature_drift(row, X, times, window, spec.source.categorical)
         if n_rows < spec.nowtest.min_rows:
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue

@@ -6,6 +6,7 @@ evaluated on the same rows (`rmse <= 0.9 × best baseline`), or computational
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,7 +54,7 @@ class RequirementResult:
         sign = ("<=" if self.passed else ">") if self.direction == "max" else (">=" if self.passed else "<")
         suffix = f" ({SCOPE_LABELS.get(self.scope, self.scope)})" if scope else ""
         if self.relative_to is None:
-            return f"{self.metric} {value} {sign} {self.direction} {_fmt(self.bound)}{suffix}"
+            return f"{self.metric} {value} {sign} {self.bound_text()}{suffix}"
         if self.baseline_value is None:
             detail = (f" for {self.direction} {_fmt(self.bound)} × baseline" if scope else "")
             return (f"{self.metric} {value}: no value of baseline {self.relative_to!r} on the same rows"
@@ -65,6 +66,8 @@ class RequirementResult:
 
         `direction=False` leaves 'max'/'min' out of a relative bound (an absolute one always has it).
         """
+        if not math.isfinite(self.bound):
+            return f"{self.direction}: no bound yet (calibrated at the first promotion)"
         if self.relative_to is None:
             return f"{self.direction} {_fmt(self.bound)}"
         return (f"{self.direction + ' ' if direction else ''}{_fmt(self.bound)} × "
