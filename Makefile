@@ -34,6 +34,7 @@ benchmarks: venv
 	$(BIN)/python benchmarks/backtest_vs_skforecast.py
 	$(BIN)/python benchmarks/orchestration_overhead.py
 	$(BIN)/python benchmarks/ui_render.py
+	$(BIN)/python benchmarks/backtest_storage.py
 
 clean:
 	rm -rf $(VENV) .airflow .pgdata .run mail reports
