@@ -35,6 +35,7 @@ benchmarks: venv
 	$(BIN)/python benchmarks/orchestration_overhead.py
 	$(BIN)/python benchmarks/ui_render.py
 	$(BIN)/python benchmarks/backtest_storage.py
+	$(BIN)/python benchmarks/alert_quality.py
 
 clean:
 	rm -rf $(VENV) .airflow .pgdata .run mail reports

@@ -14,6 +14,7 @@ MIN_ROWS rows, or a reference with fewer than MIN_ROWS, gets no verdict: too lit
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,7 +70,9 @@ def feature_drift(version: Version, X: pd.DataFrame, times: pd.Series, window: n
         if column in categorical or not pd.api.types.is_numeric_dtype(X[column]):
             verdict = _chi_square(before, now)
         else:
-            result = stats.ks_2samp(before.to_numpy(float), now.to_numpy(float))
+            with warnings.catch_warnings():  # ties make SciPy fall back from the exact p-value, and say so
+                warnings.simplefilter("ignore", RuntimeWarning)
+                result = stats.ks_2samp(before.to_numpy(float), now.to_numpy(float))
             verdict = {"test": "Kolmogorov-Smirnov", "statistic": float(result.statistic),
                        "p_value": float(result.pvalue), "effect": float(result.statistic), "effect_name": "D"}
         verdict.update(reference=described, n_window=len(now), n_reference=len(before), level=level,
