@@ -150,9 +150,29 @@ def cycle(airflow_db, database_url, tmp_path_factory):
         runs["regression"], seconds["regression"] = _run("ratchet_regression", TODAY + dt.timedelta(hours=7))
         statuses = {name: model_status(registry, spec) for name, spec in specs.items()}
         print("\nconformance run seconds:", {k: round(v, 1) for k, v in seconds.items()})
+        _print_table(registry, specs, runs, promoted)
         yield {"registry": registry, "specs": specs, "runs": runs, "promoted": promoted, "statuses": statuses,
                "last_rows": last_rows}
     registry.dispose()
+
+
+def _print_table(registry: Registry, specs: dict, runs: dict, promoted: dict) -> None:
+    """Per model: the champion's back-test metric against the best baseline, and its tasks' seconds."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.run_id.in_([r.run_id for r in runs.values()])).all()
+        seconds = {name: sum(ti.duration or 0 for ti in tis if (ti.rendered_map_index or "").startswith(name))
+                   for name in specs}
+    print(f"{'model':10} {'metric':8} {'champion':>10} {'best baseline':>22} {'task seconds':>12}")
+    for name, spec in specs.items():
+        table = metric_table(registry, spec)
+        mean = {c: sum(v.values()) / len(v) for c, v in table.items()}
+        pick = min if LOWER_IS_BETTER[spec.metric] else max
+        baseline = pick(spec.baselines, key=lambda b: mean[b])
+        print(f"{name:10} {spec.metric:8} {mean[f'v{promoted[name][0]}']:>10.4g} "
+              f"{baseline + ' ' + format(mean[baseline], '.4g'):>22} {seconds[name]:>12.1f}")
 
 
 def test_every_run_of_the_night_is_green_with_every_model_task(cycle):
