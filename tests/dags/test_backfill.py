@@ -28,7 +28,7 @@ def test_a_backfill_of_past_dates_records_verdicts_without_mail(airflow_db, tmp_
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "dags", "reserialize"], env=os.environ.copy(), check=True, capture_output=True)
     created = subprocess.run([airflow, "backfill", "create", "--dag-id", "ratchet_nowtest",
-                              "--from-date", "2025-07-30", "--to-date", "2025-08-01T06:00:00+00:00"],
+                              "--from-date", "2025-07-24", "--to-date", "2025-07-26T06:00:00+00:00"],
                              env=os.environ.copy(), capture_output=True, text=True)
     assert created.returncode == 0, created.stderr[-2000:]
     with create_session() as session:
@@ -36,7 +36,7 @@ def test_a_backfill_of_past_dates_records_verdicts_without_mail(airflow_db, tmp_
                                             DagRun.run_type == "backfill").order_by(DagRun.logical_date).all()
         session.expunge_all()
     assert [r.logical_date.strftime("%Y-%m-%d %H:%M") for r in runs] == [
-        "2025-07-30 06:00", "2025-07-31 06:00", "2025-08-01 06:00"]  # the 06:00 slots: the DAG's schedule
+        "2025-07-24 06:00", "2025-07-25 06:00", "2025-07-26 06:00"]  # the 06:00 slots: the DAG's schedule
 
     for run in runs:  # what the task of each backfilled run does
         assert pipeline.mails_for(run) is False
@@ -44,7 +44,7 @@ def test_a_backfill_of_past_dates_records_verdicts_without_mail(airflow_db, tmp_
     champion = f"v{registry.champion(MODEL).version}"
     verdicts = {e.partition: e.passed for e in registry.evaluations(MODEL, "nowtest", contender=champion,
                                                                     metric="mape")}
-    assert verdicts == {"2025-07-30": False, "2025-07-31": False, "2025-08-01": False}  # after the regime change
+    assert verdicts == {"2025-07-24": False, "2025-07-25": False, "2025-07-26": False}  # after the regime change
     assert registry.alerts(MODEL) == []  # recorded, not mailed
 
     scheduled = DagRun(dag_id="ratchet_nowtest", run_id="scheduled", run_type="scheduled")

@@ -108,7 +108,9 @@ def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server
 
     outbox.deliver_alerts(registry)
     subjects = sorted(m["message"]["Subject"] for m in smtp_server.messages)
-    assert subjects == [f"[Ratchet] {MODEL} now-test failed: stale data: 0 rows < min_rows 7 in the last 14 days",
+    # the second is three weeks later, the breach goes on: a reminder (alerts.repeat_after_days is 7)
+    assert subjects == [f"[Ratchet] {MODEL} now-test failed (still failing since 2025-09-09): stale data: 0 rows "
+                        "< min_rows 7 in the last 14 days",
                         f"[Ratchet] {MODEL} now-test failed: stale data: 5 rows < min_rows 7 in the last 14 days"]
     assert "2025-08-27 00:00 .. 2025-09-10 00:00" in "".join(_html(m["message"]) for m in smtp_server.messages)
 
@@ -200,3 +202,21 @@ def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_t
     assert all(c.tolerance == 0.0 for c in cases)
     outbox.deliver_alerts(registry)
     assert smtp_server.messages[0]["message"]["Subject"].startswith("[Ratchet] busy now-test failed: accuracy ")
+
+
+def test_a_breach_is_mailed_when_it_starts_again_after_repeat_after_days_and_when_it_ends():
+    from ratchet.evaluation.nowtest import mail_decision
+    from ratchet.registry.entities import Evaluation
+
+    def day(partition, passed, mailed=None):
+        return Evaluation(kind="nowtest", contender="v1", partition=partition, metric="mape", value=0.1, n_rows=14,
+                          run_id="r", version=1, passed=passed, details={"mailed": mailed})
+
+    assert mail_decision([], "2025-01-01", True, 7) == ("breach", "2025-01-01")
+    history = [day("2025-01-01", False, "breach")]
+    assert mail_decision(history, "2025-01-02", True, 7) == (None, "2025-01-01")  # goes on: quiet
+    history += [day(f"2025-01-0{d}", False) for d in range(2, 8)]
+    assert mail_decision(history, "2025-01-08", True, 7) == ("reminder", "2025-01-01")  # a week on
+    assert mail_decision(history, "2025-01-08", False, 7) == ("recovery", "2025-01-01")  # it ends
+    assert mail_decision([day("2024-12-31", True)], "2025-01-01", False, 7) == (None, None)
+    assert mail_decision([day("2024-12-31", False)], "2025-01-01", False, 7) == (None, None)  # never mailed: no news

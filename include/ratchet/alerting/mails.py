@@ -88,7 +88,8 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
                   f"{outcome.window_days} days")
     else:
         reason = "; ".join(r.describe(scope=False) for r in champion.failed)
-    subject = f"{SUBJECT_PREFIX} {outcome.model} now-test failed: {reason}"
+    still = f" (still failing since {outcome.since})" if outcome.mailed == "reminder" else ""
+    subject = f"{SUBJECT_PREFIX} {outcome.model} now-test failed{still}: {reason}"
     mail = _MailBuilder(f"{outcome.model} now-test failed ({champion.contender if champion else 'no champion'})")
     mail.para(f"Window: {window}. Rows: {outcome.n_rows} (min_rows {outcome.min_rows}).")
     if outcome.stale:
@@ -110,6 +111,19 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
                     for name, v in champion.drift_warnings.items()])
     if outcome.harvested:
         mail.para(f"{outcome.harvested} worst miss(es) were added to the model's golden regression cases.")
+    mail.link("Airflow run", airflow_run_url)
+    return Mail(subject, *mail.render())
+
+
+def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
+    """The mail that ends a mailed breach: the champion meets its requirements again, with the numbers."""
+    champion = outcome.champion
+    subject = f"{SUBJECT_PREFIX} {outcome.model} now-test passes again (failing since {outcome.since})"
+    mail = _MailBuilder(f"{outcome.model} recovered: {champion.contender} meets its now-test requirements again")
+    mail.para(f"Window: {outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} (end "
+              f"excluded). Rows: {outcome.n_rows}. The breach began on {outcome.since}.")
+    mail.table(f"Requirements of {champion.contender}", ["metric", "value", "bound", "passed"],
+               [[r.metric, r.value, r.bound_text(), r.passed] for r in champion.requirements])
     mail.link("Airflow run", airflow_run_url)
     return Mail(subject, *mail.render())
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.alerting.mails import build_nowtest_alert
+from ratchet.alerting.mails import build_nowtest_alert, build_recovery_alert
 from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.drift import feature_drift
 from ratchet.evaluation.golden import case_key
@@ -94,6 +94,8 @@ class NowtestOutcome:
     baselines: dict[str, dict[str, float]]
     alert_id: int | None = None
     harvested: int = 0
+    mailed: str | None = None  # 'breach', 'reminder' or 'recovery' when this now-test queued a mail
+    since: str | None = None  # the first day of the breach this now-test continues or ends
 
     @property
     def stale(self) -> bool:
@@ -201,7 +203,16 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     known = {case.case_key for case in registry.golden_cases(spec.name)}
     outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
     draft = None
-    if outcome.alerting and mail:
+    if outcome.champion is not None:
+        history = registry.evaluations(spec.name, "nowtest", contender=outcome.champion.contender)
+        kind, since = mail_decision(history, partition, outcome.alerting, spec.alerts.repeat_after_days)
+        outcome = replace(outcome, since=since, mailed=kind if mail else None)
+        if outcome.mailed == "recovery":
+            draft = alert_draft(spec, "nowtest", run_id, build_recovery_alert(outcome, airflow_run_url))
+        elif outcome.mailed:
+            draft = alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+    elif outcome.alerting and mail:  # stale data before any champion
+        outcome = replace(outcome, mailed="breach")
         draft = alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
     checkpoint("nowtest:verdicts-computed")
     alert_id = registry.record_evaluations(spec.name, _evaluation_rows(outcome, run_id), golden_cases=cases,
@@ -218,6 +229,7 @@ def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow
     rows = []
     for result in outcome.results:
         details = {"role": result.role, "window": window, "n_rows": outcome.n_rows, "min_rows": outcome.min_rows,
+                   "mailed": outcome.mailed if result.role == "champion" else None,
                    "stale": outcome.stale, "requirements": [r.as_dict() for r in result.requirements],
                    "worst_misses": result.worst_misses, "drift": result.drift,
                    "drift_warnings": sorted(result.drift_warnings), "passed": result.passed and not outcome.stale}
@@ -288,6 +300,36 @@ def harvest_worst_misses(spec: ModelSpec, result: ContenderResult, Xw: pd.DataFr
             "tolerance": harvest_tolerance(spec, result.failed, float(actual), baseline_error),
         })
     return cases
+
+
+def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
+                  repeat_after_days: int) -> tuple[str | None, str | None]:
+    """Whether today's now-test mails, from the champion's earlier now-test days: (kind, first day of the breach).
+
+    'breach' when a breach starts; 'reminder' when it goes on and its last mail is `repeat_after_days` old (so
+    a breach that lasts a month is mailed about four times, not thirty); 'recovery' when a mailed breach ends;
+    None otherwise. Days between recorded now-tests do not interrupt a breach.
+    """
+    days: dict[str, tuple[bool, bool]] = {}  # day -> (passed, mailed)
+    for row in history:
+        if row.partition < partition:
+            passed, mailed = days.get(row.partition, (True, False))
+            days[row.partition] = (passed and row.passed is not False,
+                                   mailed or bool((row.details or {}).get("mailed")))
+    streak = []
+    for day in sorted(days, reverse=True):
+        if days[day][0]:
+            break
+        streak.append(day)
+    if not alerting:
+        mailed = [day for day in streak if days[day][1]]
+        return ("recovery", streak[-1]) if mailed else (None, None)
+    if not streak:
+        return "breach", partition
+    last_mail = max((day for day in streak if days[day][1]), default=None)
+    waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
+        >= repeat_after_days
+    return ("reminder" if waited else None), streak[-1]
 
 
 def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:

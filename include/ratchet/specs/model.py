@@ -105,6 +105,13 @@ class NowtestSpec:
 
 
 @dataclass(frozen=True)
+class AlertsSpec:
+    """`alerts:`: how often a breach that goes on is mailed again (a recovery is mailed once, when it ends)."""
+
+    repeat_after_days: int = 7
+
+
+@dataclass(frozen=True)
 class RatchetSpec:
     """`promotion.ratchet:`: whether a promotion tightens requirements, and the false-alarm rate it allows.
 
@@ -145,6 +152,7 @@ class ModelSpec:
     nowtest: NowtestSpec
     promotion: PromotionSpec
     path: Path
+    alerts: AlertsSpec = field(default_factory=AlertsSpec)
     golden_cases_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 

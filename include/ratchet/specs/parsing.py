@@ -21,6 +21,7 @@ from ratchet.specs.model import (
     SCOPES,
     TASKS,
     TRUSTED_ESTIMATOR_MODULES,
+    AlertsSpec,
     BacktestSpec,
     EstimatorSpec,
     ModelSpec,
@@ -253,7 +254,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f = _Fields(path, data)
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
-                      "description"})
+                      "description", "alerts"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -320,6 +321,11 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                                 f"{window_days} daily rows can never hold more"),
     )
 
+    a = f.sub("alerts")
+    a.reject_unknown({"repeat_after_days"})
+    alerts = AlertsSpec(repeat_after_days=a.get("repeat_after_days", int, 7, check=_positive,
+                                                 expected="a positive number of days"))
+
     p = f.sub("promotion")
     p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet"})
     r = p.sub("ratchet")
@@ -347,7 +353,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         name=name, task=task, owner=f.get("owner", str, "ratchet"), alert_emails=emails,
         source=source, estimators=estimators, search=search, baselines=baselines,
         requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
-        path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data,
+        path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
     )
 
 
