@@ -99,3 +99,25 @@ def test_an_alert_without_recipients_fails_delivery_until_the_yaml_names_them(tm
     assert registry.alerts(MODEL)[0].status == "queued" and smtp_server.messages == []
     sent = outbox.deliver_alerts(registry, recipients={MODEL: ("owner@example.com",)})  # the YAML now has one
     assert sent["sent"] == [outcome.alert_id] and smtp_server.messages[0]["to"] == ["owner@example.com"]
+
+
+def test_alerts_of_one_night_with_the_same_recipients_go_out_as_one_digest(tmp_path, registry, smtp_server):
+    from spec_factory import write_spec
+
+    for name in ("demand", "traffic", "churn"):
+        registry.sync_model(write_spec(tmp_path, name=name))
+    team, other = ["team@example.com", "oncall@example.com"], ["cfo@example.com"]
+    for name, to in (("demand", team), ("traffic", list(reversed(team))), ("churn", other)):
+        registry.enqueue_alert(name, dedupe_key=f"nowtest:{name}:night", source="nowtest", run_id="night",
+                               recipients=to, subject=f"[Ratchet] {name} now-test failed: mape 0.3 > max 0.1",
+                               body_text=f"{name} text body", body_html=f"<html><body><p>{name} html</p></body></html>")
+    report = outbox.deliver_alerts(registry)
+    assert sorted(report["sent"]) == [1, 2, 3] and len(smtp_server.messages) == 2
+    digest = next(m for m in smtp_server.messages if sorted(m["to"]) == sorted(team))["message"]
+    assert digest["Subject"] == ("[Ratchet] 2 alerts: demand now-test failed: mape 0.3 > max 0.1; "
+                                 "traffic now-test failed: mape 0.3 > max 0.1")
+    assert "demand text body" in digest.get_body(("plain",)).get_content()
+    assert "traffic html" in digest.get_body(("html",)).get_content()
+    single = next(m for m in smtp_server.messages if m["to"] == other)["message"]
+    assert single["Subject"].startswith("[Ratchet] churn now-test failed")
+    assert all(a.status == "sent" for name in ("demand", "traffic", "churn") for a in registry.alerts(name))

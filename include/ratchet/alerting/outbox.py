@@ -15,11 +15,13 @@ delivery prints for such rows). Nothing is silently dropped: the row is still th
 from __future__ import annotations
 
 import email.policy
+import html
 import logging
 import smtplib
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from ratchet.alerting.mails import SUBJECT_PREFIX
 from ratchet.exceptions import AlertDeliveryError, AlertUndeliverable
 from ratchet.registry.entities import AlertDraft
 from ratchet.settings import SMTP_CONN_ID
@@ -58,6 +60,7 @@ def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID,
     report: dict[str, list[int]] = {"sent": [], "refused": [], "failed": [], "no_recipients": [],
                                     "stuck_sending": []}
     transient, permanent = [], []
+    digests: dict[tuple[str, ...], list[Alert]] = {}
     for alert in registry.queued_alerts():
         if alert.status == "sending":
             report["stuck_sending"].append(alert.id)
@@ -70,19 +73,22 @@ def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID,
                              "in the model's YAML and the next delivery sends it")
             continue
         claimed = registry.claim_alert(alert.id)
-        if claimed is None:  # another sender has it, or it was just sent
-            continue
+        if claimed is not None:  # else another sender has it, or it was just sent
+            digests.setdefault(tuple(sorted(claimed.recipients)), []).append(claimed)
+    for group in digests.values():
         try:
-            _send(conn_id, claimed)
-        except Exception as exc:  # noqa: BLE001 - any SMTP/connection failure keeps the alert queued
+            _send(conn_id, group)
+        except Exception as exc:  # noqa: BLE001 - any SMTP/connection failure keeps the alerts queued
             error = _describe(exc)
-            registry.finish_alert(claimed.id, error)
             refused = _refused_for_good(exc)
-            report["refused" if refused else "failed"].append(claimed.id)
-            (permanent if refused else transient).append(f"alert {claimed.id} ({claimed.subject}): {error}")
+            for claimed in group:
+                registry.finish_alert(claimed.id, error)
+                report["refused" if refused else "failed"].append(claimed.id)
+                (permanent if refused else transient).append(f"alert {claimed.id} ({claimed.subject}): {error}")
             continue
-        registry.finish_alert(claimed.id, None)
-        report["sent"].append(claimed.id)
+        for claimed in group:
+            registry.finish_alert(claimed.id, None)
+            report["sent"].append(claimed.id)
     if report["stuck_sending"]:
         log.warning("alerts %s are 'sending' from an earlier delivery that did not finish; they are not re-sent "
                     "automatically (at-most-once). Check the mailbox and the task logs.", report["stuck_sending"])
@@ -94,21 +100,39 @@ def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID,
     return report
 
 
-def _send(conn_id: str, alert: Alert) -> None:
-    """One SMTP transaction, no retry: the outbox and the task's own retries decide what is tried again."""
+def _send(conn_id: str, alerts: list[Alert]) -> None:
+    """One SMTP transaction, no retry: the outbox and the task's own retries decide what is tried again.
+
+    Alerts with the same recipients go out as one digest: several models breaching on one night make one mail
+    per recipient list, each alert a section of it, in text and in HTML.
+    """
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     message = EmailMessage(policy=UNFOLDED)
-    message["Subject"], message["To"] = alert.subject, ", ".join(alert.recipients)
-    message["X-Ratchet-Alert"] = alert.dedupe_key
-    message.set_content(alert.body_text)
-    if alert.body_html:
-        message.add_alternative(alert.body_html, subtype="html")
+    message["To"] = ", ".join(alerts[0].recipients)
+    message["X-Ratchet-Alert"] = ", ".join(a.dedupe_key for a in alerts)
+    if len(alerts) == 1:
+        message["Subject"], text, body = alerts[0].subject, alerts[0].body_text, alerts[0].body_html
+    else:
+        message["Subject"] = f"{SUBJECT_PREFIX} {len(alerts)} alerts: " + "; ".join(
+            a.subject.removeprefix(SUBJECT_PREFIX).strip() for a in alerts)
+        text = "\n\n".join(f"{a.subject}\n\n{a.body_text}" for a in alerts)
+        body = "<html><body>" + "<hr>".join(_html_body(a) for a in alerts) + "</body></html>"
+    message.set_content(text)
+    if body:
+        message.add_alternative(body, subtype="html")
     with SmtpHook(smtp_conn_id=conn_id) as hook:
         message["From"] = hook.from_email or "ratchet@localhost"
         # The hook's own send retries every error up to retry_limit times, a 550 refusal included; the
         # connection it opened (with its TLS and login settings) sends the message once instead.
         hook._smtp_client.send_message(message)
+
+
+def _html_body(alert: Alert) -> str:
+    """An alert's HTML without its html/body wrapper, to be one section of a digest."""
+    if not alert.body_html:
+        return f"<pre>{html.escape(alert.body_text)}</pre>"
+    return alert.body_html.removeprefix("<html><body>").removesuffix("</body></html>")
 
 
 def _refused_for_good(exc: Exception) -> bool:
