@@ -72,3 +72,18 @@ def test_each_mistake_names_file_field_and_expectation(tmp_path, change, field, 
         load_spec(path)
     message = str(error.value)
     assert str(path) in message and f"'{field}'" in message and expected in message, message
+
+
+def test_the_readmes_model_example_is_a_valid_spec():
+    from pathlib import Path
+
+    import yaml
+
+    from ratchet.specs import parse_spec
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```yaml\n") + len("```yaml\n")
+    example = yaml.safe_load(readme[start:readme.index("```", start)])
+    spec = parse_spec(Path("README.md"), example)
+    assert spec.name == "daily_demand" and spec.alerts.repeat_after_days == 7
+    assert spec.promotion.ratchet.false_alarm_rate == 0.05 and spec.source.missing_target == "drop"
