@@ -200,8 +200,9 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
         cases = harvest_worst_misses(spec, outcome.champion, Xw, baseline_scores, X[before], y[before])
-    known = {case.case_key for case in registry.golden_cases(spec.name)}
-    outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
+    if cases:
+        known = {case.case_key for case in registry.golden_cases(spec.name)}
+        outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
     draft = None
     if outcome.champion is not None:
         history = registry.evaluations(spec.name, "nowtest", contender=outcome.champion.contender)

@@ -97,7 +97,7 @@ def check_requirements(requirements: Iterable[RequirementLike], values: dict[str
         baseline_name = baseline_value = None
         effective = req.bound
         if req.relative_to is not None:
-            baseline_name, baseline_value = _baseline(req.metric, req.relative_to, baseline_values)
+            baseline_name, baseline_value = reference_baseline(req.metric, req.relative_to, baseline_values)
             effective = None if baseline_value is None else req.bound * baseline_value
         passed = value is not None and effective is not None and (
             value <= effective if req.direction == "max" else value >= effective)
@@ -109,7 +109,10 @@ def check_requirements(requirements: Iterable[RequirementLike], values: dict[str
     return results
 
 
-def _baseline(metric: str, relative_to: str, baseline_values: dict[str, dict[str, float | None]]):
+def reference_baseline(metric: str, relative_to: str,
+                       baseline_values: dict[str, dict[str, float | None]]) -> tuple[str | None, float | None]:
+    """(name, value) of the baseline a relative requirement compares with: the named one, or the best one
+    when `relative_to` is 'baseline'. `baseline_values` maps baseline -> metric -> value on the same rows."""
     if relative_to == "baseline":
         return best_baseline(metric, baseline_values)
     return relative_to, finite(baseline_values.get(relative_to, {}).get(metric))

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ratchet.evaluation.backtest import BacktestTable, months_of
+from ratchet.evaluation.requirements import reference_baseline
 from ratchet.modeling.metrics import finite
 from ratchet.modeling.statistics import mean_confidence_bound, quantile_bound, window_metric, windows
 from ratchet.registry.entities import DaySeries, RatchetStep
-from ratchet.specs.model import COMPUTATIONAL_METRICS, LOWER_IS_BETTER
+from ratchet.specs.model import COMPUTATIONAL_METRICS
 
 if TYPE_CHECKING:
     from ratchet.evaluation.requirements import RequirementLike
@@ -72,8 +73,8 @@ def calibrate_backtest(spec: ModelSpec, req: Requirement, backtest: BacktestTabl
     for month in months:
         value = finite(values.get(month))
         if req.relative_to is not None and value is not None:
-            base = _baseline_value(spec, req, {b: backtest.get(b, {}).get(req.metric, {}).get(month)
-                                               for b in spec.baselines})
+            base = _baseline_value(req, {b: backtest.get(b, {}).get(req.metric, {}).get(month)
+                                         for b in spec.baselines})
             value = value / base if base else None
         if value is not None:
             monthly.append(value)
@@ -103,8 +104,8 @@ def calibrate_nowtest(registry: Registry, spec: ModelSpec, req: Requirement, con
     for mask in masks:
         value = _on(spec, req.metric, series[contender], mask)
         if req.relative_to is not None:
-            base = _baseline_value(spec, req, {b: _on(spec, req.metric, series[b], mask)
-                                               for b in spec.baselines if b in series})
+            base = _baseline_value(req, {b: _on(spec, req.metric, series[b], mask)
+                                         for b in spec.baselines if b in series})
             value = value / base if base else math.nan
         values.append(value)
     values = np.array(values, dtype=float)
@@ -130,11 +131,6 @@ def _on(spec: ModelSpec, metric: str, series: DaySeries, mask: np.ndarray) -> fl
                          pick(series.correct))
 
 
-def _baseline_value(spec: ModelSpec, req: Requirement, values: dict[str, float | None]) -> float | None:
-    """The baseline a relative requirement compares with: the named one, or the best of them."""
-    if req.relative_to != "baseline":
-        return finite(values.get(req.relative_to))
-    finite_values = [v for v in (finite(x) for x in values.values()) if v is not None]
-    if not finite_values:
-        return None
-    return min(finite_values) if LOWER_IS_BETTER[req.metric] else max(finite_values)
+def _baseline_value(req: Requirement, values: dict[str, float | None]) -> float | None:
+    """The value of the baseline `req` compares with, from baseline -> value of its metric."""
+    return reference_baseline(req.metric, req.relative_to, {b: {req.metric: v} for b, v in values.items()})[1]

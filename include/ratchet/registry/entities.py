@@ -27,18 +27,6 @@ def in_trial(version: int, champion: int | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Model:
-    """A model known to the registry, with the spec it was last synced from."""
-
-    name: str
-    task: str
-    owner: str
-    spec: dict[str, Any]
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-@dataclass(frozen=True)
 class Trial:
     """One recorded trial of a nightly search: what was tried and how it scored (or why it failed)."""
 
