@@ -104,3 +104,88 @@ def test_unknown_model_and_version_are_named(registry):
         registry.versions("nope")
     with pytest.raises(NotFoundError, match="no version 9; its versions: \\[1\\]"):
         registry.version("m", 9)
+
+
+def _served(model, request_id, status=200, prediction=1.5, at="2026-11-23T10:00:00+00:00"):
+    import datetime as dt
+
+    from ratchet.registry.entities import Served
+
+    return Served(model=model, version=1 if status < 400 else None, request_id=request_id, route="id",
+                  arm="champion", feature_id=dt.datetime(2026, 11, 23), prediction=prediction if status < 400 else None,
+                  label=None, probabilities=None, cache_hit=False, latency_ms=3.5, status=status,
+                  error=None if status < 400 else "no row", replica="r1", served_at=dt.datetime.fromisoformat(at))
+
+
+def test_the_serving_log_round_trips_and_refuses_an_unknown_model_whole(registry):
+    import datetime as dt
+
+    from ratchet.exceptions import UnknownModelError
+
+    _add_model_with_versions(registry, "m", versions=1)
+    rows = [_served("m", "a"), _served("m", "b", status=404, at="2026-11-23T11:00:00+00:00")]
+    assert registry.log_served(rows) == 2
+    day = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    assert registry.served("m", day, day + dt.timedelta(days=1)) == rows
+    assert registry.served("m", day + dt.timedelta(days=1), day + dt.timedelta(days=2)) == []
+    with pytest.raises(UnknownModelError, match="ghost"):
+        registry.log_served([_served("m", "c"), _served("ghost", "d")])
+    assert len(registry.served("m", day, day + dt.timedelta(days=1))) == 2  # the refused batch wrote nothing
+
+
+def test_probes_round_trip_by_time(registry):
+    import datetime as dt
+
+    from ratchet.registry.entities import Probe
+
+    t0 = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+    probes = [Probe("r1", True, None, t0), Probe("r2", False, "database unreachable", t0 + dt.timedelta(minutes=1))]
+    for probe in probes:
+        registry.record_probe(probe)
+    assert registry.probes(t0, t0 + dt.timedelta(hours=1)) == probes
+    assert registry.probes(t0 + dt.timedelta(seconds=1), t0 + dt.timedelta(hours=1)) == probes[1:]
+
+
+def _notifications(conn, seconds=2.0):
+    """Model names NOTIFYed on the models-changed channel within `seconds`."""
+    import select as io_select
+    import time
+
+    names, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if io_select.select([conn], [], [], 0.1)[0]:
+            conn.poll()
+            names += [n.payload for n in conn.notifies]
+            conn.notifies.clear()
+    return names
+
+
+def test_a_new_version_and_a_champion_move_notify_and_a_rolled_back_move_does_not(registry, database_url):
+    import psycopg2
+    from sqlalchemy.exc import IntegrityError
+
+    from ratchet.exceptions import ConcurrentPromotionError
+    from ratchet.registry.entities import MODELS_CHANGED
+    from ratchet.settings import normalize_url
+
+    _add_model_with_versions(registry, "m", versions=1)
+    listener = psycopg2.connect(normalize_url(database_url).replace("+psycopg2", ""))
+    listener.autocommit = True
+    listener.cursor().execute(f"LISTEN {MODELS_CHANGED}")
+    gates = [{"gate": "test", "passed": True}]
+    try:
+        _register(registry, "m", "r2")
+        assert _notifications(listener, 1.0) == ["m"]
+        with pytest.raises(IntegrityError, match="ck_promotion_kind"):  # moved, then the decision row fails
+            registry.record_promotion("m", 1, kind="bogus", outcome="promoted", triggered_by="t", reason="r",
+                                      gates=gates, run_id=None, expected_previous_version=None)
+        assert _notifications(listener, 1.0) == [] and registry.champion("m") is None
+        registry.record_promotion("m", 1, kind="initial", outcome="promoted", triggered_by="t", reason="r",
+                                  gates=gates, run_id=None, expected_previous_version=None)
+        assert _notifications(listener, 1.0) == ["m"]
+        with pytest.raises(ConcurrentPromotionError):  # a stale expectation is refused before anything moves
+            registry.record_promotion("m", 2, kind="promotion", outcome="promoted", triggered_by="t", reason="r",
+                                      gates=gates, run_id=None, expected_previous_version=None)
+        assert _notifications(listener, 1.0) == []
+    finally:
+        listener.close()

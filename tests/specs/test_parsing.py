@@ -39,6 +39,23 @@ def test_defaults_fill_what_the_yaml_leaves_out(tmp_path):
     assert spec.backtest.window == "expanding" and spec.search.n_trials == 20
 
 
+def test_serving_fields_and_serving_requirements_parse(tmp_path):
+    path = _write(tmp_path, VALID + textwrap.dedent("""
+        serving: {cache_ttl_seconds: 30, split: {candidate: trial, fraction: 0.1}}
+        requirements:
+          - {metric: serving_latency_p95_ms, max: 50}
+          - {metric: serving_error_rate, max: 0.01}
+          - {metric: availability, min: 0.99}
+        """))
+    spec = load_spec(path)
+    assert spec.serving.cache_ttl_seconds == 30.0
+    assert (spec.serving.split.candidate, spec.serving.split.fraction) == ("trial", 0.1)
+    assert {(r.metric, r.direction, r.bound, r.scope) for r in spec.requirements} == {
+        ("serving_latency_p95_ms", "max", 50.0, "serving"), ("serving_error_rate", "max", 0.01, "serving"),
+        ("availability", "min", 0.99, "serving")}
+    assert load_spec(_write(tmp_path, VALID, "plain.yaml")).serving.split is None
+
+
 @pytest.mark.parametrize("change, field, expected", [
     ("name: [oops", "(document)", "valid YAML"),
     ("colour: blue", "colour", "known fields"),
@@ -54,6 +71,17 @@ def test_defaults_fill_what_the_yaml_leaves_out(tmp_path):
     ("requirements: [{metric: rmse, max: 1, min: 0}]", "requirements[0].max", "exactly one of"),
     ("requirements: [{metric: rmse, max: 1, scope: weekly}]", "requirements[0].scope", "one of"),
     ("requirements: [{metric: rmse, max: 1, relative_to: oracle}]", "requirements[0].relative_to", "baseline"),
+    ("requirements: [{metric: availability, max: 0.9}]", "requirements[0].max", "'min' for availability"),
+    ("requirements: [{metric: serving_error_rate, max: 2}]", "requirements[0].max", "a fraction in [0, 1]"),
+    ("requirements: [{metric: serving_latency_p95_ms, max: 50, scope: nowtest}]", "requirements[0].scope",
+     "'serving'"),
+    ("requirements: [{metric: rmse, max: 1, scope: serving}]", "requirements[0].scope", "scope 'serving' takes"),
+    ("requirements: [{metric: availability, calibrate: 0.05}]", "requirements[0].calibrate", "no back-test"),
+    ("serving: {cache_ttl_seconds: -1}", "serving.cache_ttl_seconds", "seconds >= 0"),
+    ("serving: {split: {candidate: newest, fraction: 0.1}}", "serving.split.candidate", "'trial'"),
+    ("serving: {split: {candidate: trial, fraction: 1.5}}", "serving.split.fraction", "between 0 and 1"),
+    ("serving: {split: {candidate: 3}}", "serving.split.fraction", "required"),
+    ("serving: {cache: 10}", "serving.cache", "known fields"),
     ("backtest: {window: weekly}", "backtest.window", "'expanding' or a positive number"),
     ("estimators: [{class: sklearn.linear_model.Nope}]", "estimators[0].class", "an importable estimator"),
     ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpah: {uniform: [0, 1]}}}]",

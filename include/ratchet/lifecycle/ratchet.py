@@ -22,7 +22,6 @@ from ratchet.evaluation.requirements import reference_baseline
 from ratchet.modeling.metrics import finite
 from ratchet.modeling.statistics import mean_confidence_bound, quantile_bound, window_metric, windows
 from ratchet.registry.entities import DaySeries, RatchetStep
-from ratchet.specs.model import COMPUTATIONAL_METRICS
 
 if TYPE_CHECKING:
     from ratchet.evaluation.requirements import RequirementLike
@@ -46,7 +45,7 @@ def ratchet_steps(registry: Registry, spec: ModelSpec, contender: str, backtest:
     steps = []
     for req in registry.requirements(spec.name):
         first = req.calibrate is not None and not math.isfinite(req.bound)
-        if req.metric in COMPUTATIONAL_METRICS or not (spec.promotion.ratchet.enabled or first):
+        if req.metric not in spec.metrics or not (spec.promotion.ratchet.enabled or first):  # quality metrics only
             continue
         alpha = req.calibrate or spec.promotion.ratchet.false_alarm_rate
         if req.scope == "nowtest":

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 CHAMPION = "champion"
+# PostgreSQL NOTIFY channel: a transaction that moves a champion or registers a version notifies it with the
+# model's name, delivered at commit, so every serving replica drops what it cached for that model at once
+MODELS_CHANGED = "ratchet_models_changed"
 
 
 def version_contender(version: int) -> str:
@@ -256,3 +259,39 @@ class TrialRecord:
     version: int
     days: tuple[str, ...] = ()
     breach_days: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Served:
+    """One row the REST service answered (or one request it refused): what was served, by which version, how fast.
+
+    `feature_id` is the row's time key; `arm` is 'champion' or 'candidate' (a `serving.split`); `route` is 'id'
+    (features read from the source) or 'rows' (features in the request body). A refused request has a `status`
+    >= 400, an `error` and no prediction. Rows of one request share its `request_id` and `latency_ms`.
+    """
+
+    model: str
+    version: int | None
+    request_id: str
+    route: str
+    arm: str
+    feature_id: dt.datetime | None
+    prediction: float | None
+    label: str | None
+    probabilities: dict[str, float] | None
+    cache_hit: bool
+    latency_ms: float
+    status: int
+    error: str | None
+    replica: str
+    served_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One health check of a service replica: database reachable and every champion loadable, or why not."""
+
+    replica: str
+    healthy: bool
+    detail: str | None
+    probed_at: dt.datetime

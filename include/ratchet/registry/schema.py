@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -160,7 +161,7 @@ class Requirement(Base):
     )
     __table_args__ = (
         CheckConstraint("direction IN ('max', 'min')", name="ck_req_direction"),
-        CheckConstraint("scope IN ('backtest', 'nowtest', 'gate')", name="ck_req_scope"),
+        CheckConstraint("scope IN ('backtest', 'nowtest', 'gate', 'serving')", name="ck_req_scope"),
         UniqueConstraint("model_id", "metric", "relative_to", "scope", "direction", name="uq_requirement_key"),
     )
 
@@ -291,3 +292,47 @@ class BacktestDay(Base):
     run_id: Mapped[str] = mapped_column(String(250), nullable=False)
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (UniqueConstraint("model_id", "contender", "partition", name="uq_backtest_day_month"),)
+
+
+class ServedPrediction(Base):
+    """One answer of the REST service (or one refused request), logged off the request path in batches.
+
+    A row per predicted row: `request_id` groups the rows of one request, whose latency they share.
+    `feature_id` is the row's time key; `arm` says whether the champion or a split's candidate answered.
+    A refused or failed request has a `status` >= 400, an `error` and no prediction.
+    """
+
+    __tablename__ = "served_predictions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    route: Mapped[str] = mapped_column(String(10), nullable=False)
+    arm: Mapped[str] = mapped_column(String(20), nullable=False)
+    feature_id: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
+    prediction: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(Text)
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column()
+    cache_hit: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[int] = mapped_column(Integer, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    replica: Mapped[str] = mapped_column(String(200), nullable=False)
+    served_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    __table_args__ = (
+        CheckConstraint("route IN ('id', 'rows')", name="ck_served_route"),
+        CheckConstraint("arm IN ('champion', 'candidate')", name="ck_served_arm"),
+        Index("ix_served_model_time", "model_id", "served_at"),
+        Index("ix_served_model_feature", "model_id", "feature_id"),
+    )
+
+
+class ServingProbe(Base):
+    """One health check of a service replica (database reachable, champions loadable), for `availability`."""
+
+    __tablename__ = "serving_probes"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    replica: Mapped[str] = mapped_column(String(200), nullable=False)
+    healthy: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+    probed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)

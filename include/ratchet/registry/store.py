@@ -6,14 +6,16 @@ transactions and the constraints that make writes idempotent and atomic.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, select, tuple_, update
+from sqlalchemy import Engine, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, selectinload, sessionmaker
@@ -22,7 +24,7 @@ from ratchet import settings
 from ratchet.exceptions import ConcurrentPromotionError, NotFoundError, UnknownModelError
 from ratchet.modeling.metrics import finite
 from ratchet.registry import entities
-from ratchet.registry.entities import CHAMPION, EvaluationRow, RatchetStep, in_trial
+from ratchet.registry.entities import CHAMPION, MODELS_CHANGED, EvaluationRow, RatchetStep, in_trial
 from ratchet.registry.schema import (
     Alert,
     Alias,
@@ -36,6 +38,8 @@ from ratchet.registry.schema import (
     Requirement,
     RequirementChange,
     SearchTrial,
+    ServedPrediction,
+    ServingProbe,
 )
 
 if TYPE_CHECKING:
@@ -199,6 +203,7 @@ class Registry:
                       or 0) + 1
             session.add(ModelVersion(model_id=m.id, version=number, run_id=run_id, trial_id=trial_id,
                                      **_jsonable(fields)))
+            _notify_changed(session, m)  # a new version may be the candidate a serving split routes to
             return number
 
     def versions(self, model: str, *, with_artifact: bool = False) -> list[entities.Version]:
@@ -299,6 +304,7 @@ class Registry:
             raise ConcurrentPromotionError(
                 f"another promotion of {model.name!r} set the first champion at the same time; nothing was changed"
             ) from exc
+        _notify_changed(session, model)
 
     # -- evaluations and reports -------------------------------------------------
     def record_evaluations(self, model: str, rows: Iterable[EvaluationRow], *,
@@ -570,8 +576,58 @@ class Registry:
                     where=GoldenCase.source == "file"))
             return {"added": len(keys - existing), "removed": len(stale), "kept": len(keys & existing)}
 
+    # -- serving ----------------------------------------------------------------
+    def log_served(self, rows: Iterable[entities.Served]) -> int:
+        """Append the REST service's answers (one batch, one transaction); returns how many rows were written.
+
+        Rows of models the registry does not know are refused with `UnknownModelError`, the whole batch with them.
+        """
+        rows = list(rows)
+        if not rows:
+            return 0
+        with self._session() as session:
+            ids = dict(session.execute(select(Model.name, Model.id).where(
+                Model.name.in_({r.model for r in rows}))).tuples().all())
+            unknown = sorted({r.model for r in rows} - set(ids))
+            if unknown:
+                raise UnknownModelError(f"served rows name unknown model(s) {unknown}")
+            session.execute(insert(ServedPrediction), [
+                {"model_id": ids[r.model], **{k: getattr(r, k) for k in _SERVED_FIELDS}} for r in rows])
+        return len(rows)
+
+    def served(self, model: str, start: dt.datetime, end: dt.datetime) -> list[entities.Served]:
+        """What the service answered for the model with `start <= served_at < end`, oldest first."""
+        with self._session() as session:
+            m = self._model(session, model)
+            found = session.scalars(select(ServedPrediction).where(
+                ServedPrediction.model_id == m.id, ServedPrediction.served_at >= start,
+                ServedPrediction.served_at < end).order_by(ServedPrediction.served_at, ServedPrediction.id))
+            return [entities.Served(model=model, **{k: getattr(r, k) for k in _SERVED_FIELDS}) for r in found]
+
+    def record_probe(self, probe: entities.Probe) -> None:
+        """Store one health check of a service replica."""
+        with self._session() as session:
+            session.add(ServingProbe(replica=probe.replica, healthy=probe.healthy, detail=probe.detail,
+                                     probed_at=probe.probed_at))
+
+    def probes(self, start: dt.datetime, end: dt.datetime) -> list[entities.Probe]:
+        """Every replica's health checks with `start <= probed_at < end`, oldest first."""
+        with self._session() as session:
+            found = session.scalars(select(ServingProbe).where(
+                ServingProbe.probed_at >= start, ServingProbe.probed_at < end).order_by(ServingProbe.probed_at))
+            return [entities.Probe(r.replica, r.healthy, r.detail, r.probed_at) for r in found]
+
+
 
 # -- rows to entities ------------------------------------------------------------------------
+_SERVED_FIELDS = [f.name for f in dataclass_fields(entities.Served) if f.name != "model"]
+
+
+def _notify_changed(session: Session, model: Model) -> None:
+    """NOTIFY `MODELS_CHANGED` with the model's name; PostgreSQL delivers it only if the transaction commits."""
+    session.execute(text("SELECT pg_notify(:channel, :model)"), {"channel": MODELS_CHANGED, "model": model.name})
+
+
 def _versions_query(with_artifact: bool):
     query = select(ModelVersion)
     return query if with_artifact else query.options(defer(ModelVersion.artifact))

@@ -14,14 +14,18 @@ TASKS = ("regression", "classification")
 REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
 COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes")
+# Measured on the REST service (`ratchet serve`) from its prediction log and health probes; scope 'serving' only
+SERVING_METRICS = ("serving_latency_p95_ms", "serving_error_rate", "availability")
 LOWER_IS_BETTER = {
     "rmse": True, "mae": True, "mape": True, "r2": False,
     "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True,
     "predict_latency_p95_ms": True, "model_size_bytes": True,
+    "serving_latency_p95_ms": True, "serving_error_rate": True, "availability": False,
 }
 REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
 CLASSIFICATION_BASELINES = ("majority", "last_value")
-SCOPES = ("backtest", "nowtest", "gate")
+SCOPES = ("backtest", "nowtest", "gate", "serving")
+SPLIT_TRIAL = "trial"  # `serving.split.candidate`: the newest version in trial, whichever it is
 MISSING_TARGET_POLICIES = ("drop", "error")
 LAG_POLICIES = ("days", "rows")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
@@ -112,6 +116,25 @@ class AlertsSpec:
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """`serving.split:`: a fixed fraction of feature ids, chosen by a hash, is answered by a candidate.
+
+    `candidate` is 'trial' (the newest version in trial, if any) or a version number.
+    """
+
+    candidate: str | int
+    fraction: float
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """`serving:`: how long the REST service reuses an answer, and an optional A/B split."""
+
+    cache_ttl_seconds: float = 300.0
+    split: SplitSpec | None = None
+
+
+@dataclass(frozen=True)
 class RatchetSpec:
     """`promotion.ratchet:`: whether a promotion tightens requirements, and the false-alarm rate it allows.
 
@@ -153,6 +176,7 @@ class ModelSpec:
     promotion: PromotionSpec
     path: Path
     alerts: AlertsSpec = field(default_factory=AlertsSpec)
+    serving: ServingSpec = field(default_factory=ServingSpec)
     golden_cases_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -19,6 +19,8 @@ from ratchet.specs.model import (
     MISSING_TARGET_POLICIES,
     REGRESSION_BASELINES,
     SCOPES,
+    SERVING_METRICS,
+    SPLIT_TRIAL,
     TASKS,
     TRUSTED_ESTIMATOR_MODULES,
     AlertsSpec,
@@ -30,7 +32,9 @@ from ratchet.specs.model import (
     RatchetSpec,
     RequirementSpec,
     SearchSpec,
+    ServingSpec,
     Source,
+    SplitSpec,
     task_metrics,
 )
 
@@ -216,8 +220,9 @@ def _check_kind(f: _Fields, instance: Any, class_path: str, task: str) -> None:
 def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]) -> RequirementSpec:
     f = _Fields(path, raw, f"requirements[{index}].")
     f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope"})
-    allowed = task_metrics(task) + COMPUTATIONAL_METRICS
+    allowed = task_metrics(task) + COMPUTATIONAL_METRICS + SERVING_METRICS
     metric = f.get("metric", str, check=lambda m: m in allowed, expected=f"one of {list(allowed)}")
+    measured = metric in COMPUTATIONAL_METRICS + SERVING_METRICS  # not by predictions against actuals
     given = [k for k in ("max", "min", "calibrate") if k in f.data]
     if len(given) != 1:
         raise f.fail("max", "exactly one of 'max', 'min' or 'calibrate' (a false-alarm rate)",
@@ -225,8 +230,9 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
     right = "max" if LOWER_IS_BETTER[metric] else "min"
     calibrate = f.get("calibrate", float, None, check=lambda a: 0 < a < 0.5,
                       expected="a false-alarm rate between 0 and 0.5 (0.05: one false alarm in 20 windows)")
-    if calibrate is not None and metric in COMPUTATIONAL_METRICS:
-        raise f.fail("calibrate", "a prediction-quality metric (latency and size have no back-test)", metric)
+    if calibrate is not None and measured:
+        raise f.fail("calibrate", "a prediction-quality metric (latency, size and serving have no back-test)",
+                     metric)
     direction = given[0] if calibrate is None else right
     if direction != right:
         better = "lower" if right == "max" else "higher"
@@ -235,14 +241,37 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
              else (math.inf if direction == "max" else -math.inf))
     relative_to = f.get("relative_to", str, None, check=lambda b: b in baselines or b == "baseline",
                         expected=f"'baseline' (the best baseline) or one of {list(baselines)}")
-    if relative_to and metric in COMPUTATIONAL_METRICS:
-        raise f.fail("relative_to", "no baseline for computational metrics", relative_to)
-    default_scope = "gate" if metric in COMPUTATIONAL_METRICS else "backtest"
-    scope = f.get("scope", str, default_scope, check=lambda s: s in SCOPES, expected=f"one of {list(SCOPES)}")
+    if relative_to and measured:
+        raise f.fail("relative_to", "no baseline for computational or serving metrics", relative_to)
+    if metric in SERVING_METRICS:
+        scope = f.get("scope", str, "serving", check=lambda s: s == "serving",
+                      expected=f"'serving' ({metric} is measured on the REST service)")
+    else:
+        default_scope = "gate" if metric in COMPUTATIONAL_METRICS else "backtest"
+        quality_scopes = [s for s in SCOPES if s != "serving"]
+        scope = f.get("scope", str, default_scope, check=lambda s: s in quality_scopes,
+                      expected=f"one of {quality_scopes} (scope 'serving' takes {list(SERVING_METRICS)})")
+    if metric in ("serving_error_rate", "availability") and not 0 <= bound <= 1:
+        raise f.fail(direction, f"a fraction in [0, 1] for {metric} (0.01 is 1%)", bound)
     if metric == "mape" and relative_to is None and calibrate is None and not 0 < bound <= 1:
         raise f.fail(direction, "a fraction in (0, 1] for mape (0.08 is 8%)", bound)
     return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to,
                            calibrate=calibrate)
+
+
+def _parse_serving(f: _Fields) -> ServingSpec:
+    f.reject_unknown({"cache_ttl_seconds", "split"})
+    ttl = f.get("cache_ttl_seconds", float, 300.0, check=lambda v: v >= 0,
+                expected="a number of seconds >= 0 (0: never reuse an answer)")
+    if "split" not in f.data:
+        return ServingSpec(cache_ttl_seconds=ttl)
+    s = f.sub("split")
+    s.reject_unknown({"candidate", "fraction"})
+    candidate = s.get("candidate", (str, int), check=lambda c: c == SPLIT_TRIAL or (type(c) is int and c >= 1),
+                      expected=f"'{SPLIT_TRIAL}' (the newest version in trial) or a version number")
+    fraction = s.get("fraction", float, check=lambda v: 0 < v < 1,
+                     expected="the share of feature ids the candidate answers, between 0 and 1 (0.1 = 10%)")
+    return ServingSpec(cache_ttl_seconds=ttl, split=SplitSpec(candidate=candidate, fraction=fraction))
 
 
 def parse_spec(path: Path, data: Any) -> ModelSpec:
@@ -254,7 +283,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f = _Fields(path, data)
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
-                      "description", "alerts"})
+                      "description", "alerts", "serving"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -326,6 +355,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     alerts = AlertsSpec(repeat_after_days=a.get("repeat_after_days", int, 7, check=_positive,
                                                  expected="a positive number of days"))
 
+    serving = _parse_serving(f.sub("serving"))
+
     p = f.sub("promotion")
     p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet"})
     r = p.sub("ratchet")
@@ -354,6 +385,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         source=source, estimators=estimators, search=search, baselines=baselines,
         requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
+        serving=serving,
     )
 
 
