@@ -63,7 +63,7 @@ def skforecast_backtest(n_jobs) -> tuple[float, int]:
     from ratchet import demo
 
     frame = demo.generate_demand(dt.date(END.year - 3, END.month, 1), END, seed=7,
-                                 regime_change=END - dt.timedelta(days=demo.REGIME_CHANGE_DAYS))
+                                 regime_change=demo.regime_change_day(END))
     frame.index = pd.DatetimeIndex(frame.pop("day"), freq="D")
     y, exog = frame["demand"], frame[FEATURES].astype(float)
     steps, folds = 30, MONTHS

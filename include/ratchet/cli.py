@@ -32,9 +32,10 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 def _load_demo(args: argparse.Namespace) -> int:
     from ratchet import demo
 
-    result = demo.load_demo(settings.database_url(), seed=args.seed, end=args.end)
-    print(f"demo data: {result['rows']} days in {result['table']} ({result['start']}..{result['end']}, "
-          f"regime change from {result['regime_change']})")
+    result = demo.load_demo(settings.database_url(), seed=args.seed, end=args.end, before_change=args.before_change)
+    change = (f"the regime change from {result['regime_change']} not loaded yet" if result["before_change"]
+              else f"regime change from {result['regime_change']}")
+    print(f"demo data: {result['rows']} days in {result['table']} ({result['start']}..{result['end']}, {change})")
     return 0
 
 
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("load-demo", help="write the demo demand table (deterministic)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--end", type=_date, default=None, help="last day of data (default: yesterday)")
+    demo.add_argument("--before-change", action="store_true",
+                      help="only the days before the regime change (the history of make run's first champion)")
     demo.set_defaults(handler=_load_demo)
 
     status = commands.add_parser("status", help="champion, candidates, back-test, now-test per model")

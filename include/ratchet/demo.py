@@ -1,20 +1,32 @@
 """Demo data: daily demand with seasonality, weather, holidays, promotions and a recent regime change.
 
-Deterministic from a seed, so the demo tells the same story on every machine: models learn the
-history, then the regime change (a level shift and a stronger temperature response in the last
-months) makes the champion's now-test fail and an alert mail go out.
+Deterministic from a seed, so the demo tells the same story on every machine: `make run` loads the
+history up to the day before the regime change, where the first champion is trained, back-tested and
+promoted; then the last days arrive, in which demand changed regime (a level shift and a stronger
+temperature response), and the now-test on them fails and an alert mail goes out.
 """
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from ratchet.registry import Registry
+    from ratchet.specs.model import ModelSpec
+
 DEMO_SCHEMA = "demo"
 DEMO_TABLE = "daily_demand"
 HOLIDAYS = ((1, 1), (5, 1), (7, 4), (10, 3), (11, 11), (12, 25), (12, 26), (12, 31))
-REGIME_CHANGE_DAYS = 35
+DEMO_MODEL = "daily_demand"  # include/models/demand.yaml, the model the demo table feeds
+REGIME_CHANGE_DAYS = 10  # the change is this many days before the data's last day: inside a 14-day now-test
+
+
+def regime_change_day(end: dt.date) -> dt.date:
+    """The first day of the new regime in demo data ending on `end`."""
+    return end - dt.timedelta(days=REGIME_CHANGE_DAYS)
 
 
 def _yesterday() -> dt.date:
@@ -62,15 +74,24 @@ def generate_classification(start: dt.date, end: dt.date, *, seed: int = 11) -> 
     return pd.DataFrame({"day": days.date, "busy": busy, "load": np.round(load, 3), "weekend": weekend})
 
 
-def load_demo(url: str, *, seed: int = 7, end: dt.date | None = None, years: int = 3) -> dict:
-    """Write the demo table `demo.daily_demand` (replacing its rows in one transaction)."""
+def load_demo(url: str, *, seed: int = 7, end: dt.date | None = None, years: int = 3,
+              before_change: bool = False) -> dict:
+    """Write the demo table `demo.daily_demand` (replacing its rows in one transaction).
+
+    `before_change` writes only the days before the regime change: the history `make run` trains and
+    promotes the first champion on, so that its first now-test, after a load of every day, judges a
+    regime the champion never saw. Both loads write the same rows for the days they share.
+    """
     from sqlalchemy import text
 
     from ratchet.settings import make_engine
 
     end = end or _yesterday()
     start = dt.date(end.year - years, end.month, 1)
-    frame = generate_demand(start, end, seed=seed, regime_change=end - dt.timedelta(days=REGIME_CHANGE_DAYS))
+    change = regime_change_day(end)
+    frame = generate_demand(start, end, seed=seed, regime_change=change)
+    if before_change:
+        frame = frame[frame["day"] < change]
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -84,5 +105,22 @@ def load_demo(url: str, *, seed: int = 7, end: dt.date | None = None, years: int
                          chunksize=1000)
     finally:
         engine.dispose()
-    return {"table": f"{DEMO_SCHEMA}.{DEMO_TABLE}", "rows": len(frame), "start": str(start), "end": str(end),
-            "regime_change": str(end - dt.timedelta(days=REGIME_CHANGE_DAYS))}
+    return {"table": f"{DEMO_SCHEMA}.{DEMO_TABLE}", "rows": len(frame), "start": str(start),
+            "end": str(frame["day"].iloc[-1]), "regime_change": str(change), "before_change": before_change}
+
+
+def first_champion(registry: Registry, spec: ModelSpec) -> int:
+    """The version `make run` promotes first: of the latest retrain's versions, the best back-test mean.
+
+    Raises:
+        NotFoundError: the model has no retrained version yet.
+    """
+    from ratchet.evaluation import backtest
+    from ratchet.exceptions import NotFoundError
+    from ratchet.registry import version_contender
+
+    versions = [v.version for v in registry.latest_run_versions(spec.name)]
+    if not versions:
+        raise NotFoundError(f"model {spec.name!r} has no retrained version yet: run ratchet_retrain first")
+    means = backtest.backtest_summary(registry, spec)["contenders"]
+    return min(versions, key=lambda v: means.get(version_contender(v), {}).get("mean", float("inf")))

@@ -31,6 +31,15 @@ def test_load_demo_writes_the_table_once(registry):
     assert str(last) == "2025-06-30" and rows == (last - last.replace(year=2022, month=6, day=1)).days + 1
 
 
+def test_load_demo_before_change_stops_the_day_before_the_regime_change(registry):
+    result = _ratchet("load-demo", "--end", "2025-06-30", "--before-change")
+    assert result.returncode == 0, result.stderr
+    assert "..2025-06-19, the regime change from 2025-06-20 not loaded yet)" in result.stdout
+    with registry.engine.connect() as conn:
+        last = conn.execute(text("SELECT max(day) FROM demo.daily_demand")).scalar_one()
+    assert str(last) == "2025-06-19"
+
+
 def test_status_json_lists_configured_models_without_champion(registry):
     result = _ratchet("status", "--json")
     assert result.returncode == 0, result.stderr
