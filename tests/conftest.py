@@ -189,3 +189,60 @@ def smtp_server():
         os.environ.pop("AIRFLOW_CONN_SMTP_DEFAULT", None)
     else:
         os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = previous
+
+
+SLACK_PATH = "/services/T000/B000/XXXX"  # where the `slack_ops` connection's webhook URL points
+
+
+class HookBox:
+    """What a local HTTP server standing in for a webhook (or Slack) received: each request's path, headers and
+    JSON body. `answers[path]` holds (status, body) for the next requests to that path, in order; once it is
+    empty the server answers 200 'ok'."""
+
+    def __init__(self):
+        from collections import defaultdict
+
+        self.requests: list[dict] = []
+        self.answers: dict[str, list[tuple[int, str]]] = defaultdict(list)
+
+    def to(self, path: str) -> list[dict]:
+        """The requests made to `path`."""
+        return [r for r in self.requests if r["path"] == path]
+
+
+@pytest.fixture
+def webhook_server(monkeypatch):
+    """A real HTTP server on a free port, wired as the Airflow connections `ops_webhook` (HTTP, with a header in
+    its extra) and `slack_ops` (Slack incoming webhook whose URL points here)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    box = HookBox()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the name http.server calls
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            box.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+            answers = box.answers[self.path]
+            status, reply = answers.pop(0) if answers else (200, "ok")
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(reply.encode())
+
+        def log_message(self, *args):  # keep the test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    box.port = server.server_address[1]
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", json.dumps({
+        "conn_type": "http", "host": "127.0.0.1", "port": box.port, "schema": "http",
+        "extra": {"X-Ratchet-Test": "webhook"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_OPS", json.dumps({
+        "conn_type": "slackwebhook", "password": f"http://127.0.0.1:{box.port}{SLACK_PATH}"}))
+    yield box
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)

@@ -36,6 +36,14 @@ SPEC = {  # spec_factory overrides: write_spec(folder, **SPEC) writes the model
     "nowtest": {"window_days": 14, "min_rows": 7},
 }
 RUN_URL = "http://localhost:8080/dags/ratchet_nowtest/runs/scheduled__2025-08-01T06%3A00%3A00%2B00%3A00"
+# `alerts.notifiers` entries: mail, Ratchet's webhook on the `ops_webhook` connection, and the Slack provider's
+# notifier on `slack_ops` (both connections point at conftest's `webhook_server`)
+HOOK_PATH = "/hooks/ratchet"
+SMTP_NOTIFIER = {"class": "ratchet.alerting.notifiers.SmtpNotifier"}
+WEBHOOK_NOTIFIER = {"class": "ratchet.alerting.notifiers.WebhookNotifier", "conn_id": "ops_webhook",
+                    "endpoint": HOOK_PATH}
+SLACK_NOTIFIER = {"class": "airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier",
+                  "slack_webhook_conn_id": "slack_ops", "text": "{{ notification.subject }} <{{ notification.link }}>"}
 
 
 def write_source(registry) -> None:

@@ -27,6 +27,8 @@ from sqlalchemy import text
 from ratchet import pipeline
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+NOTIFIERS = "ratchet.alerting.notifiers"
+SLACK_NOTIFIER = "airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier"
 TABLE = "bad_inputs.demand"
 END = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
 BASE = spec_data("demand", table=TABLE, alert_emails=["owner@example.com"],
@@ -172,6 +174,22 @@ CATALOGUE = [
               change={"baselines": ["majority"]}),
     yaml_case("yaml-bad-lag-policy", r"field 'source.lags_by': expected one of \['days', 'rows'\]",
               change={"source": {"lags_by": "weeks"}}),
+    yaml_case("yaml-notifier-not-importable", r"field 'alerts.notifiers\[0\].class': expected an importable notifier",
+              change={"alerts": {"notifiers": [{"class": f"{NOTIFIERS}.PagerNotifier"}]}}),
+    yaml_case("yaml-notifier-not-a-notifier",
+              r"field 'alerts.notifiers\[0\].class': expected a subclass of Airflow's BaseNotifier",
+              change={"alerts": {"notifiers": [{"class": "sklearn.linear_model.Ridge"}]}}),
+    yaml_case("yaml-notifier-bad-argument",
+              r"field 'alerts.notifiers\[0\].timeout_s': expected keyword arguments .*WebhookNotifier accepts",
+              change={"alerts": {"notifiers": [{"class": f"{NOTIFIERS}.WebhookNotifier", "conn_id": "ops_webhook",
+                                                "timeout_s": 5}]}}),
+    yaml_case("yaml-notifier-bad-template", r"field 'alerts.notifiers\[0\].text': expected a valid Jinja template",
+              change={"alerts": {"notifiers": [{"class": SLACK_NOTIFIER, "slack_webhook_conn_id": "slack_ops",
+                                                "text": "{{ notification.subject"}]}}),
+    yaml_case("yaml-notifier-duplicate-channel",
+              r"field 'alerts.notifiers\[1\].name': expected a channel name not used by notifiers\[0\]",
+              change={"alerts": {"notifiers": [{"class": f"{NOTIFIERS}.WebhookNotifier", "conn_id": "a"},
+                                               {"class": f"{NOTIFIERS}.WebhookNotifier", "conn_id": "b"}]}}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),

@@ -26,9 +26,9 @@ TASK_LIBRARIES = (
     "numpy", "pandas", "scipy.stats", "sqlalchemy", "psycopg2",
     "sklearn.compose", "sklearn.impute", "sklearn.metrics", "sklearn.model_selection", "sklearn.pipeline",
     "sklearn.preprocessing", "airflow.providers.smtp.hooks.smtp",
-    "ratchet.alerting.outbox", "ratchet.evaluation.backtest", "ratchet.evaluation.golden",
-    "ratchet.evaluation.nowtest", "ratchet.lifecycle.promotion", "ratchet.lifecycle.retrain",
-    "ratchet.registry", "ratchet.reporting.reports",
+    "ratchet.alerting.notifiers", "ratchet.alerting.outbox", "ratchet.evaluation.backtest",
+    "ratchet.evaluation.golden", "ratchet.evaluation.nowtest", "ratchet.lifecycle.promotion",
+    "ratchet.lifecycle.retrain", "ratchet.registry", "ratchet.reporting.reports",
 )
 
 Result = TypeVar("Result")
@@ -195,21 +195,22 @@ def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run
 
 
 @fail_fast
-def deliver_alerts(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str,
-                   conn_id: str | None = None) -> dict[str, list[int]]:
-    """Send every queued alert (of every model) through the Airflow SMTP connection, then fail the
-    task if some model's step did not finish, so the DAG run is not green when a model failed.
+def deliver_alerts(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str) -> dict[str, list[int]]:
+    """Send every queued alert (of every model) on its model's notifier channels (default: mail through the
+    Airflow SMTP connection), then fail the task if some model's step did not finish, so the DAG run is not
+    green when a model failed.
 
-    An alert queued without recipients gets the model's current `alert_emails` (the YAML may have been fixed).
+    Channels and recipients come from each model's current YAML: an alert queued without recipients gets the
+    current `alert_emails`, and a channel added or fixed in `alerts.notifiers` applies to alerts still queued.
     """
     from ratchet.alerting import outbox
     from ratchet.registry import Registry
     from ratchet.specs import load_catalog
 
-    recipients = {name: spec.alert_emails for name, spec in load_catalog().specs.items()}
+    specs = load_catalog().specs
     registry = Registry.from_settings()
     try:
-        report = outbox.deliver_alerts(registry, conn_id or settings.SMTP_CONN_ID, recipients)
+        report = outbox.deliver_alerts(registry, specs)
     finally:
         registry.dispose()
     require_every_model(models, results, what=what)

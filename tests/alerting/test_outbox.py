@@ -78,7 +78,7 @@ def test_a_permanent_refusal_is_tried_once_kept_queued_with_the_reply_and_shown(
 
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(spec.path.parent))
     page = TestClient(create_app()).get(f"/models/{MODEL}").text
-    assert "550 5.1.1" in page  # the server's reply on the Ratchet page
+    assert "550 5.1.1" in page and "smtp queued" in page  # the server's reply and the channel's state
 
     smtp_server.refuse = None  # the address is fixed on the server side: the next delivery sends it, once
     assert outbox.deliver_alerts(registry)["sent"] == [outcome.alert_id]
@@ -94,10 +94,12 @@ def test_an_alert_without_recipients_fails_delivery_until_the_yaml_names_them(tm
     train_champion(registry, spec)
     outcome = run_at(registry, spec, AFTER_CHANGE)
     assert outcome.alert_id is not None
-    with pytest.raises(AlertUndeliverable, match=rf"alert {outcome.alert_id} of model '{MODEL}' has no recipient"):
-        outbox.deliver_alerts(registry, recipients={MODEL: ()})
+    with pytest.raises(AlertUndeliverable, match=rf"alert {outcome.alert_id} .* on smtp: .*no recipient for the "
+                                                 rf"alerts of {MODEL}: set alert_emails"):
+        outbox.deliver_alerts(registry, {MODEL: spec})
     assert registry.alerts(MODEL)[0].status == "queued" and smtp_server.messages == []
-    sent = outbox.deliver_alerts(registry, recipients={MODEL: ("owner@example.com",)})  # the YAML now has one
+    fixed = write_spec(tmp_path, **{**SPEC, "alert_emails": ["owner@example.com"]})  # the YAML now has one
+    sent = outbox.deliver_alerts(registry, {MODEL: fixed})
     assert sent["sent"] == [outcome.alert_id] and smtp_server.messages[0]["to"] == ["owner@example.com"]
 
 

@@ -1,5 +1,6 @@
 """Real Airflow runs (dag.test()) of ratchet_nowtest: a passing day, a failing day with its mail,
-a day with SMTP down (the delivery task fails, the alert stays queued) and the day after (sent once)."""
+a day with SMTP down (the delivery task fails, the alert stays queued) and the day after (sent once), and a
+model whose YAML adds a webhook and Slack to its mail."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +10,20 @@ from urllib.parse import quote
 
 import pytest
 from dag_helpers import load_dag
-from nowtest_helpers import AFTER_CHANGE, BEFORE_CHANGE, MODEL, champion_model, counts
+from nowtest_helpers import (
+    AFTER_CHANGE,
+    BEFORE_CHANGE,
+    HOOK_PATH,
+    MODEL,
+    SLACK_NOTIFIER,
+    SMTP_NOTIFIER,
+    SPEC,
+    WEBHOOK_NOTIFIER,
+    champion_model,
+    counts,
+    train_champion,
+    write_source,
+)
 from promote_helpers import register_fitted
 from spec_factory import write_spec
 
@@ -86,3 +100,28 @@ def test_one_models_failure_does_not_stop_the_others(airflow_db, models_dir, reg
     assert len(smtp_server.messages) == 1  # ... and the healthy model's breach was still mailed
     assert smtp_server.messages[0]["message"]["Subject"].startswith(f"[Ratchet] {MODEL} now-test failed")
     assert registry.evaluations(MODEL, "nowtest") and not registry.evaluations("broken_model", "nowtest")
+
+
+def test_channels_from_the_yaml_each_get_the_alert_once_and_a_failed_one_is_retried_alone(
+        airflow_db, tmp_path, monkeypatch, registry, smtp_server, webhook_server):
+    from conftest import SLACK_PATH
+
+    write_source(registry)
+    train_champion(registry, write_spec(tmp_path, **{**SPEC, "alerts": {
+        "notifiers": [SMTP_NOTIFIER, WEBHOOK_NOTIFIER, SLACK_NOTIFIER]}}))
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    webhook_server.answers[HOOK_PATH].append((503, "busy"))
+    dag = load_dag("ratchet_nowtest")
+    run = dag.test(logical_date=AFTER_CHANGE)
+    assert run.state == "failed" and _states(run)["deliver_alerts"] == "failed"  # the webhook answered 503
+    (alert,) = registry.alerts(MODEL)
+    assert alert.status == "queued" and {d.channel: d.status for d in alert.deliveries} == {
+        "smtp": "sent", "webhook": "queued", "slackwebhook": "sent"}
+    assert len(smtp_server.messages) == 1 and len(webhook_server.to(SLACK_PATH)) == 1
+    assert webhook_server.to(SLACK_PATH)[0]["json"]["text"].startswith(f"[Ratchet] {MODEL} now-test failed")
+
+    run = dag.test(logical_date=AFTER_CHANGE + dt.timedelta(days=1))  # the next day: the webhook is fine
+    assert run.state == "success" and registry.alerts(MODEL)[0].status == "sent"
+    (_, delivered) = webhook_server.to(HOOK_PATH)
+    assert delivered["json"]["alert_ids"] == [alert.id] and delivered["json"]["models"] == [MODEL]
+    assert len(smtp_server.messages) == 1 and len(webhook_server.to(SLACK_PATH)) == 1  # not sent again

@@ -10,6 +10,8 @@ from ratchet import settings
 from ratchet.exceptions import SpecError
 from ratchet.specs import load_spec
 
+NOTIFIERS = "ratchet.alerting.notifiers"
+SLACK = "airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier"
 VALID = """
 name: m
 task: regression
@@ -37,6 +39,23 @@ def test_defaults_fill_what_the_yaml_leaves_out(tmp_path):
         {"class": RIDGE, "search_space": {"alpha": {"loguniform": [0.1, 10]}}}])
     assert spec.baselines == ("last_value", "seasonal_naive_7", "mean")
     assert spec.backtest.window == "expanding" and spec.search.n_trials == 20
+    (mail,) = spec.alerts.notifiers  # alerts are mailed to alert_emails
+    assert (mail.name, mail.class_path, mail.kwargs) == ("smtp", f"{NOTIFIERS}.SmtpNotifier", {})
+
+
+def test_notifiers_are_named_by_their_class_unless_named(tmp_path):
+    path = _write(tmp_path, VALID + textwrap.dedent(f"""
+        alerts:
+          notifiers:
+            - {{class: {NOTIFIERS}.SmtpNotifier, to: [ops@example.com]}}
+            - {{class: {NOTIFIERS}.WebhookNotifier, conn_id: ops_webhook, endpoint: /alerts, timeout: 3}}
+            - {{class: {NOTIFIERS}.WebhookNotifier, name: pager, url: 'https://pager.example.com/hook'}}
+            - {{class: {SLACK}, slack_webhook_conn_id: slack_ops, text: '{{{{ notification.subject }}}}'}}
+        """))
+    notifiers = load_spec(path).alerts.notifiers
+    assert [n.name for n in notifiers] == ["smtp", "webhook", "pager", "slackwebhook"]
+    assert notifiers[1].kwargs == {"conn_id": "ops_webhook", "endpoint": "/alerts", "timeout": 3}
+    assert notifiers[3].kwargs["text"] == "{{ notification.subject }}"
 
 
 def test_serving_fields_and_serving_requirements_parse(tmp_path):
@@ -90,6 +109,28 @@ def test_serving_fields_and_serving_requirements_parse(tmp_path):
      "estimators[0].search_space.alpha.uniform", "low < high"),
     ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpha: {normal: [0, 1]}}}]",
      "estimators[0].search_space.alpha", "one of uniform"),
+    ("alerts: {notifiers: []}", "alerts.notifiers", "a non-empty list of notifiers"),
+    ("alerts: {notifiers: [smtp]}", "alerts.notifiers[0]", "a mapping of fields"),
+    ("alerts: {notifiers: [{conn_id: hook}]}", "alerts.notifiers[0].class", "required"),
+    (f"alerts: {{notifiers: [{{class: {NOTIFIERS}.PagerNotifier}}]}}", "alerts.notifiers[0].class",
+     "an importable notifier class"),
+    ("alerts: {notifiers: [{class: sklearn.linear_model.Ridge}]}", "alerts.notifiers[0].class",
+     "a subclass of Airflow's BaseNotifier"),
+    (f"alerts: {{notifiers: [{{class: {NOTIFIERS}.WebhookNotifier, conn_id: hook, timeout_s: 5}}]}}",
+     "alerts.notifiers[0].timeout_s", f"keyword arguments {NOTIFIERS}.WebhookNotifier accepts"),
+    (f"alerts: {{notifiers: [{{class: {NOTIFIERS}.WebhookNotifier}}]}}", "alerts.notifiers[0]",
+     "give exactly one of conn_id (an Airflow HTTP connection) or url"),
+    (f"alerts: {{notifiers: [{{class: {NOTIFIERS}.WebhookNotifier, url: hooks.example.com}}]}}",
+     "alerts.notifiers[0]", "url must start with http:// or https://"),
+    (f"alerts: {{notifiers: [{{class: {SLACK}, slack_webhook_conn_id: slack}}]}}", "alerts.notifiers[0].text",
+     "missing 1 required keyword-only argument"),
+    (f"alerts: {{notifiers: [{{class: {SLACK}, text: '{{{{ notification.subject'}}]}}", "alerts.notifiers[0].text",
+     "a valid Jinja template"),
+    (f"alerts: {{notifiers: [{{class: {NOTIFIERS}.SmtpNotifier, name: mail box}}]}}", "alerts.notifiers[0].name",
+     "a channel name of letters"),
+    (f"alerts: {{notifiers: [{{class: {NOTIFIERS}.WebhookNotifier, url: 'http://a'}}, "
+     f"{{class: {NOTIFIERS}.WebhookNotifier, url: 'http://b'}}]}}", "alerts.notifiers[1].name",
+     "a channel name not used by notifiers[0]"),
 ])
 def test_each_mistake_names_file_field_and_expectation(tmp_path, change, field, expected):
     key = change.split(":")[0]

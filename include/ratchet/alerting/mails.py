@@ -19,11 +19,14 @@ SUBJECT_PREFIX = "[Ratchet]"
 
 
 class Mail(NamedTuple):
-    """A built alert: its subject, plain-text body and HTML body."""
+    """A built alert: its subject, plain-text body, HTML body and the link to the Airflow run that raised it."""
 
     subject: str
     text: str
     html: str
+    link: str
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -112,7 +115,7 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
     if outcome.harvested:
         mail.para(f"{outcome.harvested} worst miss(es) were added to the model's golden regression cases.")
     mail.link("Airflow run", airflow_run_url)
-    return Mail(subject, *mail.render())
+    return Mail(subject, *mail.render(), airflow_run_url)
 
 
 def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
@@ -125,7 +128,7 @@ def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
     mail.table(f"Requirements of {champion.contender}", ["metric", "value", "bound", "passed"],
                [[r.metric, r.value, r.bound_text(), r.passed] for r in champion.requirements])
     mail.link("Airflow run", airflow_run_url)
-    return Mail(subject, *mail.render())
+    return Mail(subject, *mail.render(), airflow_run_url)
 
 
 def _baseline_text(result: RequirementResult, baselines: dict[str, dict[str, float]]) -> str:
@@ -144,4 +147,4 @@ def build_regression_alert(model: str, version: int, result: GoldenResult, airfl
                [[f["name"], f["source"], f["expected"], f["predicted"], f["tolerance"], f["error"]]
                 for f in result.failures[:20]])
     mail.link("Airflow run", airflow_run_url)
-    return Mail(subject, *mail.render())
+    return Mail(subject, *mail.render(), airflow_run_url)

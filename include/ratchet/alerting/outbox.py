@@ -1,131 +1,196 @@
-"""The alert outbox: alerts are written to PostgreSQL first, then delivered through Airflow's SMTP connection.
+"""The alert outbox: alerts are written to PostgreSQL first, then delivered through Airflow notifiers.
 
-Every alert is written to the `alerts` table (the outbox) before anything is sent; delivery
-claims one queued row at a time (status 'sending', attempts + 1, row lock with SKIP LOCKED so
-two senders never take the same row), sends it, and marks it 'sent'. An SMTP failure puts the
-row back to 'queued' with the error, and `deliver_alerts` raises so the task fails visibly;
-the task's retry, or any later delivery, sends it.
+Every alert is written to the `alerts` table (the outbox) before anything is sent. A delivery sends each queued
+alert on every channel of its model (`alerts.notifiers`, each an Airflow `BaseNotifier`; default: mail to the
+`alert_emails` through the `smtp_default` connection) that has not had it yet. It claims the alert (status
+'sending', attempts + 1, row lock with SKIP LOCKED so two senders never take the same alert); then, per
+channel, marks it 'sending' in `alert_deliveries`, calls the channel's notifier once, and marks the channel
+'sent' or queued with the error. The alert is 'sent' once every channel has it; otherwise it goes back to
+'queued' naming each channel that failed, and `deliver_alerts` raises so the task fails visibly. The task's
+retry, or any later delivery, sends it again on the failed channels only.
 
-Delivery is at-most-once: a row is claimed (committed) before the SMTP call, so if the process
-dies between the SMTP server accepting the mail and the row being marked 'sent', the row stays
-'sending' and is NOT sent again automatically (a duplicate page at 3 am is worse than an alert
-that an operator sees as "sending" in `ratchet status` open alerts and in the log warning each
-delivery prints for such rows). Nothing is silently dropped: the row is still there.
+Delivery is at-most-once per channel: the alert and its channel are claimed (committed) before the call, so
+if the process dies between a server accepting the alert and the channel being marked 'sent', the alert stays
+'sending' and is NOT sent again automatically (a duplicate page at 3 am is worse than an alert that an
+operator sees as "sending" in `ratchet status` open alerts and in the log warning each delivery prints for
+such rows; its deliveries show which channel was under way). Nothing is silently dropped: the row is still
+there.
 """
 from __future__ import annotations
 
-import email.policy
 import html
 import logging
 import smtplib
-from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ratchet.alerting.mails import SUBJECT_PREFIX
-from ratchet.exceptions import AlertDeliveryError, AlertUndeliverable
+from ratchet.exceptions import AlertDeliveryError, AlertUndeliverable, RatchetError
 from ratchet.registry.entities import AlertDraft
-from ratchet.settings import SMTP_CONN_ID
+from ratchet.specs.model import DEFAULT_NOTIFIERS
 
 if TYPE_CHECKING:
     from ratchet.alerting.mails import Mail
     from ratchet.registry import Registry
     from ratchet.registry.entities import Alert
-    from ratchet.specs.model import ModelSpec
+    from ratchet.specs.model import ModelSpec, NotifierSpec
 
 log = logging.getLogger(__name__)
-UNFOLDED = email.policy.SMTP.clone(max_line_length=998)  # RFC 5322 limit: a long subject stays one line
 
 
 def alert_draft(spec: ModelSpec, source: str, run_id: str, mail: Mail) -> AlertDraft:
     """`mail` as an outbox row for the model's `alert_emails`, queued once per (source, model, run)."""
     return AlertDraft(dedupe_key=f"{source}:{spec.name}:{run_id}", source=source, run_id=run_id,
                       recipients=tuple(spec.alert_emails), subject=mail.subject, body_text=mail.text,
-                      body_html=mail.html)
+                      body_html=mail.html, link=mail.link)
 
 
-def deliver_alerts(registry: Registry, conn_id: str = SMTP_CONN_ID,
-                   recipients: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[int]]:
-    """Send every queued alert through the Airflow SMTP connection `conn_id`, each at most once per call.
+@dataclass(frozen=True)
+class Notification:
+    """What one message on one channel says: one alert, or a digest of the alerts of one delivery that share
+    their recipients (several models breaching on one night make one message per channel and recipient list).
 
-    `recipients` (model -> its spec's current `alert_emails`) fills in an alert queued without any, so
-    fixing the YAML is enough for the next delivery to send it. Returns the ids sent, refused, failed,
-    still without recipients, and stuck in 'sending'.
+    A notifier finds it in its context as `notification`, so a templated notifier argument can use it, e.g.
+    `text: "{{ notification.subject }} {{ notification.link }}"`.
+    """
+
+    alerts: tuple[Alert, ...]
+    recipients: tuple[str, ...]
+
+    @property
+    def subject(self) -> str:
+        """The alert's subject, or for a digest the count and each alert's subject."""
+        if len(self.alerts) == 1:
+            return self.alerts[0].subject
+        return f"{SUBJECT_PREFIX} {len(self.alerts)} alerts: " + "; ".join(
+            a.subject.removeprefix(SUBJECT_PREFIX).strip() for a in self.alerts)
+
+    @property
+    def text(self) -> str:
+        """The plain-text body: each alert a section under its subject when there are several."""
+        if len(self.alerts) == 1:
+            return self.alerts[0].body_text
+        return "\n\n".join(f"{a.subject}\n\n{a.body_text}" for a in self.alerts)
+
+    @property
+    def html(self) -> str | None:
+        """The HTML body: each alert a section, separated by a rule, when there are several."""
+        if len(self.alerts) == 1:
+            return self.alerts[0].body_html
+        return "<html><body>" + "<hr>".join(_html_body(a) for a in self.alerts) + "</body></html>"
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models the alerts are about, in alert order."""
+        return tuple(dict.fromkeys(a.model for a in self.alerts))
+
+    @property
+    def alert_ids(self) -> tuple[int, ...]:
+        """The outbox ids of the alerts."""
+        return tuple(a.id for a in self.alerts)
+
+    @property
+    def link(self) -> str | None:
+        """The Airflow run the alerts come from when they share one (the usual case), else None."""
+        links = {a.link for a in self.alerts}
+        return links.pop() if len(links) == 1 else None
+
+    def payload(self) -> dict[str, Any]:
+        """The notification as JSON data: what `WebhookNotifier` posts."""
+        return {"subject": self.subject, "text": self.text, "models": list(self.models), "link": self.link,
+                "alert_ids": list(self.alert_ids),
+                "alerts": [{"id": a.id, "model": a.model, "source": a.source, "subject": a.subject, "link": a.link,
+                            "created_at": a.created_at.isoformat()} for a in self.alerts]}
+
+
+def deliver_alerts(registry: Registry, specs: Mapping[str, ModelSpec] | None = None) -> dict[str, list[int]]:
+    """Send every queued alert on each channel of its model that does not have it yet, once per call.
+
+    `specs` (model -> its current spec) gives each alert its channels (`alerts.notifiers`) and, to an alert
+    queued without recipients, the spec's current `alert_emails`, so fixing the YAML is enough for the next
+    delivery to send it. An alert of a model not in `specs` goes out by mail to the recipients it was queued
+    with. Returns the ids of the alerts now sent on every channel, refused (for good) or failed (may pass) on
+    some channel, and stuck in 'sending'.
 
     Raises:
-        AlertDeliveryError: some sends failed for a reason that may pass (server down, 4xx); retry.
-        AlertUndeliverable: nothing transient failed, but some alerts were refused for good (5xx) or have
-            no recipient: a person must fix the address or the model's `alert_emails`; retrying cannot help.
-    Either way every alert was tried first, and each failed one stays queued with the reason recorded.
+        AlertDeliveryError: some channel failed for a reason that may pass (server down, 4xx SMTP, HTTP 5xx); retry.
+        AlertUndeliverable: nothing transient failed, but some alerts were refused for good (a 5xx SMTP reply,
+            HTTP 4xx, no recipient): a person must fix the address, URL or YAML; retrying cannot help.
+    Either way every alert was tried on every channel first, and each failed one stays queued with the reason
+    recorded on its channel.
     """
-    report: dict[str, list[int]] = {"sent": [], "refused": [], "failed": [], "no_recipients": [],
-                                    "stuck_sending": []}
-    transient, permanent = [], []
-    digests: dict[tuple[str, ...], list[Alert]] = {}
+    specs = specs or {}
+    report: dict[str, list[int]] = {"sent": [], "refused": [], "failed": [], "stuck_sending": []}
+    batches: dict[tuple, tuple[NotifierSpec, list[Alert]]] = {}
+    claimed: list[Alert] = []
     for alert in registry.queued_alerts():
         if alert.status == "sending":
             report["stuck_sending"].append(alert.id)
             continue
-        if not alert.recipients and (recipients or {}).get(alert.model):
-            registry.set_alert_recipients(alert.id, recipients[alert.model])
-        elif not alert.recipients:
-            report["no_recipients"].append(alert.id)
-            permanent.append(f"alert {alert.id} of model {alert.model!r} has no recipient: set alert_emails "
-                             "in the model's YAML and the next delivery sends it")
+        spec = specs.get(alert.model)
+        if spec is not None and not alert.recipients and spec.alert_emails:
+            registry.set_alert_recipients(alert.id, spec.alert_emails)
+        taken = registry.claim_alert(alert.id)
+        if taken is None:  # another sender has it, or it was just sent
             continue
-        claimed = registry.claim_alert(alert.id)
-        if claimed is not None:  # else another sender has it, or it was just sent
-            digests.setdefault(tuple(sorted(claimed.recipients)), []).append(claimed)
-    for group in digests.values():
-        try:
-            _send(conn_id, group)
-        except Exception as exc:  # noqa: BLE001 - any SMTP/connection failure keeps the alerts queued
-            error = _describe(exc)
-            refused = _refused_for_good(exc)
-            for claimed in group:
-                registry.finish_alert(claimed.id, error)
-                report["refused" if refused else "failed"].append(claimed.id)
-                (permanent if refused else transient).append(f"alert {claimed.id} ({claimed.subject}): {error}")
-            continue
-        for claimed in group:
-            registry.finish_alert(claimed.id, None)
-            report["sent"].append(claimed.id)
+        claimed.append(taken)
+        for channel in spec.alerts.notifiers if spec is not None else DEFAULT_NOTIFIERS:
+            if not taken.sent_on(channel.name):
+                batches.setdefault((channel.key, tuple(sorted(taken.recipients))), (channel, []))[1].append(taken)
+    failures: dict[int, dict[str, tuple[str, bool]]] = {}  # alert id -> channel -> (error, refused for good)
+    for channel, alerts in batches.values():
+        for alert_id, failure in _deliver(registry, channel, alerts).items():
+            failures.setdefault(alert_id, {})[channel.name] = failure
+    transient, permanent = [], []
+    for alert in claimed:
+        failed = failures.get(alert.id, {})
+        registry.finish_alert(alert.id, "; ".join(f"{name}: {error}" for name, (error, _) in failed.items()) or None)
+        for name, (error, refused) in failed.items():
+            (permanent if refused else transient).append(f"alert {alert.id} ({alert.subject}) on {name}: {error}")
+        if not failed:
+            report["sent"].append(alert.id)
+        else:
+            report["refused" if all(refused for _, refused in failed.values()) else "failed"].append(alert.id)
     if report["stuck_sending"]:
         log.warning("alerts %s are 'sending' from an earlier delivery that did not finish; they are not re-sent "
                     "automatically (at-most-once). Check the mailbox and the task logs.", report["stuck_sending"])
     if transient:
-        raise AlertDeliveryError(f"{len(transient)} alert(s) could not be sent through SMTP connection {conn_id!r} "
-                                 "and stay queued for the next delivery: " + "; ".join(transient + permanent))
+        raise AlertDeliveryError(f"{len(report['failed'])} alert(s) could not be sent and stay queued; the next "
+                                 "delivery retries only the channels that failed: " + "; ".join(transient + permanent))
     if permanent:
-        raise AlertUndeliverable(f"{len(permanent)} alert(s) stay queued and need a person: " + "; ".join(permanent))
+        raise AlertUndeliverable(f"{len(report['refused'])} alert(s) stay queued and need a person: "
+                                 + "; ".join(permanent))
     return report
 
 
-def _send(conn_id: str, alerts: list[Alert]) -> None:
-    """One SMTP transaction, no retry: the outbox and the task's own retries decide what is tried again.
+def _deliver(registry: Registry, channel: NotifierSpec, alerts: list[Alert]) -> dict[int, tuple[str, bool]]:
+    """Send `alerts` (one recipient list) on `channel` as one message; the failure (error, refused for good) of
+    each alert not sent."""
+    ids = registry.claim_deliveries(channel.name, [a.id for a in alerts])
+    unclaimed = {a.id: (f"already 'sending' on {channel.name} from a delivery that did not finish", False)
+                 for a in alerts if a.id not in ids}
+    if not ids:
+        return unclaimed
+    claimed = tuple(a for a in alerts if a.id in ids)
+    try:
+        reply = _send(channel, Notification(claimed, claimed[0].recipients))
+    except Exception as exc:  # noqa: BLE001 - any failure of a notifier keeps the alerts queued on its channel
+        error = _describe(exc)
+        registry.finish_deliveries(channel.name, ids, error)
+        return unclaimed | {alert_id: (error, _refused_for_good(exc)) for alert_id in ids}
+    registry.finish_deliveries(channel.name, ids, None, reply)
+    return unclaimed
 
-    Alerts with the same recipients go out as one digest: several models breaching on one night make one mail
-    per recipient list, each alert a section of it, in text and in HTML.
+
+def _send(channel: NotifierSpec, notification: Notification) -> str | None:
+    """Call the channel's notifier once with the notification; the server's reply when the notifier keeps one.
+
+    A new notifier per message: a notifier renders its templated arguments in place, against this context.
     """
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    message = EmailMessage(policy=UNFOLDED)
-    message["To"] = ", ".join(alerts[0].recipients)
-    message["X-Ratchet-Alert"] = ", ".join(a.dedupe_key for a in alerts)
-    if len(alerts) == 1:
-        message["Subject"], text, body = alerts[0].subject, alerts[0].body_text, alerts[0].body_html
-    else:
-        message["Subject"] = f"{SUBJECT_PREFIX} {len(alerts)} alerts: " + "; ".join(
-            a.subject.removeprefix(SUBJECT_PREFIX).strip() for a in alerts)
-        text = "\n\n".join(f"{a.subject}\n\n{a.body_text}" for a in alerts)
-        body = "<html><body>" + "<hr>".join(_html_body(a) for a in alerts) + "</body></html>"
-    message.set_content(text)
-    if body:
-        message.add_alternative(body, subtype="html")
-    with SmtpHook(smtp_conn_id=conn_id) as hook:
-        message["From"] = hook.from_email or "ratchet@localhost"
-        # The hook's own send retries every error up to retry_limit times, a 550 refusal included; the
-        # connection it opened (with its TLS and login settings) sends the message once instead.
-        hook._smtp_client.send_message(message)
+    notifier = channel.load_class()(**channel.kwargs)
+    notifier({"notification": notification})
+    return getattr(notifier, "reply", None)
 
 
 def _html_body(alert: Alert) -> str:
@@ -136,14 +201,22 @@ def _html_body(alert: Alert) -> str:
 
 
 def _refused_for_good(exc: Exception) -> bool:
-    """A 5xx answer (unknown recipient, refused sender or content): the same mail would be refused again."""
+    """Whether the same message would be refused again: a notifier said so (`AlertUndeliverable`), a connection
+    is not defined, or an SMTP server answered 5xx (unknown recipient, refused sender or content)."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    if isinstance(exc, (AlertUndeliverable, AirflowNotFoundException)):
+        return True
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
     return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code >= 500
 
 
 def _describe(exc: Exception) -> str:
-    """The server's reply when there is one ('550 no such user'), else the error."""
+    """The server's reply when there is one ('550 no such user'), else the error (a notifier of Ratchet's words
+    its own)."""
+    if isinstance(exc, RatchetError):
+        return str(exc)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         replies = {f"{code} {reply.decode(errors='replace')}" for code, reply in exc.recipients.values()}
         return f"{type(exc).__name__}: " + "; ".join(sorted(replies))

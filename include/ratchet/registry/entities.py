@@ -196,8 +196,25 @@ class Promotion:
 
 
 @dataclass(frozen=True)
+class AlertDelivery:
+    """An alert on one notifier channel: 'sending' while a send is under way, then 'sent' or back to 'queued'
+    with the error; `reply` is what the receiving server answered when it accepted the alert."""
+
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    reply: str | None
+    sent_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class Alert:
-    """An outbox row: a mail written before any attempt to send it."""
+    """An outbox row: an alert written before any attempt to send it, with its state on each channel.
+
+    `status` is 'sent' once every channel of the model has it, `attempts` counts the deliveries that tried it,
+    and `last_error` names each channel that failed the last one.
+    """
 
     id: int
     model: str
@@ -208,11 +225,17 @@ class Alert:
     subject: str
     body_text: str
     body_html: str | None
+    link: str | None
     status: str
     attempts: int
     last_error: str | None
     created_at: dt.datetime
     sent_at: dt.datetime | None
+    deliveries: tuple[AlertDelivery, ...] = ()
+
+    def sent_on(self, channel: str) -> bool:
+        """Whether the alert already went out on `channel` (it is never sent there again)."""
+        return any(d.channel == channel and d.status == "sent" for d in self.deliveries)
 
 
 @dataclass(frozen=True)
@@ -226,6 +249,7 @@ class AlertDraft:
     subject: str
     body_text: str
     body_html: str | None = None
+    link: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Every table carries the constraints that keep the registry honest even when two
 writers race: one champion per model (primary key on model + alias), one row per
-evaluation key, one version number per model, one alert per dedupe key.
+evaluation key, one version number per model, one alert per dedupe key, one delivery per alert
+and channel.
 """
 from __future__ import annotations
 
@@ -230,12 +231,33 @@ class Alert(Base):
     subject: Mapped[str] = mapped_column(Text, nullable=False)
     body_text: Mapped[str] = mapped_column(Text, nullable=False)
     body_html: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)  # the Airflow run that raised it
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _now()
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deliveries: Mapped[list[AlertDelivery]] = relationship(order_by="AlertDelivery.id", lazy="selectin")
     __table_args__ = (CheckConstraint("status IN ('queued', 'sending', 'sent')", name="ck_alert_status"),)
+
+
+class AlertDelivery(Base):
+    """An alert on one notifier channel: sent there at most once, so a failed channel is retried alone."""
+
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False)
+    channel: Mapped[str] = mapped_column(String(100), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    reply: Mapped[str | None] = mapped_column(Text)  # what the receiving server answered to the send
+    created_at: Mapped[dt.datetime] = _now()
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel", name="uq_alert_delivery_channel"),
+        CheckConstraint("status IN ('queued', 'sending', 'sent')", name="ck_alert_delivery_status"),
+    )
 
 
 class GoldenCase(Base):

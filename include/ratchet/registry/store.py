@@ -27,6 +27,7 @@ from ratchet.registry import entities
 from ratchet.registry.entities import CHAMPION, MODELS_CHANGED, EvaluationRow, RatchetStep, in_trial
 from ratchet.registry.schema import (
     Alert,
+    AlertDelivery,
     Alias,
     BacktestDay,
     BacktestReport,
@@ -492,9 +493,11 @@ class Registry:
 
     # -- alerts outbox ---------------------------------------------------------
     def enqueue_alert(self, model: str, *, dedupe_key: str, source: str, run_id: str | None,
-                      recipients: list[str], subject: str, body_text: str, body_html: str | None = None) -> int:
+                      recipients: list[str], subject: str, body_text: str, body_html: str | None = None,
+                      link: str | None = None) -> int:
         """Write an alert to the outbox once per dedupe key; returns its id."""
-        draft = entities.AlertDraft(dedupe_key, source, run_id, tuple(recipients), subject, body_text, body_html)
+        draft = entities.AlertDraft(dedupe_key, source, run_id, tuple(recipients), subject, body_text, body_html,
+                                    link)
         with self._session() as session:
             return _insert_alert(session, self._model(session, model), draft)
 
@@ -515,6 +518,30 @@ class Registry:
         with self._session() as session:
             session.execute(update(Alert).where(Alert.id == alert_id, Alert.status == "queued")
                             .values(recipients=list(recipients)))
+
+    def claim_deliveries(self, channel: str, alert_ids: Iterable[int]) -> list[int]:
+        """Mark the alerts 'sending' on `channel` (attempts + 1), committed before the send; returns the ids
+        claimed, leaving out any alert that channel already sent or is sending."""
+        values = [{"alert_id": alert_id, "channel": channel, "status": "sending", "attempts": 1}
+                  for alert_id in alert_ids]
+        if not values:
+            return []
+        stmt = insert(AlertDelivery).values(values)
+        stmt = stmt.on_conflict_do_update(
+            constraint="uq_alert_delivery_channel", where=AlertDelivery.status == "queued",
+            set_={"status": "sending", "attempts": AlertDelivery.attempts + 1}).returning(AlertDelivery.alert_id)
+        with self._session() as session:
+            return sorted(session.scalars(stmt))
+
+    def finish_deliveries(self, channel: str, alert_ids: Iterable[int], error: str | None,
+                          reply: str | None = None) -> None:
+        """Mark claimed alerts sent on `channel` (`error` None, with the server's `reply`) or queued again with
+        the error, for the next delivery to retry on that channel alone."""
+        values = ({"status": "sent", "sent_at": func.now(), "last_error": None, "reply": reply} if error is None
+                  else {"status": "queued", "last_error": error})
+        with self._session() as session:
+            session.execute(update(AlertDelivery).where(AlertDelivery.channel == channel,
+                                                        AlertDelivery.alert_id.in_(list(alert_ids))).values(**values))
 
     def finish_alert(self, alert_id: int, error: str | None) -> None:
         """Mark a claimed alert sent (`error` None) or put it back in the queue with the error."""
@@ -688,8 +715,11 @@ def _alert(row: Alert, model: str) -> entities.Alert:
     return entities.Alert(
         id=row.id, model=model, dedupe_key=row.dedupe_key, source=row.source, run_id=row.run_id,
         recipients=tuple(row.recipients), subject=row.subject, body_text=row.body_text, body_html=row.body_html,
-        status=row.status, attempts=row.attempts, last_error=row.last_error, created_at=row.created_at,
-        sent_at=row.sent_at)
+        link=row.link, status=row.status, attempts=row.attempts, last_error=row.last_error,
+        created_at=row.created_at, sent_at=row.sent_at,
+        deliveries=tuple(entities.AlertDelivery(channel=d.channel, status=d.status, attempts=d.attempts,
+                                                last_error=d.last_error, reply=d.reply, sent_at=d.sent_at)
+                         for d in row.deliveries))
 
 
 def _upsert_days(session: Session, model: Model, days: Iterable[entities.DayRow]) -> None:
@@ -723,7 +753,8 @@ def _insert_alert(session: Session, model: Model, draft: entities.AlertDraft) ->
     """Queue the alert unless its dedupe key is already in the outbox; the id of the one that is."""
     stmt = insert(Alert).values(model_id=model.id, dedupe_key=draft.dedupe_key, source=draft.source,
                                 run_id=draft.run_id, recipients=list(draft.recipients), subject=draft.subject,
-                                body_text=draft.body_text, body_html=draft.body_html, status="queued", attempts=0)
+                                body_text=draft.body_text, body_html=draft.body_html, link=draft.link,
+                                status="queued", attempts=0)
     session.execute(stmt.on_conflict_do_nothing(index_elements=[Alert.dedupe_key]))
     return session.scalar(select(Alert.id).where(Alert.dedupe_key == draft.dedupe_key))
 

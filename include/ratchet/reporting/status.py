@@ -38,7 +38,9 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         "last_nowtest": None if last is None else {"day": last["day"], "version": number, "passed": last["passed"],
                                                    "failed_metrics": last["failed_metrics"], "run_id": last["run_id"]},
         "open_alerts": [{"id": a.id, "subject": a.subject, "status": a.status, "attempts": a.attempts,
-                         "last_error": a.last_error, "created_at": a.created_at.isoformat()}
+                         "last_error": a.last_error, "created_at": a.created_at.isoformat(),
+                         "channels": {d.channel: {"status": d.status, "attempts": d.attempts,
+                                                  "last_error": d.last_error} for d in a.deliveries}}
                         for a in registry.queued_alerts(name)],
         "requirements": [{"id": r.id, "metric": r.metric, "direction": r.direction, "bound": r.bound,
                           "relative_to": r.relative_to, "scope": r.scope, "history_count": len(r.history)}

@@ -6,6 +6,7 @@ metrics, requirements, search) reads them from this module, which imports nothin
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ LAG_POLICIES = ("days", "rows")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
 TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+# The channel alerts go out on when a spec lists no `alerts.notifiers`: mail to its `alert_emails`
+DEFAULT_NOTIFIER_CLASS = "ratchet.alerting.notifiers.SmtpNotifier"
+
+
+def load_class(class_path: str) -> type:
+    """The class named by an import path such as `sklearn.linear_model.Ridge` (imports its module)."""
+    module_name, _, class_name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def task_metrics(task: str) -> tuple[str, ...]:
@@ -64,8 +73,7 @@ class EstimatorSpec:
 
     def load_class(self) -> type:
         """The estimator class named by `class_path` (imports its module)."""
-        module_name, _, class_name = self.class_path.rpartition(".")
-        return getattr(importlib.import_module(module_name), class_name)
+        return load_class(self.class_path)
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,40 @@ class NowtestSpec:
 
 
 @dataclass(frozen=True)
+class NotifierSpec:
+    """One entry of `alerts.notifiers:`: an Airflow `BaseNotifier` subclass by import path, the keyword arguments
+    it is built with for each message, and the channel name its deliveries are recorded under."""
+
+    class_path: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    def load_class(self) -> type:
+        """The notifier class named by `class_path` (imports its module)."""
+        return load_class(self.class_path)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes two entries one channel: the same name, class and arguments (digests are per channel)."""
+        return self.name, self.class_path, json.dumps(self.kwargs, sort_keys=True, default=str)
+
+
+def channel_name(class_path: str) -> str:
+    """The default channel name of a notifier class: `...SmtpNotifier` is 'smtp', `...WebhookNotifier` 'webhook'."""
+    name = class_path.rpartition(".")[2].lower()
+    return name.removesuffix("notifier") or name
+
+
+DEFAULT_NOTIFIERS = (NotifierSpec(DEFAULT_NOTIFIER_CLASS, {}, channel_name(DEFAULT_NOTIFIER_CLASS)),)
+
+
+@dataclass(frozen=True)
 class AlertsSpec:
-    """`alerts:`: how often a breach that goes on is mailed again (a recovery is mailed once, when it ends)."""
+    """`alerts:`: how often a breach that goes on is mailed again (a recovery is mailed once, when it ends), and
+    the channels every alert of the model goes out on (default: mail to `alert_emails`)."""
 
     repeat_after_days: int = 7
+    notifiers: tuple[NotifierSpec, ...] = DEFAULT_NOTIFIERS
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from ratchet.exceptions import SpecError
 from ratchet.specs.model import (
     CLASSIFICATION_BASELINES,
     COMPUTATIONAL_METRICS,
+    DEFAULT_NOTIFIERS,
     DISTRIBUTIONS,
     LAG_POLICIES,
     LOWER_IS_BETTER,
@@ -27,6 +28,7 @@ from ratchet.specs.model import (
     BacktestSpec,
     EstimatorSpec,
     ModelSpec,
+    NotifierSpec,
     NowtestSpec,
     PromotionSpec,
     RatchetSpec,
@@ -35,6 +37,7 @@ from ratchet.specs.model import (
     ServingSpec,
     Source,
     SplitSpec,
+    channel_name,
     task_metrics,
 )
 
@@ -217,6 +220,55 @@ def _check_kind(f: _Fields, instance: Any, class_path: str, task: str) -> None:
         raise f.fail("class", f"a {kind} for a {task} model", class_path)
 
 
+def _parse_notifiers(f: _Fields, raw_notifiers: list[Any]) -> tuple[NotifierSpec, ...]:
+    """Each `alerts.notifiers` entry, checked as far as it can be without sending: one channel name per entry."""
+    notifiers = tuple(_parse_notifier(_Fields(f.path, raw, f"{f.name('notifiers')}[{i}]."))
+                      for i, raw in enumerate(raw_notifiers))
+    first: dict[str, int] = {}
+    for i, notifier in enumerate(notifiers):
+        if notifier.name in first:
+            raise f.fail(f"notifiers[{i}].name", f"a channel name not used by notifiers[{first[notifier.name]}] "
+                                                 "(deliveries are recorded per channel: give each its own name)",
+                         notifier.name)
+        first[notifier.name] = i
+    return notifiers
+
+
+def _parse_notifier(f: _Fields) -> NotifierSpec:
+    """One notifier: an importable `BaseNotifier` subclass that accepts the entry's other fields as keyword
+    arguments, and whose templated arguments are valid Jinja (rendered with `notification` at each send)."""
+    from airflow.sdk import BaseNotifier
+    from jinja2 import TemplateSyntaxError
+
+    class_path = f.get("class", str, expected="an import path such as ratchet.alerting.notifiers.WebhookNotifier")
+    name = f.get("name", str, channel_name(class_path), check=NAME_PATTERN.match,
+                 expected="a channel name of letters, digits, '_' or '-', starting with a letter")
+    spec = NotifierSpec(class_path, {k: v for k, v in f.data.items() if k not in ("class", "name")}, name)
+    try:
+        cls = spec.load_class()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise f.fail("class", "an importable notifier class", f"{class_path} ({exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseNotifier)):
+        raise f.fail("class", "a subclass of Airflow's BaseNotifier (airflow.sdk.BaseNotifier)", class_path)
+    try:
+        notifier = cls(**spec.kwargs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc).splitlines()[0]
+        argument = re.search(r"argument:? '(\w+)'", message)
+        where = f.name(argument.group(1)) if argument else f.prefix.rstrip(".")
+        raise SpecError(f.path, where, f"keyword arguments {class_path} accepts",
+                        f"{spec.kwargs} ({message})") from None
+    env = notifier.get_template_env()
+    for key in cls.template_fields:
+        if isinstance(spec.kwargs.get(key), str):
+            try:
+                env.parse(spec.kwargs[key])
+            except TemplateSyntaxError as exc:
+                raise f.fail(key, "a valid Jinja template such as '{{ notification.subject }}'",
+                             f"{spec.kwargs[key]} ({exc.message})") from None
+    return spec
+
+
 def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]) -> RequirementSpec:
     f = _Fields(path, raw, f"requirements[{index}].")
     f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope"})
@@ -351,9 +403,12 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     )
 
     a = f.sub("alerts")
-    a.reject_unknown({"repeat_after_days"})
+    a.reject_unknown({"repeat_after_days", "notifiers"})
+    raw_notifiers = a.get("notifiers", list, None, check=bool,
+                          expected="a non-empty list of notifiers, each {class: <import path>, ...its arguments}")
     alerts = AlertsSpec(repeat_after_days=a.get("repeat_after_days", int, 7, check=_positive,
-                                                 expected="a positive number of days"))
+                                                 expected="a positive number of days"),
+                        notifiers=DEFAULT_NOTIFIERS if raw_notifiers is None else _parse_notifiers(a, raw_notifiers))
 
     serving = _parse_serving(f.sub("serving"))
 
