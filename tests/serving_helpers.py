@@ -1,7 +1,8 @@
 """Builders for serving tests: versions fitted on a spec's real source and registered, and `ratchet serve` replicas.
 
     version = register_trained(registry, spec, {"alpha": 0.3}, promote=True)   # fitted like retrain fits
-    with replicas(2, env) as (a, b): a.get("/v1/models")                      # real uvicorn processes
+    with replicas(2, env, folder) as (a, b):                                   # real uvicorn processes
+        wait_until(a, lambda r: r.get("/healthz", token=None).status_code == 200)
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 from conftest import free_port
+from threadpoolctl import threadpool_limits
 
 from ratchet.modeling import artifacts, features, months, sources
 
@@ -28,7 +30,8 @@ def register_trained(registry, spec, params: dict, *, estimator: int = 0, promot
     source = sources.read_source(spec)
     X, y, _ = features.make_xy(spec, source)
     est_spec = spec.estimators[estimator]
-    fitted = features.make_estimator(spec, est_spec, params).fit(X, y)
+    with threadpool_limits(1):  # OpenMP threads on a busy 2-core machine make a 1 s fit take 20
+        fitted = features.make_estimator(spec, est_spec, params).fit(X, y)
     art = artifacts.dump(fitted)
     number = registry.register_version(
         spec.name, run_id=run_id, trial_index=None, estimator_class=est_spec.class_path, hyperparameters=params,
@@ -68,8 +71,8 @@ def _auth(token: str | None) -> dict:
 
 
 @contextmanager
-def replicas(count: int, env: dict, folder: Path, *, timeout: float = 90.0):
-    """`count` real `ratchet serve` processes on free ports, healthy (or the test fails with their output)."""
+def replicas(count: int, env: dict, folder: Path):
+    """`count` real `ratchet serve` processes on free ports, started (not yet answering: see `wait_until`)."""
     cli = Path(sys.executable).parent / "ratchet"
     started: list[Replica] = []
     try:
@@ -80,19 +83,6 @@ def replicas(count: int, env: dict, folder: Path, *, timeout: float = 90.0):
                                         "--log-level", "warning"], env={**os.environ, **env},
                                        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
             started.append(Replica(f"http://127.0.0.1:{port}", process, log, httpx.Client(timeout=30)))
-        deadline = time.monotonic() + timeout
-        for replica in started:
-            while True:
-                if replica.process.poll() is not None:
-                    raise AssertionError(f"ratchet serve exited with {replica.process.returncode}:\n{replica.output()}")
-                try:
-                    if replica.get("/healthz", token=None).status_code in (200, 503):
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"ratchet serve did not answer within {timeout} s:\n{replica.output()}")
-                time.sleep(0.3)
         yield started
     finally:
         for replica in started:
@@ -104,3 +94,19 @@ def replicas(count: int, env: dict, folder: Path, *, timeout: float = 90.0):
                 replica.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(replica.process.pid, signal.SIGKILL)
+
+
+def wait_until(replica: Replica, ready, timeout: float = 120.0) -> None:
+    """Poll until `ready(replica)` is true (connection errors are 'not yet'); fail with the replica's output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if replica.process.poll() is not None:
+            raise AssertionError(f"ratchet serve exited with {replica.process.returncode}:\n{replica.output()}")
+        try:
+            if ready(replica):
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ratchet serve was not ready within {timeout} s:\n{replica.output()}")
+        time.sleep(0.3)

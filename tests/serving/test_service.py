@@ -10,11 +10,7 @@ Four models, each with a version fitted on its source and promoted through the r
 from __future__ import annotations
 
 import datetime as dt
-import io
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +19,7 @@ import pandas as pd
 import pytest
 from conftest import emptied_registry
 from real_data import real_data_dir
-from serving_helpers import TOKEN, register_trained, replicas
+from serving_helpers import TOKEN, register_trained, replicas, wait_until
 from spec_factory import write_spec
 from sqlalchemy import text
 
@@ -41,23 +37,11 @@ SPLIT_IDS = 2000
 
 @pytest.fixture(scope="module")
 def world(database_url, tmp_path_factory):
-    """The four models' tables, specs and champions, and two replicas serving them."""
-    registry = emptied_registry(database_url)
-    with registry.engine.begin() as conn:
-        conn.execute(text("CREATE SCHEMA IF NOT EXISTS serving_real"))
-    demo.load_demo(database_url, end=dt.date(2026, 11, 22))
-    real = real_data_dir()
-    with registry.engine.begin() as conn:
-        pd.read_csv(real / "beijing_pm25_daily.csv", parse_dates=["day"]).to_sql(
-            "beijing", conn, schema="serving_real", index=False, if_exists="replace")
-        pd.read_csv(real / "msft_daily.csv", parse_dates=["day"]).tail(1500).to_sql(
-            "msft", conn, schema="serving_real", index=False, if_exists="replace")
-        rng = np.random.default_rng(5)
-        days = pd.date_range("2019-01-01", periods=SPLIT_IDS + 100, freq="D")
-        synthetic = pd.DataFrame({"day": days, "x1": rng.normal(size=len(days)), "x2": rng.normal(size=len(days))})
-        synthetic["y"] = 3 * synthetic["x1"] - synthetic["x2"] + rng.normal(scale=0.3, size=len(days))
-        synthetic.to_sql("split_source", conn, schema="serving_real", index=False, if_exists="replace")
+    """The four models' tables, specs and champions, and two replicas serving them.
 
+    The replicas start first, with the specs but nothing registered: they learn every version and champion
+    from the registry's notifications while the tables load and the versions are fitted.
+    """
     folder = tmp_path_factory.mktemp("serving-models")
     shutil.copy(REPO / "include" / "models" / "demand.yaml", folder / "demand.yaml")
     specs = {"daily_demand": load_spec(folder / "demand.yaml")}
@@ -75,17 +59,40 @@ def world(database_url, tmp_path_factory):
                                 source={"features": ["x1", "x2"], "target_lags": [1]}, estimators=[ridge],
                                 serving={"cache_ttl_seconds": 60, "split": {"candidate": "trial",
                                                                             "fraction": SPLIT_FRACTION}})
-    for spec in specs.values():
-        registry.sync_model(spec)
-    register_trained(registry, specs["daily_demand"], {"alpha": 1.0}, estimator=1, promote=True)
-    register_trained(registry, specs["aqi"], {}, promote=True)
-    register_trained(registry, specs["msft"], {"alpha": 1.0}, promote=True)
-    register_trained(registry, specs["split"], {"alpha": 1.0}, promote=True)
-    register_trained(registry, specs["split"], {"alpha": 300.0}, run_id="r2")  # v2, in trial: the candidate
+    registry = emptied_registry(database_url)
     env = {"RATCHET_MODELS_DIR": str(folder), "RATCHET_API_TOKEN": TOKEN, "RATCHET_PROBE_SECONDS": "1"}
     with replicas(2, env, folder) as served:
-        yield {"registry": registry, "specs": specs, "replicas": served, "folder": folder, "env": env}
+        _load_tables(registry, database_url)
+        for spec in specs.values():
+            registry.sync_model(spec)
+        register_trained(registry, specs["daily_demand"], {"alpha": 1.0}, estimator=1, promote=True)
+        register_trained(registry, specs["aqi"], {}, promote=True)
+        register_trained(registry, specs["msft"], {"alpha": 1.0}, promote=True)
+        register_trained(registry, specs["split"], {"alpha": 1.0}, promote=True)
+        register_trained(registry, specs["split"], {"alpha": 300.0}, run_id="r2")  # v2, in trial: the candidate
+        for replica in served:
+            wait_until(replica, lambda r: r.get("/healthz", token=None).json()["models"] == {
+                "aqi": "champion v1 loaded", "daily_demand": "champion v1 loaded", "msft": "champion v1 loaded",
+                "split": "champion v1 loaded"} and r.get("/v1/models/split").json()["candidates"] == [2])
+        yield {"registry": registry, "specs": specs, "replicas": served, "folder": folder}
     registry.dispose()
+
+
+def _load_tables(registry, url: str) -> None:
+    """The demo table, Beijing's and Microsoft's real tables, and a synthetic table of 2,100 days."""
+    demo.load_demo(url, end=dt.date(2026, 11, 22))
+    real = real_data_dir()
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2019-01-01", periods=SPLIT_IDS + 100, freq="D")
+    synthetic = pd.DataFrame({"day": days, "x1": rng.normal(size=len(days)), "x2": rng.normal(size=len(days))})
+    synthetic["y"] = 3 * synthetic["x1"] - synthetic["x2"] + rng.normal(scale=0.3, size=len(days))
+    with registry.engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS serving_real"))
+        pd.read_csv(real / "beijing_pm25_daily.csv", parse_dates=["day"]).to_sql(
+            "beijing", conn, schema="serving_real", index=False, if_exists="replace")
+        pd.read_csv(real / "msft_daily.csv", parse_dates=["day"]).tail(1500).to_sql(
+            "msft", conn, schema="serving_real", index=False, if_exists="replace")
+        synthetic.to_sql("split_source", conn, schema="serving_real", index=False, if_exists="replace")
 
 
 def _source(spec) -> pd.DataFrame:
@@ -134,24 +141,19 @@ def test_a_classifier_answers_its_class_and_probabilities_as_training_built_the_
         assert body["prediction"] == _expected(registry, spec, raw)
 
 
-def test_the_cli_and_the_post_route_agree_with_the_get_route(world, tmp_path):
-    registry = world["registry"]
+def test_the_post_route_and_the_get_route_answer_like_ratchet_predict(world):
+    registry, spec = world["registry"], world["specs"]["daily_demand"]
     a, _ = world["replicas"]
     raw = pd.read_sql(text("SELECT * FROM demo.daily_demand ORDER BY day"), registry.engine).tail(3)
-    raw.to_csv(tmp_path / "rows.csv", index=False)
-    cli = subprocess.run([str(Path(sys.executable).parent / "ratchet"), "predict", "daily_demand", "--input",
-                          str(tmp_path / "rows.csv")], capture_output=True, text=True,
-                         env={**os.environ, "RATCHET_MODELS_DIR": str(world["folder"])})
-    assert cli.returncode == 0, cli.stderr
-    from_cli = pd.read_csv(io.StringIO(cli.stdout))["prediction"].tolist()
+    expected = predict.predict_frame(registry, spec, raw)["prediction"].tolist()  # what `ratchet predict` runs
     rows = [{**r, "day": r["day"].isoformat()} for r in raw.to_dict("records")]
     posted = a.post("/v1/models/daily_demand/predict", {"rows": rows[::-1]})  # any order: answered in that order
     assert posted.status_code == 200, posted.text
     answers = posted.json()["predictions"][::-1]
     by_id = [a.get("/v1/models/daily_demand/predict", params={"at": r["day"]}).json()["prediction"] for r in rows]
     assert [p["at"][:10] for p in answers] == [r["day"] for r in rows]
-    np.testing.assert_allclose([p["prediction"] for p in answers], from_cli, rtol=1e-12)
-    np.testing.assert_allclose(by_id, from_cli, rtol=1e-12)
+    np.testing.assert_allclose([p["prediction"] for p in answers], expected, rtol=1e-12)
+    np.testing.assert_allclose(by_id, expected, rtol=1e-12)
     assert not any(p["cached"] for p in answers)
 
 
