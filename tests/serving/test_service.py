@@ -168,6 +168,10 @@ def test_the_token_is_required_everywhere_but_healthz(world):
             assert answer.status_code == 401, (path, token)
             assert answer.json() == {"detail": message}
             assert answer.headers["www-authenticate"] == "Bearer"
+    for documentation in ("/docs", "/openapi.json"):  # documentation only, no data: open
+        assert a.get(documentation, token=None).status_code == 200
+    assert a.get("/openapi.json", token=None).json()["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == (
+        "bearer")
     health = a.get("/healthz", token=None)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert health.json()["models"]["daily_demand"].startswith("champion v")
@@ -247,6 +251,8 @@ def test_the_split_sends_its_fraction_to_the_candidate_deterministically_per_id(
     assert first.status_code == 200, first.text
     answers = first.json()["predictions"]
     assert [p["arm"] for p in answers] == [p["arm"] for p in second.json()["predictions"]]
+    assert 'ratchet_serving_requests_total{model="split",route="rows",status="200",version="1+2"} 1.0' in a.get(
+        "/metrics").text
     candidate = [p["arm"] == "candidate" for p in answers]
     tolerance = 4 * np.sqrt(SPLIT_FRACTION * (1 - SPLIT_FRACTION) / SPLIT_IDS)
     assert abs(np.mean(candidate) - SPLIT_FRACTION) <= tolerance, np.mean(candidate)
