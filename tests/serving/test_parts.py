@@ -228,3 +228,13 @@ def test_an_unexpected_failure_is_a_short_500_logged_with_its_request_id(registr
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
     rows = registry.served("parts", dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
     assert [(r.status, r.request_id) for r in rows] == [(500, request_id)]
+
+
+def test_stopping_the_log_writes_what_is_queued(registry, tmp_path):
+    registry.sync_model(write_spec(tmp_path, name="demand"))
+    log = ServedLog(registry, ServingMetrics(), interval_seconds=60)  # the thread would not write for a minute
+    log.start()
+    log.add([_served("demand", i) for i in range(3)])
+    log.stop()
+    rows = registry.served("demand", dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
+    assert [r.request_id for r in rows] == ["r0", "r1", "r2"]
