@@ -1,4 +1,4 @@
-"""The `ratchet` command: database upgrades, demo data, status and predictions."""
+"""The `ratchet` command: database upgrades, demo data, status, predictions and the REST service."""
 from __future__ import annotations
 
 import argparse
@@ -86,8 +86,14 @@ def _predict(args: argparse.Namespace) -> int:
     return run_predict(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ratchet.serving.app import run_serve
+
+    return run_serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The `ratchet` command line: db upgrade/downgrade, load-demo, status, predict."""
+    """The `ratchet` command line: db upgrade/downgrade, load-demo, status, predict, serve."""
     parser = argparse.ArgumentParser(prog="ratchet", description="Keep predictive models honest in production.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -117,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, type=Path, help="CSV with the time column and the features")
     predict.add_argument("--output", type=Path, help="CSV to write (default: standard output)")
     predict.set_defaults(handler=_predict)
+
+    serve = commands.add_parser("serve", help="serve the champions over HTTP (FastAPI under uvicorn; docs at /docs)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                       help="uvicorn's log level; below info the access log is off (default info)")
+    serve.set_defaults(handler=_serve)
     return parser
 
 

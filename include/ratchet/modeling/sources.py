@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 DROPPED_MISSING_TARGET = "ratchet_dropped_missing_target"  # frame.attrs key: rows left out for want of a target
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
     from ratchet.specs.model import ModelSpec
 
@@ -31,7 +31,8 @@ def naive_utc(value: Any) -> pd.Timestamp | None:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
-def _engine_for(spec: ModelSpec, url: str | None) -> Engine:
+def engine_for(spec: ModelSpec, url: str | None = None) -> Engine:
+    """An engine on the database holding the model's rows: its `source.conn_id`, else Ratchet's own (or `url`)."""
     if spec.source.conn_id:
         from airflow.sdk import BaseHook
 
@@ -59,7 +60,7 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
     from sqlalchemy.exc import SQLAlchemyError
 
     end = naive_utc(end)
-    engine = _engine_for(spec, url)
+    engine = engine_for(spec, url)
     what = f"table {spec.source.table}" if spec.source.table else "query"
     try:
         with engine.connect() as conn:
@@ -78,6 +79,50 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
     return frame
 
 
+def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | None = None) -> pd.DataFrame:
+    """The source's rows from `first` to `last` (inclusive; none when `last` is None) and the rows before `first`
+    that their target lags can reach, sorted by time and not validated: a bounded read, never the whole source.
+
+    `lags_by: days` reaches back the largest lag in calendar days; `rows` the last (largest lag) rows before
+    `first` with a known target (rows without one are no lag under `missing_target: drop`, so they are skipped
+    as the full read's validation would). A `query` source is read as a subquery filtered on its time column.
+
+    Raises:
+        DataError: the source's SQL fails (no such table or column, a bad query); a lost connection raises
+            SQLAlchemy's own error.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError as SQLDataError
+    from sqlalchemy.exc import ProgrammingError
+
+    src = spec.source
+    quote = conn.dialect.identifier_preparer.quote
+    if src.table:
+        relation = ".".join(quote(part) for part in src.table.split("."))
+    else:
+        relation = f"({src.query.strip().rstrip(';')}) AS ratchet_source"
+    time_col, target = quote(src.time_column), quote(src.target)
+    first = naive_utc(first).to_pydatetime()
+    params: dict[str, Any] = {"first": first, "last": naive_utc(last if last is not None else first).to_pydatetime()}
+    rows = f"SELECT * FROM {relation} WHERE {time_col} >= :first AND {time_col} <= :last" if last is not None else None
+    reach = max(src.target_lags, default=0)
+    if src.lags_by == "days":
+        params["since"] = first - pd.Timedelta(days=reach).to_pytimedelta()
+        history = f"SELECT * FROM {relation} WHERE {time_col} >= :since AND {time_col} < :first"
+    else:
+        known = f" AND {target} IS NOT NULL" if src.missing_target == "drop" else ""
+        params["reach"] = reach
+        history = (f"SELECT * FROM (SELECT * FROM {relation} WHERE {time_col} < :first{known} "
+                   f"ORDER BY {time_col} DESC LIMIT :reach) AS ratchet_history")
+    sql = f"{history} UNION ALL {rows}" if rows else history
+    try:
+        frame = pd.read_sql(text(f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}"), conn, params=params)
+    except (ProgrammingError, SQLDataError) as exc:
+        what = f"table {src.table}" if src.table else "query"
+        raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
+    return frame
+
+
 def feature_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
     """The declared `source.features`, else every column but the time column and the target."""
     if spec.source.features is not None:
@@ -85,8 +130,11 @@ def feature_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in (spec.source.time_column, spec.source.target)]
 
 
-def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) -> pd.DataFrame:
     """Check columns, types, target and timestamps; return the frame with a tz-naive datetime time column.
+
+    `whole_source=False` validates a slice (the rows a prediction reads): a slice may have a single class or
+    no target at all (its rows are then left out), and rows left out are logged at debug level only.
 
     Raises:
         DataError: naming the model, the column and the problem (missing, empty, duplicate or
@@ -128,11 +176,12 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
                 f"first at {times[unknown].iloc[0]}")
         if src.missing_target == "error":
             raise DataError(f"{prefix}: {what} (source.missing_target: error; 'drop' leaves those rows out)")
-        log.warning("%s: %s; those rows are left out (source.missing_target: drop)", prefix, what)
+        log.log(logging.WARNING if whole_source else logging.DEBUG,
+                "%s: %s; those rows are left out (source.missing_target: drop)", prefix, what)
         frame, times, target = frame[~unknown], times[~unknown], target[~unknown]
-        if frame.empty:
+        if frame.empty and whole_source:
             raise DataError(f"{prefix}: every row's target {src.target!r} is missing")
-    if spec.task == "classification" and target.nunique() < 2:
+    if whole_source and spec.task == "classification" and target.nunique() < 2:
         raise DataError(f"{prefix}: target {src.target!r} has a single class {target.iloc[0]!r}; "
                         "a classifier needs at least two")
     for column in feature_columns(spec, frame):

@@ -63,6 +63,11 @@ class Registry:
         """The registry of `settings.database_url()` (the environment, else the `ratchet_db` connection)."""
         return cls(settings.database_url())
 
+    def ping(self) -> None:
+        """One round trip to the database (raises SQLAlchemy's OperationalError when it is unreachable)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
     def dispose(self) -> None:
         """Close the engine's connections."""
         self.engine.dispose()

@@ -50,6 +50,25 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame) -> p
     Raises:
         PredictError: no rows, no time column, missing feature columns, or lags that cannot be computed.
     """
+    rows = input_rows(spec, frame)
+    history = sources.read_source(spec, end=rows[spec.source.time_column].iloc[0])
+    X, times = features_of_rows(spec, history, rows)
+    version, estimator = champion_estimator(registry, spec.name)
+    out = pd.DataFrame({spec.source.time_column: times.to_numpy(), "prediction": estimator.predict(X)})
+    if spec.task == "classification" and hasattr(estimator, "predict_proba"):
+        proba = estimator.predict_proba(X)
+        if proba.shape[1] == 2:
+            out["probability"] = proba[:, 1]
+    out["version"] = version.version
+    return out
+
+
+def input_rows(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows to predict, their time column parsed to naive UTC and sorted.
+
+    Raises:
+        PredictError: no rows, no time column, or a time that is not a date/time.
+    """
     src = spec.source
     if frame.empty:
         raise PredictError(f"input for model {spec.name!r} has no rows")
@@ -60,24 +79,35 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame) -> p
         rows[src.time_column] = pd.to_datetime(rows[src.time_column], utc=True).dt.tz_localize(None)
     except (ValueError, TypeError) as exc:
         raise PredictError(f"input column {src.time_column!r} is not a date/time: {exc}") from None
-    rows = rows.sort_values(src.time_column, kind="stable").reset_index(drop=True)
-    history = sources.read_source(spec, end=rows[src.time_column].iloc[0])
+    return rows.sort_values(src.time_column, kind="stable").reset_index(drop=True)
+
+
+def features_of_rows(spec: ModelSpec, history: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The features of `rows` (from `input_rows`) and their times, target lags taken from `history` (source rows
+    before the first input row, or at least those the lags reach; validated here with the rows, so rows without
+    a target are left out as a full read leaves them out) and from earlier input rows.
+
+    Shared by `ratchet predict` and the REST service, so both build exactly the features training built.
+
+    Raises:
+        PredictError: missing feature columns, or a row whose lags cannot be computed.
+        DataError: the rows fail the source's own checks (duplicate timestamps, a text feature...).
+    """
+    src = spec.source
     missing = [c for c in sources.feature_columns(spec, history) if c not in rows.columns]
     if missing:
         raise PredictError(f"input for model {spec.name!r} lacks column(s) {missing}")
+    rows = rows.reindex(columns=history.columns)  # source columns the model does not use may be absent
     # unknown targets get a valid placeholder for validation, then become unknown (NaN) again for the lags
-    placeholder = history[src.target].iloc[-1]
-    if src.target in rows.columns:
-        unknown = rows[src.target].isna().to_numpy()
-        rows[src.target] = rows[src.target].where(~unknown, placeholder)
-    else:
-        unknown, rows[src.target] = np.ones(len(rows), dtype=bool), placeholder
-    combined = sources.validate_frame(spec, pd.concat([history, rows[history.columns]], ignore_index=True))
+    known = history[src.target].dropna()
+    placeholder = known.iloc[-1] if len(known) else (0.0 if spec.task == "regression" else "")
+    unknown = rows[src.target].isna().to_numpy()
+    rows[src.target] = rows[src.target].where(~unknown, placeholder)
+    combined = sources.validate_frame(spec, pd.concat([history, rows], ignore_index=True), whole_source=False)
     target = combined[src.target]
     combined[src.target] = target.astype(float if pd.api.types.is_numeric_dtype(target) else object)
-    combined.loc[len(history) + np.flatnonzero(unknown), src.target] = np.nan
+    combined.loc[combined[src.time_column].isin(rows.loc[unknown, src.time_column]), src.target] = np.nan
 
-    version, estimator = champion_estimator(registry, spec.name)
     X, _, times = make_xy(spec, combined)
     wanted = (times >= rows[src.time_column].iloc[0]).to_numpy()
     lacking = sorted(set(rows[src.time_column]) - set(times[wanted]))
@@ -85,13 +115,7 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame) -> p
         raise PredictError(
             f"cannot compute target lags {list(src.target_lags)} for {len(lacking)} input row(s), first at "
             f"{lacking[0]}: the target of the days before is neither in the input nor in the source")
-    out = pd.DataFrame({src.time_column: times[wanted].to_numpy(), "prediction": estimator.predict(X[wanted])})
-    if spec.task == "classification" and hasattr(estimator, "predict_proba"):
-        proba = estimator.predict_proba(X[wanted])
-        if proba.shape[1] == 2:
-            out["probability"] = proba[:, 1]
-    out["version"] = version.version
-    return out
+    return X[wanted].reset_index(drop=True), times[wanted].reset_index(drop=True)
 
 
 def run_predict(args: argparse.Namespace) -> int:
