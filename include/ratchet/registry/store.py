@@ -667,7 +667,7 @@ class Registry:
                                   func.count().filter(answered).label("answered"),
                                   func.count().filter(answered & sp.cache_hit).label("hits"))
                            .where(sp.model_id == m.id, sp.served_at >= start, sp.served_at < end)
-                           .group_by(text("1"), sp.arm, sp.version, sp.request_id).subquery())
+                           .group_by(text("1"), sp.arm, sp.version, sp.request_id).cte())
             both = union_all(_request_stats(per_request, by_arm=True), _request_stats(per_request, by_arm=False))
             stats = [entities.ServingStats(*row) for row in session.execute(
                 both.order_by(text("start, arm NULLS FIRST, version NULLS FIRST")))]
