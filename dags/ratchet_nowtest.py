@@ -5,9 +5,13 @@ the champion and every candidate in trial (versions newer than the champion) pre
 `nowtest.window_days` days before the run's data interval end with their **stored** estimators.
 Their metrics, the baselines' metrics on the same rows, each now-test requirement's verdict,
 the worst misses and each feature's drift (KS or chi-square against the training data, same season) are
-stored as `nowtest` evaluations of the window's last day.
+stored as `nowtest` evaluations of the window's last day. Beside them, what the REST service (`ratchet serve`)
+actually served for the window's feature ids is scored against the actuals (each id once per arm and version;
+`served` evaluations, both arms of an A/B split compared descriptively), and the serving requirements (latency
+p95, error rate, availability) are checked on the 24 hours before the data end (`serving` evaluations).
 
-A breach by the champion, or fewer than `nowtest.min_rows` rows in the window (stale data), writes
+A breach by the champion (re-predicted, or on what its own arm served), a serving requirement's breach, or
+fewer than `nowtest.min_rows` rows in the window (stale data), writes
 **one** alert per model and date to the outbox and adds the champion's worst misses to the model's
 golden regression cases. The `deliver_alerts` task then mails every queued alert to the model's
 `alert_emails` through the `smtp_default` connection. If SMTP is down that task fails, the alert

@@ -113,6 +113,17 @@ def store_nowtest_days(registry, model: str, version: int, days: list[str], pass
         for day in days])
 
 
+def store_served_days(registry, model: str, version: int, days: list[str], *, passed: bool | None = None,
+                      served_in_day: int = 4) -> None:
+    """Served evaluations of the version's candidate arm on `days`, as the now-test stores them: it answered
+    `served_in_day` rows in each day, and its served mae met (True), breached (False) or had no verdict (None)."""
+    details = {"arm": "candidate", "served_in_day": served_in_day}
+    registry.record_evaluations(model, [
+        EvaluationRow(kind="served", contender=f"v{version}@candidate", partition=day, metric=metric, value=value,
+                      n_rows=4, run_id=f"nt-{day}", version=version, passed=verdict, details=details)
+        for day in days for metric, value, verdict in (("ids", 4.0, None), ("mae", 1.0, passed))])
+
+
 def snapshot(registry) -> dict[str, list[tuple]]:
     """Every row of every registry table, to prove that a refused request changed nothing."""
     out = {}

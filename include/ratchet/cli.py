@@ -70,6 +70,11 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  last now-test {nowtest['day']}: {'passed' if nowtest['passed'] else 'FAILED'}")
         if model.get("open_alerts"):
             print(f"  open alerts: {len(model['open_alerts'])}")
+        served = model.get("serving")
+        if served and (served["requests"] or served["probes"]):
+            p95, up = served["latency_p95_ms"], served["availability"]
+            print(f"  serving, last 24 h: {served['requests']} requests, {served['errors']} errors (5xx), p95 "
+                  f"{'-' if p95 is None else f'{p95:.1f} ms'}, availability {'-' if up is None else f'{up:.2%}'}")
     return exit_code
 
 

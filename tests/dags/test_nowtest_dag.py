@@ -125,3 +125,41 @@ def test_channels_from_the_yaml_each_get_the_alert_once_and_a_failed_one_is_retr
     (_, delivered) = webhook_server.to(HOOK_PATH)
     assert delivered["json"]["alert_ids"] == [alert.id] and delivered["json"]["models"] == [MODEL]
     assert len(smtp_server.messages) == 1 and len(webhook_server.to(SLACK_PATH)) == 1  # not sent again
+
+
+def test_a_dag_run_stores_the_served_evaluation_and_serving_verdicts_and_mails_a_served_breach(
+        airflow_db, tmp_path, monkeypatch, registry, smtp_server):
+    from nowtest_helpers import SPEC, train_champion, write_source
+    from served_helpers import probe_every_minute, serve_window
+    from spec_factory import spec_data
+
+    write_source(registry)
+    data = spec_data(**SPEC)
+    spec = write_spec(tmp_path, data, requirements=[*data["requirements"],
+                                                    {"metric": "serving_latency_p95_ms", "max": 50},
+                                                    {"metric": "serving_error_rate", "max": 0.01}])
+    champion, _ = train_champion(registry, spec)
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    serve_window(registry, spec, BEFORE_CHANGE, champion, latency_ms=120.0)  # right answers, served slowly
+    probe_every_minute(registry, BEFORE_CHANGE - dt.timedelta(minutes=20), BEFORE_CHANGE)
+    dag = load_dag("ratchet_nowtest")
+
+    assert dag.test(logical_date=BEFORE_CHANGE).state == "success"
+    served = {(e.contender, e.metric): e for e in registry.evaluations(MODEL, "served")}
+    assert served[(f"v{champion}@champion", "ids")].value == 14.0
+    assert served[(f"v{champion}@champion", "mape")].passed is True  # what clients got was right ...
+    serving = {e.metric: e for e in registry.evaluations(MODEL, "serving")}
+    assert (serving["serving_latency_p95_ms"].value, serving["serving_latency_p95_ms"].passed) == (120.0, False)
+    assert serving["serving_error_rate"].passed is True  # ... but it came too slowly
+    (mail,) = smtp_server.messages
+    assert mail["message"]["Subject"] == f"[Ratchet] {MODEL} now-test failed: serving_latency_p95_ms 120 > max 50"
+
+    next_day = BEFORE_CHANGE + dt.timedelta(days=1)  # no request that day: no verdict, so the breach is over
+    assert dag.test(logical_date=next_day).state == "success"
+    quiet = {e.metric: e for e in registry.evaluations(MODEL, "serving") if e.partition == "2025-07-11"}
+    assert {m: (e.value, e.passed) for m, e in quiet.items()} == {"serving_latency_p95_ms": (None, None),
+                                                                 "serving_error_rate": (None, None)}
+    assert quiet["serving_error_rate"].details["no_verdict"] == ("no requests between 2025-07-10 06:00 and "
+                                                                 "2025-07-11 06:00 UTC")
+    assert [m["message"]["Subject"] for m in smtp_server.messages][1:] == [
+        f"[Ratchet] {MODEL} now-test passes again (failing since 2025-07-10)"]

@@ -16,6 +16,7 @@ from promote_helpers import (
     snapshot,
     store_backtest,
     store_nowtest_days,
+    store_served_days,
     training_frame,
 )
 from scipy import stats
@@ -105,6 +106,45 @@ def test_better_candidate_passes_only_after_its_trial_days(registry, champion_v1
     assert gate2["paired_test"]["p_value"] < 0.05 and gate2["paired_test"]["n_days"] == 4 * 28
     assert _bounds(registry)[("rmse", None, "backtest")] < before[("rmse", None, "backtest")]
     assert [p.outcome for p in registry.promotions("demand")] == ["promoted", "rejected", "promoted"]
+
+
+def test_the_trial_gate_counts_served_days_when_trial_days_from_says_served(registry, tmp_path):
+    spec, _ = first_champion(registry, tmp_path)
+    spec = write_spec(tmp_path, spec_data(**SPEC), serving={"split": {"candidate": "trial", "fraction": 0.1}},
+                      promotion={"trial_days_from": "served"})
+    register_fitted(registry, "demand", "r2", alpha=0.5)
+    store_backtest(registry, "demand", {"v2": [8.0, 8.2, 7.9, 8.1]}, extra_metrics={"mae": 0.8})
+    store_nowtest_days(registry, "demand", 2, DAYS)  # enough now-test days ...
+    store_served_days(registry, "demand", 2, DAYS[:2])  # ... but it answered clients on two of them only
+    store_served_days(registry, "demand", 2, ["2024-05-03"], served_in_day=0)  # scored old ids, served none
+    with pytest.raises(PromotionRejected) as info:
+        _promote(registry, spec, 2, run_id="early")
+    assert ("gate 4 trial failed: 2 day(s) served as the split's candidate < required 3 "
+            "(promotion.trial_days_from: served)") in str(info.value)
+    gate = registry.promotions("demand")[-1].gates[3]
+    assert gate["details"]["served_days"] == DAYS[:2] and gate["details"]["counted"] == "served"
+
+    store_served_days(registry, "demand", 2, ["2024-05-04"])
+    outcome = _promote(registry, spec, 2)
+    assert outcome.outcome == "promoted"
+    assert outcome.gates[3].summary == ("3 day(s) served as the split's candidate, no breach "
+                                        "(3 day(s) of now-tests in trial)")
+
+
+def test_served_days_are_evidence_when_now_test_days_count_and_a_served_breach_fails_either_way(registry,
+                                                                                               champion_v1):
+    spec, _ = champion_v1
+    register_fitted(registry, "demand", "r2", alpha=0.5)
+    store_backtest(registry, "demand", {"v2": [8.0, 8.2, 7.9, 8.1]}, extra_metrics={"mae": 0.8})
+    store_nowtest_days(registry, "demand", 2, DAYS)
+    store_served_days(registry, "demand", 2, DAYS[:1], passed=True)
+    store_served_days(registry, "demand", 2, DAYS[1:2], passed=False)
+    with pytest.raises(PromotionRejected) as info:
+        _promote(registry, spec, 2, run_id="breached")
+    assert "gate 4 trial failed: breaches on what it served on 1 day(s): ['2024-05-02']" in str(info.value)
+    details = registry.promotions("demand")[-1].gates[3]["details"]
+    assert (details["counted"], details["days"], details["served_days"], details["served_breach_days"]) == (
+        "nowtest", DAYS, DAYS[:1], DAYS[1:2])
 
 
 def test_weaker_candidate_is_rejected_naming_each_gate_and_its_numbers(registry, champion_v1):

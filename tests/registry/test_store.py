@@ -189,3 +189,54 @@ def test_a_new_version_and_a_champion_move_notify_and_a_rolled_back_move_does_no
         assert _notifications(listener, 1.0) == []
     finally:
         listener.close()
+
+
+def test_the_serving_log_is_aggregated_per_request_day_arm_and_version(registry):
+    import datetime as dt
+    from dataclasses import replace
+
+    from ratchet.registry.entities import Probe
+
+    _add_model_with_versions(registry, "m", versions=2)
+    day = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+
+    def at(hours):
+        return (day + dt.timedelta(hours=hours)).isoformat()
+
+    rows = [replace(_served("m", f"c{i}", at=at(1)), latency_ms=float(i + 1), cache_hit=i % 2 == 0)
+            for i in range(10)]  # champion v1: latencies 1..10 ms, half from the cache
+    rows += [replace(_served("m", "post", at=at(2)), latency_ms=50.0, feature_id=dt.datetime(2026, 11, d))
+             for d in (20, 21, 22)]  # one request of three rows: one latency
+    rows += [replace(_served("m", "cand", at=at(3)), arm="candidate", version=2, latency_ms=7.0)]
+    rows += [replace(_served("m", "bad", status=422, at=at(4)), latency_ms=0.1),
+             replace(_served("m", "boom", status=500, at=at(5)), latency_ms=90.0)]
+    rows += [replace(_served("m", "next-day", at=at(25)), latency_ms=2.0)]
+    registry.log_served(rows)
+    for minute, healthy in ((0, True), (0, False), (1, False), (2, True), (2, True)):
+        registry.record_probe(Probe("r1", healthy, None, day + dt.timedelta(minutes=minute, seconds=10)))
+
+    log = registry.serving_log("m", day, day + dt.timedelta(days=2))
+    first, second = day, day + dt.timedelta(days=1)
+    assert log.periods() == [(first, second), (second, day + dt.timedelta(days=2))]
+    by_key = {(s.start, s.arm, s.version): s for s in log.stats}
+    total = by_key[(first, None, None)]
+    assert (total.requests, total.answered, total.cache_hits, total.errors, total.refused) == (14, 14, 5, 1, 1)
+    # p95 over the 13 requests that were not refused (1..10, 50, 7, 90 ms), interpolated like percentile_cont
+    import numpy as np
+
+    latencies = [*range(1, 11), 50.0, 7.0, 90.0]
+    assert total.latency_p95_ms == pytest.approx(np.percentile(latencies, 95))
+    assert total.latency_p50_ms == pytest.approx(np.percentile(latencies, 50))
+    assert by_key[(first, "champion", 1)].requests == 11 and by_key[(first, "champion", 1)].answered == 13
+    assert by_key[(first, "candidate", 2)].answered == 1
+    assert by_key[(first, "champion", None)].refused == 1 and by_key[(first, "champion", None)].errors == 1
+    assert by_key[(second, None, None)].requests == 1
+    (probes,) = log.probes
+    assert (probes.start, probes.probes, probes.healthy, probes.healthy_minutes) == (first, 5, 3, 2)
+    assert log.first_probe == day + dt.timedelta(seconds=10)
+
+    registry.log_served([replace(_served("m", "again", at=at(6)), prediction=2.5,
+                                 feature_id=dt.datetime(2026, 11, 21))])  # id 21 asked again, answered anew
+    answers = registry.served_answers("m", dt.datetime(2026, 11, 21), dt.datetime(2026, 11, 23))
+    # by time key, answered rows only: each id's latest answer and how many answers it had
+    assert [(a.feature_id.day, a.prediction, n) for a, n in answers] == [(21, 2.5, 2), (22, 1.5, 1)]

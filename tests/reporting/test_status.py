@@ -26,9 +26,27 @@ def test_promotion_status_reports_champion_trial_nowtest_alerts_and_requirements
     assert status["champion"]["promotion"] | {"at": None} == {
         "id": outcome.promotion_id, "kind": "initial", "triggered_by": "alice", "reason": "first champion",
         "at": None, "previous_version": None}
-    assert status["trial"] == [{"version": 2, "days": 2, "breach_days": [], "min_trial_days": 3}]
+    assert status["trial"] == [{"version": 2, "days": 2, "breach_days": [], "served_days": 0,
+                                "served_breach_days": [], "min_trial_days": 3, "counted": "nowtest"}]
     assert status["last_nowtest"] | {"run_id": None} == {
         "day": DAYS[1], "version": 1, "passed": False, "failed_metrics": ["mae"], "run_id": None}
     assert [a["subject"] for a in status["open_alerts"]] == ["demand: mae breach"]
     rmse = next(r for r in status["requirements"] if r["metric"] == "rmse" and r["relative_to"] is None)
     assert rmse["history_count"] == 2 and rmse["bound"] == pytest.approx(9.0)
+
+
+def test_status_json_has_a_serving_block_for_the_last_24_hours(registry, champion_v1):
+    import datetime as dt
+
+    from served_helpers import seed_serving
+
+    from ratchet.reporting.status import status_report
+
+    spec, _ = champion_v1
+    register_fitted(registry, "demand", "r2")
+    seed_serving(registry, "demand", dt.datetime.now(dt.UTC))
+    (model,) = status_report(registry, {"demand": spec})["models"]
+    serving = model["serving"]
+    assert (serving["requests"], serving["errors"], serving["refused"], serving["answered"]) == (7, 1, 1, 5)
+    assert serving["cache_hit_rate"] == pytest.approx(0.4) and 0.9 < serving["availability"] < 1
+    assert set(serving["served"]["arms"]) == {"v1@champion", "v2@candidate"}

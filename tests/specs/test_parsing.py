@@ -73,6 +73,10 @@ def test_serving_fields_and_serving_requirements_parse(tmp_path):
         ("serving_latency_p95_ms", "max", 50.0, "serving"), ("serving_error_rate", "max", 0.01, "serving"),
         ("availability", "min", 0.99, "serving")}
     assert load_spec(_write(tmp_path, VALID, "plain.yaml")).serving.split is None
+    assert spec.promotion.trial_days_from == "nowtest"  # the default
+    served = load_spec(_write(tmp_path, VALID + "serving: {split: {candidate: 2, fraction: 0.2}}\n"
+                              "promotion: {trial_days_from: served, min_trial_days: 5}\n", "served.yaml"))
+    assert served.promotion.trial_days_from == "served" and served.promotion.min_trial_days == 5
 
 
 @pytest.mark.parametrize("change, field, expected", [
@@ -101,6 +105,8 @@ def test_serving_fields_and_serving_requirements_parse(tmp_path):
     ("serving: {split: {candidate: trial, fraction: 1.5}}", "serving.split.fraction", "between 0 and 1"),
     ("serving: {split: {candidate: 3}}", "serving.split.fraction", "required"),
     ("serving: {cache: 10}", "serving.cache", "known fields"),
+    ("promotion: {trial_days_from: served_days}", "promotion.trial_days_from", "one of ['nowtest', 'served']"),
+    ("promotion: {trial_days_from: served}", "promotion.trial_days_from", "'nowtest' unless serving.split is set"),
     ("backtest: {window: weekly}", "backtest.window", "'expanding' or a positive number"),
     ("estimators: [{class: sklearn.linear_model.Nope}]", "estimators[0].class", "an importable estimator"),
     ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpah: {uniform: [0, 1]}}}]",
@@ -156,3 +162,9 @@ def test_the_readmes_model_example_is_a_valid_spec():
     spec = parse_spec(Path("README.md"), example)
     assert spec.name == "daily_demand" and spec.alerts.repeat_after_days == 7
     assert spec.promotion.ratchet.false_alarm_rate == 0.05 and spec.source.missing_target == "drop"
+    serving_section = readme.index("```yaml\n", readme.index("## Serving")) + len("```yaml\n")
+    serving = yaml.safe_load(readme[serving_section:readme.index("```", serving_section)])
+    spec = parse_spec(Path("README.md"), {**example, **serving})  # the Serving section's fields, in that model
+    assert spec.promotion.trial_days_from == "served" and spec.serving.split.fraction == 0.1
+    assert {r.metric for r in spec.requirements if r.scope == "serving"} == {
+        "serving_latency_p95_ms", "serving_error_rate", "availability"}

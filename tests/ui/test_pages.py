@@ -4,6 +4,8 @@ Login is covered for real by ui/test_browser.py; here the app runs without Airfl
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 from spec_factory import write_spec
@@ -56,3 +58,26 @@ def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
     write_spec(tmp_path, name="known", table="ui_seed.known", requirements=REQUIREMENTS, backtest={"months": 6})
     answer = client.get("/models/unknown")
     assert answer.status_code == 404 and "known" in answer.json()["detail"]
+
+
+def test_the_model_page_has_a_serving_panel_from_the_serving_log(client, tmp_path, registry):
+    import datetime as dt
+
+    from served_helpers import seed_serving
+
+    seed_history(registry, tmp_path, "served", versions=2, months=3, nowtest_days=5)
+    seed_serving(registry, "served", dt.datetime.now(dt.UTC))
+    page = client.get("/models/served").text
+    panel = page[page.index('<table id="serving">'):page.index("</table>", page.index('<table id="serving">'))]
+    assert panel.count("<tr><td>") == 14  # one row per day of the last 14
+    # the last 40 minutes' requests by arm; availability over the 30 minutes of probes (31 if a minute began since)
+    assert re.search(r"<td>7</td>\s*<td>champion 6 candidate 1 </td>", panel), panel
+    assert re.search(r"29/3[01] min</span>", panel), panel
+    arms = page[page.index('<table id="served-arms">'):]
+    assert "v1@champion" in arms and "v2@candidate" in arms and "rmse 1.5" in arms
+    assert "no verdict (fewer ids than min_rows)" in arms and "descriptive" in arms
+
+
+def test_a_model_never_served_says_so(client, tmp_path, registry):
+    seed_history(registry, tmp_path, "quiet", versions=1, months=3, nowtest_days=2)
+    assert "No request and no health probe of the REST service" in client.get("/models/quiet").text

@@ -83,16 +83,20 @@ class _MailBuilder:
 
 
 def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
-    """The mail for a failed now-test: window, each contender's verdicts, worst misses, drift, a link."""
+    """The mail for a failed now-test: window, each contender's re-predicted verdicts, what was served and the
+    service level, worst misses, drift, a link. The subject prefixes a breach of served answers with 'served'."""
     window = f"{outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} (end excluded)"
     champion = outcome.champion
+    reasons = []
     if outcome.stale:
-        reason = (f"stale data: {outcome.n_rows} rows < min_rows {outcome.min_rows} in the last "
-                  f"{outcome.window_days} days")
-    else:
-        reason = "; ".join(r.describe(scope=False) for r in champion.failed)
+        reasons.append(f"stale data: {outcome.n_rows} rows < min_rows {outcome.min_rows} in the last "
+                       f"{outcome.window_days} days")
+    elif champion:
+        reasons += [r.describe(scope=False) for r in champion.failed]
+    reasons += [f"served {r.describe(scope=False)}" for r in outcome.served_failed]
+    reasons += [r.describe(scope=False) for r in outcome.service_failed]
     still = f" (still failing since {outcome.since})" if outcome.mailed == "reminder" else ""
-    subject = f"{SUBJECT_PREFIX} {outcome.model} now-test failed{still}: {reason}"
+    subject = f"{SUBJECT_PREFIX} {outcome.model} now-test failed{still}: {'; '.join(reasons)}"
     mail = _MailBuilder(f"{outcome.model} now-test failed ({champion.contender if champion else 'no champion'})")
     mail.para(f"Window: {window}. Rows: {outcome.n_rows} (min_rows {outcome.min_rows}).")
     if outcome.stale:
@@ -100,12 +104,13 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
                   f"{outcome.min_rows} the now-test needs. Check that the source table is still being loaded.")
     for result in outcome.results:
         if result.requirements:
-            mail.table(f"Requirements of {result.contender} ({result.role})",
+            mail.table(f"Requirements of {result.contender} ({result.role}), re-predicted on the window",
                        ["metric", "value", "bound", "best baseline value", "passed"],
                        [[r.metric, r.value, r.bound_text(), _baseline_text(r, outcome.baselines), r.passed]
                         for r in result.requirements])
+    _served_sections(mail, outcome)
     if champion and champion.worst_misses:
-        mail.table(f"Worst misses of {champion.contender}", ["time", "actual", "predicted", "abs error"],
+        mail.table(f"Worst misses of {champion.contender}, re-predicted", ["time", "actual", "predicted", "abs error"],
                    [[m["time"], m["actual"], m["predicted"], m["abs_error"]] for m in champion.worst_misses])
     if champion and champion.drift_warnings:
         mail.table("Drift warnings (a significant and material shift from the training data)",
@@ -125,10 +130,42 @@ def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
     mail = _MailBuilder(f"{outcome.model} recovered: {champion.contender} meets its now-test requirements again")
     mail.para(f"Window: {outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} (end "
               f"excluded). Rows: {outcome.n_rows}. The breach began on {outcome.since}.")
-    mail.table(f"Requirements of {champion.contender}", ["metric", "value", "bound", "passed"],
+    mail.table(f"Requirements of {champion.contender}, re-predicted on the window", ["metric", "value", "bound",
+                                                                                      "passed"],
                [[r.metric, r.value, r.bound_text(), r.passed] for r in champion.requirements])
+    _served_sections(mail, outcome)
     mail.link("Airflow run", airflow_run_url)
     return Mail(subject, *mail.render(), airflow_run_url)
+
+
+def _served_sections(mail: _MailBuilder, outcome: NowtestOutcome) -> None:
+    """What the REST service served for the window (scored against actuals), the A/B comparisons, and the
+    serving requirements of the day: each table says which numbers are served ones."""
+    served = outcome.served
+    if served and served.results:
+        names = sorted({m for r in served.results for m in r.scores})
+        mail.para("Served: the answers the REST service logged for the window's feature ids, each id counted once "
+                  "per arm and version (its latest answer), scored against the actuals that have arrived. "
+                  f"Requirements are checked on an arm with at least {served.min_rows} scored ids.")
+        mail.table("Served predictions (what clients were given)",
+                   ["served", "role", "ids scored", "awaiting actuals", "answers logged", *names],
+                   [[r.contender, r.role, r.scored, r.awaiting, r.answers, *[r.scores.get(m) for m in names]]
+                    for r in served.results])
+        for result in served.results:
+            if result.requirements:
+                mail.table(f"Requirements of {result.contender} ({result.role}) on what it served",
+                           ["metric", "value", "bound", "passed"],
+                           [[r.metric, r.value, r.bound_text(), r.passed] for r in result.requirements])
+        for comparison in served.comparisons:
+            mail.para(comparison["text"])
+    level = outcome.service
+    if level:
+        mail.para(f"Service level, {level.period_text()}: {level.requests} request(s) to answer, {level.errors} "
+                  f"answered with a 5xx, {level.refused} refused with a 4xx (the client's, not counted); "
+                  f"{level.probes} health probe(s), {level.healthy_minutes} of {level.minutes} minute(s) healthy.")
+        mail.table(f"Serving requirements, {level.period_text()}", ["metric", "value", "bound", "passed"],
+                   [[r.metric, r.value, r.bound_text(), r.passed] for r in level.results]
+                   + [[metric, None, "-", f"no verdict: {why}"] for metric, why in level.no_verdict.items()])
 
 
 def _baseline_text(result: RequirementResult, baselines: dict[str, dict[str, float]]) -> str:

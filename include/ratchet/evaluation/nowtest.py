@@ -11,10 +11,14 @@ then sliced. Fewer than `min_rows` usable rows (none at all included) is stale d
 Each version predicts with its STORED estimator; the baselines are fitted on the rows before
 the window and scored on the same rows, for relative requirements and for the mail.
 
-Results are stored as evaluations (kind 'nowtest', partition = the window's last day), so a
-re-run of the same date overwrites instead of adding rows. A champion breach or stale data
-writes ONE alert per model and date to the outbox (dedupe key `nowtest:<model>:<run_id>`);
-the worst misses of a champion breach become harvested golden cases.
+Beside the re-predicted window, the now-test scores what the REST service actually served for the window's
+feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the day before the
+data end (`evaluation.service_level`, kind 'serving').
+
+Results are stored as evaluations (partition = the window's last day), so a re-run of the same date
+overwrites instead of adding rows. A champion breach (re-predicted, or on what its own arm served), a
+serving requirement's breach or stale data writes ONE alert per model and date to the outbox (dedupe key
+`nowtest:<model>:<run_id>`); the worst misses of a re-predicted champion breach become harvested golden cases.
 """
 from __future__ import annotations
 
@@ -32,6 +36,10 @@ from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.drift import feature_drift
 from ratchet.evaluation.golden import case_key
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
+from ratchet.evaluation.served import ServedEvaluation, evaluate_served
+from ratchet.evaluation.served import evaluation_rows as served_rows
+from ratchet.evaluation.service_level import SERVING_DAY, ServiceLevel, check_service_level
+from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
 from ratchet.faults import checkpoint
 from ratchet.modeling import baselines as baseline_lib
@@ -39,7 +47,14 @@ from ratchet.modeling import metrics, sources
 from ratchet.modeling.features import is_model_input, make_xy
 from ratchet.modeling.metrics import best_baseline
 from ratchet.modeling.months import window_bounds
-from ratchet.registry.entities import Evaluation, EvaluationRow, Version
+from ratchet.registry.entities import (
+    SERVICE_CONTENDER,
+    Evaluation,
+    EvaluationRow,
+    Version,
+    served_contender,
+    version_contender,
+)
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -96,6 +111,8 @@ class NowtestOutcome:
     harvested: int = 0
     mailed: str | None = None  # 'breach', 'reminder' or 'recovery' when this now-test queued a mail
     since: str | None = None  # the first day of the breach this now-test continues or ends
+    served: ServedEvaluation | None = None  # what the service answered for the window's ids, scored
+    service: ServiceLevel | None = None  # the serving requirements on the day before the data end
 
     @property
     def stale(self) -> bool:
@@ -108,9 +125,22 @@ class NowtestOutcome:
         return next((r for r in self.results if r.role == "champion"), None)
 
     @property
+    def served_failed(self) -> list[RequirementResult]:
+        """The now-test requirements the champion's own served answers breached (re-predicted ones are apart)."""
+        own = self.served.champion if self.served else None
+        return own.failed if own else []
+
+    @property
+    def service_failed(self) -> list[RequirementResult]:
+        """The serving requirements breached on the day before the data end."""
+        return self.service.failed if self.service else []
+
+    @property
     def passed(self) -> bool:
-        """The model's now-test verdict: enough data and the champion meets every now-test requirement."""
-        return not self.stale and (self.champion is None or self.champion.passed)
+        """The model's now-test verdict: enough data, the champion meets every now-test requirement on the
+        re-predicted window and on what it served, and the service meets its serving requirements."""
+        return (not self.stale and (self.champion is None or self.champion.passed) and not self.served_failed
+                and not self.service_failed)
 
     @property
     def alerting(self) -> bool:
@@ -118,11 +148,14 @@ class NowtestOutcome:
         return bool(self.results) and not self.passed and (self.stale or self.champion is not None)
 
     def summary(self) -> dict[str, Any]:
-        """Small JSON-able result for XCom and logs."""
+        """Small JSON-able result for XCom and logs: `contenders` are re-predicted on the window, `served` are
+        the service's logged answers for it, `service_level` the serving requirements of the day."""
         return {"model": self.model, "partition": self.partition, "n_rows": self.n_rows, "stale": self.stale,
                 "passed": self.passed, "alert_id": self.alert_id, "harvested": self.harvested,
                 "contenders": {r.contender: {"role": r.role, "passed": r.passed,
-                                             "failed": [x.describe() for x in r.failed]} for r in self.results}}
+                                             "failed": [x.describe() for x in r.failed]} for r in self.results},
+                "served": self.served.summary() if self.served else None,
+                "service_level": self.service.summary() if self.service else None}
 
 
 def _worst_misses(task: str, y: pd.Series, times: pd.Series, y_pred: np.ndarray) -> list[dict[str, Any]]:
@@ -176,11 +209,11 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     tw = times[window].reset_index(drop=True)
     requirements = registry.requirements(spec.name, "nowtest")
 
-    baseline_scores: dict[str, dict[str, float]] = {}
+    fitted: dict[str, Any] = {}
     if n_rows >= spec.nowtest.min_rows and before.any():
-        for name in spec.baselines:
-            fitted = baseline_lib.make_baseline(name, spec.task).fit(X[before], y[before])
-            baseline_scores[name] = metrics.evaluate(spec.task, fitted, Xw, yw).values
+        fitted = {name: baseline_lib.make_baseline(name, spec.task).fit(X[before], y[before])
+                  for name in spec.baselines}
+    baseline_scores = {name: metrics.evaluate(spec.task, baseline, Xw, yw).values for name, baseline in fitted.items()}
 
     results = []
     for row in versions:
@@ -195,8 +228,15 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
         misses = _worst_misses(spec.task, yw, tw, y_pred)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined))
 
+    day_end = end.tz_localize("UTC").to_pydatetime()
+    day_log = registry.serving_log(spec.name, day_end - SERVING_DAY, day_end)
+    served = evaluate_served(registry, spec, window_start=start, window_end=end, times=tw, y=yw, X=Xw,
+                             baselines=fitted, requirements=requirements,
+                             champion=champion.version if champion else None, day_log=day_log)
+    service = check_service_level(registry.requirements(spec.name, "serving"), day_log)
     outcome = NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
-                             spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores)
+                             spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores,
+                             served=served, service=service)
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
         cases = harvest_worst_misses(spec, outcome.champion, Xw, baseline_scores, X[before], y[before])
@@ -205,7 +245,7 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
         outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
     draft = None
     if outcome.champion is not None:
-        history = registry.evaluations(spec.name, "nowtest", contender=outcome.champion.contender)
+        history = alert_history(registry, spec.name, outcome.champion.version)
         kind, since = mail_decision(history, partition, outcome.alerting, spec.alerts.repeat_after_days)
         outcome = replace(outcome, since=since, mailed=kind if mail else None)
         if outcome.mailed == "recovery":
@@ -247,7 +287,19 @@ def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow
     for name, scores in outcome.baselines.items():
         rows += [EvaluationRow(metric=metric, value=value, contender=name, baseline=name, **common)
                  for metric, value in scores.items()]
+    if outcome.served:
+        rows += served_rows(outcome.served, common, window, outcome.mailed)
+    if outcome.service:
+        rows += service_rows(outcome.service, common, outcome.mailed)
     return rows
+
+
+def alert_history(registry: Registry, model: str, champion: int) -> list[Evaluation]:
+    """The verdict rows the model's alert state follows: the champion's re-predicted now-tests, what its own arm
+    served, and the service's level (`mail_decision` reads them day by day)."""
+    return (registry.evaluations(model, "nowtest", contender=version_contender(champion))
+            + registry.evaluations(model, "served", contender=served_contender(champion, "champion"))
+            + registry.evaluations(model, "serving", contender=SERVICE_CONTENDER))
 
 
 def harvest_tolerance(spec: ModelSpec, failed: list[RequirementResult], actual: float,
@@ -334,14 +386,16 @@ def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
 
 
 def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
-    """The latest now-test day among one contender's now-test rows: it passed if none of that day's rows failed.
+    """The latest now-test day among verdict rows (`alert_history`): it passed if none of that day's rows failed.
 
-    Returns None without rows, else {day, passed, failed_metrics, run_id}.
+    Returns None without rows, else {day, passed, failed_metrics, run_id}; a metric breached on what was served
+    is named 'served <metric>'.
     """
     rows = list(rows)
     if not rows:
         return None
     day = max(r.partition for r in rows)
     latest = [r for r in rows if r.partition == day]
-    return {"day": day, "passed": all(r.passed is not False for r in latest),
-            "failed_metrics": sorted({r.metric for r in latest if r.passed is False}), "run_id": latest[-1].run_id}
+    failed = {f"served {r.metric}" if r.kind == "served" else r.metric for r in latest if r.passed is False}
+    return {"day": day, "passed": all(r.passed is not False for r in latest), "failed_metrics": sorted(failed),
+            "run_id": latest[-1].run_id}

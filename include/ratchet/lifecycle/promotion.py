@@ -5,7 +5,8 @@ Gates (each stored with its evidence):
   2 beats_champion    better than the champion on the common back-test months, by `min_improvement`
                       on the mean of the model's metric and winning `min_months_won` months
   3 regression_tests  the model's golden cases pass with the version's stored estimator
-  4 trial             `min_trial_days` days of now-tests since the version entered trial, no breach
+  4 trial             `min_trial_days` days since the version entered trial, no breach: now-test days, or
+                      days it served as a split's candidate (`promotion.trial_days_from: served`)
   5 computational     latency and size bounds hold for the version
 The first champion of a model (kind 'initial') and a rollback to a former champion (kind
 'rollback') pass through gates 1, 3 and 5 only.
@@ -246,17 +247,31 @@ def _regression_gate(registry: Registry, spec: ModelSpec, version: int) -> Gate:
                 {"n_cases": result.n_cases, "failures": result.failures[:50]})
 
 
+TRIAL_DAY_WORDING = {"nowtest": "of now-tests in trial", "served": "served as the split's candidate"}
+
+
 def _trial_gate(registry: Registry, spec: ModelSpec, candidate: Version) -> Gate:
-    needed = spec.promotion.min_trial_days
+    """Gate 4: `min_trial_days` days in trial, counted from now-tests or from served days as
+    `promotion.trial_days_from` says, and no breach of either kind since the version entered trial."""
+    needed, source = spec.promotion.min_trial_days, spec.promotion.trial_days_from
     trial = registry.trial_records(spec.name)[candidate.version]
-    details = {"days": list(trial.days), "breach_days": list(trial.breach_days), "min_trial_days": needed,
-               "trial_started_at": candidate.trial_started_at.isoformat()}
+    counted = trial.days if source == "nowtest" else trial.served_days
+    details = {"days": list(trial.days), "breach_days": list(trial.breach_days),
+               "served_days": list(trial.served_days), "served_breach_days": list(trial.served_breach_days),
+               "counted": source, "min_trial_days": needed, "trial_started_at": candidate.trial_started_at.isoformat()}
     problems = []
     if trial.breach_days:
         problems.append(f"now-test breaches on {len(trial.breach_days)} day(s): {list(trial.breach_days[:5])}")
-    if len(trial.days) < needed:
-        problems.append(f"{len(trial.days)} day(s) of now-tests in trial < required {needed}")
-    summary = "; ".join(problems) or f"{len(trial.days)} day(s) of now-tests in trial, no breach"
+    if trial.served_breach_days:
+        problems.append(f"breaches on what it served on {len(trial.served_breach_days)} day(s): "
+                        f"{list(trial.served_breach_days[:5])}")
+    if len(counted) < needed:
+        problems.append(f"{len(counted)} day(s) {TRIAL_DAY_WORDING[source]} < required {needed}"
+                        + (" (promotion.trial_days_from: served)" if source == "served" else ""))
+    other = "served" if source == "nowtest" else "nowtest"
+    evidence = len(trial.days) if other == "nowtest" else len(trial.served_days)
+    summary = "; ".join(problems) or (f"{len(counted)} day(s) {TRIAL_DAY_WORDING[source]}, no breach "
+                                      f"({evidence} day(s) {TRIAL_DAY_WORDING[other]})")
     return Gate("trial", not problems, summary, details)
 
 

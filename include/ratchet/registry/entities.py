@@ -16,9 +16,21 @@ CHAMPION = "champion"
 MODELS_CHANGED = "ratchet_models_changed"
 
 
+SERVICE_CONTENDER = "service"  # the contender of 'serving' evaluations: the model's REST service, not a version
+
+
 def version_contender(version: int) -> str:
     """How a version appears among contenders and in evaluations: 'v<N>'."""
     return f"v{version}"
+
+
+def served_contender(version: int, arm: str) -> str:
+    """How a version's served predictions in one arm appear in 'served' evaluations: 'v<N>@champion', 'v<N>@candidate'.
+
+    The arm is part of the name because one version can answer in both arms of a window (a candidate promoted
+    mid-window answered first as the candidate, then as the champion).
+    """
+    return f"v{version}@{arm}"
 
 
 def in_trial(version: int, champion: int | None) -> bool:
@@ -278,11 +290,14 @@ class Report:
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """A version's now-test days since it entered trial, and the days among them with a breach."""
+    """A version's now-test days since it entered trial, and the days among them with a breach; and its served
+    days: now-test days on which it answered at least one row as a split's candidate without a served breach."""
 
     version: int
     days: tuple[str, ...] = ()
     breach_days: tuple[str, ...] = ()
+    served_days: tuple[str, ...] = ()
+    served_breach_days: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -319,3 +334,55 @@ class Probe:
     healthy: bool
     detail: str | None
     probed_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ServingStats:
+    """The requests of one period of a model's serving log, of one (arm, version) or, with both None, of all.
+
+    Counted per request (`request_id`), so a request of many rows is one request with one latency; `answered`
+    and `cache_hits` count rows. A refused request has no version: it is in its arm's `version=None` group. The
+    latency quantiles leave refused requests (4xx) out: a refusal answered at once says nothing of the service.
+    """
+
+    start: dt.datetime  # the period's start (aware UTC)
+    arm: str | None
+    version: int | None
+    requests: int
+    answered: int  # rows answered (status < 400)
+    cache_hits: int  # answered rows that came from the cache
+    errors: int  # requests answered with a status >= 500 (the service's failures)
+    refused: int  # requests refused with a 4xx status (the client's mistakes)
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class ProbeStats:
+    """Every replica's health probes in one period: how many, how many healthy, and the wall-clock minutes
+    (UTC) that hold at least one healthy probe."""
+
+    start: dt.datetime
+    probes: int
+    healthy: int
+    healthy_minutes: int
+
+
+@dataclass(frozen=True)
+class ServingLog:
+    """A model's serving log and the service's probes over [start, end), aggregated per period from `start`."""
+
+    start: dt.datetime
+    end: dt.datetime
+    period: dt.timedelta
+    stats: tuple[ServingStats, ...]
+    probes: tuple[ProbeStats, ...]
+    first_probe: dt.datetime | None  # the first probe ever stored: availability is counted from it
+
+    def periods(self) -> list[tuple[dt.datetime, dt.datetime]]:
+        """[start, end) of every period, oldest first (the last one ends at `end`)."""
+        out, at = [], self.start
+        while at < self.end:
+            out.append((at, min(at + self.period, self.end)))
+            at += self.period
+        return out

@@ -112,8 +112,15 @@ class ModelVersion(Base):
     )
 
 
+# 'served': a version's served predictions scored against actuals; 'serving': the service's own level (latency,
+# errors, availability), which belongs to the model's service rather than to a version or a baseline
+EVALUATION_KINDS_CHECK = "kind IN ('backtest', 'nowtest', 'regression', 'gate', 'served', 'serving')"
+EVALUATION_OWNER_CHECK = ("kind = 'serving' AND version_id IS NULL AND baseline IS NULL "
+                          "OR kind <> 'serving' AND (version_id IS NOT NULL) <> (baseline IS NOT NULL)")
+
+
 class Evaluation(Base):
-    """One metric value of one contender (a version or a baseline) on one slice of data."""
+    """One metric value of one contender (a version, a baseline, or a model's service) on one slice of data."""
 
     __tablename__ = "evaluations"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -134,10 +141,8 @@ class Evaluation(Base):
     run_id: Mapped[str] = mapped_column(String(250), nullable=False)
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (
-        CheckConstraint("kind IN ('backtest', 'nowtest', 'regression', 'gate')", name="ck_eval_kind"),
-        CheckConstraint(
-            "(version_id IS NOT NULL) <> (baseline IS NOT NULL)", name="ck_eval_version_xor_baseline"
-        ),
+        CheckConstraint(EVALUATION_KINDS_CHECK, name="ck_eval_kind"),
+        CheckConstraint(EVALUATION_OWNER_CHECK, name="ck_eval_version_xor_baseline"),
         UniqueConstraint("model_id", "kind", "contender", "partition", "metric", name="uq_evaluation_key"),
     )
 

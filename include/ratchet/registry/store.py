@@ -15,7 +15,21 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, select, text, tuple_, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Integer,
+    Interval,
+    bindparam,
+    delete,
+    func,
+    null,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, selectinload, sessionmaker
@@ -248,28 +262,39 @@ class Registry:
             return [_version(v, model) for v in session.scalars(query.order_by(ModelVersion.version))]
 
     def trial_records(self, model: str) -> dict[int, entities.TrialRecord]:
-        """Per version: the days of now-tests stored since it entered trial, and the days with a breach.
+        """Per version: the days of now-tests stored since it entered trial, and the days with a breach; and its
+        served days and served breach days as a split's candidate.
 
         A day counts when its now-test was stored after the version's `trial_started_at`, so back-filled
-        runs of past dates count as trial days as well; any failed row on a counted day is a breach.
+        runs of past dates count as trial days as well; any failed row on a counted day is a breach. A served
+        day is a day whose served evaluation of the version's candidate arm ('v<N>@candidate') says it answered
+        at least one row in the day before the run's data end (`served_in_day`) and has no failed row.
         """
         with self._session() as session:
             m = self._model(session, model)
-            rows = session.execute(
-                select(ModelVersion.version, Evaluation.partition, func.bool_or(Evaluation.passed.is_(False)))
-                .join(Evaluation, Evaluation.version_id == ModelVersion.id)
-                .where(ModelVersion.model_id == m.id, Evaluation.kind == "nowtest",
-                       Evaluation.created_at >= ModelVersion.trial_started_at)
-                .group_by(ModelVersion.version, Evaluation.partition)
-                .order_by(ModelVersion.version, Evaluation.partition))
-            days: dict[int, list[str]] = defaultdict(list)
-            breaches: dict[int, list[str]] = defaultdict(list)
-            for number, day, breached in rows:
-                days[number].append(day)
-                if breached:
-                    breaches[number].append(day)
+            days: dict[str, dict[int, list[str]]] = {k: defaultdict(list) for k in ("days", "breach_days",
+                                                                                    "served_days",
+                                                                                    "served_breach_days")}
+            for number, kind, day, breached, served in session.execute(
+                    select(ModelVersion.version, Evaluation.kind, Evaluation.partition,
+                           func.bool_or(Evaluation.passed.is_(False)),
+                           func.max(Evaluation.details["served_in_day"].as_integer()))
+                    .join(Evaluation, Evaluation.version_id == ModelVersion.id)
+                    .where(ModelVersion.model_id == m.id, Evaluation.created_at >= ModelVersion.trial_started_at,
+                           (Evaluation.kind == "nowtest")
+                           | ((Evaluation.kind == "served") & Evaluation.contender.endswith("@candidate")))
+                    .group_by(ModelVersion.version, Evaluation.kind, Evaluation.partition)
+                    .order_by(ModelVersion.version, Evaluation.partition)):
+                if kind == "nowtest":
+                    days["days"][number].append(day)
+                    if breached:
+                        days["breach_days"][number].append(day)
+                elif breached:
+                    days["served_breach_days"][number].append(day)
+                elif served:
+                    days["served_days"][number].append(day)
             numbers = session.scalars(select(ModelVersion.version).where(ModelVersion.model_id == m.id))
-            return {n: entities.TrialRecord(n, tuple(days[n]), tuple(breaches[n])) for n in numbers}
+            return {n: entities.TrialRecord(n, **{k: tuple(v[n]) for k, v in days.items()}) for n in numbers}
 
     # -- aliases ----------------------------------------------------------------
     def champion(self, model: str) -> entities.Version | None:
@@ -636,6 +661,58 @@ class Registry:
                 ServedPrediction.served_at < end).order_by(ServedPrediction.served_at, ServedPrediction.id))
             return [entities.Served(model=model, **{k: getattr(r, k) for k in _SERVED_FIELDS}) for r in found]
 
+    def served_answers(self, model: str, start: dt.datetime,
+                       end: dt.datetime) -> list[tuple[entities.Served, int]]:
+        """For each (arm, version, feature id) answered (status < 400) with `start <= feature_id < end` (naive UTC
+        time keys), whenever it was served: its latest answer and how many answers were logged for it.
+
+        De-duplicated in SQL, so a window whose ids were asked a million times still reads one row per id.
+        """
+        sp = ServedPrediction
+        key = (sp.arm, sp.version, sp.feature_id)
+        with self._session() as session:
+            m = self._model(session, model)
+            ranked = (select(sp.id, func.count().over(partition_by=key).label("answers"),
+                             func.row_number().over(partition_by=key, order_by=(sp.served_at.desc(), sp.id.desc()))
+                             .label("rank"))
+                      .where(sp.model_id == m.id, sp.status < 400, sp.feature_id >= start, sp.feature_id < end)
+                      .subquery())
+            found = session.execute(select(sp, ranked.c.answers).join(ranked, ranked.c.id == sp.id)
+                                    .where(ranked.c.rank == 1).order_by(*key))
+            return [(entities.Served(model=model, **{k: getattr(r, k) for k in _SERVED_FIELDS}), answers)
+                    for r, answers in found]
+
+    def serving_log(self, model: str, start: dt.datetime, end: dt.datetime,
+                    period: dt.timedelta = dt.timedelta(days=1)) -> entities.ServingLog:
+        """The model's serving log and every replica's probes over [start, end), aggregated in SQL per period of
+        `period` counted from `start`: per (arm, version) and in all, one latency per request (see `ServingStats`).
+        """
+        with self._session() as session:
+            m = self._model(session, model)
+            stride = bindparam("stride", period, type_=Interval())
+            origin = bindparam("origin", start, type_=DateTime(timezone=True))
+            sp = ServedPrediction
+            answered = sp.status < 400
+            per_request = (select(func.date_bin(stride, sp.served_at, origin).label("start"), sp.arm, sp.version,
+                                  sp.request_id, func.max(sp.latency_ms).label("latency"),
+                                  func.max(sp.status).label("status"),
+                                  func.count().filter(answered).label("answered"),
+                                  func.count().filter(answered & sp.cache_hit).label("hits"))
+                           .where(sp.model_id == m.id, sp.served_at >= start, sp.served_at < end)
+                           .group_by(text("1"), sp.arm, sp.version, sp.request_id).cte())
+            both = union_all(_request_stats(per_request, by_arm=True), _request_stats(per_request, by_arm=False))
+            stats = [entities.ServingStats(*row) for row in session.execute(
+                both.order_by(text("start, arm NULLS FIRST, version NULLS FIRST")))]
+            probe_start = func.date_bin(stride, ServingProbe.probed_at, origin)
+            probes = [entities.ProbeStats(*row) for row in session.execute(
+                select(probe_start, func.count(), func.count().filter(ServingProbe.healthy),
+                       func.count(func.distinct(func.date_trunc("minute", ServingProbe.probed_at)))
+                       .filter(ServingProbe.healthy))
+                .where(ServingProbe.probed_at >= start, ServingProbe.probed_at < end)
+                .group_by(probe_start).order_by(probe_start))]
+            first = session.scalar(select(func.min(ServingProbe.probed_at)))
+            return entities.ServingLog(start, end, period, tuple(stats), tuple(probes), first)
+
     def record_probe(self, probe: entities.Probe) -> None:
         """Store one health check of a service replica."""
         with self._session() as session:
@@ -653,6 +730,19 @@ class Registry:
 
 # -- rows to entities ------------------------------------------------------------------------
 _SERVED_FIELDS = [f.name for f in dataclass_fields(entities.Served) if f.name != "model"]
+
+
+def _request_stats(requests: Any, *, by_arm: bool):
+    """Per period (and per arm and version when `by_arm`): the `ServingStats` columns over the per-request rows of
+    `serving_log`; otherwise arm and version are NULL and every request of the period counts once."""
+    c = requests.c
+    keys = [c.arm, c.version] if by_arm else [null().label("arm"), null().label("version")]
+    refused = c.status.between(400, 499)
+    return (select(c.start, *keys, func.count().label("requests"), func.sum(c.answered).cast(Integer),
+                   func.sum(c.hits).cast(Integer), func.count().filter(c.status >= 500), func.count().filter(refused),
+                   func.percentile_cont(0.5).within_group(c.latency).filter(~refused),
+                   func.percentile_cont(0.95).within_group(c.latency).filter(~refused))
+            .group_by(c.start, *(keys if by_arm else [])))
 
 
 def _notify_changed(session: Session, model: Model) -> None:

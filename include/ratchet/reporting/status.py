@@ -1,12 +1,13 @@
-"""`ratchet status`: per model, the champion, candidates, back-test, now-test, alerts and requirements."""
+"""`ratchet status`: per model, the champion, candidates, back-test, now-test, alerts, requirements and serving."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ratchet.evaluation.backtest import backtest_summary
-from ratchet.evaluation.nowtest import last_verdict
+from ratchet.evaluation.nowtest import alert_history, last_verdict
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry.entities import in_trial, version_contender
+from ratchet.reporting import serving
 
 if TYPE_CHECKING:
     from ratchet.exceptions import SpecError
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     """What `ratchet status` shows about promotion: champion and its promotion, trial days per
-    candidate (versions in trial), last now-test, open alerts, active requirements."""
+    candidate (versions in trial: now-test days and served days, and which of them gate 4 counts), last
+    now-test, open alerts, active requirements."""
     name = spec.name
     champion = registry.champion(name)
     number = champion.version if champion else None
@@ -25,7 +27,7 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     promotion = promoted[-1] if promoted else None
     trials = registry.trial_records(name)
     candidates = sorted(v for v in trials if in_trial(v, number))
-    last = last_verdict(registry.evaluations(name, "nowtest", contender=champion.contender)) if champion else None
+    last = last_verdict(alert_history(registry, name, number)) if champion else None
     return {
         "champion": None if champion is None else {
             "version": number,
@@ -34,7 +36,9 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
                 "reason": promotion.reason, "at": promotion.created_at.isoformat(),
                 "previous_version": promotion.previous_version}},
         "trial": [{"version": v, "days": len(trials[v].days), "breach_days": list(trials[v].breach_days),
-                   "min_trial_days": spec.promotion.min_trial_days} for v in candidates],
+                   "served_days": len(trials[v].served_days), "served_breach_days": list(trials[v].served_breach_days),
+                   "min_trial_days": spec.promotion.min_trial_days, "counted": spec.promotion.trial_days_from}
+                  for v in candidates],
         "last_nowtest": None if last is None else {"day": last["day"], "version": number, "passed": last["passed"],
                                                    "failed_metrics": last["failed_metrics"], "run_id": last["run_id"]},
         "open_alerts": [{"id": a.id, "subject": a.subject, "status": a.status, "attempts": a.attempts,
@@ -70,6 +74,7 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
                   "run_id": report.run_id, "at": report.created_at.isoformat(), "reference": summary["reference"],
                   "contenders": summary["contenders"], "data": report.summary.get("data")}}
     status.update(promotion_status(registry, spec))
+    status["serving"] = serving.last_day(registry, spec)
     if status["champion"]:
         status["champion"].update(key_metrics(version_contender(status["champion"]["version"])))
     return status
@@ -78,7 +83,9 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
 def status_report(registry: Registry, specs: dict[str, ModelSpec],
                   broken: dict[str, SpecError] | None = None) -> dict[str, Any]:
     """Per configured model: champion, candidates with key metrics, last back-test summary, last now-test
-    with pass/fail, open alerts and active requirements (what `ratchet status --json` prints); and each
+    with pass/fail, open alerts, active requirements and the last 24 hours of serving (`reporting.serving`:
+    requests, latency, cache hits, errors, availability, the latest served arms), what `ratchet status --json`
+    prints; and each
     model whose file is broken, with the file and the error (it runs nowhere until the file is fixed)."""
     return {"models": [model_status(registry, spec) for spec in specs.values()],
             "broken_specs": [{"model": name, "file": error.path, "error": str(error)}

@@ -27,6 +27,8 @@ REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
 CLASSIFICATION_BASELINES = ("majority", "last_value")
 SCOPES = ("backtest", "nowtest", "gate", "serving")
 SPLIT_TRIAL = "trial"  # `serving.split.candidate`: the newest version in trial, whichever it is
+# `promotion.trial_days_from`: the trial gate counts now-test days in trial, or days served as a split's candidate
+TRIAL_DAY_SOURCES = ("nowtest", "served")
 MISSING_TARGET_POLICIES = ("drop", "error")
 LAG_POLICIES = ("days", "rows")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
@@ -193,6 +195,7 @@ class PromotionSpec:
     min_months_won: int = 0
     min_trial_days: int = 0
     significance: float = 0.05  # level of the paired test a candidate must pass to count as better
+    trial_days_from: str = "nowtest"  # which days gate 4 counts: now-test days in trial, or served days
     ratchet: RatchetSpec = field(default_factory=RatchetSpec)
 
 

@@ -23,6 +23,7 @@ from ratchet.specs.model import (
     SERVING_METRICS,
     SPLIT_TRIAL,
     TASKS,
+    TRIAL_DAY_SOURCES,
     TRUSTED_ESTIMATOR_MODULES,
     AlertsSpec,
     BacktestSpec,
@@ -413,7 +414,14 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     serving = _parse_serving(f.sub("serving"))
 
     p = f.sub("promotion")
-    p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet"})
+    p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet",
+                      "trial_days_from"})
+    trial_days_from = p.get("trial_days_from", str, "nowtest", check=lambda v: v in TRIAL_DAY_SOURCES,
+                            expected=f"one of {list(TRIAL_DAY_SOURCES)} (the days gate 4 counts: now-test days in "
+                                     "trial, or days the version answered as serving.split's candidate)")
+    if trial_days_from == "served" and serving.split is None:
+        raise p.fail("trial_days_from", "'nowtest' unless serving.split is set: without a split no candidate is "
+                                        "ever served, so it could never count a served day", trial_days_from)
     r = p.sub("ratchet")
     r.reject_unknown({"enabled", "false_alarm_rate"})
     promotion = PromotionSpec(
@@ -428,6 +436,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         ),
         significance=p.get("significance", float, 0.05, check=lambda v: 0 < v < 0.5,
                            expected="a test level between 0 and 0.5 (0.05)"),
+        trial_days_from=trial_days_from,
     )
 
     golden = f.get("golden_cases", str, None, expected="a file name next to the YAML")

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from ratchet.evaluation import backtest
-from ratchet.evaluation.nowtest import last_verdict
+from ratchet.evaluation.nowtest import alert_history, last_verdict
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import Version
-from ratchet.reporting import charts, reports
+from ratchet.reporting import charts, reports, serving
 from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import ModelSpec, RequirementSpec
 
@@ -37,7 +37,7 @@ def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
                                                             metric=spec.metric) if e.value is not None]
             values = values[-spec.backtest.months:]
             champion_mean = sum(values) / len(values) if values else None
-            last = last_verdict(registry.evaluations(name, "nowtest", contender=champion.contender))
+            last = last_verdict(alert_history(registry, name, champion.version))
         rows.append({
             "name": name, "task": spec.task, "registered": True, "metric": spec.metric,
             "champion": number, "champion_mean": champion_mean,
@@ -58,7 +58,8 @@ def _charted(table: dict[str, dict[str, float]], spec: ModelSpec, champion: Vers
 
 
 def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
-    """Everything the model page shows: charts, versions with their roles, requirements, promotions, alerts."""
+    """Everything the model page shows: charts, versions with their roles, requirements, promotions, alerts, and
+    the serving panel (last 14 days of the REST service, the A/B arms' served metrics)."""
     name = spec.name
     champion = registry.champion(name)
     versions = registry.versions(name)
@@ -99,4 +100,5 @@ def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         "backtest_chart": backtest_chart, "nowtest_chart": nowtest_chart, "requirements": registry.requirements(name),
         "promotions": list(reversed(promotions)),
         "alerts": list(reversed(registry.alerts(name))), "report": registry.latest_report(name),
+        "serving": serving.serving_panel(registry, spec),
     }

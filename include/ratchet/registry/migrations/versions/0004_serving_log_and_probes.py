@@ -1,4 +1,5 @@
-"""the REST service's prediction log and health probes; requirements may have scope 'serving'
+"""the REST service's prediction log and health probes; requirements may have scope 'serving'; evaluations of
+kind 'served' (served predictions against actuals) and 'serving' (the service's level, owned by no version)
 
 Revision ID: 0004
 Revises: 0003
@@ -50,9 +51,22 @@ def upgrade() -> None:
     op.create_index(op.f('ix_serving_probes_probed_at'), 'serving_probes', ['probed_at'])
     op.drop_constraint('ck_req_scope', 'requirements', type_='check')
     op.create_check_constraint('ck_req_scope', 'requirements', "scope IN ('backtest', 'nowtest', 'gate', 'serving')")
+    op.drop_constraint('ck_eval_kind', 'evaluations', type_='check')
+    op.create_check_constraint('ck_eval_kind', 'evaluations',
+                               "kind IN ('backtest', 'nowtest', 'regression', 'gate', 'served', 'serving')")
+    op.drop_constraint('ck_eval_version_xor_baseline', 'evaluations', type_='check')
+    op.create_check_constraint('ck_eval_version_xor_baseline', 'evaluations',
+                               "kind = 'serving' AND version_id IS NULL AND baseline IS NULL "
+                               "OR kind <> 'serving' AND (version_id IS NOT NULL) <> (baseline IS NOT NULL)")
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM evaluations WHERE kind IN ('served', 'serving')")
+    op.drop_constraint('ck_eval_version_xor_baseline', 'evaluations', type_='check')
+    op.create_check_constraint('ck_eval_version_xor_baseline', 'evaluations',
+                               "(version_id IS NOT NULL) <> (baseline IS NOT NULL)")
+    op.drop_constraint('ck_eval_kind', 'evaluations', type_='check')
+    op.create_check_constraint('ck_eval_kind', 'evaluations', "kind IN ('backtest', 'nowtest', 'regression', 'gate')")
     op.execute("DELETE FROM requirements WHERE scope = 'serving'")
     op.drop_constraint('ck_req_scope', 'requirements', type_='check')
     op.create_check_constraint('ck_req_scope', 'requirements', "scope IN ('backtest', 'nowtest', 'gate')")
