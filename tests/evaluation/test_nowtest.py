@@ -218,6 +218,29 @@ def test_a_breach_is_mailed_when_it_starts_again_after_repeat_after_days_and_whe
     assert mail_decision(history, "2025-01-02", True, 7) == (None, "2025-01-01")  # goes on: quiet
     history += [day(f"2025-01-0{d}", False) for d in range(2, 8)]
     assert mail_decision(history, "2025-01-08", True, 7) == ("reminder", "2025-01-01")  # a week on
-    assert mail_decision(history, "2025-01-08", False, 7) == ("recovery", "2025-01-01")  # it ends
+    assert mail_decision(history, "2025-01-08", False, 7, [day("2025-01-08", True)]) == ("recovery", "2025-01-01")
     assert mail_decision([day("2024-12-31", True)], "2025-01-01", False, 7) == (None, None)
-    assert mail_decision([day("2024-12-31", False)], "2025-01-01", False, 7) == (None, None)  # never mailed: no news
+    assert mail_decision([day("2024-12-31", False)], "2025-01-01", False, 7,
+                         [day("2025-01-01", True)]) == (None, None)  # never mailed: no news
+
+
+def test_a_day_without_a_verdict_on_what_breached_neither_ends_the_breach_nor_mails():
+    from ratchet.evaluation.nowtest import mail_decision
+    from ratchet.registry.entities import Evaluation
+
+    def row(partition, metric, passed, kind="serving", mailed=None, no_verdict=None):
+        return Evaluation(kind=kind, contender="service", partition=partition, metric=metric, value=None,
+                          n_rows=0, run_id="r", version=None, passed=passed,
+                          details={"mailed": mailed, "no_verdict": no_verdict})
+
+    breach = [row("2025-01-01", "serving_latency_p95_ms", False, mailed="breach"),
+              row("2025-01-01", "serving_error_rate", True)]
+    quiet = [row("2025-01-02", "serving_latency_p95_ms", None, no_verdict="no requests"),
+             row("2025-01-02", "serving_error_rate", None, no_verdict="no requests")]
+    assert mail_decision(breach, "2025-01-02", False, 7, quiet) == (None, "2025-01-01")  # no false recovery
+    measured = [row("2025-01-03", "serving_latency_p95_ms", True), row("2025-01-03", "serving_error_rate", True)]
+    assert mail_decision(breach + quiet, "2025-01-03", False, 7, measured) == ("recovery", "2025-01-01")
+    # a quiet day on another metric does not hold a breach open: what breached was measured and passed
+    other = [row("2025-01-02", "serving_latency_p95_ms", True),
+             row("2025-01-02", "serving_error_rate", None, no_verdict="no requests")]
+    assert mail_decision(breach, "2025-01-02", False, 7, other) == ("recovery", "2025-01-01")

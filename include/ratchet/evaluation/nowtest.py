@@ -246,7 +246,8 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     draft = None
     if outcome.champion is not None:
         history = alert_history(registry, spec.name, outcome.champion.version)
-        kind, since = mail_decision(history, partition, outcome.alerting, spec.alerts.repeat_after_days)
+        today = alert_rows(_evaluation_rows(outcome, run_id), outcome.champion.version)
+        kind, since = mail_decision(history, partition, outcome.alerting, spec.alerts.repeat_after_days, today)
         outcome = replace(outcome, since=since, mailed=kind if mail else None)
         if outcome.mailed == "recovery":
             draft = alert_draft(spec, "nowtest", run_id, build_recovery_alert(outcome, airflow_run_url))
@@ -297,9 +298,19 @@ def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow
 def alert_history(registry: Registry, model: str, champion: int) -> list[Evaluation]:
     """The verdict rows the model's alert state follows: the champion's re-predicted now-tests, what its own arm
     served, and the service's level (`mail_decision` reads them day by day)."""
-    return (registry.evaluations(model, "nowtest", contender=version_contender(champion))
-            + registry.evaluations(model, "served", contender=served_contender(champion, "champion"))
-            + registry.evaluations(model, "serving", contender=SERVICE_CONTENDER))
+    return [row for kind, contender in _alert_contenders(champion)
+            for row in registry.evaluations(model, kind, contender=contender)]
+
+
+def alert_rows(rows: Iterable[EvaluationRow], champion: int) -> list[EvaluationRow]:
+    """Of one now-test's rows, those `alert_history` would read back."""
+    wanted = set(_alert_contenders(champion))
+    return [row for row in rows if (row.kind, row.contender) in wanted]
+
+
+def _alert_contenders(champion: int) -> list[tuple[str, str]]:
+    return [("nowtest", version_contender(champion)), ("served", served_contender(champion, "champion")),
+            ("serving", SERVICE_CONTENDER)]
 
 
 def harvest_tolerance(spec: ModelSpec, failed: list[RequirementResult], actual: float,
@@ -355,34 +366,59 @@ def harvest_worst_misses(spec: ModelSpec, result: ContenderResult, Xw: pd.DataFr
     return cases
 
 
-def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
-                  repeat_after_days: int) -> tuple[str | None, str | None]:
-    """Whether today's now-test mails, from the champion's earlier now-test days: (kind, first day of the breach).
+def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool, repeat_after_days: int,
+                  today: Iterable[EvaluationRow] = ()) -> tuple[str | None, str | None]:
+    """Whether today's now-test mails, from the champion's earlier verdict days: (kind, first day of the breach).
 
     'breach' when a breach starts; 'reminder' when it goes on and its last mail is `repeat_after_days` old (so
     a breach that lasts a month is mailed about four times, not thirty); 'recovery' when a mailed breach ends;
-    None otherwise. Days between recorded now-tests do not interrupt a breach.
+    None otherwise. Days between recorded now-tests do not interrupt a breach, and neither does a day that gives
+    no verdict on what breached (no requests to measure a latency on, too few served ids): a breach ends only
+    when what breached is measured again and passes, so a quiet day never reads as a recovery.
     """
-    days: dict[str, tuple[bool, bool]] = {}  # day -> (passed, mailed)
+    by_day: dict[str, list[EvaluationRow]] = {}
     for row in history:
         if row.partition < partition:
-            passed, mailed = days.get(row.partition, (True, False))
-            days[row.partition] = (passed and row.passed is not False,
-                                   mailed or bool((row.details or {}).get("mailed")))
-    streak = []
-    for day in sorted(days, reverse=True):
-        if days[day][0]:
-            break
-        streak.append(day)
-    if not alerting:
-        mailed = [day for day in streak if days[day][1]]
-        return ("recovery", streak[-1]) if mailed else (None, None)
-    if not streak:
-        return "breach", partition
-    last_mail = max((day for day in streak if days[day][1]), default=None)
-    waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
-        >= repeat_after_days
-    return ("reminder" if waited else None), streak[-1]
+            by_day.setdefault(row.partition, []).append(row)
+    open_keys: set[tuple[str, str]] = set()
+    start = last_mail = None
+    for day in sorted(by_day):
+        failed, undecided, kinds, mailed = _verdict_keys(by_day[day])
+        open_keys = _still_open(open_keys, failed, undecided, kinds)
+        if not open_keys:
+            start = last_mail = None
+            continue
+        start = start or day
+        last_mail = day if mailed else last_mail
+    if alerting:
+        if start is None:
+            return "breach", partition
+        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
+            >= repeat_after_days
+        return ("reminder" if waited else None), start
+    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
+        return None, start  # today says nothing about what breached: no recovery yet, and no news
+    return ("recovery", start) if last_mail else (None, None)
+
+
+def _verdict_keys(rows: Iterable[EvaluationRow]) -> tuple[set, set, set[str], bool]:
+    """A day's (kind, metric) keys that failed and that had a requirement but no verdict, its kinds, and whether
+    it was mailed."""
+    failed, undecided, kinds, mailed = set(), set(), set(), False
+    for row in rows:
+        details = row.details or {}
+        kinds.add(row.kind)
+        if row.passed is False:
+            failed.add((row.kind, row.metric))
+        elif row.passed is None and details.get("no_verdict"):
+            undecided.add((row.kind, row.metric))
+        mailed = mailed or bool(details.get("mailed"))
+    return failed, undecided, kinds, mailed
+
+
+def _still_open(open_keys: set, failed: set, undecided: set, kinds: set[str]) -> set:
+    """The breach keys a day leaves open: those failing, and those it gave no verdict on (or measured nothing of)."""
+    return failed | {key for key in open_keys if key in undecided or key[0] not in kinds}
 
 
 def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:

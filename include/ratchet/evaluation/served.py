@@ -252,6 +252,9 @@ def evaluation_rows(served: ServedEvaluation, common: dict[str, Any], window: di
         for metric, value in result.scores.items():
             verdicts = [r.passed for r in result.requirements if r.metric == metric]
             reason = {"undefined": result.undefined[metric]} if metric in result.undefined else {}
+            if not result.requirements:
+                reason["no_verdict"] = (f"{result.scored} scored id(s), fewer than nowtest.min_rows "
+                                        f"({served.min_rows})")
             rows.append(EvaluationRow(**own, metric=metric, value=value, passed=all(verdicts) if verdicts else None,
                                       details={**details, **reason}))
     return rows
