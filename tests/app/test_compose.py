@@ -21,7 +21,7 @@ def compose() -> dict:
 
 
 def test_every_service_of_the_stack_is_there(compose):
-    assert AIRFLOW_SERVICES | {"postgres", "redis", "mailpit"} <= set(compose["services"])
+    assert AIRFLOW_SERVICES | {"postgres", "redis", "mailpit", "ratchet-serve"} <= set(compose["services"])
 
 
 def test_dependencies_name_existing_services(compose):
@@ -70,3 +70,20 @@ def test_mounted_paths_and_the_image_build_exist_in_the_repo(compose):
 def env_models_dir_is_mounted(common) -> bool:
     targets = {volume.split(":")[1] for volume in common["volumes"]}
     return common["environment"][settings.MODELS_DIR_ENV] in targets
+
+
+def test_the_rest_service_scales_and_reaches_the_registry(compose):
+    """`docker compose up --scale ratchet-serve=3` needs no fixed name and no fixed host port."""
+    service = compose["services"]["ratchet-serve"]
+    assert "container_name" not in service
+    assert service["entrypoint"] == ["ratchet"] and service["command"][0] == "serve"
+    assert service["command"][service["command"].index("--port") + 1] == "8000"
+    for port in service["ports"]:
+        assert ":" not in str(port), f"{port}: a fixed host port lets only one replica start"
+    assert service["healthcheck"]["test"][-1] == "http://localhost:8000/healthz"
+    env = service["environment"]
+    init_env = compose["services"]["airflow-init"]["environment"]
+    assert env[settings.DATABASE_URL_ENV] == init_env[settings.DATABASE_URL_ENV]
+    assert "RATCHET_API_TOKEN" in env
+    assert env[settings.MODELS_DIR_ENV] in {volume.split(":")[1] for volume in service["volumes"]}
+    assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"

@@ -133,8 +133,8 @@ def feature_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) -> pd.DataFrame:
     """Check columns, types, target and timestamps; return the frame with a tz-naive datetime time column.
 
-    `whole_source=False` validates a slice (the rows a prediction reads): it skips the check that a
-    classifier's target has two classes, which holds for a source but not for a few days of it.
+    `whole_source=False` validates a slice (the rows a prediction reads): a slice may have a single class or
+    no target at all (its rows are then left out), and rows left out are logged at debug level only.
 
     Raises:
         DataError: naming the model, the column and the problem (missing, empty, duplicate or
@@ -176,9 +176,10 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
                 f"first at {times[unknown].iloc[0]}")
         if src.missing_target == "error":
             raise DataError(f"{prefix}: {what} (source.missing_target: error; 'drop' leaves those rows out)")
-        log.warning("%s: %s; those rows are left out (source.missing_target: drop)", prefix, what)
+        log.log(logging.WARNING if whole_source else logging.DEBUG,
+                "%s: %s; those rows are left out (source.missing_target: drop)", prefix, what)
         frame, times, target = frame[~unknown], times[~unknown], target[~unknown]
-        if frame.empty:
+        if frame.empty and whole_source:
             raise DataError(f"{prefix}: every row's target {src.target!r} is missing")
     if whole_source and spec.task == "classification" and target.nunique() < 2:
         raise DataError(f"{prefix}: target {src.target!r} has a single class {target.iloc[0]!r}; "

@@ -231,8 +231,8 @@ def create_app(service: Service | None = None, token: str | None = None) -> Fast
                 cache_hit=cached, latency_ms=seconds * 1000, status=200, error=None, replica=service.replica,
                 served_at=now))
             service.metrics.predictions.labels(state.name, str(number), arm.name, route).inc()
-        versions = {arm.version.version for _, arm, _, _ in rows}
-        service.metrics.request(state.name, versions.pop() if len(versions) == 1 else None, route, 200, seconds)
+        versions = "+".join(str(v) for v in sorted({arm.version.version for _, arm, _, _ in rows}))
+        service.metrics.request(state.name, versions, route, 200, seconds)  # '1+2': a POST both arms answered
         service.log.add(logged)
         return out
 

@@ -41,7 +41,7 @@ class ServingMetrics:
                                     ["route"], **kw)
         self.probes = Counter("ratchet_serving_probes", "Health probes of this replica", ["healthy", "stored"], **kw)
 
-    def request(self, model: str, version: int | None, route: str, status: int, seconds: float) -> None:
+    def request(self, model: str, version: int | str | None, route: str, status: int, seconds: float) -> None:
         """Count one request with its status and latency (and as an error when status >= 500)."""
         label = NO_VERSION if version is None else str(version)
         self.requests.labels(model, label, route, str(status)).inc()

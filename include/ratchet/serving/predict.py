@@ -83,8 +83,9 @@ def input_rows(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def features_of_rows(spec: ModelSpec, history: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """The features of `rows` (from `input_rows`) and their times, target lags taken from `history` (validated
-    source rows before the first input row, or at least those the lags reach) and from earlier input rows.
+    """The features of `rows` (from `input_rows`) and their times, target lags taken from `history` (source rows
+    before the first input row, or at least those the lags reach; validated here with the rows, so rows without
+    a target are left out as a full read leaves them out) and from earlier input rows.
 
     Shared by `ratchet predict` and the REST service, so both build exactly the features training built.
 
@@ -98,13 +99,14 @@ def features_of_rows(spec: ModelSpec, history: pd.DataFrame, rows: pd.DataFrame)
         raise PredictError(f"input for model {spec.name!r} lacks column(s) {missing}")
     rows = rows.reindex(columns=history.columns)  # source columns the model does not use may be absent
     # unknown targets get a valid placeholder for validation, then become unknown (NaN) again for the lags
-    placeholder = history[src.target].iloc[-1] if len(history) else (0.0 if spec.task == "regression" else "")
+    known = history[src.target].dropna()
+    placeholder = known.iloc[-1] if len(known) else (0.0 if spec.task == "regression" else "")
     unknown = rows[src.target].isna().to_numpy()
     rows[src.target] = rows[src.target].where(~unknown, placeholder)
     combined = sources.validate_frame(spec, pd.concat([history, rows], ignore_index=True), whole_source=False)
     target = combined[src.target]
     combined[src.target] = target.astype(float if pd.api.types.is_numeric_dtype(target) else object)
-    combined.loc[len(history) + np.flatnonzero(unknown), src.target] = np.nan
+    combined.loc[combined[src.time_column].isin(rows.loc[unknown, src.time_column]), src.target] = np.nan
 
     X, _, times = make_xy(spec, combined)
     wanted = (times >= rows[src.time_column].iloc[0]).to_numpy()

@@ -68,13 +68,13 @@ class FeatureReader:
         src = spec.source
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id)
-        times = pd.to_datetime(window[src.time_column], utc=True).dt.tz_localize(None)
-        at = (times == pd.Timestamp(feature_id)).to_numpy()
+        window[src.time_column] = pd.to_datetime(window[src.time_column], utc=True).dt.tz_localize(None)
+        at = (window[src.time_column] == pd.Timestamp(feature_id)).to_numpy()
         if not at.any():
             where = f"table {src.table}" if src.table else "its query"
             raise NotFoundError(f"model {spec.name!r} has no row with {src.time_column} = {feature_id.isoformat()} "
                                 f"in {where}")
-        X, _ = features_of_rows(spec, self._history(spec, window[~at]), input_rows(spec, window[at]))
+        X, _ = features_of_rows(spec, window[~at], input_rows(spec, window[at]))
         return RowFeatures(feature_id, fingerprint(window), X)
 
     def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[dt.datetime]]:

@@ -78,7 +78,14 @@ class Service:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Load every model (or keep retrying in the background if the database is down) and start the threads."""
+        """Load every model (or keep retrying in the background if the database is down) and start the threads.
+
+        Native thread pools (OpenMP, BLAS) are limited to one thread: a request predicts a row or a few, where
+        threads only add start-up cost, and concurrent requests are what use the cores.
+        """
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
         try:
             self.listener.connect()
         except Exception as exc:
