@@ -661,7 +661,7 @@ def print_reading(arms: dict[str, Arm]) -> None:
         line = (f"  {arm.label}: req/s of each round {rounds}; server CPU {load.cpu_ms:.2f} ms per request, "
                 f"so about {1000 / load.cpu_ms:,.0f} req/s on a core of its own")
         if floor is not None and arm.key != "d":
-            line += f", {load.cpu_ms - floor.cpu_ms:+.2f} ms of CPU above the floor"
+            line += f", {load.cpu_ms - floor.cpu_ms:+.2f} ms of CPU against the floor's"
         if mlflow is not None and arm.key in "abc":
             line += f", {load.rps / mlflow.rps:.2f}x MLflow's measured throughput"
         print(line)
