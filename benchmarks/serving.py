@@ -441,15 +441,16 @@ def mlflow_python(logs: Path) -> Path:
     python, stamp = MLFLOW_VENV / "bin" / "python", MLFLOW_VENV / ".installed"
     if stamp.exists() and stamp.read_text() == " ".join(pins):
         return python
-    print(f"installing {' '.join(pins)} into {MLFLOW_VENV.relative_to(REPO)}/ (once) ...", flush=True)
+    print(f"installing {' '.join(pins)} into {MLFLOW_VENV} (once) ...", flush=True)
     log = logs / "mlflow-install.log"
     with open(log, "w") as out:
         steps = [[sys.executable, "-m", "venv", str(MLFLOW_VENV)],
                  [str(python), "-m", "pip", "install", "--quiet", *pins]]
         for step in steps:
             if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-                raise ArmUnavailable(f"MLflow could not be installed ({' '.join(step[:4])} ...): {tail}")
+                lines = log.read_text(errors="replace").strip().splitlines()
+                reason = " | ".join([line for line in lines if line.startswith("ERROR")][-2:] or lines[-3:])
+                raise ArmUnavailable(f"MLflow could not be installed ({' '.join(step[:4])} ...): {reason}")
     stamp.write_text(" ".join(pins))
     return python
 
