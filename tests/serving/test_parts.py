@@ -207,12 +207,7 @@ def test_ratchet_serve_refuses_to_start_without_a_token(monkeypatch, capsys):
 
 
 def test_an_unexpected_failure_is_a_short_500_logged_with_its_request_id(registry, tmp_path, monkeypatch, caplog):
-    _gappy_table(registry)
-    spec = write_spec(tmp_path, name="parts", table=TABLE, source={"features": ["x1"], "target_lags": [1]})
-    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
-    registry.sync_model(spec)
-    register_trained(registry, spec, {"alpha": 1.0}, promote=True)
-    service = Service(os.environ["RATCHET_DATABASE_URL"], replica="tests:0:0", probe_seconds=60)
+    service = _warm_service(registry, tmp_path, monkeypatch)
 
     def broken(*args):
         raise RuntimeError("a bug")
@@ -238,3 +233,48 @@ def test_stopping_the_log_writes_what_is_queued(registry, tmp_path):
     log.stop()
     rows = registry.served("demand", dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
     assert [r.request_id for r in rows] == ["r0", "r1", "r2"]
+
+
+def _warm_service(registry, tmp_path, monkeypatch) -> Service:
+    _gappy_table(registry)
+    spec = write_spec(tmp_path, name="parts", table=TABLE, source={"features": ["x1"], "target_lags": [1]})
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    registry.sync_model(spec)
+    register_trained(registry, spec, {"alpha": 1.0}, promote=True)
+    return Service(os.environ["RATCHET_DATABASE_URL"], replica="tests:0:0", probe_seconds=60)
+
+
+def test_a_lost_notification_connection_reconnects_and_drops_every_cached_answer(registry, tmp_path, monkeypatch):
+    service = _warm_service(registry, tmp_path, monkeypatch)
+    service.start()
+    try:
+        state = service.state("parts")
+        at = dt.datetime(2024, 2, 10)
+        service.answer_by_id(state, state.champion, at)
+        assert service.cached_answer(state, state.champion, at) is not None
+        with registry.engine.begin() as conn:  # what a network cut or a database restart does to the connection
+            killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE query LIKE 'LISTEN ratchet_models_changed%' AND datname = "
+                                       "current_database()")).scalars().all()
+        assert killed == [True]
+        deadline = time.monotonic() + 15
+        while service.cached_answer(state, state.champion, at) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.cached_answer(state, state.champion, at) is None
+        assert service.listener.connected.wait(15)  # listening again, every model reloaded
+        assert service.state("parts").champion.version.version == 1
+    finally:
+        service.stop()
+
+
+def test_without_a_database_the_service_answers_503_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    service = Service("postgresql://postgres@127.0.0.1:1/nowhere", replica="tests:0:0", probe_seconds=60)
+    with TestClient(create_app(service, TOKEN)) as client:
+        health = client.get("/healthz")
+        answer = client.get("/v1/models/parts/predict", params={"at": "2024-02-10"},
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+    assert health.status_code == 503 and health.json()["detail"].startswith("database unreachable: ")
+    assert answer.status_code == 503
+    assert answer.json()["detail"].startswith("the service has not loaded its models: the Ratchet database is "
+                                              "unreachable")

@@ -294,6 +294,7 @@ def test_served_rows_and_probes_land_in_postgresql(world):
     assert miss.request_id != hit.request_id
     refused = rows[2]
     assert (refused.status, refused.version, refused.prediction, refused.cache_hit) == (404, None, None, False)
+    assert refused.feature_id == dt.datetime(1999, 1, 1)
     assert refused.error.startswith("model 'daily_demand' has no row with day = 1999-01-01")
 
     probes = registry.probes(started - dt.timedelta(minutes=5), dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))

@@ -206,7 +206,8 @@ def create_app(service: Service | None = None, token: str | None = None) -> Fast
             if state is not None and state.registered:
                 service.log.add([Served(
                     model=name, version=None, request_id=_request_id(request), route=route, arm="champion",
-                    feature_id=None, prediction=None, label=None, probabilities=None, cache_hit=False,
+                    feature_id=getattr(request.state, "feature_id", None), prediction=None, label=None,
+                    probabilities=None, cache_hit=False,
                     latency_ms=seconds * 1000, status=status, error=detail, replica=service.replica,
                     served_at=dt.datetime.now(dt.UTC))])
             else:
@@ -266,6 +267,7 @@ def create_app(service: Service | None = None, token: str | None = None) -> Fast
             feature_id = parse_time_key(at, "query parameter 'at'")
         except PredictError as exc:
             raise Refused(422, str(exc)) from None
+        request.state.feature_id = feature_id  # a refusal from here on is logged with the id asked for
         arm = state.arm_for(feature_id)
         answer = service.cached_answer(state, arm, feature_id)
         cached = answer is not None
