@@ -36,6 +36,7 @@ benchmarks: venv
 	$(BIN)/python benchmarks/ui_render.py
 	$(BIN)/python benchmarks/backtest_storage.py
 	$(BIN)/python benchmarks/alert_quality.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
-	rm -rf $(VENV) .airflow .pgdata .run mail reports
+	rm -rf $(VENV) .airflow .pgdata .run mail reports .bench-venv-mlflow
