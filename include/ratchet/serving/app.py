@@ -166,8 +166,9 @@ def create_app(service: Service | None = None, token: str | None = None) -> Fast
     bearer = HTTPBearer(auto_error=False, description="RATCHET_API_TOKEN, or the password of the Airflow "
                                                       "connection ratchet_api")
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        """401 unless the request carries the service's bearer token."""
+    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        """401 unless the request carries the service's bearer token (async: a plain def would cost every request
+        a hop to a worker thread)."""
         if credentials is None or not credentials.credentials:
             raise Refused(401, "missing bearer token: send the header 'Authorization: Bearer <token>'")
         if not auth.token_matches(credentials.credentials, token):
