@@ -39,7 +39,9 @@ def _run(conf):
     from airflow.utils.state import DagRunState
 
     run = _dag().test(run_conf=conf)
-    [ti] = run.get_task_instances()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["gates"] == states["approve"] == states["reject"] == "skipped"  # a manual trigger asks nobody
+    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "promote"]
     return run.state == DagRunState.SUCCESS, ti
 
 
@@ -50,6 +52,7 @@ def test_trigger_form_params(airflow_db, models_dir):
     assert params["version"] == {**params["version"], "type": "integer", "minimum": 1}
     assert params["reason"]["minLength"] == 1 and params["dry_run"]["type"] == "boolean"
     assert dag.params["dry_run"] is False and dag.default_args["retries"] >= 1
+    assert params["proposal"]["type"] == "boolean" and dag.params["proposal"] is False
 
 
 def test_promote_then_reject_a_weaker_candidate(airflow_db, models_dir, registry):
