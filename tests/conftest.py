@@ -71,6 +71,9 @@ def pytest_configure(config):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Tests change the models folder between DAG runs: every sync must store the DAGs' current shape (the
+        # Params' model list that a triggered run's conf is validated against), not keep one up to 30 s old.
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW_CONN_RATCHET_DB": json.dumps(settings.connection_fields(ratchet_url)),
     })

@@ -238,7 +238,7 @@ def review(model: str, version: int) -> str:
     print(outcome.describe())
     if not outcome.passed:
         failed = "; ".join(f"gate {g.number} {g.name}: {g.summary}" for g in outcome.gates if not g.passed)
-        raise ProposalOutdated(f"{model} v{version} no longer passes every gate, so there is nothing to approve: "
+        raise ProposalOutdated(f"{model} v{version} does not pass every gate now, so there is nothing to approve: "
                                f"{failed}")
     page = f"{settings.airflow_base_url()}/ratchet/models/{model}"
     return f"{outcome.markdown()}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
