@@ -19,12 +19,21 @@ stays queued, and the retry (or the next delivery of any Ratchet DAG) sends it, 
 Re-running a date overwrites its results and sends nothing twice. A backfill
 (`airflow backfill create --dag-id ratchet_nowtest --from-date ... --to-date ...`) records the verdicts of
 past dates without queuing any mail: it replays history, it does not page anyone about it.
+
+After the now-tests, `propose` (one mapped task per model whose now-test finished) looks for the
+model's candidates in trial that pass **every** promotion gate now, trial days included, records the
+best one as *proposed*, and `open_proposal` opens a `ratchet_promote` run for it (run id
+`proposal__<model>__v<version>`) that waits for a person to approve it in Airflow's Required Actions.
+A model has at most one proposal open; a version is proposed once (re-running the night finds its
+run and opens no second one); a backfill proposes nothing. `check_proposals` turns the run red when
+a model's `propose` failed, while the other models' proposals still open.
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import dag, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import TriggerRule, dag, task
 
 from ratchet.dagkit import START_DATE, TAGS, default_args, deliver_alerts, label
 from ratchet.specs.catalog import configured_model_names
@@ -51,7 +60,35 @@ def ratchet_nowtest():
         return pipeline.nowtest(model, end=pipeline.run_end(dag_run), airflow_run_id=dag_run.run_id,
                                 mail=pipeline.mails_for(dag_run))
 
-    deliver_alerts(MODELS, nowtest.expand(model=MODELS), what="now-test")
+    @task(map_index_template="{{ model }}", trigger_rule=TriggerRule.ALL_DONE)
+    def propose(model: str, nowtests, dag_run=None) -> dict:
+        from ratchet import pipeline
+
+        label(model=model)
+        return pipeline.propose(model, end=pipeline.run_end(dag_run), dag_run=dag_run, nowtests=list(nowtests))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def proposals(results) -> list[dict]:
+        """The proposals to open, from every model whose `propose` finished (one failure stops no other model)."""
+        from ratchet import pipeline
+
+        return pipeline.proposals_to_open(results)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def check_proposals(models: list[str], results) -> None:
+        """Fail (the run is not green) when some model's `propose` failed; its mapped task's log says why."""
+        from ratchet import pipeline
+
+        pipeline.require_proposals(models, list(results))
+
+    tested = nowtest.expand(model=MODELS)
+    deliver_alerts(MODELS, tested, what="now-test")
+    proposed = propose.partial(nowtests=tested).expand(model=MODELS)
+    TriggerDagRunOperator.partial(
+        task_id="open_proposal", trigger_dag_id="ratchet_promote", skip_when_already_exists=True,
+        map_index_template="{{ task.trigger_run_id }}",
+    ).expand_kwargs(proposals(proposed))
+    check_proposals(MODELS, proposed)
 
 
 ratchet_nowtest()

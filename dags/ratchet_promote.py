@@ -1,5 +1,5 @@
 """
-### Promote a model version (manual)
+### Promote a model version (manual, or a proposal a person approves)
 Trigger with **model**, **version**, **reason** (required) and **dry_run**. The version must pass the gates:
 
 1. it meets every back-test and gate requirement;
@@ -13,17 +13,54 @@ When all pass, the champion alias moves in one transaction with the recorded dec
 gates and evidence) and, if `promotion.ratchet.enabled`, the requirements tighten towards the new
 champion. A failed gate fails the task (no retry) with each failed gate and its numbers; the
 decision is recorded as *rejected* and nothing else changes. A dry run records the gate results only.
+
+**Proposals.** When a candidate in trial passes every gate, the daily `ratchet_nowtest` opens a run
+of this DAG with **proposal** on (run id `proposal__<model>__v<version>`). `gates` evaluates the gates
+again and shows them in `approve`, a Required Action (Airflow's human-in-the-loop): **Approve**
+runs `promote`, which promotes exactly as a manual trigger does, recorded as triggered by the person
+who approved; **Reject** runs `reject`, which records a *rejected* decision with that person and
+their comment and leaves the champion as it is. A rejection is a decision, not a failure: the run
+ends green with `promote` skipped. If a gate no longer passes when the run starts, `gates` fails and
+nobody is asked. A manual trigger (proposal off) skips `gates` and `approve`.
 """
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.providers.standard.operators.hitl import HITLBranchOperator, HITLOperator
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from ratchet.dagkit import START_DATE, TAGS, default_args
 from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
+APPROVE, REJECT = "Approve", "Reject"
+ANSWER = "answer"  # XCom key of the person's answer
+
+
+class ApproveOrReject(HITLBranchOperator):
+    """A person's Approve or Reject, each running its own task, with the answer (who, which, comment) in XCom.
+
+    Airflow's ApprovalOperator skips every task after it on Reject, so nothing could record the rejection;
+    HITLBranchOperator runs the task of the answer but keeps no XCom of it (branching ends the task by an
+    exception, before the return value is pushed), so the answer is pushed here first.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        """Validate the answer (HITLOperator), push it, run the task it maps to."""
+        answer = HITLOperator.execute_complete(self, context=context, event=event)
+        context["ti"].xcom_push(key=ANSWER, value=answer)
+        return self.do_branch(context, [self.options_mapping[option] for option in answer["chosen_options"]])
+
+
+def _answer(ti: Any) -> tuple[str, str | None] | None:
+    """Who answered the approval and their comment, or None when nobody was asked (a manual trigger)."""
+    answer = ti.xcom_pull(task_ids="approve", key=ANSWER)
+    if not answer:
+        return None
+    comment = ((answer.get("params_input") or {}).get("comment") or "").strip()
+    return answer["responded_by_user"]["name"], comment or None
 
 
 @dag(
@@ -31,7 +68,7 @@ MODELS = configured_model_names()
     schedule=None,
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=4,
+    max_active_runs=4 + len(MODELS),  # each model has at most one proposal waiting for a person
     tags=TAGS,
     doc_md=__doc__,
     default_args=default_args(retries=2, retry_delay=dt.timedelta(seconds=30)),
@@ -45,19 +82,55 @@ MODELS = configured_model_names()
                         description="Why this version should become the champion (stored with the decision)"),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Run and record the gates without moving the champion"),
+        "proposal": Param(False, type="boolean", title="Proposal",
+                          description="Ask a person to approve first (set by ratchet_nowtest when it proposes a "
+                                      "candidate; leave off for a manual promotion)"),
     },
 )
 def ratchet_promote():
-    @task(task_id="promote")
-    def promote_version(params: dict | None = None, dag_run=None, run_id: str | None = None) -> dict:
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def proposal(params: dict | None = None) -> bool:
+        """Only a proposal asks a person; a manual trigger goes straight to `promote`."""
+        return bool(params["proposal"])
+
+    @task(task_id="gates")
+    def gates(params: dict | None = None) -> str:
+        """The gates' verdicts as Markdown for the approval; fails (no retry) when one no longer passes."""
+        from ratchet import pipeline
+
+        return pipeline.review(params["model"], params["version"])
+
+    approve = ApproveOrReject(
+        task_id="approve",
+        subject="Promote {{ params.model }} v{{ params.version }}?",
+        body="{{ params.reason }}\n\n{{ ti.xcom_pull(task_ids='gates') }}",
+        options=[APPROVE, REJECT],
+        options_mapping={APPROVE: "promote", REJECT: "reject"},
+        params={"comment": Param("", type=["string", "null"], title="Comment",
+                                 description="Why you approve or reject it (stored with the decision)")},
+    )
+
+    @task(task_id="promote", trigger_rule=TriggerRule.NONE_FAILED)
+    def promote_version(params: dict | None = None, dag_run=None, run_id: str | None = None, ti=None) -> dict:
         """Gate failures and bad inputs fail at once (no retry); infrastructure errors retry."""
         from ratchet import pipeline
 
+        answer = _answer(ti)
+        triggered_by, comment = answer or (dag_run.triggering_user_name or str(dag_run.run_type), None)
         return pipeline.promote(params["model"], params["version"], reason=params["reason"],
-                                triggered_by=dag_run.triggering_user_name or str(dag_run.run_type),
-                                dry_run=bool(params["dry_run"]), run_id=run_id)
+                                triggered_by=triggered_by, dry_run=bool(params["dry_run"]), run_id=run_id,
+                                comment=comment)
 
-    promote_version()
+    @task(task_id="reject")
+    def reject(params: dict | None = None, run_id: str | None = None, ti=None) -> dict:
+        """Record the person's rejection with their comment; the champion stays."""
+        from ratchet import pipeline
+
+        rejected_by, comment = _answer(ti)
+        return pipeline.decline(params["model"], params["version"], reason=params["reason"],
+                                rejected_by=rejected_by, comment=comment, run_id=run_id)
+
+    proposal() >> gates() >> approve >> [promote_version(), reject()]
 
 
 ratchet_promote()

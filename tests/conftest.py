@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TAG = uuid.uuid4().hex[:10]
+USER, PASSWORD = "admin", "ratchet-test"  # the api-server's login (SimpleAuthManager, role admin)
 _state: dict = {}
 
 
@@ -68,6 +71,9 @@ def pytest_configure(config):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Tests change the models folder between DAG runs: every sync must store the DAGs' current shape (the
+        # Params' model list that a triggered run's conf is validated against), not keep one up to 30 s old.
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW_CONN_RATCHET_DB": json.dumps(settings.connection_fields(ratchet_url)),
     })
@@ -147,6 +153,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db, tmp_path_factory):
+    """A real `airflow api-server` with the project's plugin and a known SimpleAuthManager login (USER, PASSWORD),
+    sharing the test run's metadata database; yields its base URL."""
+    home = tmp_path_factory.mktemp("api")
+    (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
+    port = free_port()
+    env = dict(os.environ, AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin",
+               AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+               AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    # Other tests ran ratchet_promote with their own models folder; start from this folder's DAG versions.
+    subprocess.run([airflow, "dags", "delete", "ratchet_promote", "--yes"], env=env, capture_output=True)
+    subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True)
+    log = open(home / "api-server.log", "wb")
+    server = subprocess.Popen([airflow, "api-server", "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        server.terminate()
+        raise RuntimeError(f"api-server did not start: {(home / 'api-server.log').read_text()[-3000:]}")
+    yield base
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()
 
 
 class MailBox:

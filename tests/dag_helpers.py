@@ -1,7 +1,15 @@
-"""Ratchet's DAG files loaded as `dag.test()` runs them in the tests."""
+"""Ratchet's DAG files loaded as `dag.test()` runs them in the tests, and a person answering a run's approval."""
 from __future__ import annotations
 
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
+
+from conftest import PASSWORD, USER
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 
@@ -17,3 +25,58 @@ def load_dag(dag_id: str):
     for task in dag.tasks:
         task.retries = 0
     return dag
+
+
+class Person(threading.Thread):
+    """A person answering a DAG run's Human-in-the-loop task through the api-server's REST API, as the Required
+    Actions page does: waits until the task is parked in `awaiting_input`, reads what it asks (`detail`),
+    then sends `answer` and `params_input`. Runs beside `dag.test()`, which keeps the run alive until then.
+
+    If the task never asks within `timeout` seconds, the person marks it failed (so `dag.test()` returns) and
+    `error` says so.
+    """
+
+    def __init__(self, api: str, dag_id: str, run_id: str, *, answer: str, params_input: dict | None = None,
+                 task_id: str = "approve", timeout: float = 120):
+        super().__init__(daemon=True)
+        self.api, self.answer, self.params_input, self.timeout = api, answer, params_input or {}, timeout
+        self.task_url = f"{api}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+        self.detail: dict | None = None
+        self.error: str | None = None
+
+    def request(self, method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers, method=method),
+                                    timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def run(self) -> None:
+        token = self.request("POST", f"{self.api}/auth/token", {"username": USER, "password": PASSWORD})["access_token"]
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.request("GET", self.task_url, token=token)["state"] == "awaiting_input":
+                    break
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:  # 404: the run or its task instance is not created yet
+                    raise
+            time.sleep(0.5)
+        else:
+            self.error = f"nobody was asked within {self.timeout} s: {self.task_url}"
+            self.request("PATCH", self.task_url, {"new_state": "failed"}, token=token)
+            return
+        self.detail = self.request("GET", f"{self.task_url}/-1/hitlDetails", token=token)
+        self.request("PATCH", f"{self.task_url}/-1/hitlDetails",
+                     {"chosen_options": [self.answer], "params_input": self.params_input}, token=token)
+
+
+def run_answered(dag, person_args: dict, api: str, when, **test_args):
+    """`dag.test()` for the logical date `when`, with a Person answering its Human-in-the-loop task through
+    `api`; returns the DAG run and the Person (with what it was asked)."""
+    person = Person(api, dag.dag_id, f"manual__{when.isoformat()}", **person_args)
+    person.start()
+    run = dag.test(logical_date=when, run_after=when, **test_args)
+    person.join(timeout=30)
+    assert person.error is None, person.error
+    return run, person

@@ -87,6 +87,10 @@ class PromotionRejected(UserError):
         super().__init__(f"promotion of {outcome.model} v{outcome.version} rejected ({outcome.kind}): {failed}")
 
 
+class ProposalOutdated(UserError):
+    """A proposed version no longer passes every gate when a person is to be asked: there is nothing to approve."""
+
+
 class ConcurrentPromotionError(UserError):
     """Another promotion of the same model committed first; nothing was changed.
 

@@ -154,9 +154,14 @@ def airflow_run_url(dag_id: str, run_id: str) -> str:
     return f"{settings.airflow_base_url()}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
+def is_backfill(dag_run: Any) -> bool:
+    """Whether a DAG run replays the past (`airflow backfill`): it records verdicts, it pages and proposes nothing."""
+    return str(getattr(dag_run.run_type, "value", dag_run.run_type)) == "backfill"
+
+
 def mails_for(dag_run: Any) -> bool:
     """Whether a run's breaches are mailed: not for a backfill, which replays the past to record its verdicts."""
-    return str(getattr(dag_run.run_type, "value", dag_run.run_type)) != "backfill"
+    return not is_backfill(dag_run)
 
 
 @fail_fast
@@ -181,14 +186,88 @@ def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool 
     return outcome.summary()
 
 
+def proposal_run_id(model: str, version: int) -> str:
+    """The id of the ratchet_promote run that proposes `version` of `model`: one id per version, so a re-run
+    of the night that proposed it finds the run open instead of opening a second one."""
+    return f"proposal__{model}__v{version}"
+
+
+@fail_fast
+def propose(model: str, *, end: dt.datetime, dag_run: Any,
+            nowtests: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    """Propose the model's best candidate that passes every gate now (`lifecycle.promotion.propose`).
+
+    Returns the model and the arguments of the ratchet_promote run to open for it (none, or one), for
+    TriggerDagRunOperator. Nothing is proposed by a backfill, which replays the past, nor for a model
+    whose now-test of this run did not finish (`nowtests`: the run's now-test results, None for a failed one).
+    """
+    from ratchet.lifecycle.promotion import propose as propose_candidate
+
+    proposals: list[dict[str, Any]] = []
+    tested = any(result and result["model"] == model for result in nowtests)
+    if tested and not is_backfill(dag_run):
+        with model_context(model) as (spec, registry):
+            proposal = propose_candidate(registry, spec, run_id=run_key("ratchet_nowtest", end),
+                                         reason=f"proposed by ratchet: passed every gate on {end:%Y-%m-%d}")
+        if proposal is not None:
+            conf = {"model": model, "version": proposal.version, "reason": proposal.reason, "proposal": True}
+            proposals.append({"trigger_run_id": proposal_run_id(model, proposal.version), "conf": conf})
+    return {"model": model, "proposals": proposals}
+
+
+def proposals_to_open(results: Iterable[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The proposals of every model whose propose step finished, one list (a failed step gives None)."""
+    return [proposal for result in results if result for proposal in result["proposals"]]
+
+
+@fail_fast
+def require_proposals(models: list[str], results: Iterable[dict[str, Any] | None]) -> None:
+    """Fail (no retry) when some model's propose step failed, so the now-test run is not green."""
+    require_every_model(models, results, what="proposal step")
+
+
+@fail_fast
+def review(model: str, version: int) -> str:
+    """The gates' verdicts on a proposed version as Markdown, with a link to the model's Ratchet page: the body
+    of the approval a person is asked for. Fails when a gate no longer passes: there is nothing to approve."""
+    from ratchet.exceptions import ProposalOutdated
+    from ratchet.lifecycle.promotion import review as review_gates
+
+    with model_context(model) as (spec, registry):
+        outcome = review_gates(registry, spec, version)
+    print(outcome.describe())
+    if not outcome.passed:
+        failed = "; ".join(f"gate {g.number} {g.name}: {g.summary}" for g in outcome.gates if not g.passed)
+        raise ProposalOutdated(f"{model} v{version} does not pass every gate now, so there is nothing to approve: "
+                               f"{failed}")
+    page = f"{settings.airflow_base_url()}/ratchet/models/{model}"
+    return f"{outcome.markdown()}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
+
+
 @fail_fast
 def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool,
-            run_id: str | None) -> dict[str, Any]:
+            run_id: str | None, comment: str | None = None) -> dict[str, Any]:
     """Promote a version through the gates (see `lifecycle.promotion`); logs and returns the decision."""
     from ratchet.lifecycle.promotion import promote_by_name
 
     outcome = promote_by_name(model, version, reason=reason, triggered_by=triggered_by, dry_run=dry_run,
-                              run_id=run_id)
+                              run_id=run_id, comment=comment)
+    return _decision(outcome)
+
+
+@fail_fast
+def decline(model: str, version: int, *, reason: str, rejected_by: str, comment: str | None,
+            run_id: str | None) -> dict[str, Any]:
+    """Record a person's rejection of a proposed version (`lifecycle.promotion.decline`); logs and returns it."""
+    from ratchet.lifecycle.promotion import decline as decline_version
+
+    with model_context(model) as (spec, registry):
+        outcome = decline_version(registry, spec, version=version, reason=reason, rejected_by=rejected_by,
+                                  comment=comment, run_id=run_id)
+    return _decision(outcome)
+
+
+def _decision(outcome: Any) -> dict[str, Any]:
     print(outcome.describe())
     return {"model": outcome.model, "version": outcome.version, "outcome": outcome.outcome,
             "kind": outcome.kind, "promotion_id": outcome.promotion_id}

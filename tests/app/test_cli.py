@@ -17,9 +17,12 @@ def _ratchet(*args, **env):
 
 
 def test_db_upgrade_is_idempotent(database_url):
+    from ratchet.registry import db
+
     for _ in range(2):
         result = _ratchet("db", "upgrade")
-        assert result.returncode == 0 and "migrated to 0004" in result.stdout
+        assert result.returncode == 0 and f"migrated to {db.current_revision(database_url)}" in result.stdout
+    assert db.current_revision(database_url) == "0005"  # the newest migration, promotion proposals
 
 
 def test_load_demo_writes_the_table_once(registry):

@@ -39,7 +39,9 @@ def _run(conf):
     from airflow.utils.state import DagRunState
 
     run = _dag().test(run_conf=conf)
-    [ti] = run.get_task_instances()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["gates"] == states["approve"] == states["reject"] == "skipped"  # a manual trigger asks nobody
+    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "promote"]
     return run.state == DagRunState.SUCCESS, ti
 
 
@@ -50,6 +52,7 @@ def test_trigger_form_params(airflow_db, models_dir):
     assert params["version"] == {**params["version"], "type": "integer", "minimum": 1}
     assert params["reason"]["minLength"] == 1 and params["dry_run"]["type"] == "boolean"
     assert dag.params["dry_run"] is False and dag.default_args["retries"] >= 1
+    assert params["proposal"]["type"] == "boolean" and dag.params["proposal"] is False
 
 
 def test_promote_then_reject_a_weaker_candidate(airflow_db, models_dir, registry):
@@ -99,3 +102,20 @@ def test_bad_params_fail_clearly_and_change_nothing(airflow_db, models_dir, regi
         captured = capfd.readouterr()
         assert f"AirflowFailException: {message}" in captured.out + captured.err
     assert snapshot(registry) == before
+
+
+def test_a_proposal_that_no_longer_passes_asks_nobody_and_records_nothing(airflow_db, models_dir, registry, capfd):
+    for run in ("r1", "r2"):
+        register_fitted(registry, "demand", run)
+    store_backtest(registry, "demand", {"v1": [9.0] * 4, "v2": [9.5] * 4, **BASELINES})
+    registry.record_promotion("demand", 1, kind="initial", outcome="promoted", triggered_by="alice", reason="first",
+                              gates=[], run_id="first", expected_previous_version=None)
+    before = snapshot(registry)
+    run = _dag().test(run_conf={"model": "demand", "version": 2, "reason": "proposed by ratchet", "proposal": True})
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert run.state == "failed" and tis["gates"].state == "failed" and tis["gates"].try_number == 1
+    assert {tis[t].state for t in ("approve", "promote", "reject")} == {"upstream_failed"}  # nobody is asked
+    assert snapshot(registry) == before
+    captured = capfd.readouterr()
+    assert ("demand v2 does not pass every gate now, so there is nothing to approve: gate 2 beats_champion: "
+            "rmse mean 9.5 vs champion v1 9: improvement -5.56%") in captured.out + captured.err

@@ -23,7 +23,7 @@ from scipy import stats
 from spec_factory import spec_data, write_spec
 
 from ratchet.exceptions import ConcurrentPromotionError, GoldenFileError, PromotionInputError, PromotionRejected
-from ratchet.lifecycle.promotion import promote, promote_by_name
+from ratchet.lifecycle.promotion import decline, open_proposal, promote, promote_by_name, propose, review
 from ratchet.lifecycle.ratchet import calibrate_nowtest
 from ratchet.registry import Registry
 
@@ -203,6 +203,66 @@ def test_dry_run_records_the_decision_and_changes_nothing_else(registry, champio
     # re-running the same dry run replaces its record instead of adding one
     _promote(registry, spec, 2, dry_run=True)
     assert len(snapshot(registry)["promotions"]) == len(after["promotions"])
+
+
+def test_review_shows_the_gates_as_markdown_and_records_nothing(registry, champion_v1):
+    spec, _ = champion_v1
+    register_fitted(registry, "demand", "r2")
+    store_backtest(registry, "demand", {"v2": [9.5] * 4}, extra_metrics={"mae": 0.8})
+    before = snapshot(registry)
+    outcome = review(registry, spec, 2)
+    assert snapshot(registry) == before and outcome.outcome == "review" and outcome.promotion_id is None
+    table = outcome.markdown().splitlines()
+    assert table[0] == "**demand v2** against the champion v1 (promotion): a gate fails."
+    assert table[2:4] == ["| gate | verdict | evidence |", "| --- | --- | --- |"]
+    assert table[5].startswith("| 2 beats_champion | **FAIL** | rmse mean 9.5 vs champion v1 9: improvement -5.56%")
+    assert table[7] == "| 4 trial | **FAIL** | 0 day(s) of now-tests in trial < required 3 |"
+    with pytest.raises(PromotionInputError, match="demand v1 is already the champion"):
+        review(registry, spec, 1)
+
+
+def test_propose_records_one_open_proposal_per_model_the_best_passing_candidate(registry, champion_v1):
+    spec, _ = champion_v1
+    for run, alpha in (("r2", 0.5), ("r3", 0.7), ("r4", 0.9)):
+        register_fitted(registry, "demand", run, alpha=alpha)
+    store_backtest(registry, "demand", {"v2": [8.0, 8.2, 7.9, 8.1], "v3": [7.5, 7.7, 7.4, 7.6], "v4": [9.5] * 4},
+                   extra_metrics={"mae": 0.8})
+    for version in (2, 3, 4):
+        store_nowtest_days(registry, "demand", version, DAYS)
+
+    def propose_on(night: str):
+        return propose(registry, spec, reason=f"passed every gate on {night}", run_id=f"night-{night}")
+
+    proposal = propose_on("05-04")  # v2 and v3 pass every gate, v4 does not beat the champion: v3 gains most
+    assert (proposal.version, proposal.outcome, proposal.triggered_by, proposal.run_id) == (
+        3, "proposed", "ratchet", "night-05-04")
+    assert open_proposal(registry.promotions("demand")) == proposal
+    before = snapshot(registry)
+    assert propose_on("05-04") == proposal  # a re-run of that night: the same proposal, nothing added
+    assert propose_on("05-05") is None  # the next night: v3's proposal is open, nothing else is proposed
+    _promote(registry, spec, 3, dry_run=True)  # a dry run does not answer it
+    assert propose_on("05-06") is None and registry.champion("demand").version == 1
+    assert len(snapshot(registry)["promotions"]) == len(before["promotions"]) + 1
+
+    rejected = decline(registry, spec, version=3, reason=proposal.reason, rejected_by="carol",
+                       comment="not before the sale", run_id="proposal__demand__v3")
+    assert (rejected.outcome, rejected.passed, registry.champion("demand").version) == ("rejected", True, 1)
+    decided = registry.promotions("demand")[-1]
+    assert (decided.triggered_by, decided.comment, decided.reason) == ("carol", "not before the sale",
+                                                                        "passed every gate on 05-04")
+    assert open_proposal(registry.promotions("demand")) is None
+    assert propose_on("05-07").version == 2  # v3 was answered: the next best is proposed, v3 never again
+    _promote(registry, spec, 2, run_id="proposal__demand__v2", comment="ok")
+    assert open_proposal(registry.promotions("demand")) is None and registry.promotions("demand")[-1].comment == "ok"
+    assert propose_on("05-08") is None  # v3 was answered, v4 is weaker than the new champion
+
+
+def test_propose_leaves_the_first_champion_to_a_person(registry, tmp_path):
+    spec = _setup(registry, tmp_path, min_trial_days=0)
+    register_fitted(registry, "demand", "r1")
+    store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES})
+    assert propose(registry, spec, reason="passed", run_id="night") is None
+    assert registry.promotions("demand") == []
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first-champion", "replace-champion"])

@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import PASSWORD, USER
 
 from ratchet import demo, pipeline
 
@@ -20,39 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 MODEL = "daily_demand"
-USER, PASSWORD = "admin", "ratchet-test"
-
-
-@pytest.fixture(scope="module")
-def api_server(airflow_db, tmp_path_factory):
-    """A real `airflow api-server` with the project's plugin and a known SimpleAuthManager login."""
-    home = tmp_path_factory.mktemp("api")
-    (home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
-    port = free_port()
-    env = dict(os.environ, AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{USER}:admin",
-               AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
-               AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}")
-    airflow = str(Path(sys.executable).parent / "airflow")
-    # Other tests ran ratchet_promote with their own models folder; start from this folder's DAG versions.
-    subprocess.run([airflow, "dags", "delete", "ratchet_promote", "--yes"], env=env, capture_output=True)
-    subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True)
-    log = open(home / "api-server.log", "wb")
-    server = subprocess.Popen([airflow, "api-server", "--port", str(port)], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        server.terminate()
-        raise RuntimeError(f"api-server did not start: {(home / 'api-server.log').read_text()[-3000:]}")
-    yield base
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

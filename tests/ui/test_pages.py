@@ -54,6 +54,22 @@ def test_very_long_histories_render_every_month_and_version(client, tmp_path, re
     assert "passed</span> 2025-07-19" in overview  # the champion's last now-test day (day 199)
 
 
+def test_an_open_proposal_links_to_its_required_action_and_an_answer_shows_the_comment(client, tmp_path, registry):
+    seed_history(registry, tmp_path, "proposed", versions=3, months=6)
+    registry.record_promotion("proposed", 3, kind="promotion", outcome="proposed", triggered_by="ratchet",
+                              reason="proposed by ratchet: passed every gate on 2025-03-01", gates=[],
+                              run_id="night", expected_previous_version=1)
+    page = client.get("/models/proposed").text
+    assert 'id="proposal"' in page and "Ratchet proposes <b>v3</b>" in page
+    assert 'href="/dags/ratchet_promote/runs/proposal__proposed__v3/tasks/approve/required_actions"' in page
+
+    registry.record_promotion("proposed", 3, kind="promotion", outcome="rejected", triggered_by="carol",
+                              reason="proposed by ratchet: passed every gate on 2025-03-01", gates=[],
+                              run_id="proposal__proposed__v3", expected_previous_version=1, comment="too early")
+    page = client.get("/models/proposed").text
+    assert 'id="proposal"' not in page and "carol: proposed by ratchet" in page and "“too early”" in page
+
+
 def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
     write_spec(tmp_path, name="known", table="ui_seed.known", requirements=REQUIREMENTS, backtest={"months": 6})
     answer = client.get("/models/unknown")

@@ -10,6 +10,9 @@ Gates (each stored with its evidence):
   5 computational     latency and size bounds hold for the version
 The first champion of a model (kind 'initial') and a rollback to a former champion (kind
 'rollback') pass through gates 1, 3 and 5 only.
+
+Proposals: `propose` records ('proposed') a candidate in trial that passes every gate, for a person to
+approve; approving runs `promote` (the gates again, then the move), rejecting records `decline`.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from ratchet.evaluation.backtest import BacktestTable, baseline_means, means_on, metric_tables, months_of
 from ratchet.evaluation.golden import run_golden_cases
+from ratchet.evaluation.nowtest import TRIAL_LIMIT
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
 from ratchet.lifecycle.ratchet import ratchet_steps
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 GATE_NUMBERS = {"requirements": 1, "beats_champion": 2, "regression_tests": 3, "trial": 4, "computational": 5}
 SHORT_KINDS = ("initial", "rollback")  # kinds that pass through gates 1, 3 and 5 only
+PROPOSER = "ratchet"  # who a proposal is recorded as triggered by
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class PromotionOutcome:
     model: str
     version: int
     kind: str  # 'initial' | 'promotion' | 'rollback'
-    outcome: str  # 'promoted' | 'rejected' | 'dry_run'
+    outcome: str  # 'promoted' | 'rejected' | 'dry_run' | 'proposed', or 'review' (gates evaluated, nothing recorded)
     gates: tuple[Gate, ...]
     previous_version: int | None
     promotion_id: int | None
@@ -85,10 +90,27 @@ class PromotionOutcome:
                   f"{c['direction']} {c['old_bound']:.6g} -> {c['new_bound']:.6g}" for c in self.ratchet_changes]
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """The gates as a Markdown table: what the person asked to approve a proposal reads."""
+        against = f"the champion v{self.previous_version}" if self.previous_version else "no champion"
+        verdict = "every gate passes" if self.passed else "a gate fails"
+        lines = [f"**{self.model} v{self.version}** against {against} ({self.kind}): {verdict}.", "",
+                 "| gate | verdict | evidence |", "| --- | --- | --- |"]
+        lines += [f"| {g.number} {g.name} | {'pass' if g.passed else '**FAIL**'} | {_table_cell(g.summary)} |"
+                  for g in self.gates]
+        return "\n".join(lines)
+
+
+def _table_cell(text: str) -> str:
+    """`text` inside a Markdown table cell: pipes escaped, on one line."""
+    return " ".join(text.split()).replace("|", "\\|")
+
 
 def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, triggered_by: str,
-            dry_run: bool = False, run_id: str | None = None) -> PromotionOutcome:
+            dry_run: bool = False, run_id: str | None = None, comment: str | None = None) -> PromotionOutcome:
     """Run the gates for `version` of `spec`'s model and, if all pass (and not a dry run), promote it.
+
+    `comment` is what the person who approved a proposal wrote, stored with the decision.
 
     Raises:
         PromotionInputError: bad inputs (nothing stored).
@@ -96,13 +118,8 @@ def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, t
         ConcurrentPromotionError: another promotion of the model committed first (nothing stored).
         GoldenFileError: the model's golden file is invalid (nothing stored).
     """
-    reason = (reason or "").strip()
-    if not reason:
-        raise PromotionInputError("reason is required: say why this version should become the champion")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise PromotionInputError(f"version must be a positive integer, got {version!r}")
-    if not (triggered_by or "").strip():
-        raise PromotionInputError("triggered_by is required: who asked for this promotion")
+    reason = _required_reason(reason, triggered_by)
+    _check_version_number(version)
     candidate = _version(registry, spec.name, version)
     champion = registry.champion(spec.name)
     history = registry.promotions(spec.name)
@@ -111,37 +128,111 @@ def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, t
                 and run_id is not None and p.run_id == run_id]
         if done:  # a re-run of this very promotion: same state, nothing more to do
             return _recorded_outcome(done[-1])
-        raise PromotionInputError(f"{spec.name} v{version} is already the champion; nothing to promote")
-    kind = _kind(candidate, champion, history)
-
-    backtest = metric_tables(registry, spec)
-    contender = candidate.contender
-    gates = [_requirements_gate(registry, spec, contender, backtest)]
-    if kind not in SHORT_KINDS:
-        gates.append(_champion_gate(registry, spec, contender, champion.contender, backtest))
-    gates.append(_regression_gate(registry, spec, version))
-    if kind not in SHORT_KINDS:
-        gates.append(_trial_gate(registry, spec, candidate))
-    gates.append(_computational_gate(registry, spec, candidate))
-
+    kind, gates, backtest = _run_gates(registry, spec, candidate, champion, history)
     passed = all(g.passed for g in gates)
     outcome = "dry_run" if dry_run else ("promoted" if passed else "rejected")
-    steps = ratchet_steps(registry, spec, contender, backtest, reason, version) if outcome == "promoted" else []
-    previous = champion.version if champion else None
-    promotion_id, applied = registry.record_promotion(
-        spec.name, version, kind=kind, outcome=outcome, triggered_by=triggered_by, reason=reason,
-        gates=[g.as_dict() for g in gates], run_id=run_id, expected_previous_version=previous,
-        ratchet_steps=steps)
-    result = PromotionOutcome(model=spec.name, version=version, kind=kind, outcome=outcome, gates=tuple(gates),
-                              previous_version=previous, promotion_id=promotion_id,
-                              ratchet_changes=tuple(applied))
-    log.info("%s", result.describe())
+    steps = (ratchet_steps(registry, spec, candidate.contender, backtest, reason, version)
+             if outcome == "promoted" else [])
+    result = _record(registry, spec, candidate, champion, kind=kind, outcome=outcome, gates=gates,
+                     triggered_by=triggered_by, reason=reason, run_id=run_id, comment=comment, ratchet=steps)
     if outcome == "rejected":
         raise PromotionRejected(result)
     return result
 
 
+def review(registry: Registry, spec: ModelSpec, version: int) -> PromotionOutcome:
+    """The gates' verdicts on `version` against the current champion, recording nothing (outcome 'review').
+
+    What a proposal shows the person asked to approve it; `promote` evaluates the same gates again when
+    the decision is taken, since the champion or the data may have changed meanwhile.
+    """
+    _check_version_number(version)
+    candidate = _version(registry, spec.name, version)
+    champion = registry.champion(spec.name)
+    kind, gates, _ = _run_gates(registry, spec, candidate, champion, registry.promotions(spec.name))
+    return PromotionOutcome(model=spec.name, version=version, kind=kind, outcome="review", gates=tuple(gates),
+                            previous_version=champion.version if champion else None, promotion_id=None)
+
+
+def propose(registry: Registry, spec: ModelSpec, *, reason: str, run_id: str) -> Promotion | None:
+    """Record a proposal for the model's best candidate in trial that passes every gate now, or return None.
+
+    A model has at most one open proposal (a 'proposed' decision that no promotion or rejection of its
+    version has followed): while one is open, nothing new is proposed, so a person answers one question
+    per model at a time. A version is proposed once: after a person answered, it is not proposed again
+    (a manual trigger can still promote it). Only candidates newer than a champion are proposed; the
+    first champion is a person's choice. `run_id` names the run that proposes (the night): re-running
+    it returns the proposal it recorded instead of skipping it as already open. The best candidate is
+    the one with the largest improvement over the champion (gate 2).
+    """
+    reason = _required_reason(reason, PROPOSER)
+    champion, candidates = registry.trial_versions(spec.name)
+    if champion is None:
+        return None
+    history = registry.promotions(spec.name)
+    pending = open_proposal(history)
+    if pending is not None:
+        return pending if pending.run_id == run_id else None
+    proposed_before = {p.version for p in history if p.outcome == "proposed"}
+    passing = []
+    for candidate in candidates[:TRIAL_LIMIT]:  # the candidates the now-test tests, so only they gain trial days
+        if candidate.version in proposed_before:
+            continue
+        kind, gates, _ = _run_gates(registry, spec, candidate, champion, history)
+        if all(g.passed for g in gates):
+            gain = next(g.details["improvement"] for g in gates if g.name == "beats_champion")
+            passing.append((gain, candidate, kind, gates))
+    if not passing:
+        return None
+    _, candidate, kind, gates = max(passing, key=lambda found: found[0])
+    outcome = _record(registry, spec, candidate, champion, kind=kind, outcome="proposed", gates=gates,
+                      triggered_by=PROPOSER, reason=reason, run_id=run_id)
+    return next(p for p in registry.promotions(spec.name) if p.id == outcome.promotion_id)
+
+
+def open_proposal(history: list[Promotion]) -> Promotion | None:
+    """The model's proposal still waiting for a person: the last 'proposed' decision that no promotion or
+    rejection of the same version has followed (`history` oldest first, as `Registry.promotions` gives it)."""
+    pending = None
+    for decision in history:
+        if decision.outcome == "proposed":
+            pending = decision
+        elif pending is not None and decision.version == pending.version and decision.outcome != "dry_run":
+            pending = None
+    return pending
+
+
+def decline(registry: Registry, spec: ModelSpec, *, version: int, reason: str, rejected_by: str,
+            comment: str | None, run_id: str | None) -> PromotionOutcome:
+    """Record that a person rejected a proposal of `version`: a 'rejected' decision with the gates as they
+    stand, who rejected it and their comment; the champion and the requirements do not change.
+
+    Re-running the same Airflow run replaces its decision instead of adding another.
+    """
+    reason = _required_reason(reason, rejected_by)
+    _check_version_number(version)
+    candidate = _version(registry, spec.name, version)
+    champion = registry.champion(spec.name)
+    kind, gates, _ = _run_gates(registry, spec, candidate, champion, registry.promotions(spec.name))
+    return _record(registry, spec, candidate, champion, kind=kind, outcome="rejected", gates=gates,
+                   triggered_by=rejected_by, reason=reason, run_id=run_id, comment=comment)
+
+
 # -- inputs -------------------------------------------------------------------------------
+def _required_reason(reason: str, decided_by: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise PromotionInputError("reason is required: say why this version should become the champion")
+    if not (decided_by or "").strip():
+        raise PromotionInputError("triggered_by is required: who asked for this promotion")
+    return reason
+
+
+def _check_version_number(version: Any) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise PromotionInputError(f"version must be a positive integer, got {version!r}")
+
+
 def _version(registry: Registry, model: str, version: int) -> Version:
     try:
         return registry.version(model, version)
@@ -156,6 +247,40 @@ def _kind(candidate: Version, champion: Version | None, history: list[Promotion]
         return "initial"
     former = any(p.outcome == "promoted" and p.version == candidate.version for p in history)
     return "rollback" if former and candidate.version < champion.version else "promotion"
+
+
+def _run_gates(registry: Registry, spec: ModelSpec, candidate: Version, champion: Version | None,
+               history: list[Promotion]) -> tuple[str, list[Gate], BacktestTable]:
+    """The decision's kind and each gate's verdict on `candidate`, with the back-test table they read."""
+    if champion is not None and champion.version == candidate.version:
+        raise PromotionInputError(f"{spec.name} v{candidate.version} is already the champion; nothing to promote")
+    kind = _kind(candidate, champion, history)
+    backtest = metric_tables(registry, spec)
+    contender = candidate.contender
+    gates = [_requirements_gate(registry, spec, contender, backtest)]
+    if kind not in SHORT_KINDS:
+        gates.append(_champion_gate(registry, spec, contender, champion.contender, backtest))
+    gates.append(_regression_gate(registry, spec, candidate.version))
+    if kind not in SHORT_KINDS:
+        gates.append(_trial_gate(registry, spec, candidate))
+    gates.append(_computational_gate(registry, spec, candidate))
+    return kind, gates, backtest
+
+
+def _record(registry: Registry, spec: ModelSpec, candidate: Version, champion: Version | None, *, kind: str,
+            outcome: str, gates: list[Gate], triggered_by: str, reason: str, run_id: str | None,
+            comment: str | None = None, ratchet: list | None = None) -> PromotionOutcome:
+    """Store the decision (and, when it is 'promoted', move the champion and ratchet); log and return it."""
+    previous = champion.version if champion else None
+    promotion_id, applied = registry.record_promotion(
+        spec.name, candidate.version, kind=kind, outcome=outcome, triggered_by=triggered_by, reason=reason,
+        gates=[g.as_dict() for g in gates], run_id=run_id, expected_previous_version=previous,
+        ratchet_steps=ratchet or [], comment=comment)
+    result = PromotionOutcome(model=spec.name, version=candidate.version, kind=kind, outcome=outcome,
+                              gates=tuple(gates), previous_version=previous, promotion_id=promotion_id,
+                              ratchet_changes=tuple(applied))
+    log.info("%s", result.describe())
+    return result
 
 
 def _recorded_outcome(row: Promotion) -> PromotionOutcome:
@@ -286,7 +411,8 @@ def _computational_gate(registry: Registry, spec: ModelSpec, candidate: Version)
 
 
 def promote_by_name(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool = False,
-                    run_id: str | None = None, registry: Registry | None = None) -> PromotionOutcome:
+                    run_id: str | None = None, comment: str | None = None,
+                    registry: Registry | None = None) -> PromotionOutcome:
     """Promote by model name, reading the configured specs (what the ratchet_promote DAG calls).
 
     Raises what `promote` raises; an unknown model is a PromotionInputError listing the configured ones.
@@ -299,7 +425,7 @@ def promote_by_name(model: str, version: int, *, reason: str, triggered_by: str,
     registry = registry or Registry.from_settings()
     try:
         return promote(registry, spec, version=version, reason=reason, triggered_by=triggered_by,
-                       dry_run=dry_run, run_id=run_id)
+                       dry_run=dry_run, run_id=run_id, comment=comment)
     finally:
         if own:
             registry.dispose()

@@ -191,7 +191,8 @@ class RatchetStep:
 
 @dataclass(frozen=True)
 class Promotion:
-    """A recorded promotion decision: who asked, why, the gates with their evidence, and the outcome."""
+    """A recorded promotion decision: who asked, why, the gates with their evidence, and the outcome
+    ('promoted', 'rejected', 'dry_run', or 'proposed': Ratchet asked a person to approve it)."""
 
     id: int
     model: str
@@ -205,6 +206,7 @@ class Promotion:
     dry_run: bool
     run_id: str | None
     created_at: dt.datetime
+    comment: str | None  # what the person who answered a proposal wrote
 
 
 @dataclass(frozen=True)

@@ -213,13 +213,14 @@ class Promotion(Base):
     outcome: Mapped[str] = mapped_column(String(20), nullable=False)
     triggered_by: Mapped[str] = mapped_column(String(200), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+    comment: Mapped[str | None] = mapped_column(Text)  # what the person who approved or rejected a proposal wrote
     gates: Mapped[list[Any]] = mapped_column(nullable=False)
     dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     run_id: Mapped[str | None] = mapped_column(String(250))
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (
         CheckConstraint("kind IN ('initial', 'promotion', 'rollback')", name="ck_promotion_kind"),
-        CheckConstraint("outcome IN ('promoted', 'rejected', 'dry_run')", name="ck_promotion_outcome"),
+        CheckConstraint("outcome IN ('promoted', 'rejected', 'dry_run', 'proposed')", name="ck_promotion_outcome"),
     )
 
 

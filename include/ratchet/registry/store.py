@@ -458,13 +458,13 @@ class Registry:
 
     def record_promotion(self, model: str, version: int, *, kind: str, outcome: str, triggered_by: str,
                          reason: str, gates: list[dict[str, Any]], run_id: str | None,
-                         expected_previous_version: int | None,
-                         ratchet_steps: Iterable[RatchetStep] = ()) -> tuple[int, list[dict[str, Any]]]:
+                         expected_previous_version: int | None, ratchet_steps: Iterable[RatchetStep] = (),
+                         comment: str | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Store a promotion decision; when `outcome` is 'promoted', also move the champion and ratchet.
 
         All of it is one transaction under a lock on the model row: two promotions of one model
         serialise here, and the second finds the champion moved (ConcurrentPromotionError) and
-        changes nothing. A decision that is not 'promoted' (rejected, dry run) only writes its own
+        changes nothing. A decision that is not 'promoted' (rejected, dry run, proposed) only writes its own
         row; re-running the same Airflow run replaces that row instead of adding another.
         Returns the promotion id and the ratchet changes applied (requirement id, metric, old, new).
         """
@@ -485,6 +485,7 @@ class Registry:
                 session.add(row)
             row.previous_version_id = previous.id if previous else None
             row.kind, row.outcome, row.triggered_by, row.reason = kind, outcome, triggered_by, reason
+            row.comment = comment
             row.gates, row.dry_run, row.run_id = _jsonable(gates), outcome == "dry_run", run_id
             session.flush()
             applied = self._apply_ratchet(session, m, row, triggered_by, ratchet_steps) if outcome == "promoted" else []
@@ -799,7 +800,7 @@ def _promotion(row: Promotion, model: str, numbers: dict[int, int]) -> entities.
     return entities.Promotion(
         id=row.id, model=model, version=numbers[row.version_id], previous_version=numbers.get(row.previous_version_id),
         kind=row.kind, outcome=row.outcome, triggered_by=row.triggered_by, reason=row.reason, gates=row.gates,
-        dry_run=row.dry_run, run_id=row.run_id, created_at=row.created_at)
+        dry_run=row.dry_run, run_id=row.run_id, created_at=row.created_at, comment=row.comment)
 
 
 def _alerts_query():

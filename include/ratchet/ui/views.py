@@ -6,6 +6,8 @@ from typing import Any
 from ratchet.evaluation import backtest
 from ratchet.evaluation.nowtest import alert_history, last_verdict
 from ratchet.exceptions import UnknownModelError
+from ratchet.lifecycle.promotion import open_proposal
+from ratchet.pipeline import proposal_run_id
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import Version
 from ratchet.reporting import charts, reports, serving
@@ -95,10 +97,20 @@ def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         "trial_days": (len(trials[v.version].days), len(trials[v.version].breach_days)),
         "last_decision": last_gates.get(v.version),
     } for v in reversed(versions)]
+    pending = open_proposal(promotions)
     return {
+        "proposal": pending and {"promotion": pending, "url": required_actions_url(name, pending.version)},
         "spec": spec, "champion": champion, "versions": version_rows, "summary": summary,
         "backtest_chart": backtest_chart, "nowtest_chart": nowtest_chart, "requirements": registry.requirements(name),
         "promotions": list(reversed(promotions)),
         "alerts": list(reversed(registry.alerts(name))), "report": registry.latest_report(name),
         "serving": serving.serving_panel(registry, spec),
     }
+
+
+def required_actions_url(model: str, version: int) -> str:
+    """The Airflow UI page where a person approves or rejects the proposal of `version` (relative to the UI)."""
+    from urllib.parse import quote
+
+    return (f"/dags/ratchet_promote/runs/{quote(proposal_run_id(model, version), safe='')}"
+            "/tasks/approve/required_actions")
