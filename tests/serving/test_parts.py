@@ -78,7 +78,7 @@ def test_every_id_gets_the_features_a_full_read_builds_or_the_same_refusal(regis
         assert 3 <= refused < len(frame) // 2  # the first days, and days after a gap or an unknown target
         with registry.engine.connect() as conn:
             window = sources.read_lag_window(spec, conn, dt.datetime(2024, 2, 10), dt.datetime(2024, 2, 10))
-        assert len(window) <= max(lags) + 1  # the row and what its lags reach, never the table
+        assert len(window.rows) <= max(lags) + 1  # the row and what its lags reach, never the table
     finally:
         reader.dispose()
 

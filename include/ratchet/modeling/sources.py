@@ -6,6 +6,7 @@ model, the column and what is wrong, raised before anything is computed or store
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,9 +80,18 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
     return frame
 
 
-def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Window:
+    """Source rows as read (not validated): the column names, and each row's values in that order."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple]
+
+
+def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | None = None) -> Window:
     """The source's rows from `first` to `last` (inclusive; none when `last` is None) and the rows before `first`
     that their target lags can reach, sorted by time and not validated: a bounded read, never the whole source.
+    The rows stay plain tuples: a request reads a few, where a data frame would cost more than the read.
 
     `lags_by: days` reaches back the largest lag in calendar days; `rows` the last (largest lag) rows before
     `first` with a known target (rows without one are no lag under `missing_target: drop`, so they are skipped
@@ -116,11 +126,11 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
                    f"ORDER BY {time_col} DESC LIMIT :reach) AS ratchet_history")
     sql = f"{history} UNION ALL {rows}" if rows else history
     try:
-        frame = pd.read_sql(text(f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}"), conn, params=params)
+        result = conn.execute(text(f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}"), params)
+        return Window(tuple(result.keys()), [tuple(row) for row in result])
     except (ProgrammingError, SQLDataError) as exc:
         what = f"table {src.table}" if src.table else "query"
         raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
-    return frame
 
 
 def feature_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:

@@ -1,10 +1,11 @@
 """Features of a feature id (the row's time key) or of rows sent in a request, built as training built them.
 
 A feature id reads one bounded window of the model's source (the row and the rows its target lags reach:
-`sources.read_lag_window`), never the whole table, and turns it into features with the code `ratchet predict`
-uses (`predict.features_of_rows`: the source's own checks, then `features.make_xy`). So the service answers
-an id exactly as `ratchet predict` answers that row. The window's fingerprint (a hash of every value read)
-keys the cached answers: a corrected row or lag gives a new fingerprint once it is read again.
+`sources.read_lag_window`), never the whole table; rows sent in a request read the window before the first of
+them. `serving.features.build` turns the window into the model's input with the values `features.make_xy`
+builds from the validated source, so the service answers a row as `ratchet predict` answers it and as training
+saw it. The window's fingerprint (a hash of every value read) keys the cached answers: a corrected row or lag
+gives a new fingerprint once it is read again.
 """
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ratchet.exceptions import DataError, NotFoundError, PredictError
+from ratchet.exceptions import NotFoundError, PredictError
 from ratchet.modeling import sources
-from ratchet.serving.predict import features_of_rows, input_rows
+from ratchet.serving import features
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sqlalchemy import Engine
 
     from ratchet.specs.model import ModelSpec
@@ -35,11 +35,9 @@ class RowFeatures:
     X: pd.DataFrame
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """sha256 of a frame's column names and values (row order included)."""
-    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+def fingerprint(window: sources.Window) -> str:
+    """sha256 of a window's column names and every value read (row order included)."""
+    return hashlib.sha256(repr((window.columns, window.rows)).encode()).hexdigest()
 
 
 class FeatureReader:
@@ -68,44 +66,41 @@ class FeatureReader:
         src = spec.source
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id)
-        window[src.time_column] = pd.to_datetime(window[src.time_column], utc=True).dt.tz_localize(None)
-        at = (window[src.time_column] == pd.Timestamp(feature_id)).to_numpy()
-        if not at.any():
+        features.check_columns(spec, window.columns)
+        t = window.columns.index(src.time_column)
+        at = [row for row in window.rows if features.source_time(row[t], spec) == feature_id]
+        if not at:
             where = f"table {src.table}" if src.table else "its query"
             raise NotFoundError(f"model {spec.name!r} has no row with {src.time_column} = {feature_id.isoformat()} "
                                 f"in {where}")
-        X, _ = features_of_rows(spec, window[~at], input_rows(spec, window[at]))
-        return RowFeatures(feature_id, fingerprint(window), X)
+        history = [row for row in window.rows if features.source_time(row[t], spec) < feature_id]
+        rows = [{**dict(zip(window.columns, row, strict=True)), src.time_column: feature_id} for row in at]
+        return RowFeatures(feature_id, fingerprint(window), features.build(spec, window.columns, history, rows).X)
 
     def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[dt.datetime]]:
         """Features and time keys of rows sent in a request, in the request's order; their lags come from the
         source rows before the first of them and from earlier rows of the request (a row may carry its target).
 
         Raises:
-            PredictError: naming the row and field: a missing column, a bad time key or value, rows that fail
-                the source's checks (two rows with one time...), lags that cannot be computed.
+            PredictError: naming the row and field: a missing column, a bad or repeated time key, a bad value,
+                lags that cannot be computed.
             DataError: the source's own rows cannot be read or used.
         """
         src = spec.source
         times = [parse_time_key(record.get(src.time_column), f"rows[{i}].{src.time_column}")
                  for i, record in enumerate(records)]
+        first: dict[dt.datetime, int] = {}
+        for i, time in enumerate(times):
+            if first.setdefault(time, i) != i:
+                raise PredictError(f"rows[{i}].{src.time_column}: {time.isoformat()} repeats rows[{first[time]}]; "
+                                   "each row must have its own time key")
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, min(times))
-        history = self._history(spec, window)
-        _check_records(spec, records, sources.feature_columns(spec, window))
-        frame = pd.DataFrame.from_records(records)
-        frame[src.time_column] = times
-        try:
-            X, ordered = features_of_rows(spec, history, input_rows(spec, frame))
-        except DataError as exc:  # the source's checks failed on the request's rows
-            raise PredictError(f"rows: {exc}") from None
-        position = pd.Series(range(len(ordered)), index=ordered.to_numpy())
-        return X.iloc[position[times].to_numpy()].reset_index(drop=True), times
-
-    @staticmethod
-    def _history(spec: ModelSpec, window: pd.DataFrame) -> pd.DataFrame:
-        """The window's rows before the predicted ones, validated like a full read (rows without target dropped)."""
-        return sources.validate_frame(spec, window, whole_source=False) if len(window) else window
+        features.check_columns(spec, window.columns)
+        _check_records(spec, records, features.feature_names(spec, window.columns))
+        rows = [{**record, src.time_column: time} for record, time in zip(records, times, strict=True)]
+        built = features.build(spec, window.columns, window.rows, rows)
+        return built.X, built.times
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -1,0 +1,186 @@
+"""Features of the few rows a request predicts, built in plain Python from the rows read for them.
+
+A request predicts one row, or a few: on such small inputs pandas' fixed cost per operation made feature building
+several times dearer than the prediction itself. This module builds the same values that training builds
+(`sources.validate_frame`, then `features.make_xy`) with a loop over the rows: the source's checks (required
+columns, one row per time, numeric targets and features, `source.missing_target`), categorical values as text
+(`"<missing>"` for an empty one), booleans as numbers, and target lags by calendar day or by row (`source.lags_by`).
+tests/serving/test_features.py checks it against `make_xy` on every row of the real tables.
+
+One difference is known: a categorical column of numbers is written as each value's text ("3" for 3, "3.0" for
+3.0), where pandas writes a whole integer column that holds an empty value as floats ("3.0").
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ratchet.exceptions import DataError, PredictError
+from ratchet.modeling.features import BASELINE_LAGS, lag_name
+from ratchet.modeling.sources import naive_utc
+
+if TYPE_CHECKING:
+    from ratchet.specs.model import ModelSpec
+
+MISSING_CATEGORY = "<missing>"  # what `sources.validate_frame` writes for an empty categorical value
+
+
+@dataclass(frozen=True)
+class Built:
+    """The model input of the predicted rows (in the order they were given) and their time keys."""
+
+    X: pd.DataFrame
+    times: list[dt.datetime]
+
+
+def check_columns(spec: ModelSpec, columns: Sequence[str]) -> None:
+    """Raise DataError unless the source has the columns the model needs (time, target, declared features)."""
+    src = spec.source
+    missing = [c for c in (src.time_column, src.target, *(src.features or ())) if c not in columns]
+    if missing:
+        raise DataError(f"model {spec.name!r}: missing columns {missing}; the source has {list(columns)}")
+
+
+def feature_names(spec: ModelSpec, columns: Sequence[str]) -> list[str]:
+    """The model's feature columns: `source.features`, else every source column but the time and the target."""
+    src = spec.source
+    if src.features is not None:
+        return list(src.features)
+    return [c for c in columns if c not in (src.time_column, src.target)]
+
+
+def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[Any]],
+          rows: Sequence[dict[str, Any]]) -> Built:
+    """The features of `rows` (each a mapping of column to value, its time already a naive UTC datetime; its
+    target may be absent or empty), target lags taken from `history` (source rows before the first of them, in
+    time order, as `sources.read_lag_window` reads them: tuples in the order of `columns`) and from earlier rows.
+
+    Raises:
+        DataError: the source's rows fail its checks (a missing column, an empty or repeated time, a non-numeric
+            target or feature, an empty target under `missing_target: error`).
+        PredictError: a row whose lags cannot be computed (the target of the days they reach is unknown).
+    """
+    src = spec.source
+    prefix = f"model {spec.name!r}"
+    check_columns(spec, columns)
+    names = feature_names(spec, columns)
+    position = {c: i for i, c in enumerate(columns)}
+    t_at, y_at = position[src.time_column], position[src.target]
+
+    past: list[tuple[dt.datetime, Any]] = []  # (time, target) of the history rows kept, then of the predicted rows
+    every_time = []
+    for record in history:
+        time = source_time(record[t_at], spec)
+        every_time.append(time)
+        target = _target(record[y_at], spec)
+        if target is None:
+            if src.missing_target == "error":
+                raise DataError(f"{prefix}: target {src.target!r} has a missing value (NaN) at {time} "
+                                f"(source.missing_target: error; 'drop' leaves those rows out)")
+            continue
+        past.append((time, target))
+    order = sorted(range(len(rows)), key=lambda i: rows[i][src.time_column])
+    for i in order:
+        past.append((rows[i][src.time_column], _target(rows[i].get(src.target), spec)))
+        every_time.append(rows[i][src.time_column])
+    _check_times(every_time, spec)
+
+    lags = [(lag, lag_name(lag)) for lag in src.target_lags] + list(BASELINE_LAGS.items())  # (lag, column)
+    lagged = _lagger(spec, past, len(past) - len(rows))
+    values: dict[str, list[Any]] = {name: [None] * len(rows) for name in [*names, *(c for _, c in lags)]}
+    for rank, i in enumerate(order):
+        for name in names:
+            values[name][i] = _feature(rows[i].get(name), name, spec)
+        for lag, column in lags:
+            values[column][i] = lagged(rank, lag)
+    times = [rows[i][src.time_column] for i in range(len(rows))]
+    lacking = sorted(times[i] for i in range(len(rows))
+                     if any(_unknown(values[lag_name(lag)][i]) for lag in src.target_lags))
+    if lacking:
+        raise PredictError(
+            f"cannot compute target lags {list(src.target_lags)} for {len(lacking)} input row(s), first at "
+            f"{pd.Timestamp(lacking[0])}: the target of the days before is neither in the input nor in the source")
+    lag_kind = float if spec.task == "regression" or all(isinstance(y, float) for _, y in past if y is not None) \
+        else object
+    X = pd.DataFrame({name: _column(values[name], object if name in src.categorical else float) for name in names}
+                     | {column: _column(values[column], lag_kind) for _, column in lags})
+    return Built(X, times)
+
+
+def _lagger(spec: ModelSpec, past: list[tuple[dt.datetime, Any]], first: int):
+    """lag(rank, k): the target k days (or k rows) before the `rank`-th predicted row, None when unknown."""
+    if spec.source.lags_by == "rows":
+        def by_rows(rank: int, lag: int) -> Any:
+            at = first + rank - lag
+            return past[at][1] if at >= 0 else None
+        return by_rows
+    by_time = dict(past)
+
+    def by_days(rank: int, lag: int) -> Any:
+        return by_time.get(past[first + rank][0] - dt.timedelta(days=lag))
+    return by_days
+
+
+def source_time(value: Any, spec: ModelSpec) -> dt.datetime:
+    """A source time as naive UTC (a date is its midnight)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    if _unknown(value):
+        raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} has empty values")
+    try:
+        return naive_utc(value).to_pydatetime()
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} is not a date/time "
+                        f"({value!r}: {exc})") from None
+
+
+def _check_times(times: list[dt.datetime], spec: ModelSpec) -> None:
+    seen: set[dt.datetime] = set()
+    repeated = [t for t in times if t in seen or seen.add(t)]
+    if repeated:
+        raise DataError(f"model {spec.name!r}: duplicate timestamps in {spec.source.time_column!r}, first "
+                        f"{pd.Timestamp(repeated[0])} ({len(repeated)} duplicates)")
+
+
+def _target(value: Any, spec: ModelSpec) -> Any:
+    """A target as a float (numbers) or the label itself; None when it is empty."""
+    if _unknown(value):
+        return None
+    if isinstance(value, numbers.Number | Decimal) and not isinstance(value, bool):
+        return float(value)
+    if spec.task == "regression":
+        raise DataError(f"model {spec.name!r}: target {spec.source.target!r} must be numeric for regression, got "
+                        f"{value!r}")
+    return value
+
+
+def _feature(value: Any, name: str, spec: ModelSpec) -> Any:
+    """A feature value as training sees it: text for a categorical one, else a float (NaN when empty)."""
+    if name in spec.source.categorical:
+        return MISSING_CATEGORY if _unknown(value) else str(float(value) if isinstance(value, Decimal) else value)
+    if _unknown(value):
+        return math.nan
+    if isinstance(value, numbers.Number | Decimal | np.bool_):
+        return float(value)
+    raise DataError(f"model {spec.name!r}: feature {name!r} is not numeric ({value!r}); declare it in "
+                    f"source.categorical or drop it from source.features")
+
+
+def _unknown(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _column(values: list[Any], kind: type) -> np.ndarray:
+    if kind is float:
+        return np.array([math.nan if v is None else v for v in values], dtype=float)
+    return np.array([math.nan if v is None else v for v in values], dtype=object)
