@@ -330,6 +330,7 @@ class Champion:
     """The promoted version, its exported artifact, and the estimator's own answers per day."""
 
     version: int
+    estimator: str  # the pipeline's steps, by class
     artifact: Path
     sha256: str
     rows: object  # pandas DataFrame: every day's model input (features and lags), as training builds it
@@ -388,8 +389,9 @@ def train_champion(url: str, spec_path: Path, folder: Path) -> Champion:
     inputs = history.drop(columns=[spec.source.target])
     inputs = inputs[inputs[spec.source.time_column].isin(times)].reset_index(drop=True)
     inputs[spec.source.time_column] = days
-    return Champion(version=versions[0], artifact=artifact, sha256=version.artifact_sha256, rows=X, days=days,
-                    inputs=inputs, expected=dict(zip(days, map(float, estimator.predict(X)), strict=True)))
+    steps = " + ".join(type(step).__name__ for _, step in estimator.steps)
+    return Champion(version=versions[0], estimator=steps, artifact=artifact, sha256=version.artifact_sha256, rows=X,
+                    days=days, inputs=inputs, expected=dict(zip(days, map(float, estimator.predict(X)), strict=True)))
 
 
 def row_split_json(champion: Champion, day: str) -> dict:
@@ -702,7 +704,7 @@ def main() -> None:
         os.environ["RATCHET_DATABASE_URL"] = urls["serving"]  # the library calls read the source through it
         started = time.perf_counter()
         champion = train_champion(urls["serving"], spec_path, folder)
-        print(f"demo model {MODEL} v{champion.version} trained, back-tested and promoted in "
+        print(f"demo model {MODEL} v{champion.version} ({champion.estimator}) trained, back-tested and promoted in "
               f"{time.perf_counter() - started:.0f} s; {len(champion.days)} days with features", flush=True)
         ratchet_arms(arms, champion, urls["serving"], cached_dir, uncached_dir, folder, server_core)
         reference_arms(arms, champion, folder, server_core)

@@ -6,6 +6,7 @@ model, the column and what is wrong, raised before anything is computed or store
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from ratchet.exceptions import DataError
 
 log = logging.getLogger(__name__)
 DROPPED_MISSING_TARGET = "ratchet_dropped_missing_target"  # frame.attrs key: rows left out for want of a target
+MISSING_CATEGORY = "<missing>"  # an empty categorical value, a category of its own
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -196,7 +198,7 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
                         "a classifier needs at least two")
     for column in feature_columns(spec, frame):
         if column in src.categorical:
-            frame[column] = frame[column].astype("string").fillna("<missing>").astype(object)
+            frame[column] = frame[column].map(category_text).astype(object)
         elif pd.api.types.is_bool_dtype(frame[column]):
             frame[column] = frame[column].astype(float)
         elif not pd.api.types.is_numeric_dtype(frame[column]):
@@ -205,6 +207,20 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     frame = frame.reset_index(drop=True)
     frame.attrs[DROPPED_MISSING_TARGET] = int(unknown.sum())
     return frame
+
+
+def category_text(value: Any) -> str:
+    """A categorical value as the text the one-hot encoder sees: `MISSING_CATEGORY` when empty, a whole number
+    without a decimal point (3 and 3.0 are both '3', whether or not an empty value made pandas read the column
+    as floats), anything else as its text."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return MISSING_CATEGORY
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, numbers.Number):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else str(number)
+    return str(value)
 
 
 def require_rows(spec: ModelSpec, frame: pd.DataFrame, minimum: int, what: str) -> None:

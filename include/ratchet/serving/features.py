@@ -4,11 +4,8 @@ A request predicts one row, or a few: on such small inputs pandas' fixed cost pe
 several times dearer than the prediction itself. This module builds the same values that training builds
 (`sources.validate_frame`, then `features.make_xy`) with a loop over the rows: the source's checks (required
 columns, one row per time, numeric targets and features, `source.missing_target`), categorical values as text
-(`"<missing>"` for an empty one), booleans as numbers, and target lags by calendar day or by row (`source.lags_by`).
-tests/serving/test_features.py checks it against `make_xy` on every row of the real tables.
-
-One difference is known: a categorical column of numbers is written as each value's text ("3" for 3, "3.0" for
-3.0), where pandas writes a whole integer column that holds an empty value as floats ("3.0").
+(`sources.category_text`), booleans as numbers, and target lags by calendar day or by row (`source.lags_by`).
+tests/serving/test_request_features.py checks it against `make_xy` on every row of the real tables.
 """
 from __future__ import annotations
 
@@ -25,12 +22,10 @@ import pandas as pd
 
 from ratchet.exceptions import DataError, PredictError
 from ratchet.modeling.features import BASELINE_LAGS, lag_name
-from ratchet.modeling.sources import naive_utc
+from ratchet.modeling.sources import category_text, naive_utc
 
 if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
-
-MISSING_CATEGORY = "<missing>"  # what `sources.validate_frame` writes for an empty categorical value
 
 
 @dataclass(frozen=True)
@@ -167,7 +162,7 @@ def _target(value: Any, spec: ModelSpec) -> Any:
 def _feature(value: Any, name: str, spec: ModelSpec) -> Any:
     """A feature value as training sees it: text for a categorical one, else a float (NaN when empty)."""
     if name in spec.source.categorical:
-        return MISSING_CATEGORY if _unknown(value) else str(float(value) if isinstance(value, Decimal) else value)
+        return category_text(value)
     if _unknown(value):
         return math.nan
     if isinstance(value, numbers.Number | Decimal | np.bool_):

@@ -87,7 +87,8 @@ def features_of_rows(spec: ModelSpec, history: pd.DataFrame, rows: pd.DataFrame)
     before the first input row, or at least those the lags reach; validated here with the rows, so rows without
     a target are left out as a full read leaves them out) and from earlier input rows.
 
-    Shared by `ratchet predict` and the REST service, so both build exactly the features training built.
+    The pandas path of `ratchet predict`, the reference the REST service's plain-Python `serving.features.build`
+    is tested against (tests/serving/test_parts.py, test_service.py).
 
     Raises:
         PredictError: missing feature columns, or a row whose lags cannot be computed.
