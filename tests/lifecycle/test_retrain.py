@@ -1,13 +1,15 @@
-"""Retraining (`ratchet.lifecycle.retrain`): bad data fails before anything is stored."""
+"""Retraining (`ratchet.lifecycle.retrain`): bad data fails before anything is stored; the latency it records."""
 from __future__ import annotations
 
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from source_helpers import sample_frame, write_table
 from spec_factory import build_spec
 from sqlalchemy import text
+from threadpoolctl import threadpool_info
 
 from ratchet.exceptions import DataError
 from ratchet.lifecycle import retrain
@@ -41,3 +43,24 @@ def test_a_search_whose_every_trial_fails_fails_with_each_distinct_error_counted
     with pytest.raises(SearchFailed, match=r"none of the 3 trials can become a version: 3× ValueError: "):
         retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
     assert registry.versions("m") == [] and len(registry.trials("m")) == 3  # the trials stay, with their errors
+
+
+def test_prediction_latency_is_timed_on_one_native_thread_as_the_service_predicts():
+    """Each timed prediction runs with every OpenMP/BLAS pool at one thread (as in `ratchet serve`), and the pools
+    get their threads back afterwards."""
+
+    def widest_pool() -> int:
+        return max(pool["num_threads"] for pool in threadpool_info())
+
+    class Recorder:
+        seen: list[int] = []
+
+        def predict(self, X):
+            self.seen.append(widest_pool())
+            return np.zeros(len(X))
+
+    before = widest_pool()
+    assert before > 1, "this machine's pools have one thread already: the test would prove nothing"
+    latency = retrain.latency_p95_ms(Recorder(), pd.DataFrame({"x": [1.0, 2.0]}))
+    assert Recorder.seen == [1] * retrain.LATENCY_REPEATS
+    assert widest_pool() == before and latency >= 0

@@ -128,7 +128,8 @@ def _typed_table(registry) -> None:
         for i in range(60):
             conn.execute(text("INSERT INTO features_typed VALUES (:d, :a, :f, :c, :s, :y)"), {
                 "d": dt.date(2024, 3, 1) + dt.timedelta(days=i + (i > 30)), "a": round(float(rng.normal(50, 9)), 2),
-                "f": bool(i % 3), "c": None if i % 7 == 0 else ["red", "blue", "green"][i % 3], "s": None if i == 50 else i % 4,
+                "f": bool(i % 3), "c": None if i % 7 == 0 else ["red", "blue", "green"][i % 3],
+                "s": None if i == 50 else i % 4,
                 "y": None if i in (12, 40) else float(rng.normal())})
 
 

@@ -21,6 +21,8 @@ DROPPED_MISSING_TARGET = "ratchet_dropped_missing_target"  # frame.attrs key: ro
 MISSING_CATEGORY = "<missing>"  # an empty categorical value, a category of its own
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sqlalchemy import Connection, Engine
 
     from ratchet.specs.model import ModelSpec
@@ -135,11 +137,20 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
 
 
-def feature_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
-    """The declared `source.features`, else every column but the time column and the target."""
+def feature_columns(spec: ModelSpec, columns: Iterable[str]) -> list[str]:
+    """The declared `source.features`, else every column (of a frame, or named) but the time column and the target."""
     if spec.source.features is not None:
         return list(spec.source.features)
-    return [c for c in frame.columns if c not in (spec.source.time_column, spec.source.target)]
+    return [c for c in columns if c not in (spec.source.time_column, spec.source.target)]
+
+
+def require_columns(spec: ModelSpec, columns: Iterable[str]) -> None:
+    """Raise DataError unless the source's columns include the time, the target and the declared features."""
+    src = spec.source
+    columns = list(columns)
+    missing = [c for c in (src.time_column, src.target, *(src.features or ())) if c not in columns]
+    if missing:
+        raise DataError(f"model {spec.name!r}: missing columns {missing}; the source has {columns}")
 
 
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) -> pd.DataFrame:
@@ -154,10 +165,7 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     """
     src = spec.source
     prefix = f"model {spec.name!r}"
-    wanted = [src.time_column, src.target, *(src.features or ())]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise DataError(f"{prefix}: missing columns {missing}; the source has {list(frame.columns)}")
+    require_columns(spec, frame.columns)
     if frame.empty:
         raise DataError(f"{prefix}: the source returned no rows")
     frame = frame.copy()

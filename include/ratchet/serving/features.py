@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ratchet.exceptions import DataError, PredictError
+from ratchet.modeling import sources
 from ratchet.modeling.features import BASELINE_LAGS, lag_name
-from ratchet.modeling.sources import category_text, naive_utc
 
 if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
@@ -34,22 +34,6 @@ class Built:
 
     X: pd.DataFrame
     times: list[dt.datetime]
-
-
-def check_columns(spec: ModelSpec, columns: Sequence[str]) -> None:
-    """Raise DataError unless the source has the columns the model needs (time, target, declared features)."""
-    src = spec.source
-    missing = [c for c in (src.time_column, src.target, *(src.features or ())) if c not in columns]
-    if missing:
-        raise DataError(f"model {spec.name!r}: missing columns {missing}; the source has {list(columns)}")
-
-
-def feature_names(spec: ModelSpec, columns: Sequence[str]) -> list[str]:
-    """The model's feature columns: `source.features`, else every source column but the time and the target."""
-    src = spec.source
-    if src.features is not None:
-        return list(src.features)
-    return [c for c in columns if c not in (src.time_column, src.target)]
 
 
 def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[Any]],
@@ -65,8 +49,8 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
     """
     src = spec.source
     prefix = f"model {spec.name!r}"
-    check_columns(spec, columns)
-    names = feature_names(spec, columns)
+    sources.require_columns(spec, columns)
+    names = sources.feature_columns(spec, columns)
     position = {c: i for i, c in enumerate(columns)}
     t_at, y_at = position[src.time_column], position[src.target]
 
@@ -133,7 +117,7 @@ def source_time(value: Any, spec: ModelSpec) -> dt.datetime:
     if _unknown(value):
         raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} has empty values")
     try:
-        return naive_utc(value).to_pydatetime()
+        return sources.naive_utc(value).to_pydatetime()
     except (ValueError, TypeError) as exc:
         raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} is not a date/time "
                         f"({value!r}: {exc})") from None
@@ -162,7 +146,7 @@ def _target(value: Any, spec: ModelSpec) -> Any:
 def _feature(value: Any, name: str, spec: ModelSpec) -> Any:
     """A feature value as training sees it: text for a categorical one, else a float (NaN when empty)."""
     if name in spec.source.categorical:
-        return category_text(value)
+        return sources.category_text(value)
     if _unknown(value):
         return math.nan
     if isinstance(value, numbers.Number | Decimal | np.bool_):

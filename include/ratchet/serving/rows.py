@@ -66,7 +66,7 @@ class FeatureReader:
         src = spec.source
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id)
-        features.check_columns(spec, window.columns)
+        sources.require_columns(spec, window.columns)
         t = window.columns.index(src.time_column)
         at = [row for row in window.rows if features.source_time(row[t], spec) == feature_id]
         if not at:
@@ -96,8 +96,8 @@ class FeatureReader:
                                    "each row must have its own time key")
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, min(times))
-        features.check_columns(spec, window.columns)
-        _check_records(spec, records, features.feature_names(spec, window.columns))
+        sources.require_columns(spec, window.columns)
+        _check_records(spec, records, sources.feature_columns(spec, window.columns))
         rows = [{**record, src.time_column: time} for record, time in zip(records, times, strict=True)]
         built = features.build(spec, window.columns, window.rows, rows)
         return built.X, built.times
