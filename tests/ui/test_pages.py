@@ -82,7 +82,10 @@ def test_the_model_page_has_a_serving_panel_from_the_serving_log(client, tmp_pat
     from served_helpers import seed_serving
 
     seed_history(registry, tmp_path, "served", versions=2, months=3, nowtest_days=5)
-    seed_serving(registry, "served", dt.datetime.now(dt.UTC))
+    # the panel counts minutes up to the last complete one: seeding "now" one second before a minute ends puts every
+    # probe (10 s into each minute) in a complete minute, whatever second the test starts at
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(seconds=1)
+    seed_serving(registry, "served", now)
     page = client.get("/models/served").text
     panel = page[page.index('<table id="serving">'):page.index("</table>", page.index('<table id="serving">'))]
     assert panel.count("<tr><td>") == 14  # one row per day of the last 14
