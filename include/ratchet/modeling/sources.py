@@ -6,6 +6,7 @@ model, the column and what is wrong, raised before anything is computed or store
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -217,11 +218,16 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     return frame
 
 
+def is_empty(value: Any) -> bool:
+    """Whether a single value read or sent is empty: None, NaN or pandas' NA."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
 def category_text(value: Any) -> str:
     """A categorical value as the text the one-hot encoder sees: `MISSING_CATEGORY` when empty, a whole number
     without a decimal point (3 and 3.0 are both '3', whether or not an empty value made pandas read the column
     as floats), anything else as its text."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    if is_empty(value):
         return MISSING_CATEGORY
     if isinstance(value, bool | np.bool_):
         return str(bool(value))

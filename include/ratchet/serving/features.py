@@ -14,7 +14,6 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,13 +81,13 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
             values[column][i] = lagged(rank, lag)
     times = [rows[i][src.time_column] for i in range(len(rows))]
     lacking = sorted(times[i] for i in range(len(rows))
-                     if any(_unknown(values[lag_name(lag)][i]) for lag in src.target_lags))
+                     if any(sources.is_empty(values[lag_name(lag)][i]) for lag in src.target_lags))
     if lacking:
         raise PredictError(
             f"cannot compute target lags {list(src.target_lags)} for {len(lacking)} input row(s), first at "
             f"{pd.Timestamp(lacking[0])}: the target of the days before is neither in the input nor in the source")
-    lag_kind = float if spec.task == "regression" or all(isinstance(y, float) for _, y in past if y is not None) \
-        else object
+    numeric = spec.task == "regression" or all(isinstance(y, float) for _, y in past if y is not None)
+    lag_kind = float if numeric else object  # lags of text labels stay text, as in make_xy
     X = pd.DataFrame({name: _column(values[name], object if name in src.categorical else float) for name in names}
                      | {column: _column(values[column], lag_kind) for _, column in lags})
     return Built(X, times)
@@ -114,7 +113,7 @@ def source_time(value: Any, spec: ModelSpec) -> dt.datetime:
         return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
-    if _unknown(value):
+    if sources.is_empty(value):
         raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} has empty values")
     try:
         return sources.naive_utc(value).to_pydatetime()
@@ -133,9 +132,9 @@ def _check_times(times: list[dt.datetime], spec: ModelSpec) -> None:
 
 def _target(value: Any, spec: ModelSpec) -> Any:
     """A target as a float (numbers) or the label itself; None when it is empty."""
-    if _unknown(value):
+    if sources.is_empty(value):
         return None
-    if isinstance(value, numbers.Number | Decimal) and not isinstance(value, bool):
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return float(value)
     if spec.task == "regression":
         raise DataError(f"model {spec.name!r}: target {spec.source.target!r} must be numeric for regression, got "
@@ -147,19 +146,14 @@ def _feature(value: Any, name: str, spec: ModelSpec) -> Any:
     """A feature value as training sees it: text for a categorical one, else a float (NaN when empty)."""
     if name in spec.source.categorical:
         return sources.category_text(value)
-    if _unknown(value):
+    if sources.is_empty(value):
         return math.nan
-    if isinstance(value, numbers.Number | Decimal | np.bool_):
+    if isinstance(value, numbers.Number | np.bool_):
         return float(value)
     raise DataError(f"model {spec.name!r}: feature {name!r} is not numeric ({value!r}); declare it in "
                     f"source.categorical or drop it from source.features")
 
 
-def _unknown(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
 def _column(values: list[Any], kind: type) -> np.ndarray:
-    if kind is float:
-        return np.array([math.nan if v is None else v for v in values], dtype=float)
-    return np.array([math.nan if v is None else v for v in values], dtype=object)
+    """A column of X: floats, or objects (categories, text labels); an unknown value is NaN either way."""
+    return np.array([math.nan if v is None else v for v in values], dtype=kind)

@@ -68,12 +68,13 @@ class FeatureReader:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id)
         sources.require_columns(spec, window.columns)
         t = window.columns.index(src.time_column)
-        at = [row for row in window.rows if features.source_time(row[t], spec) == feature_id]
+        times = [features.source_time(row[t], spec) for row in window.rows]
+        at = [row for row, time in zip(window.rows, times, strict=True) if time == feature_id]
         if not at:
             where = f"table {src.table}" if src.table else "its query"
             raise NotFoundError(f"model {spec.name!r} has no row with {src.time_column} = {feature_id.isoformat()} "
                                 f"in {where}")
-        history = [row for row in window.rows if features.source_time(row[t], spec) < feature_id]
+        history = [row for row, time in zip(window.rows, times, strict=True) if time < feature_id]
         rows = [{**dict(zip(window.columns, row, strict=True)), src.time_column: feature_id} for row in at]
         return RowFeatures(feature_id, fingerprint(window), features.build(spec, window.columns, history, rows).X)
 
