@@ -58,7 +58,7 @@ def _spec(folder: Path, name: str, table: str, source: dict, metric: str):
 def replay(registry, spec, trained_until: dt.datetime, days: list[dt.datetime]) -> list[tuple[str, bool, bool]]:
     """(day, alert, drift warning) for each replayed now-test, after training and promoting at `trained_until`."""
     from ratchet.evaluation import backtest
-    from ratchet.evaluation.nowtest import run_nowtest
+    from ratchet.lifecycle.monitoring import run_nowtest
     from ratchet.lifecycle.promotion import promote
     from ratchet.lifecycle.retrain import retrain_model
     from ratchet.modeling import sources

@@ -74,7 +74,7 @@ def champion_model(registry, folder):
 
 def run_at(registry, spec, end, run_id=None):
     """The now-test of the window ending at `end`, as the DAG run at RUN_URL would run it."""
-    from ratchet.evaluation.nowtest import run_nowtest
+    from ratchet.lifecycle.monitoring import run_nowtest
 
     return run_nowtest(registry, spec, run_id=run_id or f"nt@{end.isoformat()}", data_interval_end=end,
                        airflow_run_url=RUN_URL)

@@ -1,9 +1,10 @@
 """The package's shape: dependencies point one way, no import cycles, the ORM stays inside the registry.
 
-Every import of a `ratchet` module counts, at module level or inside a function: a lazy import is still
-a dependency. Imports under `if TYPE_CHECKING:` do not: they name types for annotations and never run
-(the alert mails, say, are annotated with the outcome types of the evaluations that build them).
-Layers, lowest first; a module may import its own layer and the layers below it.
+Every import of a `ratchet` module counts, at module level, inside a function or under `if TYPE_CHECKING:`: a
+lazy import is still a dependency, and a type-only one still couples the two modules (an annotation naming a
+higher layer's type is a loop the runtime merely does not see). Layers, lowest first; a module may import its
+own layer and the layers below it. Evaluation judges and alerting speaks: alerting sits above evaluation and
+reads its outcomes; no evaluation module knows of mail.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ LAYERS = [
     {"specs"},
     {"modeling"},
     {"registry"},
-    {"alerting"},
     {"evaluation"},
+    {"alerting"},
     {"lifecycle"},
     {"reporting"},
     {"serving"},
@@ -40,23 +41,14 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "migrati
 def imports_of(module: str) -> set[str]:
     """The ratchet modules `module` imports anywhere in its body ('from a import b' counts a.b when it is a module)."""
     tree = ast.parse(MODULES[module].read_text())
-    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
-                 for stmt in block.body for n in ast.walk(stmt)}
     found = set()
     for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
                       for a in node.names}
     return {name for name in found if name.split(".")[0] == "ratchet" and name != "ratchet"}
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _layer(module: str) -> int:
@@ -105,7 +97,7 @@ def test_the_orm_schema_and_sessions_stay_inside_the_registry():
 
 
 def test_the_checks_themselves_catch_what_they_forbid(tmp_path, monkeypatch):
-    """An upward import and a cycle planted in two modules are both reported; a type-only import is not."""
+    """An upward import and a cycle planted in two modules are both reported, and so is a type-only import."""
     low, high = tmp_path / "low.py", tmp_path / "high.py"
     low.write_text("def f():\n    from ratchet.lifecycle import promotion\n")
     high.write_text("from typing import TYPE_CHECKING\nimport ratchet.modeling.low\n"
@@ -114,6 +106,22 @@ def test_the_checks_themselves_catch_what_they_forbid(tmp_path, monkeypatch):
     monkeypatch.setitem(MODULES, "ratchet.lifecycle.promotion", high)
     with pytest.raises(AssertionError, match=r"imports higher layers: \['ratchet.lifecycle.promotion'\]"):
         test_imports_point_down_the_layers("ratchet.modeling.low")
-    assert imports_of("ratchet.lifecycle.promotion") == {"ratchet.modeling.low"}
+    assert imports_of("ratchet.lifecycle.promotion") == {"ratchet.modeling.low", "ratchet.ui.views"}
+    with pytest.raises(AssertionError, match=r"imports higher layers: \['ratchet.ui.views'\]"):
+        test_imports_point_down_the_layers("ratchet.lifecycle.promotion")
     with pytest.raises(AssertionError, match="import cycle: ratchet.lifecycle.promotion -> ratchet.modeling.low"):
+        test_no_import_cycles()
+
+
+def test_a_type_only_import_back_up_the_layers_is_the_loop_it_is(tmp_path, monkeypatch):
+    """The old loop: an evaluation module drafting mails, the mails naming its outcome type under TYPE_CHECKING."""
+    judge, speak = tmp_path / "judge.py", tmp_path / "speak.py"
+    judge.write_text("from ratchet.alerting.speak import draft\n")
+    speak.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                     "    from ratchet.evaluation.judge import Outcome\n")
+    monkeypatch.setitem(MODULES, "ratchet.evaluation.judge", judge)
+    monkeypatch.setitem(MODULES, "ratchet.alerting.speak", speak)
+    with pytest.raises(AssertionError, match=r"imports higher layers: \['ratchet.alerting.speak'\]"):
+        test_imports_point_down_the_layers("ratchet.evaluation.judge")
+    with pytest.raises(AssertionError, match="import cycle: ratchet.alerting.speak -> ratchet.evaluation.judge"):
         test_no_import_cycles()

@@ -167,7 +167,7 @@ def mails_for(dag_run: Any) -> bool:
 @fail_fast
 def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Now-test one model on the window ending at `end`; returns the outcome's summary."""
-    from ratchet.evaluation.nowtest import run_nowtest
+    from ratchet.lifecycle.monitoring import run_nowtest
 
     with model_context(model) as (spec, registry):
         outcome = run_nowtest(registry, spec, run_id=run_key("ratchet_nowtest", end), data_interval_end=end,
@@ -178,7 +178,7 @@ def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = T
 @fail_fast
 def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Run one model's golden cases against its champion; returns the outcome's summary."""
-    from ratchet.evaluation.golden import run_regression
+    from ratchet.lifecycle.monitoring import run_regression
 
     with model_context(model) as (spec, registry):
         outcome = run_regression(registry, spec, run_id=run_key("ratchet_regression", end), data_interval_end=end,

@@ -21,7 +21,7 @@ from nowtest_helpers import (
 from spec_factory import write_spec
 
 from ratchet.alerting import outbox
-from ratchet.evaluation.nowtest import harvest_tolerance
+from ratchet.evaluation.golden import harvest_tolerance
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_t
 
 
 def test_a_breach_is_mailed_when_it_starts_again_after_repeat_after_days_and_when_it_ends():
-    from ratchet.evaluation.nowtest import mail_decision
+    from ratchet.alerting.policy import mail_decision
     from ratchet.registry.entities import Evaluation
 
     def day(partition, passed, mailed=None):
@@ -225,7 +225,7 @@ def test_a_breach_is_mailed_when_it_starts_again_after_repeat_after_days_and_whe
 
 
 def test_a_day_without_a_verdict_on_what_breached_neither_ends_the_breach_nor_mails():
-    from ratchet.evaluation.nowtest import mail_decision
+    from ratchet.alerting.policy import mail_decision
     from ratchet.registry.entities import Evaluation
 
     def row(partition, metric, passed, kind="serving", mailed=None, no_verdict=None):

@@ -12,7 +12,7 @@ from served_helpers import answer
 from spec_factory import write_spec
 from sqlalchemy import text
 
-from ratchet.evaluation.nowtest import run_nowtest
+from ratchet.lifecycle.monitoring import run_nowtest
 from ratchet.lifecycle.retrain import retrain_model
 from ratchet.modeling.months import window_bounds
 from ratchet.serving.predict import predict_frame

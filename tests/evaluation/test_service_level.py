@@ -11,8 +11,8 @@ from served_helpers import answer, probe_every_minute
 from spec_factory import spec_data, write_spec
 
 from ratchet.alerting import outbox
-from ratchet.evaluation.nowtest import run_nowtest
 from ratchet.evaluation.service_level import availability
+from ratchet.lifecycle.monitoring import run_nowtest
 from ratchet.registry.entities import ProbeStats
 
 SERVING = [{"metric": "serving_latency_p95_ms", "max": 50},

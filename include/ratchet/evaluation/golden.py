@@ -27,21 +27,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from ratchet.alerting.mails import build_regression_alert
-from ratchet.alerting.outbox import alert_draft
+from ratchet.evaluation.requirements import RequirementResult
 from ratchet.exceptions import GoldenFileError
+from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling.features import is_model_input, lag_name
+from ratchet.modeling.metrics import best_baseline
 from ratchet.modeling.months import window_bounds
-from ratchet.registry.entities import EvaluationRow, GoldenCase, Version
+from ratchet.registry.entities import EvaluationRow, GoldenCase, Version, version_contender
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
     from ratchet.specs.model import ModelSpec
 
 CASE_FIELDS = ("name", "inputs", "expected", "tolerance")
+HARVEST_SOURCE = "harvested"  # the `source` of a case harvested from a now-test miss
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ def describe_failure(failure: dict[str, Any]) -> str:
         return f"{failure['name']}: {failure['error']}"
     return (f"{failure['name']}: predicted {failure['predicted']:.4g}, expected {failure['expected']:.4g} "
             f"± {failure['tolerance']:.4g}")
+
+
+def plain_value(value: Any) -> Any:
+    """A NumPy scalar as the plain Python value it holds (JSON-able); anything else as it is."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def case_key(*parts: Any) -> str:
@@ -198,6 +206,61 @@ def evaluate_cases(spec: ModelSpec, version: Version, estimator: Any,
     return GoldenResult(passed=not failures, failures=failures, n_cases=n_cases)
 
 
+def harvest_tolerance(spec: ModelSpec, failed: list[RequirementResult], actual: float,
+                      baseline_error: float | None) -> float:
+    """The tolerance of a harvested case: the per-row error the failed requirement allows.
+
+    mae/rmse bound the typical error directly; mape bounds it relative to the actual value. For
+    requirements without a per-row reading (r2, classification metrics) the case asks to be at
+    least as good as the best baseline was on that row (0 for classifiers: the right class).
+    """
+    allowed = []
+    for result in failed:
+        if result.effective_bound is None:
+            continue
+        if result.metric in ("mae", "rmse"):
+            allowed.append(result.effective_bound)
+        elif result.metric == "mape":
+            allowed.append(result.effective_bound * abs(actual))
+    if allowed:
+        return float(max(allowed))
+    if spec.task == "classification":
+        return 0.0
+    return float(baseline_error) if baseline_error is not None and math.isfinite(baseline_error) else 0.0
+
+
+def harvest_worst_misses(spec: ModelSpec, contender: str, misses: list[dict[str, Any]],
+                         failed: list[RequirementResult], Xw: pd.DataFrame,
+                         baseline_scores: dict[str, dict[str, float]], X_before: pd.DataFrame,
+                         y_before: pd.Series) -> list[dict[str, Any]]:
+    """A breaching champion's worst misses in the now-test window `Xw` (`misses`: their rows, times, actual and
+    predicted values) as golden cases (key: sha256 of model + time), to store with the verdict.
+
+    Each case's tolerance comes from `harvest_tolerance`; the best baseline (by mae) is fitted on the
+    rows before the window for the per-row fallback.
+    """
+    best_name = best_baseline("mae", baseline_scores)[0] if spec.task == "regression" else None
+    baseline_pred = None
+    if best_name is not None:
+        baseline_pred = baseline_lib.make_baseline(best_name, spec.task).fit(X_before, y_before).predict(Xw)
+    cases = []
+    for miss in misses:
+        i = miss["row"]
+        actual = miss["actual"]
+        if not isinstance(actual, (int, float)) or isinstance(actual, bool):
+            continue  # non-numeric class labels cannot be stored as an expected number
+        inputs = {c: plain_value(Xw.iloc[i][c]) for c in Xw.columns if is_model_input(c)}
+        inputs = {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in inputs.items()}
+        baseline_error = abs(float(baseline_pred[i]) - actual) if baseline_pred is not None else None
+        cases.append({
+            "case_key": case_key(spec.name, miss["time"]), "source": HARVEST_SOURCE,
+            "name": f"now-test miss {miss['time'][:16]} ({contender} predicted {miss['predicted']:.4g})",
+            "inputs": inputs, "expected": float(actual),
+            "tolerance": harvest_tolerance(spec, failed, float(actual), baseline_error),
+        })
+    return cases
+
+
 def _public(item: dict[str, Any]) -> dict[str, Any]:
     return {k: item[k] for k in ("name", "source", "expected", "tolerance")}
 
@@ -215,7 +278,7 @@ def run_golden_cases(registry: Registry, spec: ModelSpec, version: int) -> Golde
 
 @dataclass(frozen=True)
 class RegressionOutcome:
-    """What the nightly regression test of one model found, and the alert it queued (if any)."""
+    """What the nightly regression test of one model found, and the alert it queued (if any, once stored)."""
 
     model: str
     partition: str
@@ -232,28 +295,25 @@ class RegressionOutcome:
                 "alert_id": self.alert_id}
 
 
-def run_regression(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,
-                   airflow_run_url: str, mail: bool = True) -> RegressionOutcome:
-    """Run the golden cases against the champion, store the pass rate, and alert on a failure.
+def judge_regression(registry: Registry, spec: ModelSpec, *, data_interval_end: Any) -> RegressionOutcome:
+    """Run the golden cases against the champion (partition = the day before `data_interval_end`); store nothing.
 
-    Stored as one evaluation (kind 'regression', metric 'golden_pass_rate', partition = the day
-    before `data_interval_end`), so a re-run of the same date replaces it. The alert's dedupe key
-    is `regression:<model>:<run_id>`: one mail per model and date, queued with the result in one
-    transaction. `mail=False` (a backfill) records the result without queuing a mail.
+    A bad golden file raises GoldenFileError before anything is stored; a model without a champion has no result.
     """
     _start, _end, partition = window_bounds(data_interval_end, 1)
-    load_golden_file(registry, spec)  # a bad file fails the task before anything is stored
+    load_golden_file(registry, spec)
     champion = registry.champion(spec.name)
     if champion is None:
         return RegressionOutcome(spec.name, partition, None, None)
-    result = run_golden_cases(registry, spec, champion.version)
+    return RegressionOutcome(spec.name, partition, champion.version, run_golden_cases(registry, spec, champion.version))
+
+
+def regression_row(outcome: RegressionOutcome, run_id: str) -> EvaluationRow:
+    """The outcome as stored: one evaluation (kind 'regression', metric 'golden_pass_rate'), so a re-run of the
+    same date replaces it."""
+    result = outcome.result
     rate = (result.n_cases - len(result.failures)) / result.n_cases if result.n_cases else None
-    draft = None
-    if not result.passed and mail:
-        draft = alert_draft(spec, "regression", run_id,
-                            build_regression_alert(spec.name, champion.version, result, airflow_run_url))
-    alert_id = registry.record_evaluations(spec.name, [EvaluationRow(
-        kind="regression", contender=champion.contender, version=champion.version,
-        partition=partition, metric="golden_pass_rate", value=rate, n_rows=result.n_cases, run_id=run_id,
-        passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})], alert=draft)
-    return RegressionOutcome(spec.name, partition, champion.version, result, alert_id)
+    return EvaluationRow(
+        kind="regression", contender=version_contender(outcome.version), version=outcome.version,
+        partition=outcome.partition, metric="golden_pass_rate", value=rate, n_rows=result.n_cases, run_id=run_id,
+        passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})

@@ -15,46 +15,33 @@ Beside the re-predicted window, the now-test scores what the REST service actual
 feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the day before the
 data end (`evaluation.service_level`, kind 'serving').
 
-Results are stored as evaluations (partition = the window's last day), so a re-run of the same date
-overwrites instead of adding rows. A champion breach (re-predicted, or on what its own arm served), a
-serving requirement's breach or stale data writes ONE alert per model and date to the outbox (dedupe key
-`nowtest:<model>:<run_id>`); the worst misses of a re-predicted champion breach become harvested golden cases.
+This module judges and stores nothing: `judge_nowtest` gives the outcome and the golden cases harvested from
+a re-predicted champion breach (`evaluation.golden.harvest_worst_misses`); `alerting.policy` decides the mail;
+`lifecycle.monitoring.run_nowtest` stores the verdict rows (`evaluation_rows`, partition = the window's last
+day, so a re-run of the same date overwrites), the cases and the alert in one transaction.
 """
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ratchet.alerting.mails import build_nowtest_alert, build_recovery_alert
-from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.drift import feature_drift
-from ratchet.evaluation.golden import case_key
+from ratchet.evaluation.golden import harvest_worst_misses, plain_value
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
 from ratchet.evaluation.served import ServedEvaluation, evaluate_served
 from ratchet.evaluation.served import evaluation_rows as served_rows
 from ratchet.evaluation.service_level import SERVING_DAY, ServiceLevel, check_service_level
 from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
-from ratchet.faults import checkpoint
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
-from ratchet.modeling.features import is_model_input, make_xy
-from ratchet.modeling.metrics import best_baseline
+from ratchet.modeling.features import make_xy
 from ratchet.modeling.months import window_bounds
-from ratchet.registry.entities import (
-    SERVICE_CONTENDER,
-    Evaluation,
-    EvaluationRow,
-    Version,
-    served_contender,
-    version_contender,
-)
+from ratchet.registry.entities import EvaluationRow, Version
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -62,7 +49,6 @@ if TYPE_CHECKING:
 
 TRIAL_LIMIT = 10
 WORST_MISSES = 5
-HARVEST_SOURCE = "harvested"
 
 
 @dataclass(frozen=True)
@@ -167,12 +153,8 @@ def _worst_misses(task: str, y: pd.Series, times: pd.Series, y_pred: np.ndarray)
     else:
         errors = (actual != np.asarray(y_pred)).astype(float)
     order = [i for i in np.argsort(-errors, kind="stable")[:WORST_MISSES] if errors[i] > 0]
-    return [{"time": times.iloc[i].isoformat(), "actual": _plain(actual[i]), "predicted": _plain(y_pred[i]),
+    return [{"time": times.iloc[i].isoformat(), "actual": plain_value(actual[i]), "predicted": plain_value(y_pred[i]),
              "abs_error": float(errors[i]), "row": int(i)} for i in order]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _stored_inputs(version: Version, X: pd.DataFrame) -> pd.DataFrame:
@@ -182,12 +164,10 @@ def _stored_inputs(version: Version, X: pd.DataFrame) -> pd.DataFrame:
     return X[list(version.features)]
 
 
-def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,
-                airflow_run_url: str, mail: bool = True) -> NowtestOutcome:
-    """Now-test every contender of the model on the window ending at `data_interval_end`; store and alert.
-
-    The verdicts, the harvested misses and the alert are stored in one transaction: a task killed at any
-    point leaves all of them or none. `mail=False` (a backfill) records everything but the alert.
+def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
+                  ) -> tuple[NowtestOutcome, list[dict[str, Any]]]:
+    """Now-test every contender of the model on the window ending at `data_interval_end`: the outcome (no alert
+    state yet: `alerting.policy` fills it in) and the golden cases harvested from a champion breach, unstored.
 
     Raises:
         DataError: the source cannot be read, or no longer has a column a version was trained on.
@@ -198,7 +178,7 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     versions = ([champion] if champion else []) + trial
     if not versions:  # nothing registered yet: nothing to test, nothing stored
         return NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
-                              spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {})
+                              spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {}), []
 
     frame = sources.read_source(spec, end=end)
     X, y, times = make_xy(spec, frame)
@@ -239,31 +219,18 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
                              served=served, service=service)
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
-        cases = harvest_worst_misses(spec, outcome.champion, Xw, baseline_scores, X[before], y[before])
+        own = outcome.champion
+        cases = harvest_worst_misses(spec, own.contender, own.worst_misses, own.failed, Xw, baseline_scores,
+                                     X[before], y[before])
     if cases:
         known = {case.case_key for case in registry.golden_cases(spec.name)}
         outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
-    draft = None
-    if outcome.champion is not None:
-        history = alert_history(registry, spec.name, outcome.champion.version)
-        today = alert_rows(_evaluation_rows(outcome, run_id), outcome.champion.version)
-        kind, since = mail_decision(history, partition, outcome.alerting, spec.alerts.repeat_after_days, today)
-        outcome = replace(outcome, since=since, mailed=kind if mail else None)
-        if outcome.mailed == "recovery":
-            draft = alert_draft(spec, "nowtest", run_id, build_recovery_alert(outcome, airflow_run_url))
-        elif outcome.mailed:
-            draft = alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
-    elif outcome.alerting and mail:  # stale data before any champion
-        outcome = replace(outcome, mailed="breach")
-        draft = alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
-    checkpoint("nowtest:verdicts-computed")
-    alert_id = registry.record_evaluations(spec.name, _evaluation_rows(outcome, run_id), golden_cases=cases,
-                                           alert=draft)
-    return replace(outcome, alert_id=alert_id)
+    return outcome, cases
 
 
-def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]:
-    """One row per contender and metric (a 'rows' row when the data is stale), baselines included."""
+def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]:
+    """The outcome as stored: one row per contender and metric (a 'rows' row when the data is stale), baselines,
+    what was served and the service level included."""
     window = {"start": outcome.window_start.isoformat(), "end": outcome.window_end.isoformat(),
               "days": outcome.window_days}
     common = dict(kind="nowtest", partition=outcome.partition, n_rows=outcome.n_rows, run_id=run_id,
@@ -295,143 +262,3 @@ def _evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow
     return rows
 
 
-def alert_history(registry: Registry, model: str, champion: int) -> list[Evaluation]:
-    """The verdict rows the model's alert state follows: the champion's re-predicted now-tests, what its own arm
-    served, and the service's level (`mail_decision` reads them day by day)."""
-    return [row for kind, contender in _alert_contenders(champion)
-            for row in registry.evaluations(model, kind, contender=contender)]
-
-
-def alert_rows(rows: Iterable[EvaluationRow], champion: int) -> list[EvaluationRow]:
-    """Of one now-test's rows, those `alert_history` would read back."""
-    wanted = set(_alert_contenders(champion))
-    return [row for row in rows if (row.kind, row.contender) in wanted]
-
-
-def _alert_contenders(champion: int) -> list[tuple[str, str]]:
-    return [("nowtest", version_contender(champion)), ("served", served_contender(champion, "champion")),
-            ("serving", SERVICE_CONTENDER)]
-
-
-def harvest_tolerance(spec: ModelSpec, failed: list[RequirementResult], actual: float,
-                      baseline_error: float | None) -> float:
-    """The tolerance of a harvested case: the per-row error the failed requirement allows.
-
-    mae/rmse bound the typical error directly; mape bounds it relative to the actual value. For
-    requirements without a per-row reading (r2, classification metrics) the case asks to be at
-    least as good as the best baseline was on that row (0 for classifiers: the right class).
-    """
-    allowed = []
-    for result in failed:
-        if result.effective_bound is None:
-            continue
-        if result.metric in ("mae", "rmse"):
-            allowed.append(result.effective_bound)
-        elif result.metric == "mape":
-            allowed.append(result.effective_bound * abs(actual))
-    if allowed:
-        return float(max(allowed))
-    if spec.task == "classification":
-        return 0.0
-    return float(baseline_error) if baseline_error is not None and math.isfinite(baseline_error) else 0.0
-
-
-def harvest_worst_misses(spec: ModelSpec, result: ContenderResult, Xw: pd.DataFrame,
-                         baseline_scores: dict[str, dict[str, float]], X_before: pd.DataFrame,
-                         y_before: pd.Series) -> list[dict[str, Any]]:
-    """The champion's worst misses as golden cases (key: sha256 of model + time), to store with the verdict.
-
-    Each case's tolerance comes from `harvest_tolerance`; the best baseline (by mae) is fitted on the
-    rows before the window for the per-row fallback.
-    """
-    best_name = best_baseline("mae", baseline_scores)[0] if spec.task == "regression" else None
-    baseline_pred = None
-    if best_name is not None:
-        baseline_pred = baseline_lib.make_baseline(best_name, spec.task).fit(X_before, y_before).predict(Xw)
-    cases = []
-    for miss in result.worst_misses:
-        i = miss["row"]
-        actual = miss["actual"]
-        if not isinstance(actual, (int, float)) or isinstance(actual, bool):
-            continue  # non-numeric class labels cannot be stored as an expected number
-        inputs = {c: _plain(Xw.iloc[i][c]) for c in Xw.columns if is_model_input(c)}
-        inputs = {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in inputs.items()}
-        baseline_error = abs(float(baseline_pred[i]) - actual) if baseline_pred is not None else None
-        cases.append({
-            "case_key": case_key(spec.name, miss["time"]), "source": HARVEST_SOURCE,
-            "name": f"now-test miss {miss['time'][:16]} ({result.contender} predicted {miss['predicted']:.4g})",
-            "inputs": inputs, "expected": float(actual),
-            "tolerance": harvest_tolerance(spec, result.failed, float(actual), baseline_error),
-        })
-    return cases
-
-
-def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool, repeat_after_days: int,
-                  today: Iterable[EvaluationRow] = ()) -> tuple[str | None, str | None]:
-    """Whether today's now-test mails, from the champion's earlier verdict days: (kind, first day of the breach).
-
-    'breach' when a breach starts; 'reminder' when it goes on and its last mail is `repeat_after_days` old (so
-    a breach that lasts a month is mailed about four times, not thirty); 'recovery' when a mailed breach ends;
-    None otherwise. Days between recorded now-tests do not interrupt a breach, and neither does a day that gives
-    no verdict on what breached (no requests to measure a latency on, too few served ids): a breach ends only
-    when what breached is measured again and passes, so a quiet day never reads as a recovery.
-    """
-    by_day: dict[str, list[EvaluationRow]] = {}
-    for row in history:
-        if row.partition < partition:
-            by_day.setdefault(row.partition, []).append(row)
-    open_keys: set[tuple[str, str]] = set()
-    start = last_mail = None
-    for day in sorted(by_day):
-        failed, undecided, kinds, mailed = _verdict_keys(by_day[day])
-        open_keys = _still_open(open_keys, failed, undecided, kinds)
-        if not open_keys:
-            start = last_mail = None
-            continue
-        start = start or day
-        last_mail = day if mailed else last_mail
-    if alerting:
-        if start is None:
-            return "breach", partition
-        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
-            >= repeat_after_days
-        return ("reminder" if waited else None), start
-    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
-        return None, start  # today says nothing about what breached: no recovery yet, and no news
-    return ("recovery", start) if last_mail else (None, None)
-
-
-def _verdict_keys(rows: Iterable[EvaluationRow]) -> tuple[set, set, set[str], bool]:
-    """A day's (kind, metric) keys that failed and that had a requirement but no verdict, its kinds, and whether
-    it was mailed."""
-    failed, undecided, kinds, mailed = set(), set(), set(), False
-    for row in rows:
-        details = row.details or {}
-        kinds.add(row.kind)
-        if row.passed is False:
-            failed.add((row.kind, row.metric))
-        elif row.passed is None and details.get("no_verdict"):
-            undecided.add((row.kind, row.metric))
-        mailed = mailed or bool(details.get("mailed"))
-    return failed, undecided, kinds, mailed
-
-
-def _still_open(open_keys: set, failed: set, undecided: set, kinds: set[str]) -> set:
-    """The breach keys a day leaves open: those failing, and those it gave no verdict on (or measured nothing of)."""
-    return failed | {key for key in open_keys if key in undecided or key[0] not in kinds}
-
-
-def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
-    """The latest now-test day among verdict rows (`alert_history`): it passed if none of that day's rows failed.
-
-    Returns None without rows, else {day, passed, failed_metrics, run_id}; a metric breached on what was served
-    is named 'served <metric>'.
-    """
-    rows = list(rows)
-    if not rows:
-        return None
-    day = max(r.partition for r in rows)
-    latest = [r for r in rows if r.partition == day]
-    failed = {f"served {r.metric}" if r.kind == "served" else r.metric for r in latest if r.passed is False}
-    return {"day": day, "passed": all(r.passed is not False for r in latest), "failed_metrics": sorted(failed),
-            "run_id": latest[-1].run_id}

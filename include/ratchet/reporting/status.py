@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ratchet.alerting.policy import alert_history, last_verdict
 from ratchet.evaluation.backtest import backtest_summary
-from ratchet.evaluation.nowtest import alert_history, last_verdict
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry.entities import in_trial, version_contender
 from ratchet.reporting import serving

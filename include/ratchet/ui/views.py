@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ratchet.alerting.policy import alert_history, last_verdict
 from ratchet.evaluation import backtest
-from ratchet.evaluation.nowtest import alert_history, last_verdict
 from ratchet.exceptions import UnknownModelError
 from ratchet.lifecycle.promotion import open_proposal
 from ratchet.pipeline import proposal_run_id

@@ -1,0 +1,152 @@
+"""Whether and what to mail after a now-test or a regression test: evaluation judges, this module speaks.
+
+The evaluations (`evaluation.nowtest`, `evaluation.golden`) give verdicts and know nothing of mail. Here a
+model's alert state is read back from its stored verdict days (`alert_history`) and today's outcome decides the
+mail (`mail_decision`): a new breach, a reminder of one that goes on, a recovery once it ends, or nothing. The
+chosen mail becomes an outbox draft (`alert_draft`) that the caller stores with the verdicts in one transaction.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ratchet.alerting.mails import build_nowtest_alert, build_recovery_alert, build_regression_alert
+from ratchet.alerting.outbox import alert_draft
+from ratchet.evaluation.nowtest import NowtestOutcome, evaluation_rows
+from ratchet.registry.entities import (
+    SERVICE_CONTENDER,
+    AlertDraft,
+    Evaluation,
+    EvaluationRow,
+    served_contender,
+    version_contender,
+)
+
+if TYPE_CHECKING:
+    from ratchet.evaluation.golden import RegressionOutcome
+    from ratchet.registry import Registry
+    from ratchet.specs.model import ModelSpec
+
+
+def nowtest_alert(registry: Registry, spec: ModelSpec, outcome: NowtestOutcome, *, run_id: str,
+                  airflow_run_url: str, mail: bool = True) -> tuple[NowtestOutcome, AlertDraft | None]:
+    """The outcome with its alert state (`mailed`, `since`) filled in, and the draft of the mail it sends.
+
+    With a champion the mail follows `mail_decision` over the champion's verdict days; before any champion only
+    stale data alerts. `mail=False` (a backfill) records the state and drafts nothing.
+    """
+    if outcome.champion is None:
+        if not (outcome.alerting and mail):
+            return outcome, None
+        outcome = replace(outcome, mailed="breach")  # stale data before any champion
+        return outcome, alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+    champion = outcome.champion.version
+    history = alert_history(registry, spec.name, champion)
+    today = alert_rows(evaluation_rows(outcome, run_id), champion)
+    kind, since = mail_decision(history, outcome.partition, outcome.alerting, spec.alerts.repeat_after_days, today)
+    outcome = replace(outcome, since=since, mailed=kind if mail else None)
+    if outcome.mailed == "recovery":
+        return outcome, alert_draft(spec, "nowtest", run_id, build_recovery_alert(outcome, airflow_run_url))
+    if outcome.mailed:
+        return outcome, alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+    return outcome, None
+
+
+def regression_alert(spec: ModelSpec, outcome: RegressionOutcome, *, run_id: str, airflow_run_url: str,
+                     mail: bool = True) -> AlertDraft | None:
+    """The draft of the mail a failed regression test sends (None when it passed, or for a backfill)."""
+    if outcome.result is None or outcome.result.passed or not mail:
+        return None
+    return alert_draft(spec, "regression", run_id,
+                       build_regression_alert(spec.name, outcome.version, outcome.result, airflow_run_url))
+
+
+def alert_history(registry: Registry, model: str, champion: int) -> list[Evaluation]:
+    """The verdict rows the model's alert state follows: the champion's re-predicted now-tests, what its own arm
+    served, and the service's level (`mail_decision` reads them day by day)."""
+    return [row for kind, contender in _alert_contenders(champion)
+            for row in registry.evaluations(model, kind, contender=contender)]
+
+
+def alert_rows(rows: Iterable[EvaluationRow], champion: int) -> list[EvaluationRow]:
+    """Of one now-test's rows, those `alert_history` would read back."""
+    wanted = set(_alert_contenders(champion))
+    return [row for row in rows if (row.kind, row.contender) in wanted]
+
+
+def _alert_contenders(champion: int) -> list[tuple[str, str]]:
+    return [("nowtest", version_contender(champion)), ("served", served_contender(champion, "champion")),
+            ("serving", SERVICE_CONTENDER)]
+
+
+def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool, repeat_after_days: int,
+                  today: Iterable[EvaluationRow] = ()) -> tuple[str | None, str | None]:
+    """Whether today's now-test mails, from the champion's earlier verdict days: (kind, first day of the breach).
+
+    'breach' when a breach starts; 'reminder' when it goes on and its last mail is `repeat_after_days` old (so
+    a breach that lasts a month is mailed about four times, not thirty); 'recovery' when a mailed breach ends;
+    None otherwise. Days between recorded now-tests do not interrupt a breach, and neither does a day that gives
+    no verdict on what breached (no requests to measure a latency on, too few served ids): a breach ends only
+    when what breached is measured again and passes, so a quiet day never reads as a recovery.
+    """
+    by_day: dict[str, list[EvaluationRow]] = {}
+    for row in history:
+        if row.partition < partition:
+            by_day.setdefault(row.partition, []).append(row)
+    open_keys: set[tuple[str, str]] = set()
+    start = last_mail = None
+    for day in sorted(by_day):
+        failed, undecided, kinds, mailed = _verdict_keys(by_day[day])
+        open_keys = _still_open(open_keys, failed, undecided, kinds)
+        if not open_keys:
+            start = last_mail = None
+            continue
+        start = start or day
+        last_mail = day if mailed else last_mail
+    if alerting:
+        if start is None:
+            return "breach", partition
+        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
+            >= repeat_after_days
+        return ("reminder" if waited else None), start
+    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
+        return None, start  # today says nothing about what breached: no recovery yet, and no news
+    return ("recovery", start) if last_mail else (None, None)
+
+
+def _verdict_keys(rows: Iterable[EvaluationRow]) -> tuple[set, set, set[str], bool]:
+    """A day's (kind, metric) keys that failed and that had a requirement but no verdict, its kinds, and whether
+    it was mailed."""
+    failed, undecided, kinds, mailed = set(), set(), set(), False
+    for row in rows:
+        details = row.details or {}
+        kinds.add(row.kind)
+        if row.passed is False:
+            failed.add((row.kind, row.metric))
+        elif row.passed is None and details.get("no_verdict"):
+            undecided.add((row.kind, row.metric))
+        mailed = mailed or bool(details.get("mailed"))
+    return failed, undecided, kinds, mailed
+
+
+def _still_open(open_keys: set, failed: set, undecided: set, kinds: set[str]) -> set:
+    """The breach keys a day leaves open: those failing, and those it gave no verdict on (or measured nothing of)."""
+    return failed | {key for key in open_keys if key in undecided or key[0] not in kinds}
+
+
+def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
+    """The latest now-test day among verdict rows (`alert_history`): it passed if none of that day's rows failed.
+
+    Returns None without rows, else {day, passed, failed_metrics, run_id}; a metric breached on what was served
+    is named 'served <metric>'.
+    """
+    rows = list(rows)
+    if not rows:
+        return None
+    day = max(r.partition for r in rows)
+    latest = [r for r in rows if r.partition == day]
+    failed = {f"served {r.metric}" if r.kind == "served" else r.metric for r in latest if r.passed is False}
+    return {"day": day, "passed": all(r.passed is not False for r in latest), "failed_metrics": sorted(failed),
+            "run_id": latest[-1].run_id}
