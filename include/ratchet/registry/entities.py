@@ -16,6 +16,15 @@ CHAMPION = "champion"
 MODELS_CHANGED = "ratchet_models_changed"
 
 
+# What an evaluation measured: the kinds the `evaluations` table accepts (its check constraint is built from them)
+BACKTEST = "backtest"  # a contender walked forward over one month of history
+NOWTEST = "nowtest"  # a contender on the latest days
+REGRESSION_TEST = "regression"  # the champion on its golden cases (not the `task: regression` of a spec)
+GATE = "gate"  # accepted since the first schema; nothing stores it (gate evidence is in the promotion's `gates`)
+SERVED = "served"  # a version's served predictions scored against actuals
+SERVING = "serving"  # the model's REST service itself: latency, errors, availability
+EVALUATION_KINDS = (BACKTEST, NOWTEST, REGRESSION_TEST, GATE, SERVED, SERVING)
+
 SERVICE_CONTENDER = "service"  # the contender of 'serving' evaluations: the model's REST service, not a version
 
 

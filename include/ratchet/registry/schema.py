@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ratchet.registry.entities import EVALUATION_KINDS, SERVING
+
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 
@@ -112,11 +114,10 @@ class ModelVersion(Base):
     )
 
 
-# 'served': a version's served predictions scored against actuals; 'serving': the service's own level (latency,
-# errors, availability), which belongs to the model's service rather than to a version or a baseline
-EVALUATION_KINDS_CHECK = "kind IN ('backtest', 'nowtest', 'regression', 'gate', 'served', 'serving')"
-EVALUATION_OWNER_CHECK = ("kind = 'serving' AND version_id IS NULL AND baseline IS NULL "
-                          "OR kind <> 'serving' AND (version_id IS NOT NULL) <> (baseline IS NOT NULL)")
+EVALUATION_KINDS_CHECK = "kind IN (" + ", ".join(f"'{kind}'" for kind in EVALUATION_KINDS) + ")"
+# a 'serving' evaluation belongs to the model's service rather than to a version or a baseline
+EVALUATION_OWNER_CHECK = (f"kind = '{SERVING}' AND version_id IS NULL AND baseline IS NULL "
+                          f"OR kind <> '{SERVING}' AND (version_id IS NOT NULL) <> (baseline IS NOT NULL)")
 
 
 class Evaluation(Base):
