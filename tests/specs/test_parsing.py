@@ -149,22 +149,27 @@ def test_each_mistake_names_file_field_and_expectation(tmp_path, change, field, 
     assert str(path) in message and f"'{field}'" in message and expected in message, message
 
 
-def test_the_readmes_model_example_is_a_valid_spec():
+def test_the_docs_model_examples_are_valid_specs():
+    """The README's minimal model, docs/configuration.md's full one, and docs/serving.md's serving fields in it."""
     from pathlib import Path
 
     import yaml
 
     from ratchet.specs import parse_spec
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("```yaml\n") + len("```yaml\n")
-    example = yaml.safe_load(readme[start:readme.index("```", start)])
-    spec = parse_spec(Path("README.md"), example)
+    def first_yaml_block(document: str) -> dict:
+        text = (Path(__file__).resolve().parents[2] / document).read_text()
+        start = text.index("```yaml\n") + len("```yaml\n")
+        return yaml.safe_load(text[start:text.index("```", start)])
+
+    minimal = parse_spec(Path("README.md"), first_yaml_block("README.md"))
+    assert minimal.name == "daily_demand" and minimal.promotion.ratchet.enabled
+    example = first_yaml_block("docs/configuration.md")
+    spec = parse_spec(Path("docs/configuration.md"), example)
     assert spec.name == "daily_demand" and spec.alerts.repeat_after_days == 7
     assert spec.promotion.ratchet.false_alarm_rate == 0.05 and spec.source.missing_target == "drop"
-    serving_section = readme.index("```yaml\n", readme.index("## Serving")) + len("```yaml\n")
-    serving = yaml.safe_load(readme[serving_section:readme.index("```", serving_section)])
-    spec = parse_spec(Path("README.md"), {**example, **serving})  # the Serving section's fields, in that model
+    serving = first_yaml_block("docs/serving.md")
+    spec = parse_spec(Path("docs/serving.md"), {**example, **serving})  # the serving page's fields, in that model
     assert spec.promotion.trial_days_from == "served" and spec.serving.split.fraction == 0.1
     assert {r.metric for r in spec.requirements if r.scope == "serving"} == {
         "serving_latency_p95_ms", "serving_error_rate", "availability"}
