@@ -16,7 +16,11 @@ from ratchet.alerting.mails import build_nowtest_alert, build_recovery_alert, bu
 from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.nowtest import NowtestOutcome, evaluation_rows
 from ratchet.registry.entities import (
+    NOWTEST,
+    REGRESSION_TEST,
+    SERVED,
     SERVICE_CONTENDER,
+    SERVING,
     AlertDraft,
     Evaluation,
     EvaluationRow,
@@ -41,16 +45,16 @@ def nowtest_alert(registry: Registry, spec: ModelSpec, outcome: NowtestOutcome, 
         if not (outcome.alerting and mail):
             return outcome, None
         outcome = replace(outcome, mailed="breach")  # stale data before any champion
-        return outcome, alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url))
     champion = outcome.champion.version
     history = alert_history(registry, spec.name, champion)
     today = alert_rows(evaluation_rows(outcome, run_id), champion)
     kind, since = mail_decision(history, outcome.partition, outcome.alerting, spec.alerts.repeat_after_days, today)
     outcome = replace(outcome, since=since, mailed=kind if mail else None)
     if outcome.mailed == "recovery":
-        return outcome, alert_draft(spec, "nowtest", run_id, build_recovery_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_recovery_alert(outcome, airflow_run_url))
     if outcome.mailed:
-        return outcome, alert_draft(spec, "nowtest", run_id, build_nowtest_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url))
     return outcome, None
 
 
@@ -59,7 +63,7 @@ def regression_alert(spec: ModelSpec, outcome: RegressionOutcome, *, run_id: str
     """The draft of the mail a failed regression test sends (None when it passed, or for a backfill)."""
     if outcome.result is None or outcome.result.passed or not mail:
         return None
-    return alert_draft(spec, "regression", run_id,
+    return alert_draft(spec, REGRESSION_TEST, run_id,
                        build_regression_alert(spec.name, outcome.version, outcome.result, airflow_run_url))
 
 
@@ -77,8 +81,8 @@ def alert_rows(rows: Iterable[EvaluationRow], champion: int) -> list[EvaluationR
 
 
 def _alert_contenders(champion: int) -> list[tuple[str, str]]:
-    return [("nowtest", version_contender(champion)), ("served", served_contender(champion, "champion")),
-            ("serving", SERVICE_CONTENDER)]
+    return [(NOWTEST, version_contender(champion)), (SERVED, served_contender(champion, "champion")),
+            (SERVING, SERVICE_CONTENDER)]
 
 
 def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool, repeat_after_days: int,
@@ -147,6 +151,6 @@ def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
         return None
     day = max(r.partition for r in rows)
     latest = [r for r in rows if r.partition == day]
-    failed = {f"served {r.metric}" if r.kind == "served" else r.metric for r in latest if r.passed is False}
+    failed = {f"served {r.metric}" if r.kind == SERVED else r.metric for r in latest if r.passed is False}
     return {"day": day, "passed": all(r.passed is not False for r in latest), "failed_metrics": sorted(failed),
             "run_id": latest[-1].run_id}

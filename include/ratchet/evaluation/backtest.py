@@ -20,7 +20,7 @@ from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
-from ratchet.registry.entities import DayRow, EvaluationRow
+from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow
 from ratchet.specs.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
     frame = sources.read_source(spec, end=end) if frame is None else frame
     fingerprints = month_fingerprints(spec, frame)
     X, y, times = make_xy(spec, frame)
-    stored = registry.evaluated_fingerprints(spec.name, "backtest")
+    stored = registry.evaluated_fingerprints(spec.name, BACKTEST)
     everyone = contenders(registry, spec)
     rows, days, computed, skipped = [], [], 0, 0
     for month in months:
@@ -94,7 +94,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             model = _estimator_for(spec, contender).fit(X[train], y[train])
             scores = metrics.evaluate(spec.task, model, X[test], y[test])
             computed += 1
-            rows += [EvaluationRow(kind="backtest", contender=contender.name, partition=month, metric=name,
+            rows += [EvaluationRow(kind=BACKTEST, contender=contender.name, partition=month, metric=name,
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
                                    baseline=contender.baseline, window_start=start.to_pydatetime(),
                                    window_end=stop.to_pydatetime(), data_fingerprint=fingerprints.get(month),
@@ -125,7 +125,7 @@ def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, y: p
 def metric_table(registry: Registry, spec: ModelSpec, metric: str | None = None) -> dict[str, dict[str, float]]:
     """contender -> month -> value of one metric (default: the ranking metric), over the months the spec back-tests."""
     table: dict[str, dict[str, float]] = {}
-    for contender, month, value in registry.metric_values(spec.name, "backtest", metric or spec.metric):
+    for contender, month, value in registry.metric_values(spec.name, BACKTEST, metric or spec.metric):
         if value is not None:
             table.setdefault(contender, {})[month] = value
     months = sorted({m for values in table.values() for m in values})[-spec.backtest.months:]

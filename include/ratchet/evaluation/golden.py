@@ -37,7 +37,7 @@ from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling.features import is_model_input, lag_name
 from ratchet.modeling.metrics import best_baseline
 from ratchet.modeling.months import window_bounds
-from ratchet.registry.entities import EvaluationRow, GoldenCase, Version, version_contender
+from ratchet.registry.entities import REGRESSION_TEST, EvaluationRow, GoldenCase, Version, version_contender
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -314,6 +314,6 @@ def regression_row(outcome: RegressionOutcome, run_id: str) -> EvaluationRow:
     result = outcome.result
     rate = (result.n_cases - len(result.failures)) / result.n_cases if result.n_cases else None
     return EvaluationRow(
-        kind="regression", contender=version_contender(outcome.version), version=outcome.version,
+        kind=REGRESSION_TEST, contender=version_contender(outcome.version), version=outcome.version,
         partition=outcome.partition, metric="golden_pass_rate", value=rate, n_rows=result.n_cases, run_id=run_id,
         passed=result.passed, details={"n_cases": result.n_cases, "failures": result.failures})

@@ -41,7 +41,7 @@ from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
 from ratchet.modeling.features import make_xy
 from ratchet.modeling.months import window_bounds
-from ratchet.registry.entities import EvaluationRow, Version
+from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -233,7 +233,7 @@ def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]
     what was served and the service level included."""
     window = {"start": outcome.window_start.isoformat(), "end": outcome.window_end.isoformat(),
               "days": outcome.window_days}
-    common = dict(kind="nowtest", partition=outcome.partition, n_rows=outcome.n_rows, run_id=run_id,
+    common = dict(kind=NOWTEST, partition=outcome.partition, n_rows=outcome.n_rows, run_id=run_id,
                   window_start=outcome.window_start, window_end=outcome.window_end)
     rows = []
     for result in outcome.results:

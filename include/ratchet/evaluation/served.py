@@ -34,7 +34,7 @@ from ratchet.evaluation.requirements import RequirementResult, check_requirement
 from ratchet.exceptions import DataError
 from ratchet.modeling import metrics
 from ratchet.modeling.metrics import finite, improvement
-from ratchet.registry.entities import EvaluationRow, served_contender
+from ratchet.registry.entities import SERVED, EvaluationRow, served_contender
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -246,7 +246,7 @@ def evaluation_rows(served: ServedEvaluation, common: dict[str, Any], window: di
                    "comparisons": [c for c in served.comparisons if result.contender in (c["champion"],
                                                                                          c["candidate"])],
                    "mailed": mailed if result.role == "champion" else None}
-        own = {**common, "kind": "served", "contender": result.contender, "version": result.version,
+        own = {**common, "kind": SERVED, "contender": result.contender, "version": result.version,
                "n_rows": result.scored}
         rows.append(EvaluationRow(**own, metric="ids", value=float(result.scored), details=details))
         for metric, value in result.scores.items():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
-from ratchet.registry.entities import SERVICE_CONTENDER, EvaluationRow
+from ratchet.registry.entities import SERVICE_CONTENDER, SERVING, EvaluationRow
 
 if TYPE_CHECKING:
     from ratchet.registry.entities import ProbeStats, Requirement, ServingLog, ServingStats
@@ -135,7 +135,7 @@ def evaluation_rows(level: ServiceLevel, common: dict[str, Any], mailed: str | N
                    "probes": level.probes, "healthy_minutes": level.healthy_minutes, "minutes": level.minutes,
                    "requirements": [result.as_dict()] if result else [], "mailed": mailed,
                    "no_verdict": level.no_verdict.get(metric)}
-        rows.append(EvaluationRow(**{**common, "kind": "serving", "n_rows": level.requests,
+        rows.append(EvaluationRow(**{**common, "kind": SERVING, "n_rows": level.requests,
                                      "window_start": level.start, "window_end": level.end},
                                   contender=SERVICE_CONTENDER, metric=metric, value=level.values.get(metric),
                                   passed=result.passed if result else None, details=details))

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from ratchet.evaluation.service_level import availability, day_totals, floor_minute
+from ratchet.registry.entities import SERVED
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -45,7 +46,7 @@ def period_figures(log: ServingLog, start: dt.datetime, end: dt.datetime, now: d
 def latest_served(registry: Registry, model: str) -> dict[str, Any] | None:
     """The latest served evaluation of the now-test: per 'v<N>@<arm>' its role, ids and metrics, and the A/B
     comparisons' statements; None before the first."""
-    rows = registry.evaluations(model, "served")
+    rows = registry.evaluations(model, SERVED)
     if not rows:
         return None
     day = max(r.partition for r in rows)

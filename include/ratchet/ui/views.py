@@ -9,7 +9,7 @@ from ratchet.exceptions import UnknownModelError
 from ratchet.lifecycle.promotion import open_proposal
 from ratchet.pipeline import proposal_run_id
 from ratchet.registry import Registry, in_trial
-from ratchet.registry.entities import Version
+from ratchet.registry.entities import BACKTEST, NOWTEST, Version
 from ratchet.reporting import charts, reports, serving
 from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import ModelSpec, RequirementSpec
@@ -35,7 +35,7 @@ def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
         number = champion.version if champion else None
         champion_mean = last = None
         if champion:
-            values = [e.value for e in registry.evaluations(name, "backtest", contender=champion.contender,
+            values = [e.value for e in registry.evaluations(name, BACKTEST, contender=champion.contender,
                                                             metric=spec.metric) if e.value is not None]
             values = values[-spec.backtest.months:]
             champion_mean = sum(values) / len(values) if values else None
@@ -73,7 +73,7 @@ def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         title=f"Back-test {spec.metric} per month", y_label=spec.metric,
         requirement=reports.requirement_line(spec, table, months))
 
-    nowtests = registry.evaluations(name, "nowtest")
+    nowtests = registry.evaluations(name, NOWTEST)
     nowtest_metric = next((r.metric for r in spec.requirements if r.scope == "nowtest"), spec.metric)
     champion_key = champion.contender if champion else None
     timeline = sorted((e for e in nowtests if e.contender == champion_key and e.metric == nowtest_metric),
