@@ -1,7 +1,8 @@
 """What a model spec is: the frozen dataclasses a YAML file becomes, and the vocabulary it may use.
 
-The metric names, their directions and the baselines live here once; everything else (parsing,
-metrics, requirements, search) reads them from this module, which imports nothing heavy.
+The metric names, their directions and the baselines live here once, and so does every default: a field's
+default is its dataclass field's, which `specs.parsing` reads back (never writing the value again); everything
+else (parsing, metrics, requirements, search) reads them from this module, which imports nothing heavy.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ LAG_POLICIES = ("days", "rows")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
 TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+DEFAULT_OWNER = "ratchet"  # `owner:` when a spec names none
 # The channel alerts go out on when a spec lists no `alerts.notifiers`: mail to its `alert_emails`
 DEFAULT_NOTIFIER_CLASS = "ratchet.alerting.notifiers.SmtpNotifier"
 

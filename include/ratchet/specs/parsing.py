@@ -14,6 +14,7 @@ from ratchet.specs.model import (
     CLASSIFICATION_BASELINES,
     COMPUTATIONAL_METRICS,
     DEFAULT_NOTIFIERS,
+    DEFAULT_OWNER,
     DISTRIBUTIONS,
     LAG_POLICIES,
     LOWER_IS_BETTER,
@@ -142,9 +143,9 @@ def _parse_source(f: _Fields) -> Source:
         features=features,
         categorical=categorical,
         target_lags=tuple(sorted(set(lags))),
-        missing_target=f.get("missing_target", str, "drop", check=lambda v: v in MISSING_TARGET_POLICIES,
+        missing_target=f.get("missing_target", str, Source.missing_target, check=lambda v: v in MISSING_TARGET_POLICIES,
                              expected=f"one of {list(MISSING_TARGET_POLICIES)}"),
-        lags_by=f.get("lags_by", str, "days", check=lambda v: v in LAG_POLICIES,
+        lags_by=f.get("lags_by", str, Source.lags_by, check=lambda v: v in LAG_POLICIES,
                       expected=f"one of {list(LAG_POLICIES)} (a lag of k: k calendar days or k rows earlier)"),
     )
 
@@ -314,7 +315,7 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
 
 def _parse_serving(f: _Fields) -> ServingSpec:
     f.reject_unknown({"cache_ttl_seconds", "split"})
-    ttl = f.get("cache_ttl_seconds", float, 300.0, check=lambda v: v >= 0,
+    ttl = f.get("cache_ttl_seconds", float, ServingSpec.cache_ttl_seconds, check=lambda v: v >= 0,
                 expected="a number of seconds >= 0 (0: never reuse an answer)")
     if "split" not in f.data:
         return ServingSpec(cache_ttl_seconds=ttl)
@@ -354,13 +355,13 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction"})
     allowed_metrics = task_metrics(task)
     search = SearchSpec(
-        n_trials=s.get("n_trials", int, 20, check=_positive, expected="a positive integer"),
-        cv_folds=s.get("cv_folds", int, 3, check=lambda v: v >= 2, expected="an integer >= 2"),
-        seed=s.get("seed", int, 0),
-        candidates=s.get("candidates", int, 2, check=_positive, expected="a positive integer"),
-        metric=s.get("metric", str, None, check=lambda m: m in allowed_metrics,
+        n_trials=s.get("n_trials", int, SearchSpec.n_trials, check=_positive, expected="a positive integer"),
+        cv_folds=s.get("cv_folds", int, SearchSpec.cv_folds, check=lambda v: v >= 2, expected="an integer >= 2"),
+        seed=s.get("seed", int, SearchSpec.seed),
+        candidates=s.get("candidates", int, SearchSpec.candidates, check=_positive, expected="a positive integer"),
+        metric=s.get("metric", str, SearchSpec.metric, check=lambda m: m in allowed_metrics,
                      expected=f"one of {list(allowed_metrics)}"),
-        explore_fraction=s.get("explore_fraction", float, 0.5, check=lambda v: 0 <= v <= 1,
+        explore_fraction=s.get("explore_fraction", float, SearchSpec.explore_fraction, check=lambda v: 0 <= v <= 1,
                                expected="a number between 0 and 1"),
     )
 
@@ -387,18 +388,19 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     b = f.sub("backtest")
     b.reject_unknown({"months", "window"})
-    window = b.get("window", (str, int), "expanding",
+    window = b.get("window", (str, int), BacktestSpec.window,
                    check=lambda w: w == "expanding" or (isinstance(w, int) and w > 0),
                    expected="'expanding' or a positive number of months")
-    backtest = BacktestSpec(months=b.get("months", int, 12, check=_positive, expected="a positive integer"),
+    backtest = BacktestSpec(months=b.get("months", int, BacktestSpec.months, check=_positive,
+                                          expected="a positive integer"),
                             window=window)
 
     n = f.sub("nowtest")
     n.reject_unknown({"window_days", "min_rows"})
-    window_days = n.get("window_days", int, 7, check=_positive, expected="a positive integer")
+    window_days = n.get("window_days", int, NowtestSpec.window_days, check=_positive, expected="a positive integer")
     nowtest = NowtestSpec(
         window_days=window_days,
-        min_rows=n.get("min_rows", int, 5, check=lambda v: 1 <= v <= window_days,
+        min_rows=n.get("min_rows", int, NowtestSpec.min_rows, check=lambda v: 1 <= v <= window_days,
                        expected=f"a positive integer no larger than window_days ({window_days}): a window of "
                                 f"{window_days} daily rows can never hold more"),
     )
@@ -407,7 +409,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     a.reject_unknown({"repeat_after_days", "notifiers"})
     raw_notifiers = a.get("notifiers", list, None, check=bool,
                           expected="a non-empty list of notifiers, each {class: <import path>, ...its arguments}")
-    alerts = AlertsSpec(repeat_after_days=a.get("repeat_after_days", int, 7, check=_positive,
+    alerts = AlertsSpec(repeat_after_days=a.get("repeat_after_days", int, AlertsSpec.repeat_after_days, check=_positive,
                                                  expected="a positive number of days"),
                         notifiers=DEFAULT_NOTIFIERS if raw_notifiers is None else _parse_notifiers(a, raw_notifiers))
 
@@ -416,7 +418,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     p = f.sub("promotion")
     p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet",
                       "trial_days_from"})
-    trial_days_from = p.get("trial_days_from", str, "nowtest", check=lambda v: v in TRIAL_DAY_SOURCES,
+    trial_days_from = p.get("trial_days_from", str, PromotionSpec.trial_days_from,
+                            check=lambda v: v in TRIAL_DAY_SOURCES,
                             expected=f"one of {list(TRIAL_DAY_SOURCES)} (the days gate 4 counts: now-test days in "
                                      "trial, or days the version answered as serving.split's candidate)")
     if trial_days_from == "served" and serving.split is None:
@@ -425,16 +428,18 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     r = p.sub("ratchet")
     r.reject_unknown({"enabled", "false_alarm_rate"})
     promotion = PromotionSpec(
-        min_improvement=p.get("min_improvement", float, 0.0, check=lambda v: v >= 0,
+        min_improvement=p.get("min_improvement", float, PromotionSpec.min_improvement, check=lambda v: v >= 0,
                               expected="a non-negative number (relative improvement, 0.02 = 2%)"),
-        min_months_won=p.get("min_months_won", int, 0, check=lambda v: v >= 0, expected="an integer >= 0"),
-        min_trial_days=p.get("min_trial_days", int, 0, check=lambda v: v >= 0, expected="an integer >= 0"),
+        min_months_won=p.get("min_months_won", int, PromotionSpec.min_months_won, check=lambda v: v >= 0,
+                             expected="an integer >= 0"),
+        min_trial_days=p.get("min_trial_days", int, PromotionSpec.min_trial_days, check=lambda v: v >= 0,
+                             expected="an integer >= 0"),
         ratchet=RatchetSpec(
-            enabled=r.get("enabled", bool, False),
-            false_alarm_rate=r.get("false_alarm_rate", float, 0.05, check=lambda v: 0 < v < 0.5,
+            enabled=r.get("enabled", bool, RatchetSpec.enabled),
+            false_alarm_rate=r.get("false_alarm_rate", float, RatchetSpec.false_alarm_rate, check=lambda v: 0 < v < 0.5,
                                    expected="a rate between 0 and 0.5 (0.05: one false alarm in 20 windows)"),
         ),
-        significance=p.get("significance", float, 0.05, check=lambda v: 0 < v < 0.5,
+        significance=p.get("significance", float, PromotionSpec.significance, check=lambda v: 0 < v < 0.5,
                            expected="a test level between 0 and 0.5 (0.05)"),
         trial_days_from=trial_days_from,
     )
@@ -445,7 +450,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         raise f.fail("golden_cases", "an existing file next to the YAML", str(golden_path))
 
     return ModelSpec(
-        name=name, task=task, owner=f.get("owner", str, "ratchet"), alert_emails=emails,
+        name=name, task=task, owner=f.get("owner", str, DEFAULT_OWNER), alert_emails=emails,
         source=source, estimators=estimators, search=search, baselines=baselines,
         requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
