@@ -51,7 +51,7 @@ def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
 
 def month_groups(spec: ModelSpec, frame: pd.DataFrame, *, end: Any, groups: int) -> list[list[str]]:
     """The months to back-test, oldest first, split into `groups` consecutive slices (some may be empty)."""
-    months = complete_months(frame[spec.source.time_column], spec.backtest.months, before=end)
+    months = complete_months(frame[spec.source.key.time], spec.backtest.months, before=end)
     size = max(1, math.ceil(len(months) / groups))
     return [months[i * size:(i + 1) * size] for i in range(groups)]
 

@@ -55,7 +55,7 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
     if not keep.all():
         log.info("model %r: %d of %d rows have no target lag %s (%s) and are left out",
                  spec.name, int((~keep).sum()), len(keep), list(src.target_lags), src.lags_by)
-    times = frame[src.time_column]
+    times = frame[src.key.time]
     return (X[keep].reset_index(drop=True), frame[src.target][keep].reset_index(drop=True),
             times[keep].reset_index(drop=True))
 
@@ -64,7 +64,7 @@ def _lagger(spec: ModelSpec, frame: pd.DataFrame) -> Callable[[int], np.ndarray]
     target = frame[spec.source.target].reset_index(drop=True)
     if spec.source.lags_by == "rows":
         return lambda lag: target.shift(lag).to_numpy()
-    times = frame[spec.source.time_column]
+    times = frame[spec.source.key.time]
     by_time = pd.Series(target.to_numpy(), index=times.to_numpy())
     return lambda lag: by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
 

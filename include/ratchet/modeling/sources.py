@@ -1,7 +1,8 @@
 """A model's source rows: read from a PostgreSQL table or SELECT query, and validated.
 
-A model's data is one row per timestamp (daily). Every problem with it is a `DataError` naming the
-model, the column and what is wrong, raised before anything is computed or stored.
+A model's data is one row per row key (`Source.key`: today its time, at any frequency, gaps allowed). Every
+problem with it is a `DataError` naming the model, the column and what is wrong, raised before anything is
+computed or stored.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def engine_for(spec: ModelSpec, url: str | None = None) -> Engine:
 def _table_sql(engine: Engine, spec: ModelSpec, end: pd.Timestamp | None) -> tuple[str, dict]:
     quote = engine.dialect.identifier_preparer.quote
     name = ".".join(quote(part) for part in spec.source.table.split("."))
-    time_col = quote(spec.source.time_column)
+    time_col = quote(spec.source.key.time)
     where, params = "", {}
     if end is not None:
         where, params = f" WHERE {time_col} < :end", {"end": end.to_pydatetime()}
@@ -81,7 +82,7 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
         engine.dispose()
     frame = validate_frame(spec, frame)
     if end is not None and spec.source.query:
-        frame = frame[frame[spec.source.time_column] < end].reset_index(drop=True)
+        frame = frame[frame[spec.source.key.time] < end].reset_index(drop=True)
     return frame
 
 
@@ -116,7 +117,7 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         relation = ".".join(quote(part) for part in src.table.split("."))
     else:
         relation = f"({src.query.strip().rstrip(';')}) AS ratchet_source"
-    time_col, target = quote(src.time_column), quote(src.target)
+    time_col, target = quote(src.key.time), quote(src.target)
     first = naive_utc(first).to_pydatetime()
     params: dict[str, Any] = {"first": first, "last": naive_utc(last if last is not None else first).to_pydatetime()}
     rows = f"SELECT * FROM {relation} WHERE {time_col} >= :first AND {time_col} <= :last" if last is not None else None
@@ -139,17 +140,17 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
 
 
 def feature_columns(spec: ModelSpec, columns: Iterable[str]) -> list[str]:
-    """The declared `source.features`, else every column (of a frame, or named) but the time column and the target."""
+    """The declared `source.features`, else every column (of a frame, or named) but the row key and the target."""
     if spec.source.features is not None:
         return list(spec.source.features)
-    return [c for c in columns if c not in (spec.source.time_column, spec.source.target)]
+    return [c for c in columns if c not in (*spec.source.key.columns, spec.source.target)]
 
 
 def require_columns(spec: ModelSpec, columns: Iterable[str]) -> None:
-    """Raise DataError unless the source's columns include the time, the target and the declared features."""
+    """Raise DataError unless the source's columns include the row key, the target and the declared features."""
     src = spec.source
     columns = list(columns)
-    missing = [c for c in (src.time_column, src.target, *(src.features or ())) if c not in columns]
+    missing = [c for c in (*src.key.columns, src.target, *(src.features or ())) if c not in columns]
     if missing:
         raise DataError(f"model {spec.name!r}: missing columns {missing}; the source has {columns}")
 
@@ -165,28 +166,29 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
             unordered timestamps, NaN targets, a single class, a non-numeric feature).
     """
     src = spec.source
+    time = src.key.time
     prefix = f"model {spec.name!r}"
     require_columns(spec, frame.columns)
     if frame.empty:
         raise DataError(f"{prefix}: the source returned no rows")
     frame = frame.copy()
     try:
-        times = pd.to_datetime(frame[src.time_column])
+        times = pd.to_datetime(frame[time])
     except (ValueError, TypeError) as exc:
-        raise DataError(f"{prefix}: time column {src.time_column!r} is not a date/time ({exc})") from None
+        raise DataError(f"{prefix}: time column {time!r} is not a date/time ({exc})") from None
     if times.dt.tz is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
     if times.isna().any():
-        raise DataError(f"{prefix}: time column {src.time_column!r} has {int(times.isna().sum())} empty values")
-    frame[src.time_column] = times
-    duplicated = times[times.duplicated()]
-    if not duplicated.empty:
-        raise DataError(f"{prefix}: duplicate timestamps in {src.time_column!r}, first {duplicated.iloc[0]} "
-                        f"({len(duplicated)} duplicates)")
+        raise DataError(f"{prefix}: time column {time!r} has {int(times.isna().sum())} empty values")
+    frame[time] = times
+    repeated = frame.duplicated(list(src.key.columns)).to_numpy()
+    if repeated.any():
+        raise DataError(f"{prefix}: duplicate timestamps in {time!r}, first {times[repeated].iloc[0]} "
+                        f"({int(repeated.sum())} duplicates)")
     backwards = np.flatnonzero(np.diff(times.to_numpy()) < np.timedelta64(0))
     if backwards.size:
         i = int(backwards[0])
-        raise DataError(f"{prefix}: timestamps in {src.time_column!r} are not in order: row {i + 1} "
+        raise DataError(f"{prefix}: timestamps in {time!r} are not in order: row {i + 1} "
                         f"({times.iloc[i + 1]}) comes after row {i} ({times.iloc[i]}); add ORDER BY to the query")
     target = frame[src.target]
     if spec.task == "regression" and not pd.api.types.is_numeric_dtype(target):

@@ -52,6 +52,27 @@ def task_metrics(task: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class RowKey:
+    """What identifies one row of a model's source and orders its rows: the one place that decides it.
+
+    Every module that orders, partitions, matches, looks up or names rows asks the key (`Source.key`) instead
+    of reading `time_column`. Today a row is its time: one series, one row per time. Series key columns (a
+    panel) and row ids (events) extend the key here, and every caller follows.
+    """
+
+    time: str  # the column that orders rows, partitions them into months and anchors windows and lags
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns whose values together are unique in the source (and are no feature unless declared)."""
+        return (self.time,)
+
+    def describe(self, values: tuple[Any, ...]) -> str:
+        """A row's key in words for messages, e.g. "day = 2024-04-10 00:00:00"."""
+        return ", ".join(f"{column} = {value}" for column, value in zip(self.columns, values, strict=True))
+
+
+@dataclass(frozen=True)
 class Source:
     """Where a model's rows come from (`source:`): a table or SELECT, its time column, target and features."""
 
@@ -65,6 +86,11 @@ class Source:
     target_lags: tuple[int, ...] = ()
     missing_target: str = "drop"  # rows without a target: dropped (and counted) or an error
     lags_by: str = "days"  # a lag of k is the target k calendar days earlier, or k rows earlier
+
+    @property
+    def key(self) -> RowKey:
+        """What identifies a row of this source (see `RowKey`)."""
+        return RowKey(self.time_column)
 
 
 @dataclass(frozen=True)
