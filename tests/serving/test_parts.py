@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from features_reference import features_of_rows, input_rows
 from promote_helpers import register_fitted
 from serving_helpers import TOKEN, register_trained
 from spec_factory import write_spec
@@ -25,7 +26,6 @@ from ratchet.serving.app import create_app
 from ratchet.serving.cache import TTLCache
 from ratchet.serving.log import ServedLog
 from ratchet.serving.metrics import ServingMetrics
-from ratchet.serving.predict import features_of_rows, input_rows
 from ratchet.serving.routing import Estimators, candidate_share, resolve
 from ratchet.serving.rows import FeatureReader
 from ratchet.serving.service import Service
@@ -48,9 +48,9 @@ def _gappy_table(registry) -> pd.DataFrame:
 @pytest.mark.parametrize(("lags_by", "lags", "query"), [("days", [1, 7], False), ("rows", [1, 3], False),
                                                          ("days", [1, 2], True)])
 def test_every_id_gets_the_features_a_full_read_builds_or_the_same_refusal(registry, tmp_path, lags_by, lags, query):
-    """For each day of a table with gaps and unknown targets, the bounded read builds the features `ratchet predict`
-    builds from the whole history before that day (and, for a day with a target, the row training saw), or
-    refuses the id exactly when that path refuses it."""
+    """For each day of a table with gaps and unknown targets, the bounded read builds the features the pandas
+    reference (tests/features_reference.py: validate, then make_xy) builds from the whole history before that
+    day (and, for a day with a target, the row training saw), or refuses the id exactly when that path refuses it."""
     frame = _gappy_table(registry)
     source = {"features": ["x1"], "target_lags": lags, "lags_by": lags_by}
     spec = (write_spec(tmp_path, name="parts", query=f"SELECT * FROM {TABLE} ORDER BY day;", source=source)

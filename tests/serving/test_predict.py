@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from ratchet.modeling import artifacts, features, months, sources
 from ratchet.serving import predict
+from ratchet.serving.routing import Estimators
 
 TABLE = "predict_source"
 
@@ -80,10 +81,10 @@ def test_rows_whose_lags_are_unknown_and_missing_columns_are_refused(registry, c
 
 
 def test_the_champion_is_cached_by_version_and_checksum(registry, champion):
-    predict._ESTIMATORS.clear()
-    row, first = predict.champion_estimator(registry, "demand")
-    _, again = predict.champion_estimator(registry, "demand")
-    assert again is first and list(predict._ESTIMATORS) == [("demand", 1, row.artifact_sha256)]
+    estimators = Estimators(registry)  # the one estimator cache, shared with the REST service
+    row, first = predict.champion_estimator(registry, estimators, "demand")
+    _, again = predict.champion_estimator(registry, estimators, "demand")
+    assert again is first and list(estimators._loaded) == [("demand", 1, row.artifact_sha256)]
 
 
 def test_cli_writes_predictions(registry, champion, tmp_path):
