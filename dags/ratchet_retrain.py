@@ -41,7 +41,8 @@ def ratchet_retrain():
         from ratchet import pipeline
 
         label(model=model)
-        result = pipeline.retrain(model, end=pipeline.run_end(dag_run))
+        result = pipeline.retrain(model, end=pipeline.run_end(dag_run),
+                                  author=dag_run.triggering_user_name or "ratchet_retrain")
         outlet_events[MODEL_VERSIONS].extra = result
         return result
 

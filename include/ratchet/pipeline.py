@@ -101,12 +101,13 @@ def model_context(model: str) -> Iterator[tuple[ModelSpec, Registry]]:
 
 
 @fail_fast
-def retrain(model: str, *, end: dt.datetime) -> dict[str, Any]:
-    """Retrain one model on the data before `end`; returns the versions it registered."""
+def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain") -> dict[str, Any]:
+    """Retrain one model on the data before `end`; returns the versions it registered (each records `author`)."""
     from ratchet.lifecycle.retrain import retrain_model
 
     with model_context(model) as (spec, registry):
-        versions = retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end)
+        versions = retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end,
+                                 author=author)
     return {"model": model, "versions": versions}
 
 
@@ -117,12 +118,12 @@ def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> 
     from ratchet.modeling import sources
 
     with model_context(model) as (spec, registry):
-        frame = sources.read_source(spec, end=end)
-        months = backtest.month_groups(spec, frame, end=end, groups=groups)[group]
+        raw = sources.read_rows(spec, end=end)
+        months = backtest.month_groups(spec, sources.checked_rows(spec, raw, end=end), end=end, groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
         counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end), end=end,
-                                        frame=frame)
+                                        raw=raw)
     return {"model": model, "months": months, **counts}
 
 

@@ -22,7 +22,7 @@ def test_db_upgrade_is_idempotent(database_url):
     for _ in range(2):
         result = _ratchet("db", "upgrade")
         assert result.returncode == 0 and f"migrated to {db.current_revision(database_url)}" in result.stdout
-    assert db.current_revision(database_url) == "0005"  # the newest migration, promotion proposals
+    assert db.current_revision(database_url) == "0006"  # the newest migration, version feature contracts
 
 
 def test_load_demo_writes_the_table_once(registry):

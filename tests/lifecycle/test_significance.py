@@ -36,7 +36,7 @@ def _night(registry, spec, end: dt.datetime) -> dict[int, dict]:
     versions = retrain_model(registry, spec, run_id=run, logical_date=end)
     frame = sources.read_source(spec, end=end)
     (months,) = backtest.month_groups(spec, frame, end=end, groups=1)
-    backtest.run_partition(registry, spec, months, run_id=f"backtest@{end.isoformat()}", end=end, frame=frame)
+    backtest.run_partition(registry, spec, months, run_id=f"backtest@{end.isoformat()}", end=end)
     return {v: paired_test(registry, spec, f"v{v}", "last_value", months) for v in versions}
 
 

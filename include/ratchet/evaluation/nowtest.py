@@ -39,7 +39,7 @@ from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
-from ratchet.modeling.features import make_xy
+from ratchet.modeling.features import ContractInputs, make_xy
 from ratchet.modeling.months import window_bounds
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
 
@@ -180,8 +180,9 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         return NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                               spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {}), []
 
-    frame = sources.read_source(spec, end=end)
-    X, y, times = make_xy(spec, frame)
+    raw = sources.read_rows(spec, end=end)
+    X, y, times = make_xy(spec, sources.checked_rows(spec, raw, end=end))  # today's YAML: baselines, served
+    inputs = ContractInputs(spec, raw, end=end)  # each version's own inputs
     window = ((times >= start) & (times < end)).to_numpy()
     before = (times < start).to_numpy()
     n_rows = int(window.sum())
@@ -195,18 +196,24 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
                   for name in spec.baselines}
     baseline_scores = {name: metrics.evaluate(spec.task, baseline, Xw, yw).values for name, baseline in fitted.items()}
 
-    results = []
+    results, champion_window = [], None
     for row in versions:
         role = "champion" if champion is not None and row.version == champion.version else "candidate"
-        drift = feature_drift(row, X, times, window, spec.source.categorical)
+        own, vX, vy, vtimes = inputs.of(row.version, row.contract)
+        own_window = ((vtimes >= start) & (vtimes < end)).to_numpy()
+        drift = feature_drift(row, vX, vtimes, own_window, own.source.categorical)
         if n_rows < spec.nowtest.min_rows:
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
+        vXw = _stored_inputs(row, vX[own_window].reset_index(drop=True))
+        vyw, vtw = vy[own_window].reset_index(drop=True), vtimes[own_window].reset_index(drop=True)
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred, undefined, _ = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
+        scores, y_pred, undefined, _ = metrics.evaluate(spec.task, estimator, vXw, vyw)
         checked = check_requirements(requirements, scores, baseline_scores)
-        misses = _worst_misses(spec.task, yw, tw, y_pred)
+        misses = _worst_misses(spec.task, vyw, vtw, y_pred)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined))
+        if role == "champion":
+            champion_window = vXw
 
     day_end = end.tz_localize("UTC").to_pydatetime()
     day_log = registry.serving_log(spec.name, day_end - SERVING_DAY, day_end)
@@ -220,8 +227,8 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
         own = outcome.champion
-        cases = harvest_worst_misses(spec, own.contender, own.worst_misses, own.failed, Xw, baseline_scores,
-                                     X[before], y[before])
+        cases = harvest_worst_misses(spec, own.contender, own.worst_misses, own.failed, champion_window,
+                                     baseline_scores, X[before], y[before])
     if cases:
         known = {case.case_key for case in registry.golden_cases(spec.name)}
         outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))

@@ -63,6 +63,29 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
     Raises:
         DataError: the source cannot be read, or its rows fail `validate_frame`.
     """
+    return checked_rows(spec, read_rows(spec, url=url, end=end), end=end)
+
+
+def checked_rows(spec: ModelSpec, raw: pd.DataFrame, *, end: Any = None) -> pd.DataFrame:
+    """Rows as `read_rows` read them, validated under `spec` (today's YAML, or a version's feature contract) and
+    kept before `end`: one read serves every contract a now-test or back-test compares.
+
+    Raises:
+        DataError: the rows fail `validate_frame`.
+    """
+    end = naive_utc(end)
+    frame = validate_frame(spec, raw)
+    if end is not None and spec.source.query:
+        frame = frame[frame[spec.source.key.time] < end].reset_index(drop=True)
+    return frame
+
+
+def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd.DataFrame:
+    """The source's rows as read, not validated (a table's only before `end`; a query's filtered once validated).
+
+    Raises:
+        DataError: the source cannot be read.
+    """
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -80,9 +103,6 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
         raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
     finally:
         engine.dispose()
-    frame = validate_frame(spec, frame)
-    if end is not None and spec.source.query:
-        frame = frame[frame[spec.source.key.time] < end].reset_index(drop=True)
     return frame
 
 
@@ -152,7 +172,9 @@ def require_columns(spec: ModelSpec, columns: Iterable[str]) -> None:
     columns = list(columns)
     missing = [c for c in (*src.key.columns, src.target, *(src.features or ())) if c not in columns]
     if missing:
-        raise DataError(f"model {spec.name!r}: missing columns {missing}; the source has {columns}")
+        trained = (f"; v{spec.contract_of} was trained on them (its feature contract) and cannot predict without "
+                   "them" if spec.contract_of is not None else "")
+        raise DataError(f"{spec.label}: missing columns {missing}; the source has {columns}{trained}")
 
 
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) -> pd.DataFrame:
@@ -167,7 +189,7 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     """
     src = spec.source
     time = src.key.time
-    prefix = f"model {spec.name!r}"
+    prefix = spec.label
     require_columns(spec, frame.columns)
     if frame.empty:
         raise DataError(f"{prefix}: the source returned no rows")
