@@ -81,7 +81,7 @@ def input_records(spec: ModelSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
         raise PredictError(f"input for model {spec.name!r} lacks the time column {time!r}")
     missing = [c for c in spec.source.features or () if c not in frame.columns]
     if missing:
-        raise PredictError(f"input for model {spec.name!r} lacks column(s) {missing}")
+        raise PredictError(f"input for {spec.label} lacks column(s) {missing}")
     rows = frame.copy()
     try:
         times = pd.to_datetime(rows[time], utc=True).dt.tz_localize(None)
