@@ -17,13 +17,22 @@ def test_each_task_gets_the_cores_left_to_it_when_the_executor_runs_its_parallel
     assert threads.threads_per_task(cores, tasks) == expected
 
 
-def test_task_threads_divide_this_machines_cores_by_airflows_parallelism(monkeypatch):
+def test_an_airflow_task_divides_the_cores_by_airflows_parallelism(monkeypatch):
     monkeypatch.delenv(threads.TASK_THREADS_ENV, raising=False)
+    monkeypatch.setenv(threads.AIRFLOW_TASK_ENV, "ratchet_backtest")  # what Airflow exports to every task
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "1")
     assert threads.task_threads() == threads.available_cores()
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "1000")
     assert threads.task_threads() == 1
-    assert threads.task_threads_origin() == f"{threads.available_cores()} cores / Airflow [core] parallelism 1000"
+    assert threads.task_threads_origin() == f"{threads.available_cores()} cores / 1000 task(s) at once"
+
+
+def test_a_process_that_is_no_airflow_task_runs_alone_on_every_core(monkeypatch):
+    monkeypatch.delenv(threads.TASK_THREADS_ENV, raising=False)
+    monkeypatch.delenv(threads.AIRFLOW_TASK_ENV, raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "1000")
+    assert threads.task_threads() == threads.available_cores()
+    assert threads.task_threads(side_by_side=1000) == 1
 
 
 def test_ratchet_task_threads_overrides_the_decision(monkeypatch):
@@ -45,6 +54,7 @@ def test_a_task_step_runs_its_native_pools_at_the_task_size_and_gives_them_back(
     pools are as before once it returns."""
     with threads.limit_pools(2):  # two threads whatever this machine's cores, so a one-thread step shows
         monkeypatch.delenv(threads.TASK_THREADS_ENV, raising=False)
+        monkeypatch.setenv(threads.AIRFLOW_TASK_ENV, "ratchet_retrain")
         monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "1000")
         assert threads.widest_pool() == 2, "the pools could not be widened: the test would prove nothing"
         seen = pipeline.task_step(threads.widest_pool)()

@@ -9,7 +9,8 @@ second thread; the Airflow side of retrain + back-test took 45.5 s against 17.5 
 process (ratio 2.61), and 0.86 with one thread per task.
 
 So a task's step runs its pools at the cores each task gets when the executor's parallelism is full
-(`task_threads`, overridden by `RATCHET_TASK_THREADS`), and `ratchet serve` predicts on one thread per request:
+(`task_threads`, overridden by `RATCHET_TASK_THREADS`; a step called outside Airflow, by a script, has every core),
+and `ratchet serve` predicts on one thread per request:
 a request predicts a row or a few, where threads only add start-up cost, and concurrent requests use the cores.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ratchet.exceptions import ConfigurationError
 
 TASK_THREADS_ENV = "RATCHET_TASK_THREADS"
 SERVING_THREADS = 1
+AIRFLOW_TASK_ENV = "AIRFLOW_CTX_DAG_ID"
 
 
 def threads_per_task(cores: int, concurrent_tasks: int) -> int:
@@ -37,32 +39,38 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def concurrent_tasks() -> int:
-    """How many tasks the executor may run at once: Airflow's `[core] parallelism` (the LocalExecutor's worker
-    count; `make run` leaves Airflow's default, 32). Outside an Airflow installation, one."""
-    try:
-        from airflow.sdk import conf
-    except ImportError:
-        return 1
+def airflow_parallelism() -> int:
+    """Airflow's `[core] parallelism`: how many tasks its executor runs at once (the LocalExecutor's worker count;
+    `make run` leaves Airflow's default, 32)."""
+    from airflow.sdk import conf
+
     return conf.getint("core", "parallelism")
 
 
-def task_threads() -> int:
-    """The native threads of one task: `RATCHET_TASK_THREADS` when set, else the cores left to each task when
-    the executor's parallelism is full (`threads_per_task`)."""
+def concurrent_tasks() -> int:
+    """How many tasks may run side by side with this process: Airflow's parallelism inside an Airflow task (Airflow
+    exports the task's context to its environment, `AIRFLOW_CTX_DAG_ID` among it); elsewhere (a script, a test)
+    the process runs alone, and Airflow is not imported just to say so."""
+    return airflow_parallelism() if os.environ.get(AIRFLOW_TASK_ENV) else 1
+
+
+def task_threads(side_by_side: int | None = None) -> int:
+    """The native threads of one task: `RATCHET_TASK_THREADS` when set, else the cores left to each of
+    `side_by_side` tasks running at once (default: `concurrent_tasks()`)."""
     raw = os.environ.get(TASK_THREADS_ENV, "").strip()
     if not raw:
-        return threads_per_task(available_cores(), concurrent_tasks())
+        return threads_per_task(available_cores(), side_by_side or concurrent_tasks())
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigurationError(f"{TASK_THREADS_ENV} must be a whole number of threads, 1 or more; got {raw!r}")
     return int(raw)
 
 
-def task_threads_origin() -> str:
-    """Where `task_threads()` comes from, for task logs and benchmarks."""
-    if os.environ.get(TASK_THREADS_ENV, "").strip():
-        return f"{TASK_THREADS_ENV}={os.environ[TASK_THREADS_ENV].strip()}"
-    return f"{available_cores()} cores / Airflow [core] parallelism {concurrent_tasks()}"
+def task_threads_origin(side_by_side: int | None = None) -> str:
+    """Where `task_threads(side_by_side)` comes from, for task logs and benchmarks."""
+    raw = os.environ.get(TASK_THREADS_ENV, "").strip()
+    if raw:
+        return f"{TASK_THREADS_ENV}={raw}"
+    return f"{available_cores()} cores / {side_by_side or concurrent_tasks()} task(s) at once"
 
 
 def widest_pool() -> int:

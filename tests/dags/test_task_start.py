@@ -74,7 +74,7 @@ def test_a_real_task_runs_its_native_pools_at_the_size_the_executor_leaves_it(ai
         after = threads.widest_pool()
     assert run.state == "success"
     said = [line for line in capfd.readouterr().out.splitlines() if "native thread pools" in line]
-    origin = f"{threads.available_cores()} cores / Airflow [core] parallelism {4 * threads.available_cores()}"
+    origin = f"{threads.available_cores()} cores / {4 * threads.available_cores()} task(s) at once"
     assert said == [f"native thread pools (OpenMP, BLAS) run 1 thread(s) in this task ({origin})"]
     assert after == 2
 
