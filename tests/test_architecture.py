@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "include" / "ratchet"
 LAYERS = [
     {"exceptions", "faults"},
-    {"settings"},
+    {"settings", "threads"},
     {"specs"},
     {"modeling"},
     {"registry"},

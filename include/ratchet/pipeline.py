@@ -3,6 +3,8 @@
 The DAG files stay thin and importable in milliseconds; everything heavy is imported here, at call time.
 A `UserError` (a broken spec, bad data, a refused promotion) leaves every call here as Airflow's
 `AirflowFailException`, so Airflow fails the task at once instead of retrying what cannot change.
+Every call runs its native thread pools (OpenMP, BLAS) at the size the executor leaves one task, so tasks side
+by side do not fight over the cores (`ratchet.threads`).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ratchet import settings
+from ratchet import settings, threads
 from ratchet.exceptions import ModelsFailed, UserError
 
 if TYPE_CHECKING:
@@ -34,13 +36,16 @@ TASK_LIBRARIES = (
 Result = TypeVar("Result")
 
 
-def fail_fast(step: Callable[..., Result]) -> Callable[..., Result]:
-    """Run `step`; a UserError becomes AirflowFailException (no retry) with the same message."""
+def task_step(step: Callable[..., Result]) -> Callable[..., Result]:
+    """Run `step` as one task: its native thread pools at the size the executor leaves a task
+    (`threads.task_limits`), and a UserError raised as AirflowFailException (no retry) with the same message."""
 
     @functools.wraps(step)
     def run(*args: Any, **kwargs: Any) -> Result:
         try:
-            return step(*args, **kwargs)
+            with threads.task_limits() as pools:
+                print(pools)
+                return step(*args, **kwargs)
         except UserError as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -100,7 +105,7 @@ def model_context(model: str) -> Iterator[tuple[ModelSpec, Registry]]:
         registry.dispose()
 
 
-@fail_fast
+@task_step
 def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain") -> dict[str, Any]:
     """Retrain one model on the data before `end`; returns the versions it registered (each records `author`)."""
     from ratchet.lifecycle.retrain import retrain_model
@@ -111,7 +116,7 @@ def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain") ->
     return {"model": model, "versions": versions}
 
 
-@fail_fast
+@task_step
 def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> dict[str, Any]:
     """Back-test the `group`-th of `groups` slices of the model's back-test months."""
     from ratchet.evaluation import backtest
@@ -136,7 +141,7 @@ def require_every_model(models: list[str], results: Iterable[dict[str, Any] | No
         raise ModelsFailed(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
 
 
-@fail_fast
+@task_step
 def backtest_report(model: str, *, end: dt.datetime) -> dict[str, str]:
     """Write the model's back-test report for the run ending at `end`; returns its file path and data summary."""
     from ratchet.modeling import features, sources
@@ -165,7 +170,7 @@ def mails_for(dag_run: Any) -> bool:
     return not is_backfill(dag_run)
 
 
-@fail_fast
+@task_step
 def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Now-test one model on the window ending at `end`; returns the outcome's summary."""
     from ratchet.lifecycle.monitoring import run_nowtest
@@ -176,7 +181,7 @@ def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = T
     return outcome.summary()
 
 
-@fail_fast
+@task_step
 def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Run one model's golden cases against its champion; returns the outcome's summary."""
     from ratchet.lifecycle.monitoring import run_regression
@@ -193,7 +198,7 @@ def proposal_run_id(model: str, version: int) -> str:
     return f"proposal__{model}__v{version}"
 
 
-@fail_fast
+@task_step
 def propose(model: str, *, end: dt.datetime, dag_run: Any,
             nowtests: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
     """Propose the model's best candidate that passes every gate now (`lifecycle.promotion.propose`).
@@ -221,13 +226,13 @@ def proposals_to_open(results: Iterable[dict[str, Any] | None]) -> list[dict[str
     return [proposal for result in results if result for proposal in result["proposals"]]
 
 
-@fail_fast
+@task_step
 def require_proposals(models: list[str], results: Iterable[dict[str, Any] | None]) -> None:
     """Fail (no retry) when some model's propose step failed, so the now-test run is not green."""
     require_every_model(models, results, what="proposal step")
 
 
-@fail_fast
+@task_step
 def review(model: str, version: int) -> str:
     """The gates' verdicts on a proposed version as Markdown, with a link to the model's Ratchet page: the body
     of the approval a person is asked for. Fails when a gate no longer passes: there is nothing to approve."""
@@ -245,7 +250,7 @@ def review(model: str, version: int) -> str:
     return f"{outcome.markdown()}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
 
 
-@fail_fast
+@task_step
 def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool,
             run_id: str | None, comment: str | None = None) -> dict[str, Any]:
     """Promote a version through the gates (see `lifecycle.promotion`); logs and returns the decision."""
@@ -256,7 +261,7 @@ def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run
     return _decision(outcome)
 
 
-@fail_fast
+@task_step
 def decline(model: str, version: int, *, reason: str, rejected_by: str, comment: str | None,
             run_id: str | None) -> dict[str, Any]:
     """Record a person's rejection of a proposed version (`lifecycle.promotion.decline`); logs and returns it."""
@@ -274,7 +279,7 @@ def _decision(outcome: Any) -> dict[str, Any]:
             "kind": outcome.kind, "promotion_id": outcome.promotion_id}
 
 
-@fail_fast
+@task_step
 def deliver_alerts(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str) -> dict[str, list[int]]:
     """Send every queued alert (of every model) on its model's notifier channels (default: mail through the
     Airflow SMTP connection), then fail the task if some model's step did not finish, so the DAG run is not

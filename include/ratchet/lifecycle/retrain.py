@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
 from ratchet.modeling import artifacts, sources
@@ -33,11 +34,9 @@ LATENCY_REPEATS = 50
 def latency_p95_ms(model: Any, X: pd.DataFrame) -> float:
     """p95 of single-row prediction time, the way a serving call sees it: on one native (OpenMP, BLAS) thread, as
     `ratchet serve` predicts, so that threads fighting over a busy machine's cores do not decide the gate."""
-    from threadpoolctl import threadpool_limits
-
     row = X.iloc[[len(X) - 1]]
     timings = []
-    with threadpool_limits(1):
+    with threads.serving_limits():
         for _ in range(LATENCY_REPEATS):
             started = time.perf_counter()
             model.predict(row)

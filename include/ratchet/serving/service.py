@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ratchet import threads
 from ratchet.exceptions import DataError, NotFoundError, PredictError, RatchetError, UnknownModelError
 from ratchet.registry import Registry
 from ratchet.serving.cache import TTLCache
@@ -80,12 +81,11 @@ class Service:
     def start(self) -> None:
         """Load every model (or keep retrying in the background if the database is down) and start the threads.
 
-        Native thread pools (OpenMP, BLAS) are limited to one thread: a request predicts a row or a few, where
-        threads only add start-up cost, and concurrent requests are what use the cores.
+        Native thread pools (OpenMP, BLAS) run one thread for the life of the process (`threads.serving_limits`):
+        a request predicts a row or a few, where threads only add start-up cost, and concurrent requests are what
+        use the cores.
         """
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
+        threads.serving_limits()
         try:
             self.listener.connect()
         except Exception as exc:
