@@ -112,6 +112,10 @@ EDGE_CATALOGUE = [
              r"^request body: expected Content-Type: application/json, got none$"),
     EdgeCase("serve-body-not-json", _post('{"rows": [1,'), 422,
              r"^request body: not valid JSON \(Expecting value at character 12\)$"),
+    EdgeCase("serve-body-integer-of-5000-digits", _post(_row(x1="9" * 5000)), 422,
+             r"^request body: cannot be read as JSON \(Exceeds the limit \(4300 digits\) for integer string"),
+    EdgeCase("serve-body-nested-too-deep", _post("[" * 100_000), 422,
+             r"^request body: cannot be read as JSON \(maximum recursion depth exceeded"),
     EdgeCase("serve-feature-infinity", _post(_row(x1="Infinity")), 422,
              rf"^rows\[0\]\.x1: expected a number or null, {NOT_FINITE}$"),
     EdgeCase("serve-feature-minus-infinity", _post(_row(x1="-Infinity")), 422,
@@ -151,7 +155,7 @@ def test_no_refusal_is_stored_or_counted_as_a_server_error(world):
     assert 'route="rows",status="422",version="none"' in metrics
     rows = registry.served("edge", dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
     assert rows and {row.status for row in rows} == {422}, {row.status for row in rows}  # 401, 413, 415: not logged
-    logged = re.compile(r"(rows\[0\]\.|query parameter 'at'|request body: not valid JSON)")
+    logged = re.compile(r"(rows\[0\]\.|query parameter 'at'|request body: (not valid|cannot be read as) JSON)")
     assert [row.error for row in rows if not logged.match(row.error)] == []
 
 

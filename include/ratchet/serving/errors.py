@@ -47,8 +47,8 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body as JSON at all
-        return refusal(request.scope, 422, f"request body: not valid JSON ({first_line(exc.__cause__)})")
+    if exc.status_code == 400 and exc.__cause__ is not None:  # JSON that Python's parser refuses (too deep, too long)
+        return refusal(request.scope, 422, f"request body: cannot be read as JSON ({first_line(exc.__cause__)})")
     return refusal(request.scope, exc.status_code, str(exc.detail))
 
 
