@@ -250,17 +250,17 @@ def test_a_lost_notification_connection_reconnects_and_drops_every_cached_answer
     try:
         state = service.state("parts")
         at = dt.datetime(2024, 2, 10)
-        service.answer_by_id(state, state.champion, at)
-        assert service.cached_answer(state, state.champion, at) is not None
+        service.answer_by_id(state, at)
+        assert service.cached(state, at) is not None
         with registry.engine.begin() as conn:  # what a network cut or a database restart does to the connection
             killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                        "WHERE query LIKE 'LISTEN ratchet_models_changed%' AND datname = "
                                        "current_database()")).scalars().all()
         assert killed == [True]
         deadline = time.monotonic() + 15
-        while service.cached_answer(state, state.champion, at) is not None and time.monotonic() < deadline:
+        while service.cached(state, at) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert service.cached_answer(state, state.champion, at) is None
+        assert service.cached(state, at) is None
         assert service.listener.connected.wait(15)  # listening again, every model reloaded
         assert service.state("parts").champion.version.version == 1
     finally:

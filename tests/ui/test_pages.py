@@ -70,6 +70,21 @@ def test_an_open_proposal_links_to_its_required_action_and_an_answer_shows_the_c
     assert 'id="proposal"' not in page and "carol: proposed by ratchet" in page and "“too early”" in page
 
 
+def test_without_the_login_no_page_or_api_description_answers(tmp_path, monkeypatch, registry):
+    """Mounted in Airflow, the app runs behind `requires_authenticated()`: a refusing dependency stands in for it."""
+    from fastapi import HTTPException
+
+    def login_required() -> None:
+        raise HTTPException(401, "not logged in")
+
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    guarded = TestClient(create_app(login_required))
+    assert guarded.get("/").status_code == 401
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert guarded.get(path).status_code == 404, path  # not served at all, with or without a login
+        assert TestClient(create_app()).get(path).status_code == 404, path
+
+
 def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
     write_spec(tmp_path, name="known", table="ui_seed.known", requirements=REQUIREMENTS, backtest={"months": 6})
     answer = client.get("/models/unknown")

@@ -38,6 +38,11 @@ def naive_utc(value: Any) -> pd.Timestamp | None:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
+def source_name(spec: ModelSpec) -> str:
+    """The source as messages name it: 'table <name>', or 'the query' for a `source.query`."""
+    return f"table {spec.source.table}" if spec.source.table else "the query"
+
+
 def engine_for(spec: ModelSpec, url: str | None = None) -> Engine:
     """An engine on the database holding the model's rows: its `source.conn_id`, else Ratchet's own (or `url`)."""
     if spec.source.conn_id:
@@ -91,7 +96,6 @@ def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd
 
     end = naive_utc(end)
     engine = engine_for(spec, url)
-    what = f"table {spec.source.table}" if spec.source.table else "query"
     try:
         with engine.connect() as conn:
             if spec.source.table:
@@ -100,7 +104,8 @@ def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd
             else:
                 frame = pd.read_sql(text(spec.source.query), conn)
     except SQLAlchemyError as exc:
-        raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
+        raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: {str(exc.orig or exc).strip()}"
+                        ) from None
     finally:
         engine.dispose()
     return frame
@@ -155,8 +160,8 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         result = conn.execute(text(f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}"), params)
         return Window(tuple(result.keys()), [tuple(row) for row in result])
     except (ProgrammingError, SQLDataError) as exc:
-        what = f"table {src.table}" if src.table else "query"
-        raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
+        raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: {str(exc.orig or exc).strip()}"
+                        ) from None
 
 
 def feature_columns(spec: ModelSpec, columns: Iterable[str]) -> list[str]:
@@ -192,7 +197,7 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     prefix = spec.label
     require_columns(spec, frame.columns)
     if frame.empty:
-        raise DataError(f"{prefix}: the source returned no rows")
+        raise DataError(f"{prefix}: {source_name(spec)} returned no rows")
     frame = frame.copy()
     try:
         times = pd.to_datetime(frame[time])

@@ -135,7 +135,7 @@ def _target(value: Any, spec: ModelSpec) -> Any:
     if sources.is_empty(value):
         return None
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return float(value)
+        return _finite(value, f"target {spec.source.target!r}", spec)
     if spec.task == "regression":
         raise DataError(f"model {spec.name!r}: target {spec.source.target!r} must be numeric for regression, got "
                         f"{value!r}")
@@ -149,9 +149,20 @@ def _feature(value: Any, name: str, spec: ModelSpec) -> Any:
     if sources.is_empty(value):
         return math.nan
     if isinstance(value, numbers.Number | np.bool_):
-        return float(value)
+        return _finite(value, f"feature {name!r}", spec)
     raise DataError(f"model {spec.name!r}: feature {name!r} is not numeric ({value!r}); declare it in "
                     f"source.categorical or drop it from source.features")
+
+
+def _finite(value: Any, what: str, spec: ModelSpec) -> float:
+    """A number as a float, refused when no estimator can take it (an infinity, or beyond what a float holds)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise DataError(f"model {spec.name!r}: {what} has a value no estimator can take ({value!r} is not finite)")
+    return number
 
 
 def _column(values: list[Any], kind: type) -> np.ndarray:
