@@ -73,19 +73,20 @@ class FeatureReader:
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id)
         sources.require_columns(spec, window.columns)
-        t = window.columns.index(src.time_column)
+        t = window.columns.index(src.key.time)
         times = [features.source_time(row[t], spec) for row in window.rows]
         at = [row for row, time in zip(window.rows, times, strict=True) if time == feature_id]
         if not at:
-            raise NotFoundError(f"model {spec.name!r} has no row with {src.time_column} = {feature_id.isoformat()} "
+            raise NotFoundError(f"model {spec.name!r} has no row with {src.key.time} = {feature_id.isoformat()} "
                                 f"in {sources.source_name(spec)}")
         history = [row for row, time in zip(window.rows, times, strict=True) if time < feature_id]
-        rows = [{**dict(zip(window.columns, row, strict=True)), src.time_column: feature_id} for row in at]
+        rows = [{**dict(zip(window.columns, row, strict=True)), src.key.time: feature_id} for row in at]
         return RowFeatures(feature_id, fingerprint(window), features.build(spec, window.columns, history, rows).X)
 
     def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[dt.datetime]]:
         """Features and time keys of rows sent in a request, in the request's order; their lags come from the
-        source rows before the first of them and from earlier rows of the request (a row may carry its target).
+        source rows they reach and from the other rows of the request. A row may carry its target; a row without
+        one takes the source's target at its time, when the source has a row there.
 
         Raises:
             PredictError: naming the row and field: a missing column, a bad or repeated time key, a bad value,
@@ -93,19 +94,29 @@ class FeatureReader:
             DataError: the source's own rows cannot be read or used.
         """
         src = spec.source
-        times = [parse_time_key(record.get(src.time_column), f"rows[{i}].{src.time_column}", spec)
+        times = [parse_time_key(record.get(src.key.time), f"rows[{i}].{src.key.time}", spec)
                  for i, record in enumerate(records)]
         first: dict[dt.datetime, int] = {}
         for i, time in enumerate(times):
             if first.setdefault(time, i) != i:
-                raise PredictError(f"rows[{i}].{src.time_column}: {time.isoformat()} repeats rows[{first[time]}]; "
+                raise PredictError(f"rows[{i}].{src.key.time}: {time.isoformat()} repeats rows[{first[time]}]; "
                                    "each row must have its own time key")
         with self._engine(spec).connect() as conn:
-            window = sources.read_lag_window(spec, conn, min(times))
+            window = sources.read_lag_window(spec, conn, min(times), max(times))
         sources.require_columns(spec, window.columns)
         _check_records(spec, records, sources.feature_columns(spec, window.columns))
-        rows = [{**record, src.time_column: time} for record, time in zip(records, times, strict=True)]
-        built = features.build(spec, window.columns, window.rows, rows)
+        t, y = window.columns.index(src.key.time), window.columns.index(src.target)
+        asked, history, known = set(times), [], {}
+        for row in window.rows:
+            time = features.source_time(row[t], spec)
+            if time in asked:
+                known[time] = row[y]  # the source's own target at a requested time
+            else:
+                history.append(row)
+        rows = [{**record, src.key.time: time,
+                 src.target: known.get(time) if sources.is_empty(record.get(src.target)) else record[src.target]}
+                for record, time in zip(records, times, strict=True)]
+        built = features.build(spec, window.columns, history, rows)
         return built.X, built.times
 
     def dispose(self) -> None:
@@ -164,7 +175,7 @@ def _check_records(spec: ModelSpec, records: list[dict[str, Any]], columns: list
         missing = [c for c in columns if c not in record]
         if missing:
             raise PredictError(f"rows[{i}]: missing column(s) {missing}; model {spec.name!r} needs "
-                               f"{[src.time_column, *columns]}")
+                               f"{[src.key.time, *columns]}")
         for column in numeric:
             _check_value(record.get(column), f"rows[{i}].{column}", "a number or null", text=False)
         for column in categorical:
