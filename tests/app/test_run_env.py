@@ -153,6 +153,7 @@ def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, stat
         if stopped_by == "ctrl_c_twice":
             serving = f"serve --port {ports['RATCHET_API_PORT']}"  # the last child make run starts
             _wait_for(lambda: any(serving in c for c in _left(mark, pgdata)), 600, "`ratchet serve`", run, out)
+            assert stat.S_IMODE((state / ".run" / "env").stat().st_mode) == 0o600  # written before the children
             time.sleep(3)  # the Airflow components are starting up
             os.killpg(run.pid, signal.SIGINT)
             time.sleep(0.5)
