@@ -132,16 +132,9 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         DataError: the source's SQL fails (no such table or column, a bad query); a lost connection raises
             SQLAlchemy's own error.
     """
-    from sqlalchemy import text
-    from sqlalchemy.exc import DataError as SQLDataError
-    from sqlalchemy.exc import ProgrammingError
-
     src = spec.source
     quote = conn.dialect.identifier_preparer.quote
-    if src.table:
-        relation = ".".join(quote(part) for part in src.table.split("."))
-    else:
-        relation = f"({src.query.strip().rstrip(';')}) AS ratchet_source"
+    relation = _relation(spec, conn)
     time_col, target = quote(src.key.time), quote(src.target)
     first = naive_utc(first).to_pydatetime()
     params: dict[str, Any] = {"first": first, "last": naive_utc(last if last is not None else first).to_pydatetime()}
@@ -156,9 +149,36 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         history = (f"SELECT * FROM (SELECT * FROM {relation} WHERE {time_col} < :first{known} "
                    f"ORDER BY {time_col} DESC LIMIT :reach) AS ratchet_history")
     sql = f"{history} UNION ALL {rows}" if rows else history
+    result = _execute(spec, conn, f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}", params)
+    return Window(tuple(result.keys()), [tuple(row) for row in result])
+
+
+def source_columns(spec: ModelSpec, conn: Connection) -> tuple[str, ...]:
+    """The source's column names, read without reading a row (what a health check compares a contract with).
+
+    Raises:
+        DataError: the source's SQL fails.
+    """
+    return tuple(_execute(spec, conn, f"SELECT * FROM {_relation(spec, conn)} WHERE false", {}).keys())
+
+
+def _relation(spec: ModelSpec, conn: Connection) -> str:
+    """The source as a FROM item: its quoted table, or its query as a subquery."""
+    src = spec.source
+    if src.table:
+        quote = conn.dialect.identifier_preparer.quote
+        return ".".join(quote(part) for part in src.table.split("."))
+    return f"({src.query.strip().rstrip(';')}) AS ratchet_source"
+
+
+def _execute(spec: ModelSpec, conn: Connection, sql: str, params: dict[str, Any]) -> Any:
+    """Run a read of the source; its own SQL errors (no such table or column, a bad query) are a DataError."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError as SQLDataError
+    from sqlalchemy.exc import ProgrammingError
+
     try:
-        result = conn.execute(text(f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}"), params)
-        return Window(tuple(result.keys()), [tuple(row) for row in result])
+        return conn.execute(text(sql), params)
     except (ProgrammingError, SQLDataError) as exc:
         raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: {str(exc.orig or exc).strip()}"
                         ) from None

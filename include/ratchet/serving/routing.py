@@ -34,11 +34,18 @@ def candidate_share(model: str, feature_id: dt.datetime) -> float:
 
 @dataclass(frozen=True)
 class Arm:
-    """A version that answers, its fitted estimator, and which arm of the split it is."""
+    """A version that answers, its fitted estimator, which arm of the split it is, and the spec its inputs are built
+    with (`ModelSpec.for_version`: the version's own feature contract, never today's YAML)."""
 
     name: str
     version: Version
     estimator: Any
+    spec: ModelSpec
+
+    @classmethod
+    def of(cls, name: str, version: Version, estimators: Estimators, spec: ModelSpec) -> Arm:
+        """The arm `name` answered by `version`, its estimator loaded once, its inputs under its contract."""
+        return cls(name, version, estimators.get(version), spec.for_version(version.version, version.contract))
 
 
 @dataclass(frozen=True)
@@ -119,8 +126,8 @@ def resolve(registry: Registry, estimators: Estimators, spec: ModelSpec) -> Mode
     wanted = [champion] + ([candidate] if candidate else [])
     estimators.keep_only(spec.name, wanted)
     return ModelState(
-        name=spec.name, spec=spec, champion=Arm(CHAMPION_ARM, champion, estimators.get(champion)),
-        candidate=Arm(CANDIDATE_ARM, candidate, estimators.get(candidate)) if candidate else None, trial=trial,
+        name=spec.name, spec=spec, champion=Arm.of(CHAMPION_ARM, champion, estimators, spec),
+        candidate=Arm.of(CANDIDATE_ARM, candidate, estimators, spec) if candidate else None, trial=trial,
         split=split, registered=True)
 
 

@@ -119,6 +119,15 @@ class FeatureReader:
         built = features.build(spec, window.columns, history, rows)
         return built.X, built.times
 
+    def check_contract(self, spec: ModelSpec) -> None:
+        """Whether the source still has every column `spec` reads (a version's contract: `ModelSpec.for_version`).
+
+        Raises:
+            DataError: naming the missing columns and the version; or the source cannot be read.
+        """
+        with self._engine(spec).connect() as conn:
+            sources.require_columns(spec, sources.source_columns(spec, conn))
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         with self._lock:

@@ -128,7 +128,8 @@ def prediction_out(state: ModelState, row: Answered) -> dict[str, Any]:
 
 
 def model_out(state: ModelState, kind: type[ModelOut]) -> ModelOut:
-    """A model's state as `ModelOut`, or as `ModelDetailOut` with its source's columns and lags."""
+    """A model's state as `ModelOut`, or as `ModelDetailOut` with the columns and lags POST rows must hold: the
+    champion's feature contract (what it reads, whatever the YAML says now), today's YAML while it has none."""
     spec, split = state.spec, state.split
     fields: dict[str, Any] = dict(
         model=state.name, task=spec.task if spec else None,
@@ -138,7 +139,7 @@ def model_out(state: ModelState, kind: type[ModelOut]) -> ModelOut:
         cache_ttl_seconds=spec.serving.cache_ttl_seconds if spec else None,
         error=str(state.refusal) if state.refusal else None)
     if kind is ModelDetailOut:
-        src = spec.source if spec else None
+        src = state.champion.spec.source if state.champion else spec.source if spec else None
         fields["source"] = SourceOut(
             time_column=src.time_column, target=src.target, features=list(src.features) if src.features else None,
             categorical=list(src.categorical), target_lags=list(src.target_lags), lags_by=src.lags_by) if src else None

@@ -78,7 +78,7 @@ class Service:
         self.reader = FeatureReader(url)
         self.estimators = Estimators(self.registry)
         self.answers = TTLCache()  # model -> (version, feature id, fingerprint) -> Answer
-        self.known_rows = TTLCache()  # model -> feature id -> RowFeatures (the fingerprint of the id, its features)
+        self.known_rows = TTLCache()  # model -> (version, feature id) -> RowFeatures (fingerprint, features)
         self.log = ServedLog(self.registry, self.metrics)
         self.listener = ChangeListener(url, on_connect=self.reload_all, on_change=self.reload_model,
                                        on_lost=self.forget_cached, on_idle=self.check_models_folder)
@@ -207,10 +207,10 @@ class Service:
     # -- answers -------------------------------------------------------------------------------------
     def cached(self, state: ModelState, feature_id: dt.datetime) -> Answered | None:
         """The cached answer of an id, if its fingerprint and its answer are both still within their TTL."""
-        known: RowFeatures | None = self.known_rows.get(state.name, feature_id)
+        arm = state.arm_for(feature_id)
+        known: RowFeatures | None = self.known_rows.get(state.name, (arm.version.version, feature_id))
         if known is None:
             return None
-        arm = state.arm_for(feature_id)
         answer = self.answers.get(state.name, (arm.version.version, feature_id, known.fingerprint))
         return None if answer is None else Answered(feature_id, arm, answer, True)
 
@@ -225,12 +225,12 @@ class Service:
         """
         spec, name = state.spec, state.name
         ttl = spec.serving.cache_ttl_seconds
-        known = self.known_rows.get(name, feature_id)
+        arm = state.arm_for(feature_id)
+        known = self.known_rows.get(name, (arm.version.version, feature_id))
         if known is None:
             with _database_errors():
-                known = self.reader.by_id(spec, feature_id)
-            self.known_rows.put(name, feature_id, known, ttl)
-        arm = state.arm_for(feature_id)
+                known = self.reader.by_id(arm.spec, feature_id)  # the row as the arm's version reads it
+            self.known_rows.put(name, (arm.version.version, feature_id), known, ttl)
         key = (arm.version.version, feature_id, known.fingerprint)
         cached = self.answers.get(name, key)
         if cached is not None:
@@ -247,12 +247,21 @@ class Service:
             DataError: the source's rows cannot be used.
             DatabaseUnavailableError: the source's database is unreachable.
         """
-        with _database_errors():
-            X, keys = self.reader.of_records(state.spec, records)
+        built: dict[int, tuple[pd.DataFrame, list[dt.datetime]]] = {}
+
+        def inputs(arm: Arm) -> tuple[pd.DataFrame, list[dt.datetime]]:
+            """Every row's features as the arm's version reads them (its contract), built once per version."""
+            if arm.version.version not in built:
+                with _database_errors():
+                    built[arm.version.version] = self.reader.of_records(arm.spec, records)
+            return built[arm.version.version]
+
+        keys = inputs(state.champion)[1]
         arms = [state.arm_for(key) for key in keys]
         answers: list[Answer | None] = [None] * len(keys)
         for arm in {a.name: a for a in arms}.values():
             chosen = [i for i, a in enumerate(arms) if a is arm]
+            X = inputs(arm)[0]
             for i, answer in zip(chosen, predict_answers(state.spec, arm.estimator, X.iloc[chosen]), strict=True):
                 answers[i] = answer
         return [Answered(key, arm, answer, False) for key, arm, answer in zip(keys, arms, answers, strict=True)]
@@ -300,6 +309,12 @@ class Service:
             log.warning("model %r: the champion is v%d but v%s was served: reloading", state.name, champion.version,
                         served.version if served else None)
             self.reload_model(state.name)
+        try:
+            with _database_errors():
+                self.reader.check_contract(state.spec.for_version(champion.version, champion.contract))
+        except RatchetError as exc:
+            message = f"model {state.name!r}: champion v{champion.version} cannot predict: {exc}"
+            return message, message
         return f"champion v{champion.version} loaded", None
 
 
