@@ -147,7 +147,11 @@ def _ensure_postgres() -> None:
 def pytest_collection_finish(session):
     """Decide after collection: PostgreSQL starts only when a selected test is marked `db`."""
     if not session.config.option.collectonly and any(item.get_closest_marker("db") for item in session.items):
-        _ensure_postgres()
+        try:
+            _ensure_postgres()
+        except Exception as exc:  # a one-line reason instead of an INTERNALERROR traceback
+            pytest.exit(f"the selected tests need PostgreSQL, and the test databases could not be made: {exc}",
+                        returncode=pytest.ExitCode.INTERNAL_ERROR)
 
 
 def pytest_terminal_summary(terminalreporter):
