@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -177,6 +178,8 @@ def pytest_unconfigure(config):
     server = _state.get("embedded")
     if server is not None:
         server.cleanup()
+    if "airflow_home" in _state and not _state.get("ready"):  # no Airflow database existed: nothing to read there
+        shutil.rmtree(_state["airflow_home"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
