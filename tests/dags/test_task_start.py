@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from dag_helpers import load_dag
 from spec_factory import write_spec
 from sqlalchemy import text
@@ -23,6 +24,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_the_executor_imports_task_libraries_and_estimators_before_forking_its_workers(tmp_path):
     write_spec(tmp_path, name="gbr", table="t", estimators=[{"class": "sklearn.ensemble.HistGradientBoostingRegressor",
                                                             "search_space": {"max_iter": {"randint": [10, 20]}}}])

@@ -5,6 +5,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ratchet.evaluation.drift import MIN_ROWS, feature_drift, reference_rows
 from ratchet.registry.entities import Version
@@ -61,6 +62,7 @@ def test_no_verdict_below_the_minimum_window_and_categories_use_chi_square():
     assert kinds["kind"]["test"] == "chi-square" and kinds["kind"]["warning"]
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_unchanged_data_warns_rarely():
     """Truth known: 200 windows of unchanged, stationary features; warnings stay at about the stated rate."""
     warnings = 0

@@ -34,6 +34,7 @@ def _html(message) -> str:
     return part.get_content()
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(model, registry, smtp_server):
     spec, (champion, candidate) = model
     before = run_at(registry, spec, BEFORE_CHANGE)
@@ -82,6 +83,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert {r["metric"] for r in row.details["requirements"] if not r["passed"]} == {"mape", "rmse"}
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
     spec, _ = model
     first = run_at(registry, spec, AFTER_CHANGE, run_id="nt-run")
@@ -95,6 +97,7 @@ def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registr
     assert [a.status for a in registry.alerts(MODEL)] == ["sent"]
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server):
     spec, (champion, _) = model
     # data ends 2025-08-31: the window 2025-08-27 .. 2025-09-10 has 5 rows, fewer than min_rows 7
@@ -116,6 +119,7 @@ def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server
     assert "2025-08-27 00:00 .. 2025-09-10 00:00" in "".join(_html(m["message"]) for m in smtp_server.messages)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, smtp_server):
     spec, _ = model
     first = run_at(registry, spec, AFTER_CHANGE, run_id="a")
@@ -140,6 +144,7 @@ def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, s
     assert not result.passed and result.n_cases == len(cases)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_harvest_tolerance_is_the_per_row_error_the_failed_requirement_allows(model):
     spec, _ = model
     from ratchet.evaluation.requirements import RequirementResult
@@ -173,6 +178,7 @@ def test_a_model_without_versions_is_skipped_and_a_bad_source_raises_clearly(tmp
     assert json.dumps(outcome.summary())  # the XCom summary is JSON
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_tolerance(tmp_path, registry,
                                                                                          smtp_server):
     from sqlalchemy import text

@@ -23,6 +23,7 @@ def _served(registry, kind="served"):
     return {(e.contender, e.metric): e for e in registry.evaluations(MODEL, kind)}
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_each_id_counts_once_with_its_latest_answer_and_waits_for_its_actual(model, registry, smtp_server):
     spec, (champion, _) = model
     with registry.engine.begin() as conn:  # the window's last actual has not arrived yet

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 from real_data import real_data_dir
 from spec_factory import write_spec
 from sqlalchemy import text
@@ -18,6 +19,9 @@ from ratchet.evaluation import backtest
 from ratchet.lifecycle.promotion import paired_test
 from ratchet.lifecycle.retrain import retrain_model
 from ratchet.modeling import sources
+
+# Twenty back-test nights on a real table: minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 RIDGE = {"class": "sklearn.linear_model.Ridge", "search_space": {"alpha": {"loguniform": [0.01, 100.0]}}}
 

@@ -99,6 +99,7 @@ def test_the_champion_is_cached_by_version_and_checksum(registry, champion):
     assert again is first and list(estimators._loaded) == [("demand", 1, row.artifact_sha256)]
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_cli_writes_predictions(registry, champion, tmp_path):
     spec, source, estimator = champion
     X, _, _ = features.make_xy(spec, source)

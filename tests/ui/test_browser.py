@@ -14,7 +14,6 @@ from ratchet import demo, pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
 MODEL = "daily_demand"
 
 
@@ -47,12 +46,12 @@ def test_a_request_without_login_is_refused(api_server):
         assert refused.value.code in (401, 403)
 
 
-def test_login_open_ratchet_from_the_navigation_and_promote(api_server, demo_model, airflow_db):
+def test_login_open_ratchet_from_the_navigation_and_promote(api_server, demo_model, airflow_db, chromium):
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        browser = p.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -43,6 +43,7 @@ def test_a_model_without_champion(client, tmp_path, registry):
     assert 'data-series="v3"' in page
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_very_long_histories_render_every_month_and_version(client, tmp_path, registry):
     seed_history(registry, tmp_path, "long", versions=60, months=120, nowtest_days=200)
     page = client.get("/models/long")
