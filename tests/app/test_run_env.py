@@ -134,6 +134,7 @@ def state():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # a real `make run` stack, started and stopped
 @pytest.mark.parametrize("stopped_by", ["ctrl_c_twice", "group_sigterm"])
 def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, state, stopped_by):
     """The embedded PostgreSQL and every child: stopped while the Airflow components start (two Ctrl-C in

@@ -19,6 +19,7 @@ from ratchet.lifecycle.retrain import retrain_model
 from ratchet.registry import db
 from ratchet.serving import predict
 
+pytestmark = pytest.mark.slow  # real searches, real service processes
 TABLE = "contract_source"
 END = dt.datetime(2024, 7, 1)
 BEFORE = {"time_column": "ts", "features": ["x1", "x2"], "categorical": ["x2"], "target_lags": [1, 2, 5]}

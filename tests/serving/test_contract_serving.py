@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from serving_helpers import TOKEN, register_trained, replicas, wait_until
 from spec_factory import spec_data, write_spec
 from sqlalchemy import text
 
+pytestmark = pytest.mark.slow  # real searches, real service processes
 TABLE = "serving_contract.source"
 DAYS = ["2024-06-01", "2024-06-15", "2024-06-30"]
 ROWS = [{"ts": "2024-07-01", "x1": 0.5, "x2": "a", "y": 12.0}, {"ts": "2024-07-02", "x1": -1.0, "x2": "b"}]
