@@ -1,4 +1,8 @@
-"""What the routes are given through `Depends`: the replica's service, the request's exchange, a servable model."""
+"""What the routes are given through `Depends` (the replica's service) and from the request (its exchange).
+
+Few dependencies on the predict routes: FastAPI solves each one on every request, and a cached answer costs little
+more than that.
+"""
 from __future__ import annotations
 
 from typing import Annotated
@@ -7,7 +11,6 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPBearer
 
 from ratchet.serving.exchange import EXCHANGE_KEY, Exchange
-from ratchet.serving.routing import ModelState
 from ratchet.serving.service import Service
 
 # The bearer scheme, for the OpenAPI page only: the edge (`serving.edge`) has checked the token before any route runs
@@ -21,19 +24,10 @@ async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def get_exchange(request: Request) -> Exchange:
+def exchange_of(request: Request) -> Exchange:
     """The request's exchange, made by the edge: a route notes on it what it answered."""
     return request.scope[EXCHANGE_KEY]
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
-ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 ModelName = Annotated[str, Path(description="the model's name")]
-
-
-async def servable_model(model: ModelName, service: ServiceDep) -> ModelState:
-    """The named model's state, if it can answer predictions (else the error that says why not)."""
-    return service.servable(model)
-
-
-ServableModel = Annotated[ModelState, Depends(servable_model)]

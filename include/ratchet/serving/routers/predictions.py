@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ratchet.serving.dependencies import BEARER, ExchangeDep, ServableModel, ServiceDep
+from ratchet.serving.dependencies import BEARER, ModelName, ServiceDep, exchange_of
 from ratchet.serving.exchange import MODELS_PATH
 from ratchet.serving.routers import in_thread
 from ratchet.serving.rows import parse_time_key
@@ -22,9 +22,10 @@ router = APIRouter(prefix=MODELS_PATH, tags=["predict"], dependencies=[BEARER],
                          "split's candidate). Answers are cached for `serving.cache_ttl_seconds` per version and "
                          "row fingerprint; a promotion drops them at once."))
 async def predict_by_id(
-        state: ServableModel, service: ServiceDep, exchange: ExchangeDep,
+        model: ModelName, service: ServiceDep, request: Request,
         at: Annotated[str, Query(description="the feature id: the row's time key, ISO 8601 (2026-11-24)")]) -> Response:
     """The answer of one feature id, from the cache when it holds it."""
+    state, exchange = service.servable(model), exchange_of(request)
     exchange.feature_id = feature_id = parse_time_key(at, "query parameter 'at'", state.spec)
     answered = service.cached(state, feature_id) or await in_thread(service.answer_by_id, state, feature_id)
     exchange.answered(state, [answered])
@@ -37,8 +38,9 @@ async def predict_by_id(
                           "which later rows of the request use as their lags). Lags missing from the request come "
                           "from the source rows before the first row. Each row is routed by its time key like an id. "
                           "The body is JSON (`Content-Type: application/json`) of at most RATCHET_API_MAX_BODY_BYTES."))
-async def predict_rows(state: ServableModel, body: RowsIn, service: ServiceDep, exchange: ExchangeDep) -> Response:
+async def predict_rows(model: ModelName, body: RowsIn, service: ServiceDep, request: Request) -> Response:
     """The answers of the rows sent, in the request's order."""
+    state = service.servable(model)
     answered = await in_thread(service.answer_records, state, body.rows)
-    exchange.answered(state, answered)
+    exchange_of(request).answered(state, answered)
     return JSONResponse({"model": state.name, "predictions": [prediction_out(state, row) for row in answered]})
