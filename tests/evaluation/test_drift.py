@@ -17,7 +17,8 @@ def _version(start: str, end: str, features: tuple[str, ...]) -> Version:
                    artifact_format="", train_start=pd.Timestamp(start).to_pydatetime(),
                    train_end=pd.Timestamp(end).to_pydatetime(), dataset_fingerprint="", features=features,
                    target="y", package_versions={}, author="t", fit_seconds=0.0, predict_latency_p95_ms=None,
-                   size_bytes=0, cv_metric=None, cv_score=None, run_id=None, trial_started_at=now, created_at=now)
+                   size_bytes=0, cv_metric=None, cv_score=None, run_id=None, trial_started_at=now, created_at=now,
+                   contract={}, spec_snapshot={}, code_version=None, python_version=None)
 
 
 def _frame(days: int, seed: int = 0):
