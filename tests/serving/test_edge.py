@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -134,6 +135,11 @@ EDGE_CATALOGUE = [
     EdgeCase("serve-at-within-lags-of-the-range", _get("1677-09-25"), 422, rf"^query parameter 'at': {RANGE}"),
     EdgeCase("serve-row-day-year-1", _post(_row(day='"0001-01-01"')), 422, rf"^rows\[0\]\.day: {RANGE}"),
 ]
+
+
+def test_every_edge_case_is_a_row_of_the_bad_input_page():
+    page = (Path(__file__).resolve().parents[2] / "docs" / "bad-input.md").read_text()
+    assert [case.id for case in EDGE_CATALOGUE if f"| `{case.id}` | REST |" not in page] == []
 
 
 @pytest.mark.parametrize("case", EDGE_CATALOGUE, ids=[case.id for case in EDGE_CATALOGUE])
