@@ -158,8 +158,8 @@ def pytest_collection_finish(session):
 def pytest_terminal_summary(terminalreporter):
     """Say whether this run started PostgreSQL, so the fast lane shows it did not."""
     if _state.get("ready"):
-        where = "embedded" if "embedded" in _state else "at RATCHET_TEST_DATABASE_URL"
-        terminalreporter.write_line(f"test databases: created on the {where} server")
+        where = "the embedded server" if "embedded" in _state else "RATCHET_TEST_DATABASE_URL's server"
+        terminalreporter.write_line(f"test databases: created on {where}")
     else:
         terminalreporter.write_line("test databases: none (no selected test is marked db); PostgreSQL not started")
 
