@@ -9,7 +9,8 @@ shows that a selected test needs it.
 Lanes: every test is marked from what it uses (`lanes_of`): `db` when it needs PostgreSQL (any fixture built
 on `postgres`), `airflow` when it needs Airflow's metadata database, api-server or DAG files (the `airflow_db`
 fixture, or tests/dags/), `browser` when it drives Chromium (the `chromium` fixture), and `slow` when it pays
-`airflow db migrate` (the `airflow_db` fixture) or is marked `slow` by hand (measured over ~5 s).
+`airflow db migrate` (the `airflow_db` fixture) or is marked `slow` by hand (over 8 s in a measured full
+run on the loaded 2-core machine).
 `pytest -m "not slow"` is the fast lane; `pytest -m "not db and not airflow"` starts no PostgreSQL at all.
 """
 from __future__ import annotations
@@ -158,8 +159,8 @@ def pytest_collection_finish(session):
 def pytest_terminal_summary(terminalreporter):
     """Say whether this run started PostgreSQL, so the fast lane shows it did not."""
     if _state.get("ready"):
-        where = "embedded" if "embedded" in _state else "at RATCHET_TEST_DATABASE_URL"
-        terminalreporter.write_line(f"test databases: created on the {where} server")
+        where = "the embedded server" if "embedded" in _state else "RATCHET_TEST_DATABASE_URL's server"
+        terminalreporter.write_line(f"test databases: created on {where}")
     else:
         terminalreporter.write_line("test databases: none (no selected test is marked db); PostgreSQL not started")
 
