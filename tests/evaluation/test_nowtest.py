@@ -38,10 +38,10 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     spec, (champion, candidate) = model
     before = run_at(registry, spec, BEFORE_CHANGE)
     assert before.passed and not before.stale and before.alert_id is None
-    assert before.partition == "2025-07-10" and before.n_rows == 14
+    assert before.partition == "2025-07-09" and before.n_rows == 14  # whole days: 06-26 .. 07-09
     assert {r.contender: r.role for r in before.results} == {f"v{champion}": "champion", f"v{candidate}": "candidate"}
     stored = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")
-    assert [(e.partition, e.passed, e.n_rows) for e in stored] == [("2025-07-10", True, 14)]
+    assert [(e.partition, e.passed, e.n_rows) for e in stored] == [("2025-07-09", True, 14)]
     assert stored[0].value < 0.08
     assert registry.evaluations(MODEL, "nowtest", contender="seasonal_naive_7", metric="rmse")  # baselines too
     assert outbox.deliver_alerts(registry)["sent"] == [] and smtp_server.messages == []
@@ -67,7 +67,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     body = _html(mail["message"])
     assert f"{mape.value:.4g}" in body and "max 0.08" in body  # metric, value, bound
     assert f"{rmse.baseline_name} {rmse.baseline_value:.4g}" in body  # baseline value on the same rows
-    assert "2025-07-18 06:00 .. 2025-08-01 06:00" in body and "Rows: 14" in body  # window, row count
+    assert "2025-07-18 00:00 .. 2025-08-01 00:00" in body and "Rows: 14" in body  # window of whole days, row count
     assert "Worst misses" in body
     for miss in after.champion.worst_misses:  # the table of the worst misses
         assert miss["time"] in body and f"{miss['actual']:.4g}" in body and f"{miss['predicted']:.4g}" in body
@@ -76,7 +76,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert "target_lag_1" in after.champion.drift_warnings and "Drift warnings" in body
 
     row = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")[-1]
-    assert row.partition == "2025-08-01" and row.passed is False
+    assert row.partition == "2025-07-31" and row.passed is False
     assert row.details["window"]["start"].startswith("2025-07-18") and row.details["n_rows"] == 14
     assert row.details["drift"]["target_lag_1"]["warning"] and len(row.details["worst_misses"]) == 5
     assert {r["metric"] for r in row.details["requirements"] if not r["passed"]} == {"mape", "rmse"}
