@@ -82,6 +82,37 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert {r["metric"] for r in row.details["requirements"] if not r["passed"]} == {"mape", "rmse"}
 
 
+def test_the_breach_mail_is_dated_links_the_page_says_how_the_bound_was_set_and_what_to_do_next(
+        tmp_path, registry, smtp_server):
+    import email.utils
+
+    from ratchet.lifecycle.retrain import retrain_model
+    from ratchet.registry.entities import RatchetStep
+
+    write_source(registry)
+    spec = write_spec(tmp_path, **SPEC)
+    registry.sync_model(spec)
+    first, _ = retrain_model(registry, spec, run_id="retrain-2025-07-01", logical_date=dt.datetime(2025, 7, 1))
+    mape = next(r for r in registry.requirements(MODEL, "nowtest") if r.metric == "mape")
+    registry.record_promotion(MODEL, first, kind="initial", outcome="promoted", triggered_by="alice",
+                              reason="first champion", gates=[], run_id="promote-1", expected_previous_version=None,
+                              ratchet_steps=[RatchetStep(mape.id, 0.0466, f"ratchet on promotion of v{first}: 95% "
+                                                         "quantile of its mape over 300 windows of 14 days")])
+    sent_after = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    run_at(registry, spec, AFTER_CHANGE)
+    outbox.deliver_alerts(registry)
+    (mail,) = smtp_server.messages
+    dated = email.utils.parsedate_to_datetime(mail["message"]["Date"])
+    assert sent_after <= dated <= dt.datetime.now(dt.UTC) and dated.utcoffset() == dt.timedelta(0)
+    body = mail["message"].get_body(("plain",)).get_content()
+    assert f"Ratchet page of the model: http://localhost:8080/ratchet/models/{MODEL}" in body
+    assert (f"- mape max 0.0466 (now-test): set {dt.datetime.now(dt.UTC):%Y-%m-%d} by alice: ratchet on promotion "
+            f"of v{first}: 95% quantile of its mape over 300 windows of 14 days; the YAML says max 0.08") in body
+    assert f"Next step: No candidate beats the champion v{first} yet: retrain (trigger ratchet_retrain)" in body
+    assert "ratchet_retrain: http://localhost:8080/dags/ratchet_retrain" in body
+    assert "href='http://localhost:8080/ratchet/models/regime_demand'" in _html(mail["message"])
+
+
 def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
     spec, _ = model
     first = run_at(registry, spec, AFTER_CHANGE, run_id="nt-run")

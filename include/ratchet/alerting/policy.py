@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ratchet.alerting.mails import build_nowtest_alert, build_recovery_alert, build_regression_alert
+from ratchet.alerting.mails import Guidance, build_nowtest_alert, build_recovery_alert, build_regression_alert
 from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.nowtest import NowtestOutcome, evaluation_rows
 from ratchet.registry.entities import (
@@ -35,26 +35,28 @@ if TYPE_CHECKING:
 
 
 def nowtest_alert(registry: Registry, spec: ModelSpec, outcome: NowtestOutcome, *, run_id: str,
-                  airflow_run_url: str, mail: bool = True) -> tuple[NowtestOutcome, AlertDraft | None]:
+                  airflow_run_url: str, mail: bool = True, guidance: Guidance | None = None
+                  ) -> tuple[NowtestOutcome, AlertDraft | None]:
     """The outcome with its alert state (`mailed`, `since`) filled in, and the draft of the mail it sends.
 
     With a champion the mail follows `mail_decision` over the champion's verdict days; before any champion only
-    stale data alerts. `mail=False` (a backfill) records the state and drafts nothing.
+    stale data alerts. `mail=False` (a backfill) records the state and drafts nothing. `guidance` (the page, how
+    the bounds were set, the next step) goes into the mail.
     """
     if outcome.champion is None:
         if not (outcome.alerting and mail):
             return outcome, None
         outcome = replace(outcome, mailed="breach")  # stale data before any champion
-        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url, guidance))
     champion = outcome.champion.version
     history = alert_history(registry, spec.name, champion)
     today = alert_rows(evaluation_rows(outcome, run_id), champion)
     kind, since = mail_decision(history, outcome.partition, outcome.alerting, spec.alerts.repeat_after_days, today)
     outcome = replace(outcome, since=since, mailed=kind if mail else None)
     if outcome.mailed == "recovery":
-        return outcome, alert_draft(spec, NOWTEST, run_id, build_recovery_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_recovery_alert(outcome, airflow_run_url, guidance))
     if outcome.mailed:
-        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url, guidance))
     return outcome, None
 
 

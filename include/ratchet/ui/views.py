@@ -6,8 +6,7 @@ from typing import Any
 from ratchet.alerting.policy import alert_history, last_verdict
 from ratchet.evaluation import backtest
 from ratchet.exceptions import UnknownModelError
-from ratchet.lifecycle.promotion import open_proposal
-from ratchet.pipeline import proposal_run_id
+from ratchet.lifecycle.promotion import open_proposal, proposal_run_id
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import BACKTEST, NOWTEST, Version
 from ratchet.reporting import charts, reports, serving
