@@ -35,8 +35,8 @@ def test_a_better_candidate_in_trial_needs_its_remaining_days_then_a_gate_may_ho
                                                      "(+11.1% rmse): it has 1 of 3 trial day(s) and needs 2 more")
     store_nowtest_days(registry, "demand", 2, DAYS[1:])
     step = next_step(registry, spec)
-    assert step.text.startswith("v2 has its 3 trial day(s) and beats the champion v1 on the back-test mean "
-                                "(+11.1% rmse), but is not proposed: a gate fails.")
+    assert step.text.startswith("v2 has enough trial days (3 of 3) and beats the champion v1 on the back-test "
+                                "mean (+11.1% rmse), but is not proposed: a gate fails.")
     assert step.url == f"{BASE}/ratchet/models/demand/promote?version=2"
 
 

@@ -73,9 +73,10 @@ def next_step(registry: Registry, spec: ModelSpec, *, today: NowtestOutcome | No
                         f"({gain:+.1%} {spec.metric}): it has {counted} of {needed} trial day(s) and needs {missing} "
                         "more without a breach; then the nightly now-test proposes it if every gate passes.",
                         "Ratchet page", page)
-    return NextStep(f"v{version} has its {counted} trial day(s) and beats the champion v{champion.version} on the "
-                    f"back-test mean ({gain:+.1%} {spec.metric}), but is not proposed: a gate fails. A dry run of "
-                    "its promotion shows which.", f"promote v{version}", f"{page}/promote?version={version}")
+    return NextStep(f"v{version} has enough trial days ({counted} of {needed}) and beats the champion "
+                    f"v{champion.version} on the back-test mean ({gain:+.1%} {spec.metric}), but is not proposed: a "
+                    "gate fails. A dry run of its promotion shows which.", f"promote v{version}",
+                    f"{page}/promote?version={version}")
 
 
 def _beating(registry: Registry, spec: ModelSpec, champion: str) -> dict[int, float]:
