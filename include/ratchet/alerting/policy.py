@@ -97,9 +97,25 @@ def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
     no verdict on what breached (no requests to measure a latency on, too few served ids): a breach ends only
     when what breached is measured again and passes, so a quiet day never reads as a recovery.
     """
+    open_keys, start, last_mail = _breach_state(history, partition)
+    if alerting:
+        if start is None:
+            return "breach", partition
+        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
+            >= repeat_after_days
+        return ("reminder" if waited else None), start
+    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
+        return None, start  # today says nothing about what breached: no recovery yet, and no news
+    return ("recovery", start) if last_mail else (None, None)
+
+
+def _breach_state(history: Iterable[Evaluation], before: str | None = None
+                  ) -> tuple[set[tuple[str, str]], str | None, str | None]:
+    """After the verdict days before `before` (all, when None): the (kind, metric) keys of the breach still open,
+    its first day and the last day it was mailed (None, None without an open breach)."""
     by_day: dict[str, list[EvaluationRow]] = {}
     for row in history:
-        if row.partition < partition:
+        if before is None or row.partition < before:
             by_day.setdefault(row.partition, []).append(row)
     open_keys: set[tuple[str, str]] = set()
     start = last_mail = None
@@ -111,15 +127,18 @@ def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
             continue
         start = start or day
         last_mail = day if mailed else last_mail
-    if alerting:
-        if start is None:
-            return "breach", partition
-        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
-            >= repeat_after_days
-        return ("reminder" if waited else None), start
-    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
-        return None, start  # today says nothing about what breached: no recovery yet, and no news
-    return ("recovery", start) if last_mail else (None, None)
+    return open_keys, start, last_mail
+
+
+def open_breach(history: Iterable[Evaluation]) -> dict[str, Any] | None:
+    """The breach still going on after the latest verdict day, as `mail_decision` follows it: {since, metrics
+    (what breached, 'served <metric>' for served answers), mailed (the last day it was mailed, None if never)};
+    None when nothing is open. An open breach is the model's open alert; it closes with a recovery."""
+    keys, start, last_mail = _breach_state(history)
+    if start is None:
+        return None
+    metrics = sorted({f"served {metric}" if kind == SERVED else metric for kind, metric in keys})
+    return {"since": start, "metrics": metrics, "mailed": last_mail}
 
 
 def _verdict_keys(rows: Iterable[EvaluationRow]) -> tuple[set, set, set[str], bool]:
