@@ -113,6 +113,15 @@ def test_the_breach_mail_is_dated_links_the_page_says_how_the_bound_was_set_and_
     assert "href='http://localhost:8080/ratchet/models/regime_demand'" in _html(mail["message"])
 
 
+def test_a_14_day_window_holds_the_14_days_before_the_runs_day_whatever_its_clock_time(model, registry):
+    spec, _ = model
+    # the data ends 2025-08-31; a run at 06:00 the day after used to start its window at 08-18 06:00: 13 rows
+    for hour in (0, 6, 23):
+        outcome = run_at(registry, spec, dt.datetime(2025, 9, 1, hour, tzinfo=dt.UTC), run_id=f"nt-{hour}")
+        assert (outcome.window_start, outcome.window_end) == (dt.datetime(2025, 8, 18), dt.datetime(2025, 9, 1))
+        assert outcome.n_rows == 14 and outcome.partition == "2025-08-31"
+
+
 def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
     spec, _ = model
     first = run_at(registry, spec, AFTER_CHANGE, run_id="nt-run")
