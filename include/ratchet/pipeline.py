@@ -192,12 +192,6 @@ def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool 
     return outcome.summary()
 
 
-def proposal_run_id(model: str, version: int) -> str:
-    """The id of the ratchet_promote run that proposes `version` of `model`: one id per version, so a re-run
-    of the night that proposed it finds the run open instead of opening a second one."""
-    return f"proposal__{model}__v{version}"
-
-
 @task_step
 def propose(model: str, *, end: dt.datetime, dag_run: Any,
             nowtests: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
@@ -207,6 +201,7 @@ def propose(model: str, *, end: dt.datetime, dag_run: Any,
     TriggerDagRunOperator. Nothing is proposed by a backfill, which replays the past, nor for a model
     whose now-test of this run did not finish (`nowtests`: the run's now-test results, None for a failed one).
     """
+    from ratchet.lifecycle.promotion import proposal_run_id
     from ratchet.lifecycle.promotion import propose as propose_candidate
 
     proposals: list[dict[str, Any]] = []
@@ -246,7 +241,7 @@ def review(model: str, version: int) -> str:
         failed = "; ".join(f"gate {g.number} {g.name}: {g.summary}" for g in outcome.gates if not g.passed)
         raise ProposalOutdated(f"{model} v{version} does not pass every gate now, so there is nothing to approve: "
                                f"{failed}")
-    page = f"{settings.airflow_base_url()}/ratchet/models/{model}"
+    page = settings.ratchet_page_url(model)
     return f"{outcome.markdown()}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
 
 

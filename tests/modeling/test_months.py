@@ -46,3 +46,13 @@ def test_a_month_the_data_lacks_stays_among_the_complete_months():
     times = pd.Series(pd.date_range("2024-01-01", "2024-04-15"))
     times = times[times.dt.month != 2]
     assert months.complete_months(times, 2) == ["2024-02", "2024-03"]  # not silently ["2024-01", "2024-03"]
+
+
+def test_a_now_test_window_is_whole_days_whatever_the_runs_clock_time():
+    for end in (dt.datetime(2025, 8, 1, tzinfo=dt.UTC), dt.datetime(2025, 8, 1, 6, tzinfo=dt.UTC),
+                dt.datetime(2025, 8, 1, 23, 59, tzinfo=dt.UTC)):
+        start, stop, partition = months.window_bounds(end, 14)
+        assert (start, stop, partition) == (pd.Timestamp("2025-07-18"), pd.Timestamp("2025-08-01"), "2025-07-31")
+    days = pd.Series(pd.date_range("2025-06-01", "2025-07-31"))  # daily data up to the day before the run
+    start, stop, _ = months.window_bounds(dt.datetime(2025, 8, 1, 6, tzinfo=dt.UTC), 14)
+    assert ((days >= start) & (days < stop)).sum() == 14

@@ -116,3 +116,25 @@ def test_the_model_page_has_a_serving_panel_from_the_serving_log(client, tmp_pat
 def test_a_model_never_served_says_so(client, tmp_path, registry):
     seed_history(registry, tmp_path, "quiet", versions=1, months=3, nowtest_days=2)
     assert "No request and no health probe of the REST service" in client.get("/models/quiet").text
+
+
+def test_the_page_agrees_with_the_registry_and_with_itself(client, tmp_path, registry):
+    from ratchet.registry import EvaluationRow
+
+    seed_history(registry, tmp_path, "truth", versions=3, months=6, nowtest_days=18)  # day 17 breached, the last
+    registry.record_evaluations("truth", [EvaluationRow(kind="backtest", contender=c, partition="2000-07",
+                                                        metric="rmse", value=1.0, n_rows=30, run_id="seed",
+                                                        version=v, data_fingerprint="f")
+                                          for c, v in (("v2", 2), ("v3", 3))])  # a month v1 lacks: 02..07 shown
+    (bound,) = [r.bound for r in registry.requirements("truth", "backtest")]
+    overview = client.get("/").text
+    verdict = rf'data-bound="{bound}">.*met</span>:\s*rmse [\d.]+ \S+ max 0.9 × \w+ [\d.]+ = [\d.]+'
+    assert re.search(verdict, overview), overview
+    assert 'FAILED</span> 2025-01-18' in overview and '<span class="bad open-alerts">1 open</span>' in overview
+    assert "(breach of mape since 2025-01-18, not mailed)" in overview and "0 sent" in overview
+    page = client.get("/models/truth").text
+    assert "over the 5 month(s) every version has (2000-02..2000-06)" in page
+    assert page.count("(own 6 months: ") == 2 and "months won vs v1" in page
+    line = re.search(r'<path d="([^"]*)"[^>]*data-series="champion of the day"', page).group(1)
+    assert line.count("L") == 17  # 18 days joined
+    assert 'id="next-step">v2 has enough trial days (0 of 0) and beats the champion v1' in page

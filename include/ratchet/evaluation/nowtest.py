@@ -5,15 +5,16 @@ the champion, every version while the model has none), the rule the trial gate c
 Only the newest TRIAL_LIMIT of them are tested, so a model that retrains nightly without
 promotions does not grow its daily cost without bound.
 
-Window: rows with `end - window_days <= time < end`, `end` being the run's data interval end.
+Window: rows with `end - window_days <= time < end`, `end` being the start of the day of the run's data
+interval end (`modeling.months.window_bounds`: whole days, whatever the run's clock time).
 Features are built on the history read up to `end` (so the window's first rows get their lags),
 then sliced. Fewer than `min_rows` usable rows (none at all included) is stale data: a failure.
 Each version predicts with its STORED estimator; the baselines are fitted on the rows before
 the window and scored on the same rows, for relative requirements and for the mail.
 
 Beside the re-predicted window, the now-test scores what the REST service actually served for the window's
-feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the day before the
-data end (`evaluation.service_level`, kind 'serving').
+feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the 24 hours before
+the run's data interval end (`evaluation.service_level`, kind 'serving': the service's clock, not data days).
 
 This module judges and stores nothing: `judge_nowtest` gives the outcome and the golden cases harvested from
 a re-predicted champion breach (`evaluation.golden.harvest_worst_misses`); `alerting.policy` decides the mail;
@@ -41,6 +42,7 @@ from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
 from ratchet.modeling.features import ContractInputs, make_xy
 from ratchet.modeling.months import window_bounds
+from ratchet.modeling.sources import naive_utc
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
 
 if TYPE_CHECKING:
@@ -98,7 +100,7 @@ class NowtestOutcome:
     mailed: str | None = None  # 'breach', 'reminder' or 'recovery' when this now-test queued a mail
     since: str | None = None  # the first day of the breach this now-test continues or ends
     served: ServedEvaluation | None = None  # what the service answered for the window's ids, scored
-    service: ServiceLevel | None = None  # the serving requirements on the day before the data end
+    service: ServiceLevel | None = None  # the serving requirements on the 24 hours before the run
 
     @property
     def stale(self) -> bool:
@@ -118,7 +120,7 @@ class NowtestOutcome:
 
     @property
     def service_failed(self) -> list[RequirementResult]:
-        """The serving requirements breached on the day before the data end."""
+        """The serving requirements breached on the 24 hours before the run."""
         return self.service.failed if self.service else []
 
     @property
@@ -215,7 +217,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         if role == "champion":
             champion_window = vXw
 
-    day_end = end.tz_localize("UTC").to_pydatetime()
+    day_end = naive_utc(data_interval_end).tz_localize("UTC").to_pydatetime()
     day_log = registry.serving_log(spec.name, day_end - SERVING_DAY, day_end)
     served = evaluate_served(registry, spec, window_start=start, window_end=end, times=tw, y=yw, X=Xw,
                              baselines=fitted, requirements=requirements,

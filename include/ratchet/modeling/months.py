@@ -73,9 +73,13 @@ def dataset_fingerprint(frame: pd.DataFrame) -> str:
     """sha256 of every row: what a version was trained on, stored with it."""
     return hashlib.sha256(_row_hashes(frame).tobytes()).hexdigest()
 
-
 def window_bounds(end: Any, window_days: int) -> tuple[pd.Timestamp, pd.Timestamp, str]:
-    """[start, end) of the `window_days` days before `end` as naive UTC timestamps, and its last day (the partition)."""
-    end = naive_utc(end)
+    """[start, end) of the `window_days` whole days before the day of `end`, as naive UTC timestamps, and the
+    window's last day (the partition).
+
+    A run's clock time does not move the window: a run at 06:00 tests the days before its day, midnight to
+    midnight, so a 14-day window of daily data holds 14 rows, not the 13 from 06:00 fourteen days earlier.
+    """
+    end = naive_utc(end).normalize()
     start = end - pd.Timedelta(days=window_days)
-    return start, end, (end - pd.Timedelta(microseconds=1)).strftime("%Y-%m-%d")
+    return start, end, (end - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
