@@ -138,3 +138,22 @@ def test_the_page_agrees_with_the_registry_and_with_itself(client, tmp_path, reg
     line = re.search(r'<path d="([^"]*)"[^>]*data-series="champion of the day"', page).group(1)
     assert line.count("L") == 17  # 18 days joined
     assert 'id="next-step">v2 has enough trial days (0 of 0) and beats the champion v1' in page
+
+
+def test_the_model_page_says_when_the_source_lost_a_column_the_champion_reads(client, tmp_path, registry):
+    """ui_seed's versions read columns a, b and c of table ui_seed.<name>: with the table, nothing to say; once
+    column b is dropped, the page names the column and the champion's version."""
+    import pandas as pd
+    from sqlalchemy import text
+
+    seed_history(registry, tmp_path, "contract", versions=2, months=6)
+    with registry.engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS ui_seed"))
+        pd.DataFrame({"day": pd.date_range("2024-01-01", periods=3), "y": 1.0, "a": 1.0, "b": 2.0, "c": 3.0}).to_sql(
+            "contract", conn, schema="ui_seed", index=False, if_exists="replace")
+    assert 'id="contract-problem"' not in client.get("/models/contract").text
+    with registry.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE ui_seed.contract DROP COLUMN b"))
+    page = client.get("/models/contract").text
+    assert re.search(r'id="contract-problem" class="bad">model &#39;contract&#39; v1: missing columns \[&#39;b&#39;\]',
+                     page), page

@@ -162,6 +162,20 @@ def source_columns(spec: ModelSpec, conn: Connection) -> tuple[str, ...]:
     return tuple(_execute(spec, conn, f"SELECT * FROM {_relation(spec, conn)} WHERE false", {}).keys())
 
 
+def contract_problem(spec: ModelSpec) -> str | None:
+    """Why the source cannot give `spec` its inputs (a version's contract: a column dropped), None when it can: a
+    read of the column names alone, for the page to say so before a task or a request fails on it."""
+    engine = engine_for(spec)
+    try:
+        with engine.connect() as conn:
+            require_columns(spec, source_columns(spec, conn))
+    except DataError as exc:
+        return str(exc)
+    finally:
+        engine.dispose()
+    return None
+
+
 def _relation(spec: ModelSpec, conn: Connection) -> str:
     """The source as a FROM item: its quoted table, or its query as a subquery."""
     src = spec.source

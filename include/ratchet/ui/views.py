@@ -10,6 +10,7 @@ from ratchet.evaluation.requirements import bound_origin
 from ratchet.exceptions import UnknownModelError
 from ratchet.lifecycle.next_step import next_step, required_actions_path
 from ratchet.lifecycle.promotion import open_proposal
+from ratchet.modeling import sources
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
@@ -105,6 +106,8 @@ def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         "promotions": list(reversed(promotions)), "alerts": list(reversed(registry.alerts(name))),
         "report": report, "report_html": reports.fragment(report.html) if report else None,
         "serving": serving.serving_panel(registry, spec),
+        "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
+        if champion else None,
     }
 
 
