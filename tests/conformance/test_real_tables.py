@@ -214,7 +214,8 @@ def test_the_first_promotion_passes_its_gates_and_the_daily_verdicts_are_recorde
     assert promotion.kind == "initial" and [g["name"] for g in promotion.gates] == [
         "requirements", "regression_tests", "computational"] and all(g["passed"] for g in promotion.gates)
     nowtest = registry.evaluations(name, "nowtest", contender=f"v{best}")
-    assert nowtest and {r.partition for r in nowtest} == {TODAY.strftime("%Y-%m-%d")}  # the window's last day
+    last_day = (TODAY - dt.timedelta(days=1)).strftime("%Y-%m-%d")  # windows are whole days before the run's day
+    assert nowtest and {r.partition for r in nowtest} == {last_day}  # the window's last day
     assert all(r.n_rows >= 5 for r in nowtest)  # the window held enough rows: a verdict, not stale data
     assert {r.metric for r in nowtest} == set(cycle["specs"][name].metrics)
     assert all(r.value is not None or (r.details or {}).get("undefined") for r in nowtest)
