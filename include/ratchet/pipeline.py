@@ -100,6 +100,48 @@ def model_context(model: str) -> Iterator[tuple[ModelSpec, Registry]]:
         registry.dispose()
 
 
+def run_only(model: str, *, requested: str | None, announced: Iterable[str] | None = None) -> None:
+    """Skip this model's task when the run is for other models: the run's `model` Param names one model (the
+    way back after a breach retrains and back-tests only the breaching model), or, in a run started by
+    `ratchet_retrain`'s asset events, `announced` names the models that registered versions. Neither: every model.
+    """
+    wanted = {requested} if requested else (set(announced) if announced is not None else None)
+    if wanted is not None and model not in wanted:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"this run is for {sorted(wanted)}, not {model}")
+
+
+def announced_models(triggering_asset_events: Any) -> list[str] | None:
+    """The models named by the asset events that started a run (each retrain task's event names its model), or
+    None for a run no asset event started (scheduled or manual)."""
+    events = [event for found in (triggering_asset_events or {}).values() for event in found]
+    if not events:
+        return None
+    return sorted({(event.extra or {}).get("model") for event in events} - {None})
+
+
+def breach_run_id(model: str, end: dt.datetime) -> str:
+    """The id of the ratchet_retrain run a champion's breach starts: one per model and now-test date, so a re-run
+    of the date finds it instead of starting a second one."""
+    return f"breach__{model}__{end.isoformat()}"
+
+
+def retrains_after_breach(results: Iterable[dict[str, Any] | None], *, end: dt.datetime,
+                          dag_run: Any) -> list[dict[str, Any]]:
+    """The ratchet_retrain runs to start (TriggerDagRunOperator arguments): one per model whose champion breached
+    a now-test requirement on the re-predicted window. Stale data (nothing to learn from), a breach of what was
+    served or of a serving requirement (the service, not the model) and a backfill (the past) start none.
+    The run reads data up to the now-test's end (`run_after`; no logical date, so it never collides with the
+    nightly run of that date)."""
+    if is_backfill(dag_run):
+        return []
+    breaching = sorted(result["model"] for result in results if result and not result["stale"]
+                       and any(c["role"] == "champion" and not c["passed"] for c in result["contenders"].values()))
+    return [{"trigger_run_id": breach_run_id(model, end), "conf": {"model": model}, "run_after": end.isoformat()}
+            for model in breaching]
+
+
 @fail_fast
 def retrain(model: str, *, end: dt.datetime) -> dict[str, Any]:
     """Retrain one model on the data before `end`; returns the versions it registered."""
