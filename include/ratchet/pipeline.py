@@ -309,6 +309,24 @@ def decline(model: str, version: int, *, reason: str, rejected_by: str, comment:
     return _decision(outcome)
 
 
+@fail_fast
+def rebaseline(params: dict[str, Any], *, changed_by: str, airflow_run_id: str) -> dict[str, Any]:
+    """Set a requirement's bound again from the ratchet_requirements run's Params (`lifecycle.rebaseline`);
+    prints and returns the model and the change. A bad Param fails at once, naming it; nothing changes."""
+    from ratchet.lifecycle.rebaseline import rebaseline as set_again
+
+    with model_context(params["model"]) as (spec, registry):
+        changes = set_again(registry, spec, metric=params["metric"], scope=params["scope"], reason=params["reason"],
+                            changed_by=changed_by, run_id=airflow_run_id, bound=params.get("bound"),
+                            calibrate=params.get("calibrate"), relative_to=params.get("relative_to"),
+                            version=params.get("version"),
+                            link=airflow_run_url("ratchet_requirements", airflow_run_id))
+    for c in changes:
+        print(f"{spec.name} {c['metric']} ({c['scope']}): {c['direction']} {c['old_bound']:.6g} -> "
+              f"{c['new_bound']:.6g} by {changed_by}")
+    return {"model": spec.name, "changes": changes}
+
+
 def _decision(outcome: Any) -> dict[str, Any]:
     print(outcome.describe())
     return {"model": outcome.model, "version": outcome.version, "outcome": outcome.outcome,

@@ -101,3 +101,43 @@ def test_only_the_runs_models_are_run():
     for requested, announced in ((OTHER, None), (None, [OTHER]), (None, [])):
         with pytest.raises(AirflowSkipException, match=OTHER if requested or announced else "not"):
             pipeline.run_only(MODEL, requested=requested, announced=announced)
+
+
+@pytest.fixture
+def demand(tmp_path, monkeypatch, registry, airflow_db):
+    """promote_helpers' demand: v1 champion, its rmse bound ratcheted to 9 by the first promotion."""
+    from promote_helpers import first_champion
+
+    spec, _ = first_champion(registry, tmp_path)
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    return spec
+
+
+def test_ratchet_requirements_sets_a_bound_again_records_who_and_why_and_mails_the_owners(demand, registry,
+                                                                                          smtp_server, capfd):
+    from promote_helpers import snapshot
+
+    dag = load_dag("ratchet_requirements")
+    conf = {"model": "demand", "metric": "rmse", "scope": "backtest", "bound": 11.0, "reason": "the data changed"}
+    before = snapshot(registry)
+    for bad, message in (({"bound": None}, "exactly one of bound"), ({"reason": ""}, "reason is required"),
+                         ({"metric": "mape"}, "has no requirement mape (backtest)")):
+        run = dag.test(run_conf={**conf, **bad})
+        assert run.state == "failed" and _states(run) == {("rebaseline", None): "failed",
+                                                         ("deliver_alerts", None): "failed"}, bad
+        out, err = capfd.readouterr()
+        assert message in out + err
+        assert snapshot(registry) == before and smtp_server.messages == []
+
+    run = dag.test(run_conf=conf)
+    assert run.state == "success"
+    rmse = next(r for r in registry.requirements("demand") if (r.metric, r.scope, r.relative_to) == (
+        "rmse", "backtest", None))
+    last = rmse.history[-1]
+    assert rmse.bound == 11.0 and (last.change, last.changed_by, last.reason, last.old_bound) == (
+        "rebaseline", "dag_test", "the data changed", pytest.approx(9.0))  # the triggering user (dag.test's)
+    assert last.derivation["run_id"] == run.run_id and last.derivation["old_change"] == "ratchet"
+    [mail] = smtp_server.messages
+    assert mail["message"]["Subject"] == "[Ratchet] demand requirement re-baselined by dag_test: rmse (backtest)"
+    assert mail["to"] == ["owner@example.com"]
+
