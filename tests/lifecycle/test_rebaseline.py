@@ -7,8 +7,10 @@ from promote_helpers import MONTHS, first_champion, register_fitted, snapshot, s
 
 from ratchet.evaluation.backtest import metric_tables
 from ratchet.exceptions import RebaselineInputError
+from ratchet.lifecycle.promotion import review
 from ratchet.lifecycle.ratchet import calibrate_nowtest
 from ratchet.lifecycle.rebaseline import rebaseline
+from ratchet.registry import EvaluationRow
 
 LINK = "http://localhost:8080/dags/ratchet_requirements/runs/manual__1"
 
@@ -91,3 +93,32 @@ def test_a_bad_input_names_what_is_wrong_and_changes_nothing(registry, champion,
         rebaseline(registry, champion, changed_by="alice", run_id="manual__9", link=LINK, **args)
     assert snapshot(registry) == before
 
+
+AFTER = ["2024-05", "2024-06", "2024-07"]  # months after a change of regime
+
+
+def _store_months(registry, values: dict[str, float]) -> None:
+    """contender -> its back-test rmse in each month of AFTER (as the nightly back-test adds new months)."""
+    registry.record_evaluations("demand", [
+        EvaluationRow(kind="backtest", contender=c, partition=m, metric=metric, value=v * factor, n_rows=30,
+                      run_id="bt2", version=int(c[1:]) if c.startswith("v") else None,
+                      baseline=None if c.startswith("v") else c)
+        for c, v in values.items() for m in AFTER for metric, factor in (("rmse", 1.0), ("mae", 0.8))])
+
+
+def test_gate_1_says_the_data_changed_when_a_ratcheted_bound_fails_the_champion_and_every_candidate(registry,
+                                                                                                  champion):
+    register_fitted(registry, "demand", "r3")
+    _store_months(registry, {"v1": 14.0, "v2": 11.0, "v3": 12.0, "last_value": 15.0, "mean": 16.0})
+    [gate] = [g for g in review(registry, champion, 2).gates if g.number == 1]
+    assert not gate.passed
+    assert ("rmse 11.57 > max 9 (back-test): the bound 9 was derived from 2024-01..2024-04; on the latest 3 months "
+            "(2024-05..2024-07) the champion v1 scores 14 and the best candidate v2 11: the data changed. A person "
+            "can re-baseline it (ratchet_requirements DAG, or 'Promote and re-baseline' on the proposal)"
+            ) in gate.summary
+    [changed] = gate.details["data_changed"]
+    assert changed["scores"] == {"v1": 14.0, "v2": 11.0, "v3": 12.0} and changed["derived_from"] == "2024-01..2024-04"
+
+    _store_months(registry, {"v3": 8.5})  # one candidate meets the bound on the latest months: no such words
+    [gate] = [g for g in review(registry, champion, 2).gates if g.number == 1]
+    assert not gate.passed and "the data changed" not in gate.summary and gate.details["data_changed"] == []

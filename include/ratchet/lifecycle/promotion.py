@@ -29,12 +29,13 @@ from ratchet.evaluation.nowtest import TRIAL_LIMIT
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
 from ratchet.lifecycle.ratchet import ratchet_steps
+from ratchet.lifecycle.rebaseline import ratcheted
 from ratchet.modeling.metrics import DAILY_LOSSES, better, daily_losses, improvement
 from ratchet.modeling.statistics import diebold_mariano
 from ratchet.registry import Registry
-from ratchet.registry.entities import Promotion, Version
+from ratchet.registry.entities import Promotion, Requirement, Version
 from ratchet.specs import get_spec
-from ratchet.specs.model import COMPUTATIONAL_METRICS, ModelSpec
+from ratchet.specs.model import COMPUTATIONAL_METRICS, LOWER_IS_BETTER, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,9 @@ def _run_gates(registry: Registry, spec: ModelSpec, candidate: Version, champion
     kind = _kind(candidate, champion, history)
     backtest = metric_tables(registry, spec)
     contender = candidate.contender
-    gates = [_requirements_gate(registry, spec, contender, backtest)]
+    others = [] if champion is None else [champion.contender] + [
+        v.contender for v in registry.trial_versions(spec.name)[1][:TRIAL_LIMIT]]
+    gates = [_requirements_gate(registry, spec, contender, backtest, others)]
     if kind not in SHORT_KINDS:
         gates.append(_champion_gate(registry, spec, contender, champion.contender, backtest))
     gates.append(_regression_gate(registry, spec, candidate.version))
@@ -290,7 +293,10 @@ def _recorded_outcome(row: Promotion) -> PromotionOutcome:
 
 
 # -- the gates ---------------------------------------------------------------------------------
-def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, backtest: BacktestTable) -> Gate:
+def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, backtest: BacktestTable,
+                       others: list[str]) -> Gate:
+    """Gate 1. `others` are the champion then the candidates in trial: when a bound the ratchet derived from
+    earlier months fails all of them too on the latest months, the gate says the data changed (`_data_changed`)."""
     months = months_of(backtest, contender)
     if not months:
         return Gate("requirements", False, f"no back-test results for {contender}; run ratchet_backtest first",
@@ -299,11 +305,51 @@ def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, back
                     if r.scope in ("backtest", "gate") and r.metric not in COMPUTATIONAL_METRICS]
     values = means_on(backtest, contender, months)
     results = check_requirements(requirements, values, baseline_means(spec, backtest, months))
-    failed = [r.describe() for r in results if not r.passed]
+    by_id = {r.id: r for r in requirements}
+    changed = {r.requirement_id: _data_changed(spec, by_id[r.requirement_id], backtest, contender, others)
+               for r in results if not r.passed}
+    failed = [r.describe() + (f": {changed[r.requirement_id]['text']}" if changed[r.requirement_id] else "")
+              for r in results if not r.passed]
     summary = ("; ".join(failed) if failed else
                f"{len(results)} requirement(s) met on the mean of {len(months)} back-test month(s)")
     return Gate("requirements", not failed, summary,
-                {"months": months, "means": values, "results": [r.as_dict() for r in results]})
+                {"months": months, "means": values, "results": [r.as_dict() for r in results],
+                 "data_changed": [found for found in changed.values() if found]})
+
+
+LATEST_MONTHS = 3  # the months gate 1 compares everyone on when a ratcheted bound fails: where a change shows first
+
+
+def _data_changed(spec: ModelSpec, req: Requirement, backtest: BacktestTable, contender: str,
+                  others: list[str]) -> dict[str, Any] | None:
+    """When `req`'s bound came from a ratchet (derived from a champion's earlier months) and fails the champion
+    (`others[0]`) and every candidate in trial on the latest months as well, the evidence and the words for it:
+    no candidate can pass it, the data changed, and only a person can set it again. Else None."""
+    last = req.history[-1] if req.history else None
+    if not others or not ratcheted(req) or "first_month" not in (last.derivation or {}):
+        return None
+    latest = months_of(backtest, contender)[-LATEST_MONTHS:]
+    baselines = baseline_means(spec, backtest, latest)
+    scores = {}
+    for name in dict.fromkeys([*others, contender]):
+        values = means_on(backtest, name, latest)
+        if req.metric in values:
+            [result] = check_requirements([req], values, baselines)
+            if result.passed or result.effective_bound is None:  # it passes, or a missing baseline is why
+                return None
+            scores[name] = values[req.metric]
+    champion = others[0]
+    candidates = {name: value for name, value in scores.items() if name != champion}
+    if champion not in scores or not candidates:
+        return None
+    best = min(candidates, key=lambda name: candidates[name] if LOWER_IS_BETTER[req.metric] else -candidates[name])
+    derived = f"{last.derivation['first_month']}..{last.derivation['last_month']}"
+    text = (f"the bound {req.bound:.4g} was derived from {derived}; on the latest {len(latest)} months "
+            f"({latest[0]}..{latest[-1]}) the champion {champion} scores {scores[champion]:.3g} and the best candidate "
+            f"{best} {candidates[best]:.3g}: the data changed. A person can re-baseline it (ratchet_requirements "
+            "DAG, or 'Promote and re-baseline' on the proposal)")
+    return {"requirement_id": req.id, "metric": req.metric, "scope": req.scope, "bound": req.bound,
+            "derived_from": derived, "latest_months": latest, "scores": scores, "text": text}
 
 
 def _champion_gate(registry: Registry, spec: ModelSpec, contender: str, champion: str,
