@@ -26,7 +26,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from ratchet.dagkit import START_DATE, TAGS, default_args
+from ratchet.dagkit import START_DATE, TAGS, default_args, model_param
 from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
@@ -44,8 +44,7 @@ CHANGED_BY = "ratchet_requirements"  # who a run nobody triggered by name is rec
     doc_md=__doc__,
     default_args=default_args(retries=1, retry_delay=dt.timedelta(minutes=1)),
     params={
-        "model": Param(MODELS[0] if len(MODELS) == 1 else None, type="string", **({"enum": MODELS} if MODELS else {}),
-                       title="Model", description="A configured model (one YAML file in the models folder)"),
+        "model": model_param(MODELS),
         "metric": Param("", type="string", title="Metric",
                         description="The requirement's metric, as in the YAML (e.g. mape, rmse)"),
         "scope": Param("nowtest", type="string", enum=SCOPES, title="Scope", description="The requirement's scope"),

@@ -21,6 +21,12 @@ def default_args(*, retries: int, retry_delay: dt.timedelta) -> dict[str, Any]:
     return {"owner": "ratchet", "retries": retries, "retry_delay": retry_delay}
 
 
+def model_param(models: list[str]) -> Param:
+    """The required `model` Param of a manual DAG: one of the configured models (preselected when there is one)."""
+    return Param(models[0] if len(models) == 1 else None, type="string", **({"enum": models} if models else {}),
+                 title="Model", description="A configured model (one YAML file in the models folder)")
+
+
 def only_model_param(models: list[str]) -> Param:
     """The optional `model` Param of a DAG that handles every model: empty runs them all, a name runs only it (the
     run a champion's breach starts names its model)."""

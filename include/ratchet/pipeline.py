@@ -269,31 +269,42 @@ def require_proposals(models: list[str], results: Iterable[dict[str, Any] | None
 
 
 @fail_fast
-def review(model: str, version: int) -> str:
+def review(model: str, version: int, rebaseline_option: str) -> str:
     """The gates' verdicts on a proposed version as Markdown, with a link to the model's Ratchet page: the body
-    of the approval a person is asked for. Fails when a gate no longer passes: there is nothing to approve."""
+    of the approval a person is asked for. Fails when a gate no longer passes (there is nothing to approve),
+    unless only ratcheted bounds fail: then the body says what the answer `rebaseline_option` would do."""
     from ratchet.exceptions import ProposalOutdated
+    from ratchet.lifecycle.promotion import rebaseline_only
     from ratchet.lifecycle.promotion import review as review_gates
 
     with model_context(model) as (spec, registry):
         outcome = review_gates(registry, spec, version)
+        alpha = spec.promotion.ratchet.false_alarm_rate
     print(outcome.describe())
-    if not outcome.passed:
+    rebaseline = rebaseline_only(outcome.gates)
+    if not outcome.passed and not rebaseline:
         failed = "; ".join(f"gate {g.number} {g.name}: {g.summary}" for g in outcome.gates if not g.passed)
         raise ProposalOutdated(f"{model} v{version} does not pass every gate now, so there is nothing to approve: "
                                f"{failed}")
     page = f"{settings.airflow_base_url()}/ratchet/models/{model}"
-    return f"{outcome.markdown()}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
+    body = outcome.markdown()
+    if rebaseline:
+        body += (f"\n\n**Gate 1 fails only on {len(rebaseline)} bound(s) the ratchet derived from a former champion's "
+                 f"months** (its row above says how). **Approve** runs the gates again and fails on them. "
+                 f"**{rebaseline_option}** sets them again from v{version}'s own back-test at a false-alarm rate of "
+                 f"{alpha:g} (the ratchet's derivation; recorded as your decision, with this proposal as the evidence, "
+                 f"and mailed to the owners), then promotes, in one transaction.")
+    return f"{body}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
 
 
 @fail_fast
 def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool,
-            run_id: str | None, comment: str | None = None) -> dict[str, Any]:
+            run_id: str | None, comment: str | None = None, rebaseline: bool = False) -> dict[str, Any]:
     """Promote a version through the gates (see `lifecycle.promotion`); logs and returns the decision."""
     from ratchet.lifecycle.promotion import promote_by_name
 
     outcome = promote_by_name(model, version, reason=reason, triggered_by=triggered_by, dry_run=dry_run,
-                              run_id=run_id, comment=comment)
+                              run_id=run_id, comment=comment, rebaseline=rebaseline)
     return _decision(outcome)
 
 

@@ -141,3 +141,39 @@ def test_ratchet_requirements_sets_a_bound_again_records_who_and_why_and_mails_t
     assert mail["message"]["Subject"] == "[Ratchet] demand requirement re-baselined by dag_test: rmse (backtest)"
     assert mail["to"] == ["owner@example.com"]
 
+
+
+def test_promote_and_rebaseline_on_the_proposal_sets_the_ratcheted_bounds_again_and_promotes(
+        tmp_path, monkeypatch, registry, airflow_db, api_server, smtp_server):
+    from dag_helpers import run_answered
+    from promote_helpers import after_regime_change
+
+    after_regime_change(registry, tmp_path)
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    _delete_runs("ratchet_promote")
+    old = next(r for r in registry.requirements("demand") if (r.metric, r.scope, r.relative_to) == (
+        "rmse", "backtest", None))
+    conf = {"model": "demand", "version": 2, "reason": "proposed by ratchet", "proposal": True}  # as open_proposal
+    when = dt.datetime(2024, 5, 4, 11, tzinfo=dt.UTC)
+    answer = {"answer": "Promote and re-baseline", "params_input": {"comment": "the new regime is here to stay"},
+              "timeout": 600}
+    run, person = run_answered(load_dag("ratchet_promote"), answer, api_server, when, run_conf=conf)
+
+    assert person.detail["options"] == ["Approve", "Promote and re-baseline", "Reject"]
+    body = person.detail["body"]
+    assert "| 1 requirements | **FAIL** |" in body and "the data changed" in body
+    assert "Gate 1 fails only on 1 bound(s) the ratchet derived" in body and "**Approve** runs the gates again" in body
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and states["promote"] == "success" and states["reject"] == "skipped"
+    assert states["deliver_alerts"] == "success"
+    assert registry.champion("demand").version == 2
+    decision = registry.promotions("demand")[-1]
+    assert (decision.outcome, decision.triggered_by, decision.comment) == (
+        "promoted", "admin", "the new regime is here to stay")
+    rmse = next(r for r in registry.requirements("demand") if r.id == old.id)
+    last = [c for c in rmse.history if c.change == "rebaseline"][-1]
+    assert (last.changed_by, last.promotion_id, last.old_bound) == ("admin", decision.id, old.bound)
+    assert rmse.bound >= pytest.approx(11.0) > old.bound  # set again from v2's back-test (11 each month)
+    assert last.derivation["run_id"] == run.run_id and last.derivation["version"] == 2
+    [mail] = smtp_server.messages
+    assert mail["message"]["Subject"] == "[Ratchet] demand requirement re-baselined by admin: rmse (backtest)"

@@ -3,11 +3,19 @@ who, why and the evidence, the owners' mail queued with it; a bad input changes 
 from __future__ import annotations
 
 import pytest
-from promote_helpers import MONTHS, first_champion, register_fitted, snapshot, store_backtest
+from promote_helpers import (
+    MONTHS,
+    after_regime_change,
+    first_champion,
+    register_fitted,
+    snapshot,
+    store_after_change,
+    store_backtest,
+)
 
 from ratchet.evaluation.backtest import metric_tables
-from ratchet.exceptions import RebaselineInputError
-from ratchet.lifecycle.promotion import review
+from ratchet.exceptions import PromotionRejected, RebaselineInputError
+from ratchet.lifecycle.promotion import Gate, promote, propose, rebaseline_only, review
 from ratchet.lifecycle.ratchet import calibrate_nowtest
 from ratchet.lifecycle.rebaseline import rebaseline
 from ratchet.registry import EvaluationRow
@@ -94,22 +102,10 @@ def test_a_bad_input_names_what_is_wrong_and_changes_nothing(registry, champion,
     assert snapshot(registry) == before
 
 
-AFTER = ["2024-05", "2024-06", "2024-07"]  # months after a change of regime
-
-
-def _store_months(registry, values: dict[str, float]) -> None:
-    """contender -> its back-test rmse in each month of AFTER (as the nightly back-test adds new months)."""
-    registry.record_evaluations("demand", [
-        EvaluationRow(kind="backtest", contender=c, partition=m, metric=metric, value=v * factor, n_rows=30,
-                      run_id="bt2", version=int(c[1:]) if c.startswith("v") else None,
-                      baseline=None if c.startswith("v") else c)
-        for c, v in values.items() for m in AFTER for metric, factor in (("rmse", 1.0), ("mae", 0.8))])
-
-
 def test_gate_1_says_the_data_changed_when_a_ratcheted_bound_fails_the_champion_and_every_candidate(registry,
                                                                                                   champion):
     register_fitted(registry, "demand", "r3")
-    _store_months(registry, {"v1": 14.0, "v2": 11.0, "v3": 12.0, "last_value": 15.0, "mean": 16.0})
+    store_after_change(registry, {"v1": 14.0, "v2": 11.0, "v3": 12.0, "last_value": 15.0, "mean": 16.0})
     [gate] = [g for g in review(registry, champion, 2).gates if g.number == 1]
     assert not gate.passed
     assert ("rmse 11.57 > max 9 (back-test): the bound 9 was derived from 2024-01..2024-04; on the latest 3 months "
@@ -119,6 +115,73 @@ def test_gate_1_says_the_data_changed_when_a_ratcheted_bound_fails_the_champion_
     [changed] = gate.details["data_changed"]
     assert changed["scores"] == {"v1": 14.0, "v2": 11.0, "v3": 12.0} and changed["derived_from"] == "2024-01..2024-04"
 
-    _store_months(registry, {"v3": 8.5})  # one candidate meets the bound on the latest months: no such words
+    store_after_change(registry, {"v3": 8.5})  # one candidate meets the bound on the latest months: no such words
     [gate] = [g for g in review(registry, champion, 2).gates if g.number == 1]
     assert not gate.passed and "the data changed" not in gate.summary and gate.details["data_changed"] == []
+
+
+@pytest.fixture
+def after_change(registry, tmp_path):
+    return after_regime_change(registry, tmp_path)
+
+
+def test_a_candidate_failing_only_ratcheted_bounds_is_proposed_and_approve_does_not_promote_it(registry,
+                                                                                             after_change):
+    proposal = propose(registry, after_change, reason="passed every gate but a ratcheted bound", run_id="night")
+    assert proposal is not None and proposal.version == 2
+    assert [g["name"] for g in proposal.gates if not g["passed"]] == ["requirements"]
+    assert rebaseline_only([Gate(g["name"], g["passed"], g["summary"], g["details"]) for g in proposal.gates])
+
+    bound = _req(registry, "rmse", "backtest").bound
+    with pytest.raises(PromotionRejected, match="the data changed"):
+        promote(registry, after_change, version=2, reason="approved", triggered_by="carol", run_id="approve")
+    assert registry.champion("demand").version == 1 and _req(registry, "rmse", "backtest").bound == bound
+
+
+def test_promote_and_rebaseline_sets_the_ratcheted_bounds_from_the_candidate_and_promotes_at_once(registry,
+                                                                                                after_change):
+    old = _req(registry, "rmse", "backtest")
+    outcome = promote(registry, after_change, version=2, reason="proposed", triggered_by="carol",
+                      run_id="proposal__demand__v2", rebaseline=True)
+    assert outcome.outcome == "promoted" and outcome.passed and registry.champion("demand").version == 2
+    gate = outcome.gates[0]
+    assert gate.summary.endswith("(1 of them re-baselined from v2's own back-test)")
+    [change] = [c for c in outcome.ratchet_changes if c["change"] == "rebaseline"]
+    assert (change["metric"], change["scope"], change["old_bound"]) == ("rmse", "backtest", old.bound)
+    assert change["new_bound"] == pytest.approx(11.0)  # v2 scores 11 each month: the bound of its mean is 11
+    last = _req(registry, "rmse", "backtest").history[-1]
+    assert (last.change, last.changed_by, last.promotion_id) == ("rebaseline", "carol", outcome.promotion_id)
+    assert last.derivation["version"] == 2 and last.derivation["run_id"] == "proposal__demand__v2"
+    assert last.derivation["alpha"] == after_change.promotion.ratchet.false_alarm_rate
+    assert last.derivation["old_derivation"] == old.history[-1].derivation
+    [alert] = registry.alerts("demand")
+    assert alert.subject == "[Ratchet] demand requirement re-baselined by carol: rmse (backtest)"
+    assert alert.dedupe_key == "requirement:demand:proposal__demand__v2"
+
+    state = snapshot(registry)  # re-running the approval's promotion changes nothing more
+    assert promote(registry, after_change, version=2, reason="proposed", triggered_by="carol",
+                   run_id="proposal__demand__v2", rebaseline=True).outcome == "promoted"
+    assert snapshot(registry) == state
+
+
+def test_promote_and_rebaseline_never_passes_another_failing_gate(registry, after_change):
+    registry.record_evaluations("demand", [EvaluationRow(kind="nowtest", contender="v2", partition="2024-05-04",
+                                                         metric="mae", value=9.0, n_rows=7, run_id="nt-0504",
+                                                         version=2, passed=False)])  # a breach in trial: gate 4
+    bound = _req(registry, "rmse", "backtest").bound
+    with pytest.raises(PromotionRejected, match="gate 4 trial failed"):
+        promote(registry, after_change, version=2, reason="proposed", triggered_by="carol", run_id="p", rebaseline=True)
+    assert registry.champion("demand").version == 1 and _req(registry, "rmse", "backtest").bound == bound
+    assert registry.alerts("demand") == []
+
+
+def test_the_proposals_body_says_what_each_answer_does_when_only_ratcheted_bounds_fail(registry, after_change,
+                                                                                       tmp_path, monkeypatch):
+    from ratchet import pipeline
+
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    body = pipeline.review("demand", 2, "Promote and re-baseline")
+    assert "| 1 requirements | **FAIL** | rmse 11 > max 9 (back-test): the bound 9 was derived from" in body
+    assert ("**Gate 1 fails only on 1 bound(s) the ratchet derived from a former champion's months** (its row above "
+            "says how). **Approve** runs the gates again and fails on them. **Promote and re-baseline** sets them "
+            "again from v2's own back-test at a false-alarm rate of 0.05") in body
