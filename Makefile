@@ -1,10 +1,11 @@
-# Ratchet: `make run` starts everything on this machine; `make test` sets up and runs the tests.
+# Ratchet: `make run` starts everything on this machine; `make test` sets up and runs the tests;
+# `make test-fast` runs the fast lane (every test not marked slow: no DAG runs, api-server or browser).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv chromium run test lint benchmarks clean
+.PHONY: venv chromium run test test-fast lint benchmarks clean
 
 venv: $(STAMP)
 
@@ -25,6 +26,9 @@ run: venv
 
 test: lint chromium
 	$(BIN)/pytest
+
+test-fast: lint
+	$(BIN)/pytest -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -67,7 +67,7 @@ def replay(registry, spec, trained_until: dt.datetime, days: list[dt.datetime]) 
     versions = retrain_model(registry, spec, run_id="train", logical_date=trained_until)
     frame = sources.read_source(spec, end=trained_until)
     (months,) = backtest.month_groups(spec, frame, end=trained_until, groups=1)
-    backtest.run_partition(registry, spec, months, run_id="backtest", end=trained_until, frame=frame)
+    backtest.run_partition(registry, spec, months, run_id="backtest", end=trained_until)
     means = backtest.backtest_summary(registry, spec)["contenders"]
     best = min(versions, key=lambda v: means[f"v{v}"]["mean"])
     promote(registry, spec, version=best, reason="alert quality replay", triggered_by="benchmark", run_id="p")

@@ -152,6 +152,8 @@ def measure(run) -> dict[str, tuple[float, int, float]]:
 
 
 def main() -> None:
+    from ratchet import threads
+
     warnings.filterwarnings("ignore")
     run = _run_script()
     repeats = [measure(run) for _ in range(REPEATS)]
@@ -163,6 +165,10 @@ def main() -> None:
             ("airflow", "Airflow LocalExecutor: both runs")]
     print(f"demo model, data to {DATA_END}, runs for {END:%Y-%m-%d %H:%M} UTC: retrain + back-test (24 months); "
           f"median of {REPEATS} repeats")
+    parallelism = threads.airflow_parallelism()
+    print(f"native threads (ratchet.threads): {threads.task_threads(parallelism)} per Airflow task "
+          f"({threads.task_threads_origin(parallelism)}), {threads.task_threads()} in the plain process; "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
     print(f"{'':46} {'seconds':>8}  tasks  seconds inside tasks")
     for name, label in rows:
         seconds, tasks, inside = median[name]

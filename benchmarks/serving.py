@@ -374,7 +374,7 @@ def train_champion(url: str, spec_path: Path, folder: Path) -> Champion:
         versions = retrain_model(registry, spec, run_id="bench-retrain", logical_date=TRAIN_END)
         frame = sources.read_source(spec, end=TRAIN_END)
         for months in backtest.month_groups(spec, frame, end=TRAIN_END, groups=1):
-            backtest.run_partition(registry, spec, months, run_id="bench-backtest", end=TRAIN_END, frame=frame)
+            backtest.run_partition(registry, spec, months, run_id="bench-backtest", end=TRAIN_END)
         promote(registry, spec, version=versions[0], reason="serving benchmark", triggered_by="benchmark",
                 run_id="bench-promote")
         version = registry.version(MODEL, versions[0], with_artifact=True)

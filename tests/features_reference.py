@@ -45,7 +45,21 @@ def features_of_rows(spec, history: pd.DataFrame, rows: pd.DataFrame) -> tuple[p
     wanted = (times >= rows[time].iloc[0]).to_numpy()
     lacking = sorted(set(rows[time]) - set(times[wanted]))
     if lacking:
-        raise PredictError(
-            f"cannot compute target lags {list(src.target_lags)} for {len(lacking)} input row(s), first at "
-            f"{lacking[0]}: the target of the days before is neither in the input nor in the source")
+        raise PredictError(_unknown_lags(spec, combined, lacking))
     return X[wanted].reset_index(drop=True), times[wanted].reset_index(drop=True)
+
+
+def _unknown_lags(spec, combined: pd.DataFrame, lacking: list) -> str:
+    """The refusal of rows whose lags are unknown, naming the first row and the first lag (and day) it lacks."""
+    src = spec.source
+    first = lacking[0]
+    known = combined.loc[combined[src.target].notna(), src.key.time]
+    if src.lags_by == "days":
+        lag = next(k for k in src.target_lags if first - pd.Timedelta(days=k) not in set(known))
+        reached = f"{first - pd.Timedelta(days=lag):%Y-%m-%d} (lag {lag})"
+    else:
+        position = combined.index[combined[src.key.time] == first][0]
+        lag = next(k for k in src.target_lags if position - k < 0 or pd.isna(combined[src.target].iloc[position - k]))
+        reached = f"the row {lag} before it (lag {lag}, source.lags_by: rows)"
+    return (f"cannot compute target lags {list(src.target_lags)} for {len(lacking)} input row(s), first at "
+            f"{first}: the target of {reached} is neither in the input nor in the source")

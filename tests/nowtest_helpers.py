@@ -18,8 +18,8 @@ MODEL = "regime_demand"
 REGIME_CHANGE = dt.date(2025, 7, 15)
 DATA_END = dt.date(2025, 8, 31)
 TRAINED_BEFORE = dt.datetime(2025, 7, 1)
-BEFORE_CHANGE = dt.datetime(2025, 7, 10, 6, 0, tzinfo=dt.UTC)  # window 06-26 .. 07-10
-AFTER_CHANGE = dt.datetime(2025, 8, 1, 6, 0, tzinfo=dt.UTC)  # window 07-18 .. 08-01
+BEFORE_CHANGE = dt.datetime(2025, 7, 10, 6, 0, tzinfo=dt.UTC)  # window 06-26 .. 07-09 (whole days)
+AFTER_CHANGE = dt.datetime(2025, 8, 1, 6, 0, tzinfo=dt.UTC)  # window 07-18 .. 07-31 (whole days)
 EMAILS = ["owner@example.com", "oncall@example.com"]
 FEATURES = ["temperature", "precipitation", "is_holiday", "promo", "day_of_week"]
 SPEC = {  # spec_factory overrides: write_spec(folder, **SPEC) writes the model

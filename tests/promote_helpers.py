@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from spec_factory import write_spec
+from spec_factory import build_spec, spec_data, write_spec
 from sqlalchemy import select
 
 from ratchet.lifecycle.promotion import promote
@@ -70,7 +70,9 @@ def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, **ove
     fields = dict(estimator_class="sklearn.linear_model.Ridge", hyperparameters={"alpha": alpha},
                   artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
                   dataset_fingerprint="f" * 64, features=FEATURES, target="y", package_versions={},
-                  author="tests", fit_seconds=0.01, size_bytes=art.size_bytes, predict_latency_p95_ms=0.5)
+                  author="tests", fit_seconds=0.01, size_bytes=art.size_bytes, predict_latency_p95_ms=0.5,
+                  contract=build_spec(name="demand", **SPEC).source.contract(FEATURES),
+                  spec_snapshot=spec_data("demand", **SPEC))
     fields.update(overrides)
     return registry.register_version(model, run_id=run_id, trial_index=None, **fields)
 

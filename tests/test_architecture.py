@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "include" / "ratchet"
 LAYERS = [
     {"exceptions", "faults"},
-    {"settings"},
+    {"settings", "threads"},
     {"specs"},
     {"modeling"},
     {"registry"},
@@ -96,14 +96,20 @@ def test_the_orm_schema_and_sessions_stay_inside_the_registry():
         assert "._session(" not in path.read_text(), f"{module} opens a registry session"
 
 
+def _plant(tmp_path, monkeypatch, **modules: str) -> None:
+    """Plant modules (dotted name -> source) among MODULES for one test."""
+    for name, source in modules.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        monkeypatch.setitem(MODULES, name, path)
+
+
 def test_the_checks_themselves_catch_what_they_forbid(tmp_path, monkeypatch):
     """An upward import and a cycle planted in two modules are both reported, and so is a type-only import."""
-    low, high = tmp_path / "low.py", tmp_path / "high.py"
-    low.write_text("def f():\n    from ratchet.lifecycle import promotion\n")
-    high.write_text("from typing import TYPE_CHECKING\nimport ratchet.modeling.low\n"
-                    "if TYPE_CHECKING:\n    from ratchet.ui import views\n")
-    monkeypatch.setitem(MODULES, "ratchet.modeling.low", low)
-    monkeypatch.setitem(MODULES, "ratchet.lifecycle.promotion", high)
+    _plant(tmp_path, monkeypatch, **{
+        "ratchet.modeling.low": "def f():\n    from ratchet.lifecycle import promotion\n",
+        "ratchet.lifecycle.promotion": "from typing import TYPE_CHECKING\nimport ratchet.modeling.low\n"
+                                       "if TYPE_CHECKING:\n    from ratchet.ui import views\n"})
     with pytest.raises(AssertionError, match=r"imports higher layers: \['ratchet.lifecycle.promotion'\]"):
         test_imports_point_down_the_layers("ratchet.modeling.low")
     assert imports_of("ratchet.lifecycle.promotion") == {"ratchet.modeling.low", "ratchet.ui.views"}
@@ -115,12 +121,10 @@ def test_the_checks_themselves_catch_what_they_forbid(tmp_path, monkeypatch):
 
 def test_a_type_only_import_back_up_the_layers_is_the_loop_it_is(tmp_path, monkeypatch):
     """The old loop: an evaluation module drafting mails, the mails naming its outcome type under TYPE_CHECKING."""
-    judge, speak = tmp_path / "judge.py", tmp_path / "speak.py"
-    judge.write_text("from ratchet.alerting.speak import draft\n")
-    speak.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                     "    from ratchet.evaluation.judge import Outcome\n")
-    monkeypatch.setitem(MODULES, "ratchet.evaluation.judge", judge)
-    monkeypatch.setitem(MODULES, "ratchet.alerting.speak", speak)
+    _plant(tmp_path, monkeypatch, **{
+        "ratchet.evaluation.judge": "from ratchet.alerting.speak import draft\n",
+        "ratchet.alerting.speak": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                  "    from ratchet.evaluation.judge import Outcome\n"})
     with pytest.raises(AssertionError, match=r"imports higher layers: \['ratchet.alerting.speak'\]"):
         test_imports_point_down_the_layers("ratchet.evaluation.judge")
     with pytest.raises(AssertionError, match="import cycle: ratchet.alerting.speak -> ratchet.evaluation.judge"):

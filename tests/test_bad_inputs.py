@@ -258,7 +258,9 @@ def world(tmp_path, monkeypatch, registry):
     return tmp_path
 
 
-@pytest.mark.parametrize("case", CATALOGUE, ids=[case.id for case in CATALOGUE])
+# A CLI row runs `ratchet` in a new process (importing pandas, scikit-learn, SQLAlchemy): the slow lane.
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id, marks=[pytest.mark.slow] if case.door == "CLI" else [])
+                                  for case in CATALOGUE])
 def test_bad_input_gets_a_clear_message_and_changes_nothing_stored(case, world, registry):
     case.prepare(world)
     before = snapshot(registry)

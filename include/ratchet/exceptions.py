@@ -55,6 +55,10 @@ class UnknownModelError(NotFoundError):
     """A model name that is not configured, or not yet in the registry: the message lists the known ones."""
 
 
+class NoChampionError(NotFoundError):
+    """A configured model has nothing to serve yet: no version registered, or none promoted to champion."""
+
+
 class DataError(UserError):
     """A model's data cannot be used: the message names the model, the column and the problem."""
 
@@ -105,6 +109,18 @@ class ConcurrentPromotionError(UserError):
 
 class ModelsFailed(UserError):
     """Some models' tasks of a run failed for good: the run must not look green (their own logs say why)."""
+
+
+class UnavailableError(RatchetError):
+    """Something a request needs is unavailable for now (the REST service answers 503); retrying later may work."""
+
+
+class DatabaseUnavailableError(UnavailableError):
+    """A database (Ratchet's own, or a model's source) cannot be reached: the message says why, never where."""
+
+
+class NotServableError(UnavailableError):
+    """A configured model cannot be served now: its spec is broken, or its champion's artifact is refused."""
 
 
 class AlertDeliveryError(RatchetError):

@@ -3,6 +3,8 @@
 The DAG files stay thin and importable in milliseconds; everything heavy is imported here, at call time.
 A `UserError` (a broken spec, bad data, a refused promotion) leaves every call here as Airflow's
 `AirflowFailException`, so Airflow fails the task at once instead of retrying what cannot change.
+Every call runs its native thread pools (OpenMP, BLAS) at the size the executor leaves one task, so tasks side
+by side do not fight over the cores (`ratchet.threads`).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ratchet import settings
+from ratchet import settings, threads
 from ratchet.exceptions import ModelsFailed, UserError
 
 if TYPE_CHECKING:
@@ -34,13 +36,16 @@ TASK_LIBRARIES = (
 Result = TypeVar("Result")
 
 
-def fail_fast(step: Callable[..., Result]) -> Callable[..., Result]:
-    """Run `step`; a UserError becomes AirflowFailException (no retry) with the same message."""
+def task_step(step: Callable[..., Result]) -> Callable[..., Result]:
+    """Run `step` as one task: its native thread pools at the size the executor leaves a task
+    (`threads.task_limits`), and a UserError raised as AirflowFailException (no retry) with the same message."""
 
     @functools.wraps(step)
     def run(*args: Any, **kwargs: Any) -> Result:
         try:
-            return step(*args, **kwargs)
+            with threads.task_limits() as pools:
+                print(pools)
+                return step(*args, **kwargs)
         except UserError as exc:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -142,29 +147,30 @@ def retrains_after_breach(results: Iterable[dict[str, Any] | None], *, end: dt.d
             for model in breaching]
 
 
-@fail_fast
-def retrain(model: str, *, end: dt.datetime) -> dict[str, Any]:
-    """Retrain one model on the data before `end`; returns the versions it registered."""
+@task_step
+def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain") -> dict[str, Any]:
+    """Retrain one model on the data before `end`; returns the versions it registered (each records `author`)."""
     from ratchet.lifecycle.retrain import retrain_model
 
     with model_context(model) as (spec, registry):
-        versions = retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end)
+        versions = retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end,
+                                 author=author)
     return {"model": model, "versions": versions}
 
 
-@fail_fast
+@task_step
 def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> dict[str, Any]:
     """Back-test the `group`-th of `groups` slices of the model's back-test months."""
     from ratchet.evaluation import backtest
     from ratchet.modeling import sources
 
     with model_context(model) as (spec, registry):
-        frame = sources.read_source(spec, end=end)
-        months = backtest.month_groups(spec, frame, end=end, groups=groups)[group]
+        raw = sources.read_rows(spec, end=end)
+        months = backtest.month_groups(spec, sources.checked_rows(spec, raw, end=end), end=end, groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
         counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end), end=end,
-                                        frame=frame)
+                                        raw=raw)
     return {"model": model, "months": months, **counts}
 
 
@@ -177,7 +183,7 @@ def require_every_model(models: list[str], results: Iterable[dict[str, Any] | No
         raise ModelsFailed(f"the {what} of model(s) {missing} failed; their mapped tasks' logs say why")
 
 
-@fail_fast
+@task_step
 def backtest_report(model: str, *, end: dt.datetime) -> dict[str, str]:
     """Write the model's back-test report for the run ending at `end`; returns its file path and data summary."""
     from ratchet.modeling import features, sources
@@ -206,7 +212,7 @@ def mails_for(dag_run: Any) -> bool:
     return not is_backfill(dag_run)
 
 
-@fail_fast
+@task_step
 def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Now-test one model on the window ending at `end`; returns the outcome's summary."""
     from ratchet.lifecycle.monitoring import run_nowtest
@@ -217,7 +223,7 @@ def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = T
     return outcome.summary()
 
 
-@fail_fast
+@task_step
 def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Run one model's golden cases against its champion; returns the outcome's summary."""
     from ratchet.lifecycle.monitoring import run_regression
@@ -228,13 +234,7 @@ def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool 
     return outcome.summary()
 
 
-def proposal_run_id(model: str, version: int) -> str:
-    """The id of the ratchet_promote run that proposes `version` of `model`: one id per version, so a re-run
-    of the night that proposed it finds the run open instead of opening a second one."""
-    return f"proposal__{model}__v{version}"
-
-
-@fail_fast
+@task_step
 def propose(model: str, *, end: dt.datetime, dag_run: Any,
             nowtests: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
     """Propose the model's best candidate that passes every gate now (`lifecycle.promotion.propose`).
@@ -243,6 +243,7 @@ def propose(model: str, *, end: dt.datetime, dag_run: Any,
     TriggerDagRunOperator. Nothing is proposed by a backfill, which replays the past, nor for a model
     whose now-test of this run did not finish (`nowtests`: the run's now-test results, None for a failed one).
     """
+    from ratchet.lifecycle.promotion import proposal_run_id
     from ratchet.lifecycle.promotion import propose as propose_candidate
 
     proposals: list[dict[str, Any]] = []
@@ -262,13 +263,13 @@ def proposals_to_open(results: Iterable[dict[str, Any] | None]) -> list[dict[str
     return [proposal for result in results if result for proposal in result["proposals"]]
 
 
-@fail_fast
+@task_step
 def require_proposals(models: list[str], results: Iterable[dict[str, Any] | None]) -> None:
     """Fail (no retry) when some model's propose step failed, so the now-test run is not green."""
     require_every_model(models, results, what="proposal step")
 
 
-@fail_fast
+@task_step
 def review(model: str, version: int, rebaseline_option: str) -> str:
     """The gates' verdicts on a proposed version as Markdown, with a link to the model's Ratchet page: the body
     of the approval a person is asked for. Fails when a gate no longer passes (there is nothing to approve),
@@ -286,7 +287,7 @@ def review(model: str, version: int, rebaseline_option: str) -> str:
         failed = "; ".join(f"gate {g.number} {g.name}: {g.summary}" for g in outcome.gates if not g.passed)
         raise ProposalOutdated(f"{model} v{version} does not pass every gate now, so there is nothing to approve: "
                                f"{failed}")
-    page = f"{settings.airflow_base_url()}/ratchet/models/{model}"
+    page = settings.ratchet_page_url(model)
     body = outcome.markdown()
     if rebaseline:
         body += (f"\n\n**Gate 1 fails only on {len(rebaseline)} bound(s) the ratchet derived from a former champion's "
@@ -297,7 +298,7 @@ def review(model: str, version: int, rebaseline_option: str) -> str:
     return f"{body}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
 
 
-@fail_fast
+@task_step
 def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool,
             run_id: str | None, comment: str | None = None, rebaseline: bool = False) -> dict[str, Any]:
     """Promote a version through the gates (see `lifecycle.promotion`); logs and returns the decision."""
@@ -308,7 +309,7 @@ def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run
     return _decision(outcome)
 
 
-@fail_fast
+@task_step
 def decline(model: str, version: int, *, reason: str, rejected_by: str, comment: str | None,
             run_id: str | None) -> dict[str, Any]:
     """Record a person's rejection of a proposed version (`lifecycle.promotion.decline`); logs and returns it."""
@@ -320,7 +321,7 @@ def decline(model: str, version: int, *, reason: str, rejected_by: str, comment:
     return _decision(outcome)
 
 
-@fail_fast
+@task_step
 def rebaseline(params: dict[str, Any], *, changed_by: str, airflow_run_id: str) -> dict[str, Any]:
     """Set a requirement's bound again from the ratchet_requirements run's Params (`lifecycle.rebaseline`);
     prints and returns the model and the change. A bad Param fails at once, naming it; nothing changes."""
@@ -344,7 +345,7 @@ def _decision(outcome: Any) -> dict[str, Any]:
             "kind": outcome.kind, "promotion_id": outcome.promotion_id}
 
 
-@fail_fast
+@task_step
 def deliver_alerts(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str) -> dict[str, list[int]]:
     """Send every queued alert (of every model) on its model's notifier channels (default: mail through the
     Airflow SMTP connection), then fail the task if some model's step did not finish, so the DAG run is not

@@ -91,3 +91,10 @@ def models_dir() -> Path:
 def airflow_base_url() -> str:
     """Base URL of the Airflow UI, for links in mails and pages."""
     return os.environ.get("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/")
+
+
+def ratchet_page_url(model: str) -> str:
+    """The model's Ratchet page (the plugin's app, mounted at /ratchet of the Airflow UI), for mails and approvals."""
+    from urllib.parse import quote
+
+    return f"{airflow_base_url()}/ratchet/models/{quote(model, safe='')}"

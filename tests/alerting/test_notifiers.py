@@ -41,6 +41,7 @@ def breach(tmp_path, registry):
     return spec, run_at(registry, spec, AFTER_CHANGE).alert_id
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_both_channels_receive_the_alert_once(breach, registry, smtp_server, webhook_server):
     spec, alert_id = breach
     assert outbox.deliver_alerts(registry, {MODEL: spec})["sent"] == [alert_id]
@@ -62,6 +63,7 @@ def test_both_channels_receive_the_alert_once(breach, registry, smtp_server, web
     assert webhook.reply == "HTTP 200 OK: ok" and webhook.sent_at is not None
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_a_failing_webhook_is_retried_on_the_next_delivery_and_mail_is_not_resent(breach, registry, smtp_server,
                                                                                   webhook_server, monkeypatch):
     from conftest import free_port

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 RATCHET = str(Path(sys.executable).parent / "ratchet")
@@ -16,15 +17,17 @@ def _ratchet(*args, **env):
     return subprocess.run([RATCHET, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_db_upgrade_is_idempotent(database_url):
     from ratchet.registry import db
 
     for _ in range(2):
         result = _ratchet("db", "upgrade")
         assert result.returncode == 0 and f"migrated to {db.current_revision(database_url)}" in result.stdout
-    assert db.current_revision(database_url) == "0005"  # the newest migration, promotion proposals
+    assert db.current_revision(database_url) == "0006"  # the newest migration, version feature contracts
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_load_demo_writes_the_table_once(registry):
     for _ in range(2):
         result = _ratchet("load-demo", "--end", "2025-06-30")
@@ -43,6 +46,7 @@ def test_load_demo_before_change_stops_the_day_before_the_regime_change(registry
     assert str(last) == "2025-06-19"
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_status_json_lists_configured_models_without_champion(registry):
     result = _ratchet("status", "--json")
     assert result.returncode == 0, result.stderr
@@ -51,6 +55,7 @@ def test_status_json_lists_configured_models_without_champion(registry):
     assert models[0]["champion"] is None and models[0]["candidates"] == []
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_errors_are_one_clear_line_with_exit_code_2(tmp_path, registry):
     unknown = _ratchet("status", "--model", "nope")
     assert unknown.returncode == 2 and "unknown model 'nope'; configured models: ['daily_demand']" in unknown.stderr

@@ -71,7 +71,7 @@ def test_make_runs_first_cycle_alerts_on_the_regime_change_its_champion_never_sa
     # The first now-test after the promotion alerts, on mape, far beyond the bound, on a window with the change.
     assert _run("ratchet_nowtest", _at(TODAY, 10)) == "success"
     (alerted,) = registry.evaluations(demo.DEMO_MODEL, "nowtest", contender=f"v{first}", metric="mape")
-    assert alerted.partition == str(TODAY) and alerted.passed is False and alerted.n_rows == 13
+    assert alerted.partition == str(END) and alerted.passed is False and alerted.n_rows == 14  # 14 whole days
     assert alerted.window_start.date() < change <= alerted.window_end.date()
     breached = [r for r in alerted.details["requirements"] if not r["passed"]]
     assert [(r["metric"], r["bound"]) for r in breached] == [("mape", bound)]
@@ -83,7 +83,7 @@ def test_make_runs_first_cycle_alerts_on_the_regime_change_its_champion_never_sa
     # The same champion on the days before the change meets the same bound, and nobody is mailed.
     assert _run("ratchet_nowtest", _at(change - dt.timedelta(days=1), 6)) == "success"
     calm = next(e for e in registry.evaluations(demo.DEMO_MODEL, "nowtest", contender=f"v{first}", metric="mape")
-                if e.partition != str(TODAY))
+                if e.partition != str(END))
     assert calm.window_end.date() < change and calm.passed is True and calm.value <= bound
     assert registry.champion(demo.DEMO_MODEL).version == first
     assert len(smtp_server.messages) == 1

@@ -44,7 +44,7 @@ def test_a_backfill_of_past_dates_records_verdicts_without_mail(airflow_db, tmp_
     champion = f"v{registry.champion(MODEL).version}"
     verdicts = {e.partition: e.passed for e in registry.evaluations(MODEL, "nowtest", contender=champion,
                                                                     metric="mape")}
-    assert verdicts == {"2025-07-24": False, "2025-07-25": False, "2025-07-26": False}  # after the regime change
+    assert verdicts == {"2025-07-23": False, "2025-07-24": False, "2025-07-25": False}  # after the regime change
     assert registry.alerts(MODEL) == []  # recorded, not mailed
 
     scheduled = DagRun(dag_id="ratchet_nowtest", run_id="scheduled", run_type="scheduled")

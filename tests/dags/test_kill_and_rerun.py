@@ -19,6 +19,9 @@ from nowtest_helpers import AFTER_CHANGE, MODEL, SPEC, write_source
 from spec_factory import write_spec
 from sqlalchemy import text
 
+# Pipeline steps killed and rerun in subprocesses: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 TRAIN_END = dt.datetime(2025, 7, 1, 1, tzinfo=dt.UTC)
 STEPS = {  # step -> (pipeline call, kill point)
     "retrain": (f"pipeline.retrain({MODEL!r}, end={TRAIN_END!r})", "retrain:trials-recorded"),

@@ -59,7 +59,8 @@ def test_nowtest_dag_on_two_dates_passes_then_mails_the_breach(airflow_db, model
     assert message["Subject"].startswith(f"[Ratchet] {MODEL} now-test failed: mape ")
     body = message.get_body(("html",)).get_content()
     assert f"http://localhost:8080/dags/ratchet_nowtest/runs/{quote(run.run_id, safe='')}" in body
-    assert {r.partition for r in registry.evaluations(MODEL, "nowtest")} == {"2025-07-10", "2025-08-01"}
+    # each run tests the whole days before its own day
+    assert {r.partition for r in registry.evaluations(MODEL, "nowtest")} == {"2025-07-09", "2025-07-31"}
 
     before = counts(registry)
     assert dag.test(logical_date=AFTER_CHANGE).state == "success"  # a re-run of the date: nothing new
@@ -156,7 +157,7 @@ def test_a_dag_run_stores_the_served_evaluation_and_serving_verdicts_and_mails_a
 
     next_day = BEFORE_CHANGE + dt.timedelta(days=1)  # no request that day: no verdict, so no news either way
     assert dag.test(logical_date=next_day).state == "success"
-    quiet = {e.metric: e for e in registry.evaluations(MODEL, "serving") if e.partition == "2025-07-11"}
+    quiet = {e.metric: e for e in registry.evaluations(MODEL, "serving") if e.partition == "2025-07-10"}
     assert {m: (e.value, e.passed) for m, e in quiet.items()} == {"serving_latency_p95_ms": (None, None),
                                                                  "serving_error_rate": (None, None)}
     assert quiet["serving_error_rate"].details["no_verdict"] == ("no requests between 2025-07-10 06:00 and "

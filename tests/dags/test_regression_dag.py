@@ -36,7 +36,7 @@ def test_ratchet_regression_dag_alerts_once_when_the_champion_breaks_a_case(airf
     assert run.state == "success"
     (row,) = registry.evaluations(spec.name, "regression")
     assert (row.contender, row.partition, row.metric, row.value, row.n_rows, row.passed) == (
-        f"v{version}", "2025-08-02", "golden_pass_rate", 0.5, 2, False)
+        f"v{version}", "2025-08-01", "golden_pass_rate", 0.5, 2, False)  # the day before the run's day
     assert len(smtp_server.messages) == 1
     message = smtp_server.messages[0]["message"]
     assert message["Subject"] == ("[Ratchet] demand regression tests failed: 1 of 2 golden cases "

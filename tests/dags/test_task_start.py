@@ -1,4 +1,5 @@
-"""What a task starts from: the libraries the executor preloads, and the date a run cuts its data at."""
+"""What a task starts from: the libraries the executor preloads, its native thread pools, and the date a run cuts
+its data at."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,7 +9,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from dag_helpers import load_dag
 from spec_factory import write_spec
+from sqlalchemy import text
+
+from ratchet import demo, threads
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,6 +24,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_the_executor_imports_task_libraries_and_estimators_before_forking_its_workers(tmp_path):
     write_spec(tmp_path, name="gbr", table="t", estimators=[{"class": "sklearn.ensemble.HistGradientBoostingRegressor",
                                                             "search_space": {"max_iter": {"randint": [10, 20]}}}])
@@ -48,6 +55,30 @@ def test_preload_returns_the_models_whose_specs_load(tmp_path, monkeypatch):
     (tmp_path / "broken.yaml").write_text("name: broken\ntask: forecasting\n")
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
     assert pipeline.preload() == ["ridge"]
+
+
+def test_a_real_task_runs_its_native_pools_at_the_size_the_executor_leaves_it(airflow_db, tmp_path, monkeypatch,
+                                                                              registry, capfd):
+    """A ratchet_retrain task (dag.test(), in this process) writes to its log the size its OpenMP and BLAS pools
+    run at, read back from them: one thread when Airflow's parallelism exceeds the cores, though the process's pools
+    ran two; they run two again once the task is over."""
+    with registry.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS threadtest CASCADE; CREATE SCHEMA threadtest"))
+        demo.generate_demand(dt.date(2024, 1, 1), dt.date(2025, 3, 1)).to_sql("demand", conn, schema="threadtest",
+                                                                             index=False)
+    write_spec(tmp_path, name="threads_test", table="threadtest.demand",
+               source={"target": "demand", "target_lags": [1]}, search={"n_trials": 2, "cv_folds": 2, "candidates": 1})
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", str(4 * threads.available_cores()))
+    monkeypatch.delenv(threads.TASK_THREADS_ENV, raising=False)
+    with threads.limit_pools(2):
+        run = load_dag("ratchet_retrain").test(logical_date=dt.datetime(2025, 3, 2, 1, 0, tzinfo=dt.UTC))
+        after = threads.widest_pool()
+    assert run.state == "success"
+    said = [line for line in capfd.readouterr().out.splitlines() if "native thread pools" in line]
+    origin = f"{threads.available_cores()} cores / {4 * threads.available_cores()} task(s) at once"
+    assert said == [f"native thread pools (OpenMP, BLAS) run 1 thread(s) in this task ({origin})"]
+    assert after == 2
 
 
 def test_a_run_triggered_for_a_date_cuts_its_data_at_that_date(airflow_db):

@@ -48,6 +48,7 @@ def test_a_learnable_signal_beats_every_baseline_month_by_month(registry):
     assert summary["contenders"][f"v{version}"]["months_won"] == 4
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_an_edited_row_recomputes_its_month_and_later_ones_only(registry):
     frame = learnable()
     table = write_frame(registry, frame)

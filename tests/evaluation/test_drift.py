@@ -5,6 +5,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ratchet.evaluation.drift import MIN_ROWS, feature_drift, reference_rows
 from ratchet.registry.entities import Version
@@ -16,7 +17,8 @@ def _version(start: str, end: str, features: tuple[str, ...]) -> Version:
                    artifact_format="", train_start=pd.Timestamp(start).to_pydatetime(),
                    train_end=pd.Timestamp(end).to_pydatetime(), dataset_fingerprint="", features=features,
                    target="y", package_versions={}, author="t", fit_seconds=0.0, predict_latency_p95_ms=None,
-                   size_bytes=0, cv_metric=None, cv_score=None, run_id=None, trial_started_at=now, created_at=now)
+                   size_bytes=0, cv_metric=None, cv_score=None, run_id=None, trial_started_at=now, created_at=now,
+                   contract={}, spec_snapshot={}, code_version=None, python_version=None)
 
 
 def _frame(days: int, seed: int = 0):
@@ -61,6 +63,7 @@ def test_no_verdict_below_the_minimum_window_and_categories_use_chi_square():
     assert kinds["kind"]["test"] == "chi-square" and kinds["kind"]["warning"]
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_unchanged_data_warns_rarely():
     """Truth known: 200 windows of unchanged, stationary features; warnings stay at about the stated rate."""
     warnings = 0

@@ -34,14 +34,15 @@ def _html(message) -> str:
     return part.get_content()
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(model, registry, smtp_server):
     spec, (champion, candidate) = model
     before = run_at(registry, spec, BEFORE_CHANGE)
     assert before.passed and not before.stale and before.alert_id is None
-    assert before.partition == "2025-07-10" and before.n_rows == 14
+    assert before.partition == "2025-07-09" and before.n_rows == 14  # whole days: 06-26 .. 07-09
     assert {r.contender: r.role for r in before.results} == {f"v{champion}": "champion", f"v{candidate}": "candidate"}
     stored = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")
-    assert [(e.partition, e.passed, e.n_rows) for e in stored] == [("2025-07-10", True, 14)]
+    assert [(e.partition, e.passed, e.n_rows) for e in stored] == [("2025-07-09", True, 14)]
     assert stored[0].value < 0.08
     assert registry.evaluations(MODEL, "nowtest", contender="seasonal_naive_7", metric="rmse")  # baselines too
     assert outbox.deliver_alerts(registry)["sent"] == [] and smtp_server.messages == []
@@ -67,7 +68,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     body = _html(mail["message"])
     assert f"{mape.value:.4g}" in body and "max 0.08" in body  # metric, value, bound
     assert f"{rmse.baseline_name} {rmse.baseline_value:.4g}" in body  # baseline value on the same rows
-    assert "2025-07-18 06:00 .. 2025-08-01 06:00" in body and "Rows: 14" in body  # window, row count
+    assert "2025-07-18 00:00 .. 2025-08-01 00:00" in body and "Rows: 14" in body  # window of whole days, row count
     assert "Worst misses" in body
     for miss in after.champion.worst_misses:  # the table of the worst misses
         assert miss["time"] in body and f"{miss['actual']:.4g}" in body and f"{miss['predicted']:.4g}" in body
@@ -76,12 +77,54 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     assert "target_lag_1" in after.champion.drift_warnings and "Drift warnings" in body
 
     row = registry.evaluations(MODEL, "nowtest", contender=f"v{champion}", metric="mape")[-1]
-    assert row.partition == "2025-08-01" and row.passed is False
+    assert row.partition == "2025-07-31" and row.passed is False
     assert row.details["window"]["start"].startswith("2025-07-18") and row.details["n_rows"] == 14
     assert row.details["drift"]["target_lag_1"]["warning"] and len(row.details["worst_misses"]) == 5
     assert {r["metric"] for r in row.details["requirements"] if not r["passed"]} == {"mape", "rmse"}
 
 
+@pytest.mark.slow  # a real search
+def test_the_breach_mail_is_dated_links_the_page_says_how_the_bound_was_set_and_what_to_do_next(
+        tmp_path, registry, smtp_server):
+    import email.utils
+
+    from ratchet.lifecycle.retrain import retrain_model
+    from ratchet.registry.entities import RatchetStep
+
+    write_source(registry)
+    spec = write_spec(tmp_path, **SPEC)
+    registry.sync_model(spec)
+    first, _ = retrain_model(registry, spec, run_id="retrain-2025-07-01", logical_date=dt.datetime(2025, 7, 1))
+    mape = next(r for r in registry.requirements(MODEL, "nowtest") if r.metric == "mape")
+    registry.record_promotion(MODEL, first, kind="initial", outcome="promoted", triggered_by="alice",
+                              reason="first champion", gates=[], run_id="promote-1", expected_previous_version=None,
+                              ratchet_steps=[RatchetStep(mape.id, 0.0466, f"ratchet on promotion of v{first}: 95% "
+                                                         "quantile of its mape over 300 windows of 14 days")])
+    sent_after = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    run_at(registry, spec, AFTER_CHANGE)
+    outbox.deliver_alerts(registry)
+    (mail,) = smtp_server.messages
+    dated = email.utils.parsedate_to_datetime(mail["message"]["Date"])
+    assert sent_after <= dated <= dt.datetime.now(dt.UTC) and dated.utcoffset() == dt.timedelta(0)
+    body = mail["message"].get_body(("plain",)).get_content()
+    assert f"Ratchet page of the model: http://localhost:8080/ratchet/models/{MODEL}" in body
+    assert (f"- mape max 0.0466 (now-test): set {dt.datetime.now(dt.UTC):%Y-%m-%d} by alice: ratchet on promotion "
+            f"of v{first}: 95% quantile of its mape over 300 windows of 14 days; the YAML says max 0.08") in body
+    assert f"Next step: No candidate beats the champion v{first} yet: retrain (trigger ratchet_retrain)" in body
+    assert "ratchet_retrain: http://localhost:8080/dags/ratchet_retrain" in body
+    assert "href='http://localhost:8080/ratchet/models/regime_demand'" in _html(mail["message"])
+
+
+def test_a_14_day_window_holds_the_14_days_before_the_runs_day_whatever_its_clock_time(model, registry):
+    spec, _ = model
+    # the data ends 2025-08-31; a run at 06:00 the day after used to start its window at 08-18 06:00: 13 rows
+    for hour in (0, 6, 23):
+        outcome = run_at(registry, spec, dt.datetime(2025, 9, 1, hour, tzinfo=dt.UTC), run_id=f"nt-{hour}")
+        assert (outcome.window_start, outcome.window_end) == (dt.datetime(2025, 8, 18), dt.datetime(2025, 9, 1))
+        assert outcome.n_rows == 14 and outcome.partition == "2025-08-31"
+
+
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registry, smtp_server):
     spec, _ = model
     first = run_at(registry, spec, AFTER_CHANGE, run_id="nt-run")
@@ -95,6 +138,7 @@ def test_rerun_of_the_same_run_sends_nothing_new_and_adds_no_rows(model, registr
     assert [a.status for a in registry.alerts(MODEL)] == ["sent"]
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server):
     spec, (champion, _) = model
     # data ends 2025-08-31: the window 2025-08-27 .. 2025-09-10 has 5 rows, fewer than min_rows 7
@@ -116,6 +160,7 @@ def test_stale_data_is_a_failure_with_its_own_alert(model, registry, smtp_server
     assert "2025-08-27 00:00 .. 2025-09-10 00:00" in "".join(_html(m["message"]) for m in smtp_server.messages)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, smtp_server):
     spec, _ = model
     first = run_at(registry, spec, AFTER_CHANGE, run_id="a")
@@ -140,6 +185,7 @@ def test_harvested_worst_misses_are_deduplicated_golden_cases(model, registry, s
     assert not result.passed and result.n_cases == len(cases)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_harvest_tolerance_is_the_per_row_error_the_failed_requirement_allows(model):
     spec, _ = model
     from ratchet.evaluation.requirements import RequirementResult
@@ -173,6 +219,7 @@ def test_a_model_without_versions_is_skipped_and_a_bad_source_raises_clearly(tmp
     assert json.dumps(outcome.summary())  # the XCom summary is JSON
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_tolerance(tmp_path, registry,
                                                                                          smtp_server):
     from sqlalchemy import text

@@ -62,7 +62,7 @@ def test_the_day_before_the_data_end_meets_its_serving_requirements(model, regis
     stored = {e.metric: e for e in registry.evaluations(MODEL, "serving")}
     assert set(stored) == {"serving_latency_p95_ms", "serving_error_rate", "availability"}
     row = stored["serving_error_rate"]
-    assert (row.contender, row.version, row.partition, row.passed, row.n_rows) == ("service", None, "2025-07-10",
+    assert (row.contender, row.version, row.partition, row.passed, row.n_rows) == ("service", None, "2025-07-09",
                                                                                    True, 20)
     assert row.window_start == DAY_START and row.details["refused"] == 1
     assert row.details["requirements"][0]["text"] == "serving_error_rate 0.05 <= max 0.05 (serving)"

@@ -49,6 +49,7 @@ def champion_v1(registry, tmp_path):
     return first_champion(registry, tmp_path)
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_first_champion_passes_gates_1_3_5_and_ratchets(registry, champion_v1):
     spec, outcome = champion_v1
     assert outcome.outcome == "promoted" and outcome.kind == "initial"

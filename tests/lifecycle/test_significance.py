@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 from real_data import real_data_dir
 from spec_factory import write_spec
 from sqlalchemy import text
@@ -18,6 +19,9 @@ from ratchet.evaluation import backtest
 from ratchet.lifecycle.promotion import paired_test
 from ratchet.lifecycle.retrain import retrain_model
 from ratchet.modeling import sources
+
+# Twenty back-test nights on a real table: minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 RIDGE = {"class": "sklearn.linear_model.Ridge", "search_space": {"alpha": {"loguniform": [0.01, 100.0]}}}
 
@@ -36,7 +40,7 @@ def _night(registry, spec, end: dt.datetime) -> dict[int, dict]:
     versions = retrain_model(registry, spec, run_id=run, logical_date=end)
     frame = sources.read_source(spec, end=end)
     (months,) = backtest.month_groups(spec, frame, end=end, groups=1)
-    backtest.run_partition(registry, spec, months, run_id=f"backtest@{end.isoformat()}", end=end, frame=frame)
+    backtest.run_partition(registry, spec, months, run_id=f"backtest@{end.isoformat()}", end=end)
     return {v: paired_test(registry, spec, f"v{v}", "last_value", months) for v in versions}
 
 

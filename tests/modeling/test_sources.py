@@ -38,12 +38,21 @@ def test_reads_a_query(table):
      r"target 'y' has 1 missing values \(NaN\), first at 2024-01-06 00:00:00 \(source.missing_target: error"),
     (lambda f: pd.concat([f, f.iloc[[3]]]), {"categorical": ["kind"]},
      r"duplicate timestamps in 'day', first 2024-01-04"),
-    (lambda f: f.iloc[0:0], {"categorical": ["kind"]}, r"the source returned no rows"),
+    (lambda f: f.iloc[0:0], {"categorical": ["kind"]}, r"model 'm': table [\w.]+ returned no rows"),
 ])
 def test_bad_tables_get_precise_errors(table, mutate, source, message):
     spec = build_spec(name="m", table=table(mutate(sample_frame())), source=source)
     with pytest.raises(DataError, match=message):
         sources.read_source(spec)
+
+
+def test_an_empty_source_names_its_table_or_says_the_query(table):
+    name = table(sample_frame().iloc[0:0])
+    with pytest.raises(DataError, match=f"^model 'm': table {name} returned no rows$"):
+        sources.read_source(build_spec(name="m", table=name, source={"categorical": ["kind"]}))
+    with pytest.raises(DataError, match="^model 'm': the query returned no rows$"):
+        sources.read_source(build_spec(name="m", query=f"SELECT * FROM {name} ORDER BY day",
+                                       source={"categorical": ["kind"]}))
 
 
 def test_unordered_query_results_are_refused(table):

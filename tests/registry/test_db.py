@@ -1,12 +1,14 @@
 """Database migrations (`ratchet.registry.db`): up and down on an empty database, in step with the ORM schema."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, inspect
 
 from ratchet.registry import db
 from ratchet.registry.schema import Base
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_migrations_upgrade_an_empty_database_and_downgrade_back(empty_database):
     db.upgrade(empty_database)
     engine = create_engine(db.normalize_url(empty_database))

@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+from spec_factory import build_spec
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +27,8 @@ def _register(registry, name, run_id):
         name, run_id=run_id, trial_index=None, estimator_class="sklearn.linear_model.Ridge",
         hyperparameters={"alpha": 0.5}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
         dataset_fingerprint="f" * 64, features=["a", "b", "c"], target="y", package_versions={},
-        author="test", fit_seconds=0.01, size_bytes=art.size_bytes)
+        author="test", fit_seconds=0.01, size_bytes=art.size_bytes,
+        contract=build_spec(name=name).source.contract(["a", "b", "c"]), spec_snapshot={})
 
 
 def _add_model_with_versions(registry, name="m", versions=2):

@@ -47,6 +47,7 @@ def _gappy_table(registry) -> pd.DataFrame:
 
 @pytest.mark.parametrize(("lags_by", "lags", "query"), [("days", [1, 7], False), ("rows", [1, 3], False),
                                                          ("days", [1, 2], True)])
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_every_id_gets_the_features_a_full_read_builds_or_the_same_refusal(registry, tmp_path, lags_by, lags, query):
     """For each day of a table with gaps and unknown targets, the bounded read builds the features the pandas
     reference (tests/features_reference.py: validate, then make_xy) builds from the whole history before that
@@ -143,6 +144,7 @@ def test_a_split_resolves_to_a_version_in_trial_or_says_why_not(registry, tmp_pa
     assert (state.candidate.version.version if state.candidate else None) == version
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_without_a_version_in_trial_the_split_is_inactive(registry, tmp_path):
     spec = write_spec(tmp_path, name="demand", serving={"split": {"candidate": "trial", "fraction": 0.5}})
     registry.sync_model(spec)
@@ -250,17 +252,17 @@ def test_a_lost_notification_connection_reconnects_and_drops_every_cached_answer
     try:
         state = service.state("parts")
         at = dt.datetime(2024, 2, 10)
-        service.answer_by_id(state, state.champion, at)
-        assert service.cached_answer(state, state.champion, at) is not None
+        service.answer_by_id(state, at)
+        assert service.cached(state, at) is not None
         with registry.engine.begin() as conn:  # what a network cut or a database restart does to the connection
             killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                        "WHERE query LIKE 'LISTEN ratchet_models_changed%' AND datname = "
                                        "current_database()")).scalars().all()
         assert killed == [True]
         deadline = time.monotonic() + 15
-        while service.cached_answer(state, state.champion, at) is not None and time.monotonic() < deadline:
+        while service.cached(state, at) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert service.cached_answer(state, state.champion, at) is None
+        assert service.cached(state, at) is None
         assert service.listener.connected.wait(15)  # listening again, every model reloaded
         assert service.state("parts").champion.version.version == 1
     finally:

@@ -43,7 +43,8 @@ def champion(registry, tmp_path, monkeypatch):
         "demand", run_id="r1", trial_index=None, estimator_class="sklearn.linear_model.Ridge",
         hyperparameters={"alpha": 0.3}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
         dataset_fingerprint=months.dataset_fingerprint(source), features=list(X.columns), target="y",
-        package_versions={}, author="tests", fit_seconds=0.1, size_bytes=art.size_bytes)
+        package_versions={}, author="tests", fit_seconds=0.1, size_bytes=art.size_bytes,
+        contract=spec.source.contract(["x1", "x2"]), spec_snapshot=spec.raw)
     registry.record_promotion("demand", version, kind="initial", outcome="promoted", triggered_by="tests",
                               reason="fixture", gates=[], run_id="p", expected_previous_version=None)
     return spec, source, estimator
@@ -69,12 +70,23 @@ def test_next_day_without_target_uses_the_source_history(registry, champion):
     assert result["prediction"].tolist() == estimator.predict(X.tail(1)).tolist()
 
 
+def test_known_days_sent_without_their_targets_take_them_from_the_source(registry, champion):
+    """Two consecutive days the source holds, sent without a target: the second's lag 1 is the first's target,
+    which the source has (as GET by id finds it)."""
+    spec, source, estimator = champion
+    X, _, _ = features.make_xy(spec, source)
+    days = source.iloc[[-3, -2]].drop(columns=["y"])
+    result = predict.predict_frame(registry, spec, days)
+    np.testing.assert_array_equal(result["prediction"].to_numpy(), estimator.predict(X.iloc[[-3, -2]]))
+
+
 def test_rows_whose_lags_are_unknown_and_missing_columns_are_refused(registry, champion):
     spec, source, _ = champion
     last = source["ts"].iloc[-1]
     two_days = pd.DataFrame({"ts": [last + pd.Timedelta(days=1), last + pd.Timedelta(days=2)],
                              "x1": [0.1, 0.2], "x2": [0.3, 0.4]})
-    with pytest.raises(predict.PredictError, match=r"cannot compute target lags .* first at 2024-05-01"):
+    with pytest.raises(predict.PredictError, match=r"cannot compute target lags .* first at 2024-05-01 00:00:00: the "
+                                                   r"target of 2024-04-30 \(lag 1\) is neither in the input nor"):
         predict.predict_frame(registry, spec, two_days)
     with pytest.raises(predict.PredictError, match=r"lacks column\(s\) \['x2'\]"):
         predict.predict_frame(registry, spec, two_days.drop(columns=["x2"]))
@@ -87,6 +99,7 @@ def test_the_champion_is_cached_by_version_and_checksum(registry, champion):
     assert again is first and list(estimators._loaded) == [("demand", 1, row.artifact_sha256)]
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_cli_writes_predictions(registry, champion, tmp_path):
     spec, source, estimator = champion
     X, _, _ = features.make_xy(spec, source)

@@ -59,6 +59,7 @@ def _trained(spec) -> tuple[pd.DataFrame, list[str], dict[pd.Timestamp, int]]:
 
 
 @pytest.mark.parametrize("name", list(REAL_MODELS))
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_every_row_of_a_real_table_gets_the_features_training_built(registry, real_tables, tmp_path, name):
     """By id: each trained day's features equal training's row; a day with a target that training left out
     (its lags are unknown) is refused; a day without a target (never trained) is answered when its lags exist."""

@@ -29,6 +29,9 @@ from ratchet.serving import predict
 from ratchet.serving.routing import candidate_share
 from ratchet.specs import load_spec
 
+# Two `ratchet serve` replicas started for the module, then real-table training: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 WEATHER = ["dew_point", "temperature", "pressure", "wind_speed_max", "snow_hours", "rain_hours", "wind_direction"]
 SPLIT_FRACTION = 0.3

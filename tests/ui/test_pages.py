@@ -43,6 +43,7 @@ def test_a_model_without_champion(client, tmp_path, registry):
     assert 'data-series="v3"' in page
 
 
+@pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
 def test_very_long_histories_render_every_month_and_version(client, tmp_path, registry):
     seed_history(registry, tmp_path, "long", versions=60, months=120, nowtest_days=200)
     page = client.get("/models/long")
@@ -68,6 +69,21 @@ def test_an_open_proposal_links_to_its_required_action_and_an_answer_shows_the_c
                               run_id="proposal__proposed__v3", expected_previous_version=1, comment="too early")
     page = client.get("/models/proposed").text
     assert 'id="proposal"' not in page and "carol: proposed by ratchet" in page and "“too early”" in page
+
+
+def test_without_the_login_no_page_or_api_description_answers(tmp_path, monkeypatch, registry):
+    """Mounted in Airflow, the app runs behind `requires_authenticated()`: a refusing dependency stands in for it."""
+    from fastapi import HTTPException
+
+    def login_required() -> None:
+        raise HTTPException(401, "not logged in")
+
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    guarded = TestClient(create_app(login_required))
+    assert guarded.get("/").status_code == 401
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        assert guarded.get(path).status_code == 404, path  # not served at all, with or without a login
+        assert TestClient(create_app()).get(path).status_code == 404, path
 
 
 def test_unknown_model_is_404_with_the_configured_names(client, tmp_path):
@@ -100,3 +116,44 @@ def test_the_model_page_has_a_serving_panel_from_the_serving_log(client, tmp_pat
 def test_a_model_never_served_says_so(client, tmp_path, registry):
     seed_history(registry, tmp_path, "quiet", versions=1, months=3, nowtest_days=2)
     assert "No request and no health probe of the REST service" in client.get("/models/quiet").text
+
+
+def test_the_page_agrees_with_the_registry_and_with_itself(client, tmp_path, registry):
+    from ratchet.registry import EvaluationRow
+
+    seed_history(registry, tmp_path, "truth", versions=3, months=6, nowtest_days=18)  # day 17 breached, the last
+    registry.record_evaluations("truth", [EvaluationRow(kind="backtest", contender=c, partition="2000-07",
+                                                        metric="rmse", value=1.0, n_rows=30, run_id="seed",
+                                                        version=v, data_fingerprint="f")
+                                          for c, v in (("v2", 2), ("v3", 3))])  # a month v1 lacks: 02..07 shown
+    (bound,) = [r.bound for r in registry.requirements("truth", "backtest")]
+    overview = client.get("/").text
+    verdict = rf'data-bound="{bound}">.*met</span>:\s*rmse [\d.]+ \S+ max 0.9 × \w+ [\d.]+ = [\d.]+'
+    assert re.search(verdict, overview), overview
+    assert 'FAILED</span> 2025-01-18' in overview and '<span class="bad open-alerts">1 open</span>' in overview
+    assert "(breach of mape since 2025-01-18, not mailed)" in overview and "0 sent" in overview
+    page = client.get("/models/truth").text
+    assert "over the 5 month(s) every version has (2000-02..2000-06)" in page
+    assert page.count("(own 6 months: ") == 2 and "months won vs v1" in page
+    line = re.search(r'<path d="([^"]*)"[^>]*data-series="champion of the day"', page).group(1)
+    assert line.count("L") == 17  # 18 days joined
+    assert 'id="next-step">v2 has enough trial days (0 of 0) and beats the champion v1' in page
+
+
+def test_the_model_page_says_when_the_source_lost_a_column_the_champion_reads(client, tmp_path, registry):
+    """ui_seed's versions read columns a, b and c of table ui_seed.<name>: with the table, nothing to say; once
+    column b is dropped, the page names the column and the champion's version."""
+    import pandas as pd
+    from sqlalchemy import text
+
+    seed_history(registry, tmp_path, "contract", versions=2, months=6)
+    with registry.engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA IF NOT EXISTS ui_seed"))
+        pd.DataFrame({"day": pd.date_range("2024-01-01", periods=3), "y": 1.0, "a": 1.0, "b": 2.0, "c": 3.0}).to_sql(
+            "contract", conn, schema="ui_seed", index=False, if_exists="replace")
+    assert 'id="contract-problem"' not in client.get("/models/contract").text
+    with registry.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE ui_seed.contract DROP COLUMN b"))
+    page = client.get("/models/contract").text
+    assert re.search(r'id="contract-problem" class="bad">model &#39;contract&#39; v1: missing columns \[&#39;b&#39;\]',
+                     page), page

@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 SUBJECT_PREFIX = "[Ratchet]"
 
 
+class Guidance(NamedTuple):
+    """What a now-test mail says beyond the verdicts: the model's Ratchet page, how each bound was set (one line
+    per requirement, `evaluation.requirements.bound_origin`) and the next step with its link."""
+
+    page_url: str
+    bounds: tuple[str, ...] = ()
+    next_step: str | None = None
+    next_label: str | None = None
+    next_url: str | None = None
+
+
 class Mail(NamedTuple):
     """A built alert: its subject, plain-text body, HTML body and the link to the Airflow run that raised it."""
 
@@ -82,9 +93,10 @@ class _MailBuilder:
         return "\n".join(text), "<html><body>" + "".join(body) + "</body></html>"
 
 
-def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
+def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str, guidance: Guidance | None = None) -> Mail:
     """The mail for a failed now-test: window, each contender's re-predicted verdicts, what was served and the
-    service level, worst misses, drift, a link. The subject prefixes a breach of served answers with 'served'."""
+    service level, worst misses, drift, how the bounds were set, the next step and links. The subject prefixes a
+    breach of served answers with 'served'."""
     window = f"{outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} (end excluded)"
     champion = outcome.champion
     reasons = []
@@ -119,11 +131,12 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
                     for name, v in champion.drift_warnings.items()])
     if outcome.harvested:
         mail.para(f"{outcome.harvested} worst miss(es) were added to the model's golden regression cases.")
+    _guidance(mail, guidance)
     mail.link("Airflow run", airflow_run_url)
     return Mail(subject, *mail.render(), airflow_run_url)
 
 
-def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
+def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str, guidance: Guidance | None = None) -> Mail:
     """The mail that ends a mailed breach: the champion meets its requirements again, with the numbers."""
     champion = outcome.champion
     subject = f"{SUBJECT_PREFIX} {outcome.model} now-test passes again (failing since {outcome.since})"
@@ -134,8 +147,24 @@ def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str) -> Mail:
                                                                                       "passed"],
                [[r.metric, r.value, r.bound_text(), r.passed] for r in champion.requirements])
     _served_sections(mail, outcome)
+    _guidance(mail, guidance)
     mail.link("Airflow run", airflow_run_url)
     return Mail(subject, *mail.render(), airflow_run_url)
+
+
+def _guidance(mail: _MailBuilder, guidance: Guidance | None) -> None:
+    """How the bounds were set, the next step, and the Ratchet page."""
+    if guidance is None:
+        return
+    if guidance.bounds:
+        mail.para("How each now-test bound was set (a ratchet may have made it tighter than the YAML's):")
+        for line in guidance.bounds:
+            mail.para(f"- {line}")
+    if guidance.next_step:
+        mail.para(f"Next step: {guidance.next_step}")
+        if guidance.next_url and guidance.next_url != guidance.page_url:
+            mail.link(guidance.next_label or "Next step", guidance.next_url)
+    mail.link("Ratchet page of the model", guidance.page_url)
 
 
 def _served_sections(mail: _MailBuilder, outcome: NowtestOutcome) -> None:

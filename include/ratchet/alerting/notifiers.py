@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import email.utils
 import json
 import urllib.error
 import urllib.request
@@ -51,7 +52,8 @@ class SmtpNotifier(smtp.SmtpNotifier):
         self.reply: str | None = None
 
     def notify(self, context: dict[str, Any]) -> None:
-        """Send the notification as one mail; its `X-Ratchet-Alert` header names the alerts it carries."""
+        """Send the notification as one mail; its `X-Ratchet-Alert` header names the alerts it carries, its `Date`
+        (RFC 5322, UTC) is the time of sending, which mail clients sort and show by."""
         notification: Notification = context["notification"]
         to = _addresses(self.to) or list(notification.recipients)
         if not to:
@@ -64,6 +66,7 @@ class SmtpNotifier(smtp.SmtpNotifier):
             if _addresses(value):
                 message[header] = ", ".join(_addresses(value))
         message["Subject"] = notification.subject
+        message["Date"] = email.utils.formatdate(usegmt=True)
         message["X-Ratchet-Alert"] = ", ".join(a.dedupe_key for a in notification.alerts)
         message.set_content(notification.text)
         if notification.html:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ratchet.alerting.mails import build_nowtest_alert, build_recovery_alert, build_regression_alert
+from ratchet.alerting.mails import Guidance, build_nowtest_alert, build_recovery_alert, build_regression_alert
 from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.nowtest import NowtestOutcome, evaluation_rows
 from ratchet.registry.entities import (
@@ -35,26 +35,28 @@ if TYPE_CHECKING:
 
 
 def nowtest_alert(registry: Registry, spec: ModelSpec, outcome: NowtestOutcome, *, run_id: str,
-                  airflow_run_url: str, mail: bool = True) -> tuple[NowtestOutcome, AlertDraft | None]:
+                  airflow_run_url: str, mail: bool = True, guidance: Guidance | None = None
+                  ) -> tuple[NowtestOutcome, AlertDraft | None]:
     """The outcome with its alert state (`mailed`, `since`) filled in, and the draft of the mail it sends.
 
     With a champion the mail follows `mail_decision` over the champion's verdict days; before any champion only
-    stale data alerts. `mail=False` (a backfill) records the state and drafts nothing.
+    stale data alerts. `mail=False` (a backfill) records the state and drafts nothing. `guidance` (the page, how
+    the bounds were set, the next step) goes into the mail.
     """
     if outcome.champion is None:
         if not (outcome.alerting and mail):
             return outcome, None
         outcome = replace(outcome, mailed="breach")  # stale data before any champion
-        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url, guidance))
     champion = outcome.champion.version
     history = alert_history(registry, spec.name, champion)
     today = alert_rows(evaluation_rows(outcome, run_id), champion)
     kind, since = mail_decision(history, outcome.partition, outcome.alerting, spec.alerts.repeat_after_days, today)
     outcome = replace(outcome, since=since, mailed=kind if mail else None)
     if outcome.mailed == "recovery":
-        return outcome, alert_draft(spec, NOWTEST, run_id, build_recovery_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_recovery_alert(outcome, airflow_run_url, guidance))
     if outcome.mailed:
-        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url))
+        return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url, guidance))
     return outcome, None
 
 
@@ -95,9 +97,25 @@ def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
     no verdict on what breached (no requests to measure a latency on, too few served ids): a breach ends only
     when what breached is measured again and passes, so a quiet day never reads as a recovery.
     """
+    open_keys, start, last_mail = _breach_state(history, partition)
+    if alerting:
+        if start is None:
+            return "breach", partition
+        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
+            >= repeat_after_days
+        return ("reminder" if waited else None), start
+    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
+        return None, start  # today says nothing about what breached: no recovery yet, and no news
+    return ("recovery", start) if last_mail else (None, None)
+
+
+def _breach_state(history: Iterable[Evaluation], before: str | None = None
+                  ) -> tuple[set[tuple[str, str]], str | None, str | None]:
+    """After the verdict days before `before` (all, when None): the (kind, metric) keys of the breach still open,
+    its first day and the last day it was mailed (None, None without an open breach)."""
     by_day: dict[str, list[EvaluationRow]] = {}
     for row in history:
-        if row.partition < partition:
+        if before is None or row.partition < before:
             by_day.setdefault(row.partition, []).append(row)
     open_keys: set[tuple[str, str]] = set()
     start = last_mail = None
@@ -109,15 +127,18 @@ def mail_decision(history: Iterable[Evaluation], partition: str, alerting: bool,
             continue
         start = start or day
         last_mail = day if mailed else last_mail
-    if alerting:
-        if start is None:
-            return "breach", partition
-        waited = last_mail is None or (dt.date.fromisoformat(partition) - dt.date.fromisoformat(last_mail)).days \
-            >= repeat_after_days
-        return ("reminder" if waited else None), start
-    if start is not None and _still_open(open_keys, *_verdict_keys(today)[:3]):
-        return None, start  # today says nothing about what breached: no recovery yet, and no news
-    return ("recovery", start) if last_mail else (None, None)
+    return open_keys, start, last_mail
+
+
+def open_breach(history: Iterable[Evaluation]) -> dict[str, Any] | None:
+    """The breach still going on after the latest verdict day, as `mail_decision` follows it: {since, metrics
+    (what breached, 'served <metric>' for served answers), mailed (the last day it was mailed, None if never)};
+    None when nothing is open. An open breach is the model's open alert; it closes with a recovery."""
+    keys, start, last_mail = _breach_state(history)
+    if start is None:
+        return None
+    metrics = sorted({f"served {metric}" if kind == SERVED else metric for kind, metric in keys})
+    return {"since": start, "metrics": metrics, "mailed": last_mail}
 
 
 def _verdict_keys(rows: Iterable[EvaluationRow]) -> tuple[set, set, set[str], bool]:

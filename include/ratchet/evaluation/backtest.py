@@ -18,7 +18,7 @@ import pandas as pd
 from ratchet.exceptions import DataError
 from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
-from ratchet.modeling.features import make_estimator, make_xy
+from ratchet.modeling.features import ContractInputs, make_estimator, make_xy
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
 from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow
 from ratchet.specs.model import ModelSpec
@@ -38,6 +38,7 @@ class Contender:
     estimator_class: str | None = None
     params: dict[str, Any] | None = None
     baseline: str | None = None
+    contract: dict[str, Any] | None = None  # a version's feature contract: its inputs, whatever the YAML says now
 
 
 def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
@@ -45,7 +46,8 @@ def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
     versions = {}
     champion = registry.champion(spec.name)
     for row in ([champion] if champion else []) + registry.latest_run_versions(spec.name):
-        versions[row.version] = Contender(row.contender, row.version, row.estimator_class, row.hyperparameters)
+        versions[row.version] = Contender(row.contender, row.version, row.estimator_class, row.hyperparameters,
+                                          contract=row.contract)
     return [*versions.values(), *(Contender(name, baseline=name) for name in spec.baselines)]
 
 
@@ -62,28 +64,41 @@ def _estimator_for(spec: ModelSpec, contender: Contender) -> Any:
     return make_estimator(spec, spec.estimator(contender.estimator_class), contender.params or {})
 
 
+def _masks(spec: ModelSpec, times: pd.Series, month: str) -> tuple[Any, Any]:
+    """(rows to predict, rows to train on) of `month` among `times`: the month, and the rows before it (the last
+    `backtest.window` months of them unless the window is expanding)."""
+    start, stop = month_bounds(month)
+    test = ((times >= start) & (times < stop)).to_numpy()
+    train = (times < start).to_numpy()
+    if spec.backtest.window != "expanding":
+        train &= (times >= start - pd.DateOffset(months=int(spec.backtest.window))).to_numpy()
+    return test, train
+
+
 def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run_id: str, end: Any,
-                  frame: pd.DataFrame | None = None) -> dict[str, int]:
+                  raw: pd.DataFrame | None = None) -> dict[str, int]:
     """Back-test every contender on each month; store the new results in one transaction.
 
-    `frame` is the model's data up to `end` when the caller has already read it (read here otherwise).
-    Returns how many (contender, month) pairs were computed and how many were skipped as unchanged.
+    `raw` is the source's rows up to `end` as read (`sources.read_rows`) when the caller has already read them
+    (read here otherwise). A version is refitted on its own inputs (its feature contract), the baselines on
+    today's YAML's. Returns how many (contender, month) pairs were computed and how many were skipped as
+    unchanged.
 
     Raises:
-        DataError: a month has no rows to predict, or no rows before it to train on.
+        DataError: a month has no rows to predict, or no rows before it to train on; the source no longer
+            satisfies a version's contract.
     """
-    frame = sources.read_source(spec, end=end) if frame is None else frame
+    raw = sources.read_rows(spec, end=end) if raw is None else raw
+    frame = sources.checked_rows(spec, raw, end=end)
     fingerprints = month_fingerprints(spec, frame)
     X, y, times = make_xy(spec, frame)
+    inputs = ContractInputs(spec, raw, end=end)
     stored = registry.evaluated_fingerprints(spec.name, BACKTEST)
     everyone = contenders(registry, spec)
     rows, days, computed, skipped = [], [], 0, 0
     for month in months:
         start, stop = month_bounds(month)
-        test = ((times >= start) & (times < stop)).to_numpy()
-        train = (times < start).to_numpy()
-        if spec.backtest.window != "expanding":
-            train &= (times >= start - pd.DateOffset(months=int(spec.backtest.window))).to_numpy()
+        test, train = _masks(spec, times, month)
         if not test.any() or not train.any():
             raise DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
                             f"and {int(train.sum())} rows before it to train on")
@@ -91,8 +106,11 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             if stored.get((contender.name, month)) == fingerprints[month]:
                 skipped += 1
                 continue
-            model = _estimator_for(spec, contender).fit(X[train], y[train])
-            scores = metrics.evaluate(spec.task, model, X[test], y[test])
+            own, cX, cy, ctimes = (spec, X, y, times) if contender.contract is None else \
+                inputs.of(contender.version, contender.contract)
+            test, train = _masks(spec, ctimes, month)
+            model = _estimator_for(own, contender).fit(cX[train], cy[train])
+            scores = metrics.evaluate(spec.task, model, cX[test], cy[test])
             computed += 1
             rows += [EvaluationRow(kind=BACKTEST, contender=contender.name, partition=month, metric=name,
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
@@ -102,7 +120,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {})})
                      for name, value in scores.values.items()]
-            days.append(_day_row(spec, contender.name, month, times[test], y[test], scores, run_id,
+            days.append(_day_row(spec, contender.name, month, ctimes[test], cy[test], scores, run_id,
                                  fingerprints.get(month)))
         checkpoint("backtest:month-computed")
     registry.record_evaluations(spec.name, rows, days=days)

@@ -163,15 +163,17 @@ def load_golden_file(registry: Registry, spec: ModelSpec) -> dict[str, int]:
 
 
 def input_frame(spec: ModelSpec, version: Version, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """A DataFrame in the column order the version was trained on, from plain input mappings.
+    """A DataFrame in the column order the version was trained on, from plain input mappings, typed by the
+    version's own feature contract (its categorical columns, whatever the YAML says now).
 
     The baselines' helper columns are left empty (the estimator pipelines drop them); a missing
     model input raises KeyError naming it.
     """
+    categorical = spec.for_version(version.version, version.contract).source.categorical
     columns = list(version.features)
     frame = pd.DataFrame(rows).reindex(columns=columns)
     for column in columns:
-        if column in spec.source.categorical:
+        if column in categorical:
             frame[column] = frame[column].astype(object)
         else:
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)

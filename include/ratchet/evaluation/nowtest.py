@@ -5,15 +5,16 @@ the champion, every version while the model has none), the rule the trial gate c
 Only the newest TRIAL_LIMIT of them are tested, so a model that retrains nightly without
 promotions does not grow its daily cost without bound.
 
-Window: rows with `end - window_days <= time < end`, `end` being the run's data interval end.
+Window: rows with `end - window_days <= time < end`, `end` being the start of the day of the run's data
+interval end (`modeling.months.window_bounds`: whole days, whatever the run's clock time).
 Features are built on the history read up to `end` (so the window's first rows get their lags),
 then sliced. Fewer than `min_rows` usable rows (none at all included) is stale data: a failure.
 Each version predicts with its STORED estimator; the baselines are fitted on the rows before
 the window and scored on the same rows, for relative requirements and for the mail.
 
 Beside the re-predicted window, the now-test scores what the REST service actually served for the window's
-feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the day before the
-data end (`evaluation.service_level`, kind 'serving').
+feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the 24 hours before
+the run's data interval end (`evaluation.service_level`, kind 'serving': the service's clock, not data days).
 
 This module judges and stores nothing: `judge_nowtest` gives the outcome and the golden cases harvested from
 a re-predicted champion breach (`evaluation.golden.harvest_worst_misses`); `alerting.policy` decides the mail;
@@ -39,8 +40,9 @@ from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
-from ratchet.modeling.features import make_xy
+from ratchet.modeling.features import ContractInputs, make_xy
 from ratchet.modeling.months import window_bounds
+from ratchet.modeling.sources import naive_utc
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
 
 if TYPE_CHECKING:
@@ -98,7 +100,7 @@ class NowtestOutcome:
     mailed: str | None = None  # 'breach', 'reminder' or 'recovery' when this now-test queued a mail
     since: str | None = None  # the first day of the breach this now-test continues or ends
     served: ServedEvaluation | None = None  # what the service answered for the window's ids, scored
-    service: ServiceLevel | None = None  # the serving requirements on the day before the data end
+    service: ServiceLevel | None = None  # the serving requirements on the 24 hours before the run
 
     @property
     def stale(self) -> bool:
@@ -118,7 +120,7 @@ class NowtestOutcome:
 
     @property
     def service_failed(self) -> list[RequirementResult]:
-        """The serving requirements breached on the day before the data end."""
+        """The serving requirements breached on the 24 hours before the run."""
         return self.service.failed if self.service else []
 
     @property
@@ -180,8 +182,9 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         return NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                               spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {}), []
 
-    frame = sources.read_source(spec, end=end)
-    X, y, times = make_xy(spec, frame)
+    raw = sources.read_rows(spec, end=end)
+    X, y, times = make_xy(spec, sources.checked_rows(spec, raw, end=end))  # today's YAML: baselines, served
+    inputs = ContractInputs(spec, raw, end=end)  # each version's own inputs
     window = ((times >= start) & (times < end)).to_numpy()
     before = (times < start).to_numpy()
     n_rows = int(window.sum())
@@ -195,20 +198,26 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
                   for name in spec.baselines}
     baseline_scores = {name: metrics.evaluate(spec.task, baseline, Xw, yw).values for name, baseline in fitted.items()}
 
-    results = []
+    results, champion_window = [], None
     for row in versions:
         role = "champion" if champion is not None and row.version == champion.version else "candidate"
-        drift = feature_drift(row, X, times, window, spec.source.categorical)
+        own, vX, vy, vtimes = inputs.of(row.version, row.contract)
+        own_window = ((vtimes >= start) & (vtimes < end)).to_numpy()
+        drift = feature_drift(row, vX, vtimes, own_window, own.source.categorical)
         if n_rows < spec.nowtest.min_rows:
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
+        vXw = _stored_inputs(row, vX[own_window].reset_index(drop=True))
+        vyw, vtw = vy[own_window].reset_index(drop=True), vtimes[own_window].reset_index(drop=True)
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred, undefined, _ = metrics.evaluate(spec.task, estimator, _stored_inputs(row, Xw), yw)
+        scores, y_pred, undefined, _ = metrics.evaluate(spec.task, estimator, vXw, vyw)
         checked = check_requirements(requirements, scores, baseline_scores)
-        misses = _worst_misses(spec.task, yw, tw, y_pred)
+        misses = _worst_misses(spec.task, vyw, vtw, y_pred)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined))
+        if role == "champion":
+            champion_window = vXw
 
-    day_end = end.tz_localize("UTC").to_pydatetime()
+    day_end = naive_utc(data_interval_end).tz_localize("UTC").to_pydatetime()
     day_log = registry.serving_log(spec.name, day_end - SERVING_DAY, day_end)
     served = evaluate_served(registry, spec, window_start=start, window_end=end, times=tw, y=yw, X=Xw,
                              baselines=fitted, requirements=requirements,
@@ -220,8 +229,8 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
         own = outcome.champion
-        cases = harvest_worst_misses(spec, own.contender, own.worst_misses, own.failed, Xw, baseline_scores,
-                                     X[before], y[before])
+        cases = harvest_worst_misses(spec, own.contender, own.worst_misses, own.failed, champion_window,
+                                     baseline_scores, X[before], y[before])
     if cases:
         known = {case.case_key for case in registry.golden_cases(spec.name)}
         outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))

@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ratchet.modeling.metrics import best_baseline, finite
+
+if TYPE_CHECKING:
+    from ratchet.registry.entities import Requirement
 
 SCOPE_LABELS = {"backtest": "back-test", "nowtest": "now-test", "gate": "gate"}
 
@@ -116,6 +119,35 @@ def reference_baseline(metric: str, relative_to: str,
     if relative_to == "baseline":
         return best_baseline(metric, baseline_values)
     return relative_to, finite(baseline_values.get(relative_to, {}).get(metric))
+
+
+def declared_text(req: RequirementLike) -> str:
+    """A bound as a requirement states it: 'max 0.08', 'max 0.9 × baseline', 'max: calibrated, no bound yet'."""
+    if not math.isfinite(req.bound):
+        return f"{req.direction}: calibrated, no bound yet"
+    return f"{req.direction} {_fmt(req.bound)}{' × ' + req.relative_to if req.relative_to else ''}"
+
+
+def bound_origin(req: Requirement, declared: Iterable[RequirementLike]) -> str:
+    """How a stored bound came to be, from its history: the change that set it (a ratchet's derivation, an edit,
+    the YAML) and, when they differ, what the YAML (`declared`: the spec's requirements) declares.
+
+    'mape max 0.0466 (now-test): set 2026-11-02 by alice: ratchet on promotion of v2: 95% quantile of ...; the
+    YAML says max 0.08'.
+    """
+    head = f"{req.metric} {declared_text(req)} ({SCOPE_LABELS.get(req.scope, req.scope)})"
+    key = (req.metric, req.relative_to, req.scope, req.direction)
+    declared = next((d for d in declared if (d.metric, d.relative_to, d.scope, d.direction) == key), None)
+    setting = next((c for c in reversed(req.history)
+                    if c.new_bound is not None and (c.new_bound == req.bound or math.isclose(c.new_bound, req.bound))),
+                   None)
+    if setting is not None:
+        head += f": set {setting.changed_at:%Y-%m-%d} by {setting.changed_by}: {setting.reason}"
+    if declared is None:
+        return f"{head}; no longer in the YAML"
+    if declared.bound != req.bound:
+        return f"{head}; the YAML says {declared_text(declared)}"
+    return f"{head}; as the YAML says"
 
 
 def _fmt(value: float | None) -> str:

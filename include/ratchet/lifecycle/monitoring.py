@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ratchet import settings
+from ratchet.alerting.mails import Guidance
 from ratchet.alerting.policy import nowtest_alert, regression_alert
 from ratchet.evaluation.golden import RegressionOutcome, judge_regression, regression_row
 from ratchet.evaluation.nowtest import NowtestOutcome, evaluation_rows, judge_nowtest
+from ratchet.evaluation.requirements import bound_origin
 from ratchet.faults import checkpoint
+from ratchet.lifecycle.next_step import next_step
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -33,11 +37,19 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     if not outcome.results:
         return outcome
     outcome, draft = nowtest_alert(registry, spec, outcome, run_id=run_id, airflow_run_url=airflow_run_url,
-                                   mail=mail)
+                                   mail=mail, guidance=guidance(registry, spec, outcome))
     checkpoint("nowtest:verdicts-computed")
     alert_id = registry.record_evaluations(spec.name, evaluation_rows(outcome, run_id), golden_cases=cases,
                                            alert=draft)
     return replace(outcome, alert_id=alert_id)
+
+
+def guidance(registry: Registry, spec: ModelSpec, outcome: NowtestOutcome) -> Guidance:
+    """What a now-test mail says beyond its verdicts: the Ratchet page, how each now-test bound was set, and the
+    next step once this now-test counts (`lifecycle.next_step`)."""
+    step = next_step(registry, spec, today=outcome)
+    bounds = tuple(bound_origin(r, spec.requirements) for r in registry.requirements(spec.name, "nowtest"))
+    return Guidance(settings.ratchet_page_url(spec.name), bounds, step.text, step.label, step.url)
 
 
 def run_regression(registry: Registry, spec: ModelSpec, *, run_id: str, data_interval_end: Any,

@@ -212,6 +212,12 @@ def propose(registry: Registry, spec: ModelSpec, *, reason: str, run_id: str) ->
     return next(p for p in registry.promotions(spec.name) if p.id == outcome.promotion_id)
 
 
+def proposal_run_id(model: str, version: int) -> str:
+    """The id of the ratchet_promote run that proposes `version` of `model`: one id per version, so a re-run
+    of the night that proposed it finds the run open instead of opening a second one."""
+    return f"proposal__{model}__v{version}"
+
+
 def open_proposal(history: list[Promotion]) -> Promotion | None:
     """The model's proposal still waiting for a person: the last 'proposed' decision that no promotion or
     rejection of the same version has followed (`history` oldest first, as `Registry.promotions` gives it)."""

@@ -1,21 +1,27 @@
 """Nightly retraining: search, record every trial, refit the best on all history and register them."""
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
+import platform
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
 from ratchet.modeling import artifacts, sources
 from ratchet.modeling.features import make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
 from ratchet.modeling.search import Trial, best_trials, run_search
+from ratchet.modeling.sources import feature_columns
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -28,11 +34,9 @@ LATENCY_REPEATS = 50
 def latency_p95_ms(model: Any, X: pd.DataFrame) -> float:
     """p95 of single-row prediction time, the way a serving call sees it: on one native (OpenMP, BLAS) thread, as
     `ratchet serve` predicts, so that threads fighting over a busy machine's cores do not decide the gate."""
-    from threadpoolctl import threadpool_limits
-
     row = X.iloc[[len(X) - 1]]
     timings = []
-    with threadpool_limits(1):
+    with threads.serving_limits():
         for _ in range(LATENCY_REPEATS):
             started = time.perf_counter()
             model.predict(row)
@@ -45,9 +49,25 @@ def package_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in ("scikit-learn", "pandas", "numpy", "skops", "ratchet")}
 
 
+@functools.cache
+def code_version() -> str:
+    """Ratchet's package version, and the git commit of the checkout it runs from when there is one (a version
+    records the code that trained it)."""
+    version = importlib.metadata.version("ratchet")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{commit}" if commit else version
+
+
 def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_date: Any,
                   author: str = "ratchet_retrain") -> list[int]:
     """Search on the data before `logical_date`, store every trial, refit the best on all of it and register them.
+
+    Each version keeps its feature contract (`Source.contract`), a snapshot of the YAML, the code and Python
+    versions, and `author` (who triggered the run: a person's manual trigger, else the DAG).
 
     The trials of a run are searched once: a re-run of the same run reuses the recorded trials (whatever the
     champion is by then) and registers only the best ones not registered yet, so it converges to the state
@@ -90,6 +110,8 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             package_versions=package_versions(), author=author, fit_seconds=fit_seconds,
             predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
             cv_metric=spec.metric, cv_score=trial.mean_score,
+            contract=spec.source.contract(feature_columns(spec, frame)), spec_snapshot=spec.raw,
+            code_version=code_version(), python_version=platform.python_version(),
         ))
     return versions
 

@@ -5,16 +5,17 @@ estimator always sees columns built the same way.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ratchet.modeling.baselines import HELPER_PREFIX, LAG_1, LAG_7
-from ratchet.modeling.sources import DROPPED_MISSING_TARGET, feature_columns
+from ratchet.modeling.sources import DROPPED_MISSING_TARGET, checked_rows, feature_columns
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -58,6 +59,27 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
     times = frame[src.key.time]
     return (X[keep].reset_index(drop=True), frame[src.target][keep].reset_index(drop=True),
             times[keep].reset_index(drop=True))
+
+
+class ContractInputs:
+    """`make_xy` of one read of the source under each version's feature contract, computed once per distinct
+    contract: versions trained under different YAMLs are scored on the same rows read, each with its own inputs."""
+
+    def __init__(self, spec: ModelSpec, raw: pd.DataFrame, *, end: Any = None):
+        self.spec, self.raw, self.end = spec, raw, end
+        self._built: dict[str, tuple[pd.DataFrame, pd.Series, pd.Series]] = {}
+
+    def of(self, version: int, contract: Mapping[str, Any]) -> tuple[ModelSpec, pd.DataFrame, pd.Series, pd.Series]:
+        """The version's spec (`ModelSpec.for_version`) and its (X, y, times).
+
+        Raises:
+            DataError: the source no longer satisfies the contract (a column dropped), naming column and version.
+        """
+        spec = self.spec.for_version(version, contract)
+        key = json.dumps(contract, sort_keys=True)
+        if key not in self._built:
+            self._built[key] = make_xy(spec, checked_rows(spec, self.raw, end=self.end))
+        return (spec, *self._built[key])
 
 
 def _lagger(spec: ModelSpec, frame: pd.DataFrame) -> Callable[[int], np.ndarray]:

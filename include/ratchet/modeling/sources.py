@@ -38,6 +38,11 @@ def naive_utc(value: Any) -> pd.Timestamp | None:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
+def source_name(spec: ModelSpec) -> str:
+    """The source as messages name it: 'table <name>', or 'the query' for a `source.query`."""
+    return f"table {spec.source.table}" if spec.source.table else "the query"
+
+
 def engine_for(spec: ModelSpec, url: str | None = None) -> Engine:
     """An engine on the database holding the model's rows: its `source.conn_id`, else Ratchet's own (or `url`)."""
     if spec.source.conn_id:
@@ -63,12 +68,34 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
     Raises:
         DataError: the source cannot be read, or its rows fail `validate_frame`.
     """
+    return checked_rows(spec, read_rows(spec, url=url, end=end), end=end)
+
+
+def checked_rows(spec: ModelSpec, raw: pd.DataFrame, *, end: Any = None) -> pd.DataFrame:
+    """Rows as `read_rows` read them, validated under `spec` (today's YAML, or a version's feature contract) and
+    kept before `end`: one read serves every contract a now-test or back-test compares.
+
+    Raises:
+        DataError: the rows fail `validate_frame`.
+    """
+    end = naive_utc(end)
+    frame = validate_frame(spec, raw)
+    if end is not None and spec.source.query:
+        frame = frame[frame[spec.source.key.time] < end].reset_index(drop=True)
+    return frame
+
+
+def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd.DataFrame:
+    """The source's rows as read, not validated (a table's only before `end`; a query's filtered once validated).
+
+    Raises:
+        DataError: the source cannot be read.
+    """
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
     end = naive_utc(end)
     engine = engine_for(spec, url)
-    what = f"table {spec.source.table}" if spec.source.table else "query"
     try:
         with engine.connect() as conn:
             if spec.source.table:
@@ -77,12 +104,10 @@ def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> 
             else:
                 frame = pd.read_sql(text(spec.source.query), conn)
     except SQLAlchemyError as exc:
-        raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
+        raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: {str(exc.orig or exc).strip()}"
+                        ) from None
     finally:
         engine.dispose()
-    frame = validate_frame(spec, frame)
-    if end is not None and spec.source.query:
-        frame = frame[frame[spec.source.key.time] < end].reset_index(drop=True)
     return frame
 
 
@@ -107,16 +132,9 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         DataError: the source's SQL fails (no such table or column, a bad query); a lost connection raises
             SQLAlchemy's own error.
     """
-    from sqlalchemy import text
-    from sqlalchemy.exc import DataError as SQLDataError
-    from sqlalchemy.exc import ProgrammingError
-
     src = spec.source
     quote = conn.dialect.identifier_preparer.quote
-    if src.table:
-        relation = ".".join(quote(part) for part in src.table.split("."))
-    else:
-        relation = f"({src.query.strip().rstrip(';')}) AS ratchet_source"
+    relation = _relation(spec, conn)
     time_col, target = quote(src.key.time), quote(src.target)
     first = naive_utc(first).to_pydatetime()
     params: dict[str, Any] = {"first": first, "last": naive_utc(last if last is not None else first).to_pydatetime()}
@@ -131,12 +149,53 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
         history = (f"SELECT * FROM (SELECT * FROM {relation} WHERE {time_col} < :first{known} "
                    f"ORDER BY {time_col} DESC LIMIT :reach) AS ratchet_history")
     sql = f"{history} UNION ALL {rows}" if rows else history
+    result = _execute(spec, conn, f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}", params)
+    return Window(tuple(result.keys()), [tuple(row) for row in result])
+
+
+def source_columns(spec: ModelSpec, conn: Connection) -> tuple[str, ...]:
+    """The source's column names, read without reading a row (what a health check compares a contract with).
+
+    Raises:
+        DataError: the source's SQL fails.
+    """
+    return tuple(_execute(spec, conn, f"SELECT * FROM {_relation(spec, conn)} WHERE false", {}).keys())
+
+
+def contract_problem(spec: ModelSpec) -> str | None:
+    """Why the source cannot give `spec` its inputs (a version's contract: a column dropped), None when it can: a
+    read of the column names alone, for the page to say so before a task or a request fails on it."""
+    engine = engine_for(spec)
     try:
-        result = conn.execute(text(f"SELECT * FROM ({sql}) AS ratchet_window ORDER BY {time_col}"), params)
-        return Window(tuple(result.keys()), [tuple(row) for row in result])
+        with engine.connect() as conn:
+            require_columns(spec, source_columns(spec, conn))
+    except DataError as exc:
+        return str(exc)
+    finally:
+        engine.dispose()
+    return None
+
+
+def _relation(spec: ModelSpec, conn: Connection) -> str:
+    """The source as a FROM item: its quoted table, or its query as a subquery."""
+    src = spec.source
+    if src.table:
+        quote = conn.dialect.identifier_preparer.quote
+        return ".".join(quote(part) for part in src.table.split("."))
+    return f"({src.query.strip().rstrip(';')}) AS ratchet_source"
+
+
+def _execute(spec: ModelSpec, conn: Connection, sql: str, params: dict[str, Any]) -> Any:
+    """Run a read of the source; its own SQL errors (no such table or column, a bad query) are a DataError."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError as SQLDataError
+    from sqlalchemy.exc import ProgrammingError
+
+    try:
+        return conn.execute(text(sql), params)
     except (ProgrammingError, SQLDataError) as exc:
-        what = f"table {src.table}" if src.table else "query"
-        raise DataError(f"model {spec.name!r}: cannot read {what}: {str(exc.orig or exc).strip()}") from None
+        raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: {str(exc.orig or exc).strip()}"
+                        ) from None
 
 
 def feature_columns(spec: ModelSpec, columns: Iterable[str]) -> list[str]:
@@ -152,7 +211,9 @@ def require_columns(spec: ModelSpec, columns: Iterable[str]) -> None:
     columns = list(columns)
     missing = [c for c in (*src.key.columns, src.target, *(src.features or ())) if c not in columns]
     if missing:
-        raise DataError(f"model {spec.name!r}: missing columns {missing}; the source has {columns}")
+        trained = (f"; v{spec.contract_of} was trained on them (its feature contract) and cannot predict without "
+                   "them" if spec.contract_of is not None else "")
+        raise DataError(f"{spec.label}: missing columns {missing}; the source has {columns}{trained}")
 
 
 def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) -> pd.DataFrame:
@@ -167,10 +228,10 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     """
     src = spec.source
     time = src.key.time
-    prefix = f"model {spec.name!r}"
+    prefix = spec.label
     require_columns(spec, frame.columns)
     if frame.empty:
-        raise DataError(f"{prefix}: the source returned no rows")
+        raise DataError(f"{prefix}: {source_name(spec)} returned no rows")
     frame = frame.copy()
     try:
         times = pd.to_datetime(frame[time])

@@ -96,6 +96,10 @@ class Version:
     run_id: str | None
     trial_started_at: dt.datetime
     created_at: dt.datetime
+    contract: dict[str, Any]  # its feature contract (`specs.model.Source.contract`): what it reads, never today's YAML
+    spec_snapshot: dict[str, Any]  # the model's YAML when it was trained
+    code_version: str | None
+    python_version: str | None
     artifact: bytes | None = None
 
     @property

@@ -105,6 +105,12 @@ class ModelVersion(Base):
     cv_score: Mapped[float | None] = mapped_column(Float)
     trial_id: Mapped[int | None] = mapped_column(ForeignKey("search_trials.id", ondelete="SET NULL"))
     run_id: Mapped[str | None] = mapped_column(String(250))
+    # what the version's inputs are (`specs.model.Source.contract`) and the YAML it was trained under, so that
+    # a YAML edit changes what the next search trains, never how this version predicts
+    contract: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    spec_snapshot: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    code_version: Mapped[str | None] = mapped_column(String(100))
+    python_version: Mapped[str | None] = mapped_column(String(50))
     trial_started_at: Mapped[dt.datetime] = _now()
     created_at: Mapped[dt.datetime] = _now()
     model: Mapped[Model] = relationship()

@@ -26,7 +26,8 @@ def line_chart(x_labels: list[str], series: dict[str, list[float | None]], *, ti
     """An SVG chart of one line per series over `x_labels`.
 
     `requirement` draws the bound as a dashed red line (it may vary per x, e.g. a multiple of a
-    baseline); `marks` flags x positions (breaches) with red dots on the first series.
+    baseline; over a single x it spans the plot); `marks` flags x positions (breaches) with red dots on the
+    first series. The y range holds every value and the bound, so the bound line is always inside the axes.
     """
     left, right, top, bottom = 60, 150, 28, 40
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -49,7 +50,7 @@ def line_chart(x_labels: list[str], series: dict[str, list[float | None]], *, ti
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
              f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>']
+             f'<rect class="plot" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>']
     for tick in _ticks(low, high):
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>'
                      f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">{tick:g}</text>')
@@ -82,7 +83,10 @@ def line_chart(x_labels: list[str], series: dict[str, list[float | None]], *, ti
                 parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}">'
                              f'<title>{escape(name)} {escape(x_labels[i])}: {v:.4g}</title></circle>')
     if requirement:
-        parts.append(f'<path d="{path(requirement)}" fill="none" stroke="{REQUIREMENT_COLOR}" stroke-width="1.5" '
+        line = path(requirement)
+        if n == 1 and line:  # one x: a level across the plot, not a dot
+            line = f"M{left},{y(requirement[0]):.1f} L{left + plot_w},{y(requirement[0]):.1f}"
+        parts.append(f'<path d="{line}" fill="none" stroke="{REQUIREMENT_COLOR}" stroke-width="1.5" '
                      f'stroke-dasharray="6 4" data-series="requirement"/>')
     if marks and legend:
         first = legend[0][1]

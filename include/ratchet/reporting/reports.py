@@ -40,32 +40,59 @@ def requirement_line(spec: ModelSpec, table: dict[str, dict[str, float]],
     return None
 
 
+REPORT_SECTION = '<section class="report">'
+MONTHS_PER_TABLE = 12
+REPORT_STYLE = """<style>.report table{border-collapse:collapse;font-size:11px;margin:.4rem 0}
+.report td,.report th{border:1px solid #ddd;padding:2px 5px;text-align:right}
+.report td.won{background:#e3f4e3}</style>"""
+
+
 def render(spec: ModelSpec, summary: dict[str, Any], table: dict[str, dict[str, float]], run_id: str) -> str:
     """The report page: what became of the source's rows, the chart of the ranking metric per month, and the
-    table of every contender."""
+    table of every contender. Its body is one section (`fragment`) that the Ratchet page shows inline."""
     months = summary["months"]
     series = {name: [table[name].get(m) for m in months] for name in table}
     chart = charts.line_chart(months, series, title=f"{spec.name}: back-test {spec.metric} per month",
                               y_label=spec.metric, requirement=requirement_line(spec, table, months))
     reference = summary["reference"]
-    header = "".join(f"<th>{escape(m)}</th>" for m in months)
+    role = "the best baseline: no champion at this run" if reference in spec.baselines else "the champion at this run"
+    against = f"{reference} ({role})" if reference else "nobody (no results yet)"
     rows = []
     for name, info in summary["contenders"].items():
-        cells = "".join(
-            f'<td class="{"won" if m in info["won"] else ""}">{table[name][m]:.4g}</td>' if m in table[name]
-            else "<td>–</td>" for m in months)
         won = "reference" if name == reference else f"{info['months_won']}/{info['months']}"
-        rows.append(f"<tr><th>{escape(name)}</th><td>{info['mean']:.4g}</td><td>{won}</td>{cells}</tr>")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Back-test {escape(spec.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}td.won{{background:#e3f4e3}}</style></head><body>
+        rows.append(f"<tr><th>{escape(name)}</th><td>{info['mean']:.4g}</td><td>{info['months']}</td>"
+                    f"<td>{won}</td></tr>")
+    per_month = []
+    for first in range(0, len(months), MONTHS_PER_TABLE):  # a year per table: readable in a narrow frame
+        shown = months[first:first + MONTHS_PER_TABLE]
+        cells = ["".join(f'<td class="{"won" if m in info["won"] else ""}">{table[name][m]:.4g}</td>'
+                         if m in table[name] else "<td>–</td>" for m in shown)
+                 for name, info in summary["contenders"].items()]
+        per_month.append("<table class=\"months\"><thead><tr><th>contender</th>"
+                         + "".join(f"<th>{escape(m)}</th>" for m in shown) + "</tr></thead><tbody>"
+                         + "".join(f"<tr><th>{escape(name)}</th>{row}</tr>"
+                                   for name, row in zip(summary["contenders"], cells, strict=True))
+                         + "</tbody></table>")
+    body = f"""{REPORT_SECTION}{REPORT_STYLE}
 <h1>Back-test of {escape(spec.name)}</h1>
 <p>Run <code>{escape(run_id)}</code>. Metric <b>{escape(spec.metric)}</b>; wins are months where a contender beats
-<b>{escape(str(reference))}</b> (green cells).</p>
+<b>{escape(against)}</b> (green cells). Each mean is over the contender's own months (column "months").</p>
 <p id="data">{escape(describe_data(summary.get("data")))}</p>
 {chart}
-<table><thead><tr><th>contender</th><th>mean</th><th>months won</th>{header}</tr></thead>
-<tbody>{''.join(rows)}</tbody></table></body></html>"""
+<table class="summary"><thead><tr><th>contender</th><th>mean</th><th>months</th>
+<th>months won vs {escape(str(reference))}</th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+<h2>{escape(spec.metric)} per month</h2>
+{''.join(per_month)}</section>"""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Back-test {escape(spec.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}</style></head><body>
+{body}</body></html>"""
+
+
+def fragment(html: str) -> str | None:
+    """The report's section out of its stored page, to show inline; None for a report written before it had one."""
+    start, end = html.find(REPORT_SECTION), html.rfind("</section>")
+    return html[start:end + len("</section>")] if start >= 0 and end > start else None
 
 
 def describe_data(data: dict[str, Any] | None) -> str:

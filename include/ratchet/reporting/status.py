@@ -1,18 +1,47 @@
 """`ratchet status`: per model, the champion, candidates, back-test, now-test, alerts, requirements and serving."""
 from __future__ import annotations
 
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
-from ratchet.alerting.policy import alert_history, last_verdict
-from ratchet.evaluation.backtest import backtest_summary
+from ratchet.alerting.policy import alert_history, last_verdict, open_breach
+from ratchet.evaluation.backtest import backtest_summary, metric_table
+from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry.entities import in_trial, version_contender
 from ratchet.reporting import serving
 
 if TYPE_CHECKING:
+    from ratchet.evaluation.requirements import RequirementResult
     from ratchet.exceptions import SpecError
     from ratchet.registry import Registry
+    from ratchet.registry.entities import Evaluation, Version
     from ratchet.specs.model import ModelSpec
+
+
+def backtest_verdict(registry: Registry, spec: ModelSpec, champion: Version | None,
+                     table: dict[str, dict[str, float]] | None = None) -> RequirementResult | None:
+    """The champion's back-test mean of the ranking metric against the model's CURRENT back-test bound on it (as
+    stored: after any ratchet), a relative bound resolved with the baseline's mean over the same months; None
+    without a champion, its back-test, or such a requirement. `table` is `metric_table` when the caller has it."""
+    requirement = next((r for r in registry.requirements(spec.name, "backtest") if r.metric == spec.metric), None)
+    table = metric_table(registry, spec) if table is None else table
+    months = sorted(table.get(champion.contender, {})) if champion else []
+    if requirement is None or not months:
+        return None
+    baselines = {b: {spec.metric: fmean(table[b][m] for m in months)} for b in spec.baselines
+                 if all(m in table.get(b, {}) for m in months)}
+    mean = fmean(table[champion.contender][m] for m in months)
+    return check_requirements([requirement], {spec.metric: mean}, baselines)[0]
+
+
+def alert_counts(registry: Registry, model: str, history: list[Evaluation]) -> dict[str, Any]:
+    """The model's alerts in words a page shows: the breach still open after the verdict days of `history`
+    (`alerting.policy.alert_history`; an open alert lasts until its recovery), alerts sent, and alerts waiting in
+    the outbox to be sent."""
+    alerts = registry.alerts(model)
+    sent = sum(a.status == "sent" for a in alerts)
+    return {"open": open_breach(history), "sent": sent, "waiting": len(alerts) - sent}
 
 
 def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""The REST service's bearer token: `RATCHET_API_TOKEN`, else the password of the Airflow connection `ratchet_api`."""
+"""The REST service's bearer token: `RATCHET_API_TOKEN`, else the password of the Airflow connection `ratchet_api`.
+
+The service's edge (`serving.edge`) checks it on the raw header, before a request's body is read.
+"""
 from __future__ import annotations
 
 import hmac
@@ -8,6 +11,8 @@ from ratchet.exceptions import ConfigurationError
 
 TOKEN_ENV = "RATCHET_API_TOKEN"
 TOKEN_CONN_ID = "ratchet_api"
+MISSING_TOKEN = "missing bearer token: send the header 'Authorization: Bearer <token>'"
+INVALID_TOKEN = "invalid bearer token"
 
 
 def api_token() -> str:
@@ -36,6 +41,14 @@ def api_token() -> str:
         f"the token as its password ({why})")
 
 
-def token_matches(given: str, token: str) -> bool:
-    """Whether a request's bearer token is the service's (compared in constant time)."""
-    return hmac.compare_digest(given.encode(), token.encode())
+def token_refusal(authorization: bytes | None, token: bytes) -> str | None:
+    """Why a request's `Authorization` header does not carry the token, None when it does.
+
+    The scheme is `Bearer` in any case, as HTTP has it; the token is compared in constant time.
+    """
+    if authorization:
+        scheme, _, given = authorization.partition(b" ")
+        given = given.strip()
+        if scheme.lower() == b"bearer" and given:
+            return None if hmac.compare_digest(given, token) else INVALID_TOKEN
+    return MISSING_TOKEN

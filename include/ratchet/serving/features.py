@@ -38,8 +38,9 @@ class Built:
 def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[Any]],
           rows: Sequence[dict[str, Any]]) -> Built:
     """The features of `rows` (each a mapping of column to value, its time already a naive UTC datetime; its
-    target may be absent or empty), target lags taken from `history` (source rows before the first of them, in
-    time order, as `sources.read_lag_window` reads them: tuples in the order of `columns`) and from earlier rows.
+    target may be absent or empty), target lags taken from `history` (the source rows their lags reach, at other
+    times than theirs, in time order, as `sources.read_lag_window` reads them: tuples in the order of `columns`)
+    and from the other rows.
 
     Raises:
         DataError: the source's rows fail its checks (a missing column, an empty or repeated time, a non-numeric
@@ -47,11 +48,11 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
         PredictError: a row whose lags cannot be computed (the target of the days they reach is unknown).
     """
     src = spec.source
-    prefix = f"model {spec.name!r}"
+    prefix = spec.label
     sources.require_columns(spec, columns)
     names = sources.feature_columns(spec, columns)
     position = {c: i for i, c in enumerate(columns)}
-    t_at, y_at = position[src.time_column], position[src.target]
+    t_at, y_at = position[src.key.time], position[src.target]
 
     past: list[tuple[dt.datetime, Any]] = []  # (time, target) of the history rows kept, then of the predicted rows
     every_time = []
@@ -65,27 +66,24 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
                                 f"(source.missing_target: error; 'drop' leaves those rows out)")
             continue
         past.append((time, target))
-    order = sorted(range(len(rows)), key=lambda i: rows[i][src.time_column])
-    for i in order:
-        past.append((rows[i][src.time_column], _target(rows[i].get(src.target), spec)))
-        every_time.append(rows[i][src.time_column])
+    times = [rows[i][src.key.time] for i in range(len(rows))]
+    every_time += times
     _check_times(every_time, spec)
+    past += [(time, _target(row.get(src.target), spec)) for time, row in zip(times, rows, strict=True)]
+    past.sort(key=lambda kept: kept[0])  # the rows' times are their own (checked): one order, by time
 
     lags = [(lag, lag_name(lag)) for lag in src.target_lags] + list(BASELINE_LAGS.items())  # (lag, column)
-    lagged = _lagger(spec, past, len(past) - len(rows))
+    lagged = _lagger(spec, past)
     values: dict[str, list[Any]] = {name: [None] * len(rows) for name in [*names, *(c for _, c in lags)]}
-    for rank, i in enumerate(order):
+    for i, time in enumerate(times):
         for name in names:
             values[name][i] = _feature(rows[i].get(name), name, spec)
         for lag, column in lags:
-            values[column][i] = lagged(rank, lag)
-    times = [rows[i][src.time_column] for i in range(len(rows))]
-    lacking = sorted(times[i] for i in range(len(rows))
-                     if any(sources.is_empty(values[lag_name(lag)][i]) for lag in src.target_lags))
+            values[column][i] = lagged(time, lag)
+    lacking = sorted((times[i], lag) for i in range(len(rows)) for lag in src.target_lags
+                     if sources.is_empty(values[lag_name(lag)][i]))
     if lacking:
-        raise PredictError(
-            f"cannot compute target lags {list(src.target_lags)} for {len(lacking)} input row(s), first at "
-            f"{pd.Timestamp(lacking[0])}: the target of the days before is neither in the input nor in the source")
+        raise PredictError(unknown_lags_message(spec, len({t for t, _ in lacking}), *lacking[0]))
     numeric = spec.task == "regression" or all(isinstance(y, float) for _, y in past if y is not None)
     lag_kind = float if numeric else object  # lags of text labels stay text, as in make_xy
     X = pd.DataFrame({name: _column(values[name], object if name in src.categorical else float) for name in names}
@@ -93,17 +91,28 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
     return Built(X, times)
 
 
-def _lagger(spec: ModelSpec, past: list[tuple[dt.datetime, Any]], first: int):
-    """lag(rank, k): the target k days (or k rows) before the `rank`-th predicted row, None when unknown."""
+def unknown_lags_message(spec: ModelSpec, rows: int, first: dt.datetime, lag: int) -> str:
+    """Why `rows` rows cannot be predicted, naming the first one and the lag (and day) it lacks."""
+    reached = (f"{pd.Timestamp(first - dt.timedelta(days=lag)):%Y-%m-%d} (lag {lag})" if spec.source.lags_by == "days"
+               else f"the row {lag} before it (lag {lag}, source.lags_by: rows)")
+    return (f"cannot compute target lags {list(spec.source.target_lags)} for {rows} input row(s), first at "
+            f"{pd.Timestamp(first)}: the target of {reached} is neither in the input nor in the source")
+
+
+def _lagger(spec: ModelSpec, past: list[tuple[dt.datetime, Any]]):
+    """lag(time, k): the target k days (or k rows) before the row at `time` among `past` (every row kept, in time
+    order), None when unknown."""
     if spec.source.lags_by == "rows":
-        def by_rows(rank: int, lag: int) -> Any:
-            at = first + rank - lag
+        position = {time: k for k, (time, _) in enumerate(past)}
+
+        def by_rows(time: dt.datetime, lag: int) -> Any:
+            at = position[time] - lag
             return past[at][1] if at >= 0 else None
         return by_rows
     by_time = dict(past)
 
-    def by_days(rank: int, lag: int) -> Any:
-        return by_time.get(past[first + rank][0] - dt.timedelta(days=lag))
+    def by_days(time: dt.datetime, lag: int) -> Any:
+        return by_time.get(time - dt.timedelta(days=lag))
     return by_days
 
 
@@ -114,11 +123,11 @@ def source_time(value: Any, spec: ModelSpec) -> dt.datetime:
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     if sources.is_empty(value):
-        raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} has empty values")
+        raise DataError(f"model {spec.name!r}: time column {spec.source.key.time!r} has empty values")
     try:
         return sources.naive_utc(value).to_pydatetime()
     except (ValueError, TypeError) as exc:
-        raise DataError(f"model {spec.name!r}: time column {spec.source.time_column!r} is not a date/time "
+        raise DataError(f"model {spec.name!r}: time column {spec.source.key.time!r} is not a date/time "
                         f"({value!r}: {exc})") from None
 
 
@@ -126,7 +135,7 @@ def _check_times(times: list[dt.datetime], spec: ModelSpec) -> None:
     seen: set[dt.datetime] = set()
     repeated = [t for t in times if t in seen or seen.add(t)]
     if repeated:
-        raise DataError(f"model {spec.name!r}: duplicate timestamps in {spec.source.time_column!r}, first "
+        raise DataError(f"model {spec.name!r}: duplicate timestamps in {spec.source.key.time!r}, first "
                         f"{pd.Timestamp(repeated[0])} ({len(repeated)} duplicates)")
 
 
@@ -135,7 +144,7 @@ def _target(value: Any, spec: ModelSpec) -> Any:
     if sources.is_empty(value):
         return None
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return float(value)
+        return _finite(value, f"target {spec.source.target!r}", spec)
     if spec.task == "regression":
         raise DataError(f"model {spec.name!r}: target {spec.source.target!r} must be numeric for regression, got "
                         f"{value!r}")
@@ -149,9 +158,20 @@ def _feature(value: Any, name: str, spec: ModelSpec) -> Any:
     if sources.is_empty(value):
         return math.nan
     if isinstance(value, numbers.Number | np.bool_):
-        return float(value)
+        return _finite(value, f"feature {name!r}", spec)
     raise DataError(f"model {spec.name!r}: feature {name!r} is not numeric ({value!r}); declare it in "
                     f"source.categorical or drop it from source.features")
+
+
+def _finite(value: Any, what: str, spec: ModelSpec) -> float:
+    """A number as a float, refused when no estimator can take it (an infinity, or beyond what a float holds)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise DataError(f"model {spec.name!r}: {what} has a value no estimator can take ({value!r} is not finite)")
+    return number
 
 
 def _column(values: list[Any], kind: type) -> np.ndarray:

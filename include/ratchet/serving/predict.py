@@ -49,6 +49,8 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame,
         PredictError: no rows, no time column, missing feature columns, or lags that cannot be computed.
         DataError: the rows fail the source's own checks, or the source cannot be read.
     """
+    version, estimator = champion_estimator(registry, estimators or Estimators(registry), spec.name)
+    spec = spec.for_version(version.version, version.contract)  # the champion's inputs, not today's YAML
     time = spec.source.key.time
     records = input_records(spec, frame)
     reader = FeatureReader(registry.engine.url.render_as_string(hide_password=False))
@@ -56,7 +58,6 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame,
         X, times = reader.of_records(spec, records)
     finally:
         reader.dispose()
-    version, estimator = champion_estimator(registry, estimators or Estimators(registry), spec.name)
     out = pd.DataFrame({time: pd.to_datetime(times), "prediction": estimator.predict(X)})
     if spec.task == "classification" and hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
@@ -80,7 +81,7 @@ def input_records(spec: ModelSpec, frame: pd.DataFrame) -> list[dict[str, Any]]:
         raise PredictError(f"input for model {spec.name!r} lacks the time column {time!r}")
     missing = [c for c in spec.source.features or () if c not in frame.columns]
     if missing:
-        raise PredictError(f"input for model {spec.name!r} lacks column(s) {missing}")
+        raise PredictError(f"input for {spec.label} lacks column(s) {missing}")
     rows = frame.copy()
     try:
         times = pd.to_datetime(rows[time], utc=True).dt.tz_localize(None)

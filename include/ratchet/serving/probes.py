@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ratchet.exceptions import ConfigurationError
 from ratchet.registry.entities import Probe
+from ratchet.serving.limits import positive_env
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -45,14 +44,7 @@ def probe_seconds() -> float:
     Raises:
         ConfigurationError: it is not a positive number.
     """
-    raw = os.environ.get(PROBE_SECONDS_ENV, "60")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigurationError(f"{PROBE_SECONDS_ENV}: expected a positive number of seconds, got {raw!r}")
-    return seconds
+    return positive_env(PROBE_SECONDS_ENV, 60.0)
 
 
 class Prober:

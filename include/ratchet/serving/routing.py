@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ratchet.exceptions import NoChampionError, RatchetError
 from ratchet.registry.entities import in_trial
 from ratchet.specs.model import SPLIT_TRIAL
 
@@ -33,11 +34,18 @@ def candidate_share(model: str, feature_id: dt.datetime) -> float:
 
 @dataclass(frozen=True)
 class Arm:
-    """A version that answers, its fitted estimator, and which arm of the split it is."""
+    """A version that answers, its fitted estimator, which arm of the split it is, and the spec its inputs are built
+    with (`ModelSpec.for_version`: the version's own feature contract, never today's YAML)."""
 
     name: str
     version: Version
     estimator: Any
+    spec: ModelSpec
+
+    @classmethod
+    def of(cls, name: str, version: Version, estimators: Estimators, spec: ModelSpec) -> Arm:
+        """The arm `name` answered by `version`, its estimator loaded once, its inputs under its contract."""
+        return cls(name, version, estimators.get(version), spec.for_version(version.version, version.contract))
 
 
 @dataclass(frozen=True)
@@ -50,21 +58,22 @@ class SplitState:
     reason: str | None  # why the split is inactive (every id goes to the champion)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelState:
     """What the service knows of a model between two changes: its spec, champion, trial versions and split.
 
-    `refusal` is (status, message) when the model cannot be served (broken spec, no champion yet).
+    `refusal` is the error a prediction request gets when the model cannot be served (a broken spec, no champion
+    yet, a refused artifact); `registered` is whether the registry knows the model (so requests can be logged).
     """
 
     name: str
-    spec: ModelSpec | None
-    champion: Arm | None
-    candidate: Arm | None
-    trial: tuple[int, ...]  # versions in trial, newest first
-    split: SplitState | None
-    registered: bool
-    refusal: tuple[int, str] | None = None
+    spec: ModelSpec | None = None
+    champion: Arm | None = None
+    candidate: Arm | None = None
+    trial: tuple[int, ...] = ()  # versions in trial, newest first
+    split: SplitState | None = None
+    registered: bool = False
+    refusal: RatchetError | None = None
 
     def arm_for(self, feature_id: dt.datetime) -> Arm:
         """The arm answering this id: the candidate for the split's share of ids, else the champion."""
@@ -111,14 +120,15 @@ def resolve(registry: Registry, estimators: Estimators, spec: ModelSpec) -> Mode
     trial = tuple(v.version for v in reversed(versions) if in_trial(v.version, number))
     if champion is None:
         estimators.keep_only(spec.name, [])
-        return ModelState(spec.name, spec, None, None, trial, None, True, refusal=(
-            404, f"model {spec.name!r} has no champion yet; promote a version with the ratchet_promote DAG"))
+        return ModelState(name=spec.name, spec=spec, trial=trial, registered=True, refusal=NoChampionError(
+            f"model {spec.name!r} has no champion yet; promote a version with the ratchet_promote DAG"))
     split, candidate = _split(spec, champion, versions, trial)
     wanted = [champion] + ([candidate] if candidate else [])
     estimators.keep_only(spec.name, wanted)
     return ModelState(
-        spec.name, spec, Arm(CHAMPION_ARM, champion, estimators.get(champion)),
-        Arm(CANDIDATE_ARM, candidate, estimators.get(candidate)) if candidate else None, trial, split, True)
+        name=spec.name, spec=spec, champion=Arm.of(CHAMPION_ARM, champion, estimators, spec),
+        candidate=Arm.of(CANDIDATE_ARM, candidate, estimators, spec) if candidate else None, trial=trial,
+        split=split, registered=True)
 
 
 def _split(spec: ModelSpec, champion: Version, versions: list[Version],

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from ratchet.exceptions import NotFoundError, PredictError
 from ratchet.modeling import sources
 from ratchet.serving import features
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy import Engine
 
     from ratchet.specs.model import ModelSpec
+
+# The times NumPy's nanosecond timestamps (so pandas) hold, in whole days: a request's time key must lie within
+EARLIEST_TIME = pd.Timestamp.min.ceil("D").to_pydatetime()
+LATEST_TIME = pd.Timestamp.max.floor("D").to_pydatetime()
 
 
 @dataclass(frozen=True)
@@ -67,20 +73,20 @@ class FeatureReader:
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id)
         sources.require_columns(spec, window.columns)
-        t = window.columns.index(src.time_column)
+        t = window.columns.index(src.key.time)
         times = [features.source_time(row[t], spec) for row in window.rows]
         at = [row for row, time in zip(window.rows, times, strict=True) if time == feature_id]
         if not at:
-            where = f"table {src.table}" if src.table else "its query"
-            raise NotFoundError(f"model {spec.name!r} has no row with {src.time_column} = {feature_id.isoformat()} "
-                                f"in {where}")
+            raise NotFoundError(f"model {spec.name!r} has no row with {src.key.time} = {feature_id.isoformat()} "
+                                f"in {sources.source_name(spec)}")
         history = [row for row, time in zip(window.rows, times, strict=True) if time < feature_id]
-        rows = [{**dict(zip(window.columns, row, strict=True)), src.time_column: feature_id} for row in at]
+        rows = [{**dict(zip(window.columns, row, strict=True)), src.key.time: feature_id} for row in at]
         return RowFeatures(feature_id, fingerprint(window), features.build(spec, window.columns, history, rows).X)
 
     def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[dt.datetime]]:
         """Features and time keys of rows sent in a request, in the request's order; their lags come from the
-        source rows before the first of them and from earlier rows of the request (a row may carry its target).
+        source rows they reach and from the other rows of the request. A row may carry its target; a row without
+        one takes the source's target at its time, when the source has a row there.
 
         Raises:
             PredictError: naming the row and field: a missing column, a bad or repeated time key, a bad value,
@@ -88,20 +94,39 @@ class FeatureReader:
             DataError: the source's own rows cannot be read or used.
         """
         src = spec.source
-        times = [parse_time_key(record.get(src.time_column), f"rows[{i}].{src.time_column}")
+        times = [parse_time_key(record.get(src.key.time), f"rows[{i}].{src.key.time}", spec)
                  for i, record in enumerate(records)]
         first: dict[dt.datetime, int] = {}
         for i, time in enumerate(times):
             if first.setdefault(time, i) != i:
-                raise PredictError(f"rows[{i}].{src.time_column}: {time.isoformat()} repeats rows[{first[time]}]; "
+                raise PredictError(f"rows[{i}].{src.key.time}: {time.isoformat()} repeats rows[{first[time]}]; "
                                    "each row must have its own time key")
         with self._engine(spec).connect() as conn:
-            window = sources.read_lag_window(spec, conn, min(times))
+            window = sources.read_lag_window(spec, conn, min(times), max(times))
         sources.require_columns(spec, window.columns)
         _check_records(spec, records, sources.feature_columns(spec, window.columns))
-        rows = [{**record, src.time_column: time} for record, time in zip(records, times, strict=True)]
-        built = features.build(spec, window.columns, window.rows, rows)
+        t, y = window.columns.index(src.key.time), window.columns.index(src.target)
+        asked, history, known = set(times), [], {}
+        for row in window.rows:
+            time = features.source_time(row[t], spec)
+            if time in asked:
+                known[time] = row[y]  # the source's own target at a requested time
+            else:
+                history.append(row)
+        rows = [{**record, src.key.time: time,
+                 src.target: known.get(time) if sources.is_empty(record.get(src.target)) else record[src.target]}
+                for record, time in zip(records, times, strict=True)]
+        built = features.build(spec, window.columns, history, rows)
         return built.X, built.times
+
+    def check_contract(self, spec: ModelSpec) -> None:
+        """Whether the source still has every column `spec` reads (a version's contract: `ModelSpec.for_version`).
+
+        Raises:
+            DataError: naming the missing columns and the version; or the source cannot be read.
+        """
+        with self._engine(spec).connect() as conn:
+            sources.require_columns(spec, sources.source_columns(spec, conn))
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -111,8 +136,9 @@ class FeatureReader:
             self._engines.clear()
 
 
-def parse_time_key(value: Any, field: str) -> dt.datetime:
-    """A time key from a request (ISO 8601 date or date-time; an offset is converted to UTC) as naive UTC.
+def parse_time_key(value: Any, field: str, spec: ModelSpec) -> dt.datetime:
+    """A time key from a request (ISO 8601 date or date-time; an offset is converted to UTC) as naive UTC, within
+    the times NumPy's timestamps hold with room for the days the model's target lags reach back.
 
     Raises:
         PredictError: naming `field` and what is expected.
@@ -123,29 +149,60 @@ def parse_time_key(value: Any, field: str) -> dt.datetime:
         except ValueError:
             parsed = None
         if parsed is not None:
-            if parsed.tzinfo is not None:
-                parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-            return parsed
+            return _within_range(parsed, value, field, spec)
     raise PredictError(f"{field}: expected a date or date-time in ISO 8601 (e.g. 2026-11-24 or 2026-11-24T06:00:00Z), "
-                     f"got {value!r}")
+                       f"got {value!r}")
+
+
+def _within_range(parsed: dt.datetime, value: str, field: str, spec: ModelSpec) -> dt.datetime:
+    """The time as naive UTC if NumPy can hold it and the days its lags reach (pandas builds and compares them)."""
+    reach = max(spec.source.target_lags, default=0) if spec.source.lags_by == "days" else 0
+    earliest = EARLIEST_TIME + dt.timedelta(days=reach)
+    try:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        if earliest <= parsed <= LATEST_TIME:
+            return parsed
+    except OverflowError:  # an offset moved it past year 1 or 9999
+        pass
+    lags = f", less the {reach} days its target lags reach back" if reach else ""
+    raise PredictError(f"{field}: expected a time from {earliest:%Y-%m-%d} to {LATEST_TIME:%Y-%m-%d} (the times "
+                       f"NumPy's timestamps hold{lags}), got {value!r}")
 
 
 def _check_records(spec: ModelSpec, records: list[dict[str, Any]], columns: list[str]) -> None:
-    """Every row has the model's feature columns, numbers (or null) where the model expects numbers."""
+    """Every row has the model's feature columns, finite numbers (or null) where the model expects numbers, and
+    categories (or class labels) that are text or finite numbers."""
     src = spec.source
+    numeric = [c for c in columns if c not in src.categorical]
+    categorical = list(src.categorical)
+    if spec.task == "regression":
+        numeric.append(src.target)
+    else:
+        categorical.append(src.target)
     for i, record in enumerate(records):
         missing = [c for c in columns if c not in record]
         if missing:
             raise PredictError(f"rows[{i}]: missing column(s) {missing}; model {spec.name!r} needs "
-                               f"{[src.time_column, *columns]}")
-        numeric = [c for c in columns if c not in src.categorical]
-        if spec.task == "regression" and src.target in record:
-            numeric.append(src.target)
+                               f"{[src.key.time, *columns]}")
         for column in numeric:
-            value = record[column]
-            if value is not None and not isinstance(value, int | float):
-                raise PredictError(f"rows[{i}].{column}: expected a number or null, got {value!r}")
-        for column in src.categorical:
-            value = record[column]
-            if value is not None and not isinstance(value, str | int | float):
-                raise PredictError(f"rows[{i}].{column}: expected a category (text or number) or null, got {value!r}")
+            _check_value(record.get(column), f"rows[{i}].{column}", "a number or null", text=False)
+        for column in categorical:
+            _check_value(record.get(column), f"rows[{i}].{column}", "a category (text or number) or null", text=True)
+
+
+def _check_value(value: Any, field: str, expected: str, *, text: bool) -> None:
+    """Refuse a value that is not null, a boolean, a number a float holds, or (when `text`) a text."""
+    if value is None or isinstance(value, bool) or (text and isinstance(value, str)):
+        return
+    if not isinstance(value, int | float):
+        raise PredictError(f"{field}: expected {expected}, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):
+        raise PredictError(f"{field}: expected {expected}, got NaN (JSON has no NaN: send null for a missing value)")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond what a float holds
+        finite = False
+    if not finite:
+        raise PredictError(f"{field}: expected {expected}, got {'-' if value < 0 else ''}Infinity or a number beyond "
+                           f"what a float holds (about 1.8e308); JSON has no Infinity")

@@ -1,5 +1,8 @@
 """The REST service's state and answers, without HTTP: models, routing, caches, invalidation, log and probes.
 
+It raises Ratchet's own errors (an unknown model, a request it cannot predict, a database it cannot reach); the
+app's edge (`serving.errors`) decides which HTTP status each one gets.
+
 Specs, champions, split candidates and their loaded estimators live in memory and are replaced, model by
 model, when PostgreSQL notifies a change (`notify.ChangeListener`) or the models folder changes; a lost
 notification connection reloads everything and drops every cached answer. An answer by id is cached under
@@ -20,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ratchet.exceptions import DataError, NotFoundError, PredictError, RatchetError, UnknownModelError
+from ratchet import threads
+from ratchet.exceptions import (
+    DatabaseUnavailableError,
+    NoChampionError,
+    NotServableError,
+    RatchetError,
+    UnavailableError,
+    UnknownModelError,
+)
 from ratchet.registry import Registry
 from ratchet.serving.cache import TTLCache
 from ratchet.serving.log import ServedLog
@@ -39,20 +50,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Refused(Exception):
-    """A request the service answers with an error status and a message (never a stack trace)."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
 @dataclass(frozen=True)
 class Answer:
     """One row's answer: the prediction (a number, or the class label) and a classifier's class probabilities."""
 
     prediction: Any
     probabilities: dict[str, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A row answered for a request: its feature id, the arm that answered, the answer, whether it was cached."""
+
+    feature_id: dt.datetime
+    arm: Arm
+    answer: Answer
+    cached: bool
 
 
 class Service:
@@ -65,7 +78,7 @@ class Service:
         self.reader = FeatureReader(url)
         self.estimators = Estimators(self.registry)
         self.answers = TTLCache()  # model -> (version, feature id, fingerprint) -> Answer
-        self.known_rows = TTLCache()  # model -> feature id -> RowFeatures (the fingerprint of the id, its features)
+        self.known_rows = TTLCache()  # model -> (version, feature id) -> RowFeatures (fingerprint, features)
         self.log = ServedLog(self.registry, self.metrics)
         self.listener = ChangeListener(url, on_connect=self.reload_all, on_change=self.reload_model,
                                        on_lost=self.forget_cached, on_idle=self.check_models_folder)
@@ -80,17 +93,16 @@ class Service:
     def start(self) -> None:
         """Load every model (or keep retrying in the background if the database is down) and start the threads.
 
-        Native thread pools (OpenMP, BLAS) are limited to one thread: a request predicts a row or a few, where
-        threads only add start-up cost, and concurrent requests are what use the cores.
+        Native thread pools (OpenMP, BLAS) run one thread for the life of the process (`threads.serving_limits`):
+        a request predicts a row or a few, where threads only add start-up cost, and concurrent requests are what
+        use the cores.
         """
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
+        threads.serving_limits()
         try:
             self.listener.connect()
         except Exception as exc:
-            self.load_error = f"the Ratchet database is unreachable ({_first_line(exc)}); retrying"
-            log.error("cannot load the models yet: %s", self.load_error)
+            self.load_error = f"the Ratchet database is unreachable ({database_failure(exc)}); retrying"
+            log.error("cannot load the models yet: %s (%s)", self.load_error, first_line(exc))
         self.listener.start()
         self.log.start()
         self.prober.start()
@@ -145,17 +157,16 @@ class Service:
         try:
             spec = self._catalog.get(name)
         except RatchetError as exc:
-            return ModelState(name, None, None, None, (), None, False, refusal=(503, f"model {name!r} is not "
-                                                                                    f"served: {exc}"))
+            return ModelState(name=name, refusal=NotServableError(f"model {name!r} is not served: {exc}"))
         try:
             return resolve(self.registry, self.estimators, spec)
         except UnknownModelError:
-            return ModelState(name, spec, None, None, (), None, False, refusal=(
-                404, f"model {name!r} has no version in the registry yet; the ratchet_retrain DAG registers them"))
+            return ModelState(name=name, spec=spec, refusal=NoChampionError(
+                f"model {name!r} has no version in the registry yet; the ratchet_retrain DAG registers them"))
         except RatchetError as exc:  # an artifact refused by the safe loader, say
             log.error("model %r cannot be served: %s", name, exc)
-            return ModelState(name, spec, None, None, (), None, True, refusal=(503, f"model {name!r} cannot be "
-                                                                                   f"served: {exc}"))
+            return ModelState(name=name, spec=spec, registered=True,
+                              refusal=NotServableError(f"model {name!r} cannot be served: {exc}"))
 
     def states(self) -> list[ModelState]:
         """Every configured model's state, by name."""
@@ -169,72 +180,91 @@ class Service:
         """The model's state, if it is configured.
 
         Raises:
-            Refused: 503 before the models are loaded, 404 for an unknown model.
+            UnavailableError: the models are not loaded yet (the database was unreachable at start).
+            UnknownModelError: no model of that name is configured.
         """
         state = self._states.get(model)
         if state is not None:
             return state
         if self.load_error:
-            raise Refused(503, f"the service has not loaded its models: {self.load_error}")
-        raise Refused(404, f"unknown model {model!r}; configured models: {sorted(self._states)}")
+            raise UnavailableError(f"the service has not loaded its models: {self.load_error}")
+        raise UnknownModelError(f"unknown model {model!r}; configured models: {sorted(self._states)}")
 
-    @staticmethod
-    def servable(state: ModelState) -> ModelState:
-        """The state, if it can answer predictions.
+    def servable(self, model: str) -> ModelState:
+        """The model's state, if it can answer predictions.
 
         Raises:
-            Refused: the model's spec is broken (503) or it has no champion yet (404).
+            UnavailableError: the models are not loaded yet.
+            UnknownModelError: no model of that name is configured.
+            NoChampionError: it has no version or no champion yet.
+            NotServableError: its spec is broken, or its champion cannot be loaded.
         """
-        if state.refusal:
-            raise Refused(*state.refusal)
+        state = self.state(model)
+        if state.refusal is not None:
+            raise state.refusal.with_traceback(None)  # the one stored error, raised afresh for each request
         return state
 
     # -- answers -------------------------------------------------------------------------------------
-    def cached_answer(self, state: ModelState, arm: Arm, feature_id: dt.datetime) -> Answer | None:
+    def cached(self, state: ModelState, feature_id: dt.datetime) -> Answered | None:
         """The cached answer of an id, if its fingerprint and its answer are both still within their TTL."""
-        known: RowFeatures | None = self.known_rows.get(state.name, feature_id)
+        arm = state.arm_for(feature_id)
+        known: RowFeatures | None = self.known_rows.get(state.name, (arm.version.version, feature_id))
         if known is None:
             return None
-        return self.answers.get(state.name, (arm.version.version, feature_id, known.fingerprint))
+        answer = self.answers.get(state.name, (arm.version.version, feature_id, known.fingerprint))
+        return None if answer is None else Answered(feature_id, arm, answer, True)
 
-    def answer_by_id(self, state: ModelState, arm: Arm, feature_id: dt.datetime) -> tuple[Answer, bool]:
-        """The answer of an id and whether it came from the cache (reads the source unless the id is remembered).
+    def answer_by_id(self, state: ModelState, feature_id: dt.datetime) -> Answered:
+        """The answer of an id (read from the source unless the id is remembered; from the cache when it can be).
 
         Raises:
-            Refused: no row at that time (404), lags that cannot be computed (422), unusable source rows (500),
-                an unreachable database (503).
+            NotFoundError: the source has no row at that time.
+            PredictError: its lags cannot be computed.
+            DataError: the source's rows cannot be used.
+            DatabaseUnavailableError: the source's database is unreachable.
         """
         spec, name = state.spec, state.name
         ttl = spec.serving.cache_ttl_seconds
-        known = self.known_rows.get(name, feature_id)
+        arm = state.arm_for(feature_id)
+        known = self.known_rows.get(name, (arm.version.version, feature_id))
         if known is None:
-            with _refusals():
-                known = self.reader.by_id(spec, feature_id)
-            self.known_rows.put(name, feature_id, known, ttl)
+            with _database_errors():
+                known = self.reader.by_id(arm.spec, feature_id)  # the row as the arm's version reads it
+            self.known_rows.put(name, (arm.version.version, feature_id), known, ttl)
         key = (arm.version.version, feature_id, known.fingerprint)
         cached = self.answers.get(name, key)
         if cached is not None:
-            return cached, True
+            return Answered(feature_id, arm, cached, True)
         answer = predict_answers(spec, arm.estimator, known.X)[0]
         self.answers.put(name, key, answer, ttl)
-        return answer, False
+        return Answered(feature_id, arm, answer, False)
 
-    def answer_records(self, state: ModelState,
-                       records: list[dict[str, Any]]) -> list[tuple[dt.datetime, Arm, Answer]]:
+    def answer_records(self, state: ModelState, records: list[dict[str, Any]]) -> list[Answered]:
         """Answers of rows sent in a request, in the request's order; each row routed by its time key.
 
         Raises:
-            Refused: a bad row (422, naming the row and field), an unreachable database (503).
+            PredictError: a bad row, naming the row and field.
+            DataError: the source's rows cannot be used.
+            DatabaseUnavailableError: the source's database is unreachable.
         """
-        with _refusals():
-            X, keys = self.reader.of_records(state.spec, records)
+        built: dict[int, tuple[pd.DataFrame, list[dt.datetime]]] = {}
+
+        def inputs(arm: Arm) -> tuple[pd.DataFrame, list[dt.datetime]]:
+            """Every row's features as the arm's version reads them (its contract), built once per version."""
+            if arm.version.version not in built:
+                with _database_errors():
+                    built[arm.version.version] = self.reader.of_records(arm.spec, records)
+            return built[arm.version.version]
+
+        keys = inputs(state.champion)[1]
         arms = [state.arm_for(key) for key in keys]
         answers: list[Answer | None] = [None] * len(keys)
         for arm in {a.name: a for a in arms}.values():
             chosen = [i for i, a in enumerate(arms) if a is arm]
+            X = inputs(arm)[0]
             for i, answer in zip(chosen, predict_answers(state.spec, arm.estimator, X.iloc[chosen]), strict=True):
                 answers[i] = answer
-        return list(zip(keys, arms, answers, strict=True))
+        return [Answered(key, arm, answer, False) for key, arm, answer in zip(keys, arms, answers, strict=True)]
 
     # -- health ------------------------------------------------------------------------------------
     def health(self) -> Health:
@@ -245,7 +275,8 @@ class Service:
         try:
             self.registry.ping()
         except Exception as exc:
-            return Health(False, f"unreachable: {_first_line(exc)}", {}, (f"database unreachable: {_first_line(exc)}",))
+            reason = database_failure(exc)
+            return Health(False, f"unreachable: {reason}", {}, (f"database unreachable: {reason}",))
         problems, models = [], {}
         if self.load_error:
             problems.append(f"models not loaded: {self.load_error}")
@@ -259,8 +290,8 @@ class Service:
         return Health(not problems, "reachable", models, tuple(problems))
 
     def _model_health(self, state: ModelState) -> tuple[str, str | None]:
-        if state.spec is None or (state.refusal and state.refusal[0] >= 500):
-            return state.refusal[1], state.refusal[1]
+        if isinstance(state.refusal, UnavailableError):
+            return str(state.refusal), str(state.refusal)
         if not state.registered:
             return "no version registered yet", None
         try:
@@ -278,6 +309,12 @@ class Service:
             log.warning("model %r: the champion is v%d but v%s was served: reloading", state.name, champion.version,
                         served.version if served else None)
             self.reload_model(state.name)
+        try:
+            with _database_errors():
+                self.reader.check_contract(state.spec.for_version(champion.version, champion.contract))
+        except RatchetError as exc:
+            message = f"model {state.name!r}: champion v{champion.version} cannot predict: {exc}"
+            return message, message
         return f"champion v{champion.version} loaded", None
 
 
@@ -298,7 +335,8 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a database error's own, without SQLAlchemy's wrapping)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -309,22 +347,42 @@ def _champion_text(state: ModelState | None) -> str:
     return f"v{state.champion.version.version}" if state.champion else "none"
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """Turn Ratchet's errors while answering into `Refused` with the status the request deserves.
+# What a database driver's message says, and what the service may repeat of it: never a host, port or user name
+_DATABASE_FAILURES = (
+    ("connection refused", "connection refused"),
+    ("timeout expired", "connection timed out"),
+    ("timed out", "connection timed out"),
+    ("authentication failed", "authentication failed"),
+    ("no pg_hba.conf entry", "connection not allowed by the server"),
+    ('role "', "the database user does not exist"),
+    ("does not exist", "the database does not exist"),
+    ("could not translate host name", "host name not found"),
+    ("too many clients", "too many connections"),
+    ("starting up", "the server is starting up"),
+    ("shutting down", "the server is shutting down"),
+    ("terminating connection", "the server closed the connection"),
+    ("closed the connection", "the server closed the connection"),
+)
 
-    Unknown row 404; a request's rows or lags that cannot be used 422; source rows that fail their own checks
-    500 (the source is wrong, not the request); an unreachable database 503.
-    """
+
+def database_failure(exc: BaseException) -> str:
+    """Why a database cannot be reached, in words that name no host, port, user or password (the driver's own
+    message names them; it goes to the service's log, not to clients)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    for clue, reason in _DATABASE_FAILURES:
+        if clue in text:
+            return reason
+    return type(getattr(exc, "orig", None) or exc).__name__
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached while answering becomes `DatabaseUnavailableError` (the request may be
+    retried); Ratchet's own errors pass as they are."""
     from sqlalchemy.exc import DBAPIError
 
     try:
         yield
-    except NotFoundError as exc:
-        raise Refused(404, str(exc)) from None
-    except PredictError as exc:
-        raise Refused(422, str(exc)) from None
-    except DataError as exc:
-        raise Refused(500, f"the source cannot be used: {exc}") from None
     except DBAPIError as exc:
-        raise Refused(503, f"the database is unreachable: {_first_line(exc)}") from None
+        log.warning("a source read failed: %s", first_line(exc))
+        raise DatabaseUnavailableError(f"the database is unreachable: {database_failure(exc)}") from None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,22 @@ class Source:
     def key(self) -> RowKey:
         """What identifies a row of this source (see `RowKey`)."""
         return RowKey(self.time_column)
+
+    def contract(self, features: Iterable[str]) -> dict[str, Any]:
+        """The feature contract a version trained on this source keeps (JSON): its row key, target, the resolved
+        `features` it was given, categorical columns, target lags and how they are counted, missing-target policy.
+        Where the rows live (`table`, `query`, `conn_id`) is not part of it: moving the table moves every version.
+        """
+        return {"time_column": self.time_column, "target": self.target, "features": list(features),
+                "categorical": list(self.categorical), "target_lags": list(self.target_lags),
+                "lags_by": self.lags_by, "missing_target": self.missing_target}
+
+    def under(self, contract: Mapping[str, Any]) -> Source:
+        """This source read under a version's feature contract (`contract`): the version's inputs, today's place."""
+        return replace(self, time_column=contract["time_column"], target=contract["target"],
+                       features=tuple(contract["features"]), categorical=tuple(contract["categorical"]),
+                       target_lags=tuple(contract["target_lags"]), lags_by=contract["lags_by"],
+                       missing_target=contract["missing_target"])
 
 
 @dataclass(frozen=True)
@@ -248,6 +265,18 @@ class ModelSpec:
     serving: ServingSpec = field(default_factory=ServingSpec)
     golden_cases_file: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
+
+    def for_version(self, version: int, contract: Mapping[str, Any]) -> ModelSpec:
+        """This spec with the inputs of `version` (its stored feature contract) instead of today's YAML: what
+        predicting, back-testing, now-testing and golden cases of that version read. Search, baselines and the
+        requirements stay today's."""
+        return replace(self, source=self.source.under(contract), contract_of=version)
+
+    @property
+    def label(self) -> str:
+        """How messages name the model: "model 'demand'", or "model 'demand' v3" under a version's contract."""
+        return f"model {self.name!r}" + (f" v{self.contract_of}" if self.contract_of is not None else "")
 
     @property
     def metric(self) -> str:

@@ -29,7 +29,10 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
     """The app; `auth_dependency` is Airflow's `requires_authenticated()` when mounted in Airflow."""
     from ratchet.ui import views
 
-    app = FastAPI(title="Ratchet", dependencies=[Depends(auth_dependency)] if auth_dependency else [])
+    # No /docs, /redoc or /openapi.json: FastAPI serves them outside the app's dependencies, so they would answer
+    # without the Airflow login; the pages are for people, and the REST service documents its own API.
+    app = FastAPI(title="Ratchet", dependencies=[Depends(auth_dependency)] if auth_dependency else [],
+                  docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(UnknownModelError)
     def unknown_model(request: Request, exc: UnknownModelError) -> JSONResponse:

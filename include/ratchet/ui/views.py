@@ -1,29 +1,29 @@
 """What the Ratchet pages show, computed from the registry in a few queries per page."""
 from __future__ import annotations
 
+from statistics import fmean
 from typing import Any
 
 from ratchet.alerting.policy import alert_history, last_verdict
 from ratchet.evaluation import backtest
+from ratchet.evaluation.requirements import bound_origin
 from ratchet.exceptions import UnknownModelError
+from ratchet.lifecycle.next_step import next_step, required_actions_path
 from ratchet.lifecycle.promotion import open_proposal
-from ratchet.pipeline import proposal_run_id
+from ratchet.modeling import sources
 from ratchet.registry import Registry, in_trial
-from ratchet.registry.entities import BACKTEST, NOWTEST, Version
+from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
+from ratchet.reporting.status import alert_counts, backtest_verdict
 from ratchet.specs.catalog import Catalog
-from ratchet.specs.model import ModelSpec, RequirementSpec
+from ratchet.specs.model import ModelSpec
 
 CHARTED_CANDIDATES = 6
 
 
-def _champion_requirement(spec: ModelSpec, scope: str) -> RequirementSpec | None:
-    return next((r for r in spec.requirements if r.scope == scope and r.metric == spec.metric), None)
-
-
 def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
-    """One row per configured model: champion, its back-test mean, last now-test, open alerts, versions in trial;
-    a model whose file is broken gets a row with the file's error."""
+    """One row per configured model: champion, its back-test verdict against the current bound, last now-test,
+    open and sent alerts, versions in trial; a model whose file is broken gets a row with the file's error."""
     rows = [{"name": name, "broken": str(error)} for name, error in sorted(catalog.broken.items())]
     for name, spec in catalog.specs.items():
         try:
@@ -33,18 +33,11 @@ def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
             rows.append({"name": name, "task": spec.task, "registered": False})
             continue
         number = champion.version if champion else None
-        champion_mean = last = None
-        if champion:
-            values = [e.value for e in registry.evaluations(name, BACKTEST, contender=champion.contender,
-                                                            metric=spec.metric) if e.value is not None]
-            values = values[-spec.backtest.months:]
-            champion_mean = sum(values) / len(values) if values else None
-            last = last_verdict(alert_history(registry, name, champion.version))
+        history = alert_history(registry, name, number) if champion else []
         rows.append({
-            "name": name, "task": spec.task, "registered": True, "metric": spec.metric,
-            "champion": number, "champion_mean": champion_mean,
-            "requirement": _champion_requirement(spec, "backtest"), "last_nowtest": last,
-            "open_alerts": len(registry.queued_alerts(name)),
+            "name": name, "task": spec.task, "registered": True, "metric": spec.metric, "champion": number,
+            "verdict": backtest_verdict(registry, spec, champion), "last_nowtest": last_verdict(history),
+            "alerts": alert_counts(registry, name, history),
             "in_trial": [v.version for v in versions if in_trial(v.version, number)],
         })
     return rows
@@ -60,8 +53,9 @@ def _charted(table: dict[str, dict[str, float]], spec: ModelSpec, champion: Vers
 
 
 def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
-    """Everything the model page shows: charts, versions with their roles, requirements, promotions, alerts, and
-    the serving panel (last 14 days of the REST service, the A/B arms' served metrics)."""
+    """Everything the model page shows: the verdicts and the next step, charts, versions with their roles,
+    requirements, promotions, alerts, the serving panel (last 14 days of the REST service, the A/B arms' served
+    metrics) and the latest back-test report inline."""
     name = spec.name
     champion = registry.champion(name)
     versions = registry.versions(name)
@@ -73,44 +67,70 @@ def model_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         title=f"Back-test {spec.metric} per month", y_label=spec.metric,
         requirement=reports.requirement_line(spec, table, months))
 
-    nowtests = registry.evaluations(name, NOWTEST)
     nowtest_metric = next((r.metric for r in spec.requirements if r.scope == "nowtest"), spec.metric)
-    champion_key = champion.contender if champion else None
-    timeline = sorted((e for e in nowtests if e.contender == champion_key and e.metric == nowtest_metric),
-                      key=lambda e: e.partition)
-    bound = next((r.bound for r in registry.requirements(name, "nowtest")
-                  if r.metric == nowtest_metric and not r.relative_to), None)
+    current = next((r.bound for r in registry.requirements(name, "nowtest")
+                    if r.metric == nowtest_metric and not r.relative_to), None)
+    timeline = _champion_days(registry.evaluations(name, NOWTEST, metric=nowtest_metric),
+                              champion.contender if champion else None)
+    bounds = [_judged_bound(e, current) for e in timeline]
     nowtest_chart = charts.line_chart(
-        [e.partition for e in timeline], {f"champion {champion_key}": [e.value for e in timeline]},
-        title=f"Now-test {nowtest_metric} of the champion (breaches circled)", y_label=nowtest_metric,
-        requirement=[bound] * len(timeline) if bound is not None else None,
-        marks=[e.passed is False for e in timeline])
+        [e.partition for e in timeline], {"champion of the day": [e.value for e in timeline]},
+        title=f"Now-test {nowtest_metric} of each day's champion (breaches circled)", y_label=nowtest_metric,
+        requirement=bounds if any(b is not None for b in bounds) else None, marks=[e.passed is False for e in timeline])
 
     promotions = registry.promotions(name)
     last_gates = {p.version: p for p in promotions}
     trials = registry.trial_records(name)
     number = champion.version if champion else None
+    common = _common_months(table, versions)
     version_rows = [{
         "version": v, "role": "champion" if v.version == number else
         ("in trial" if in_trial(v.version, number) else "retired"),
         "backtest": summary["contenders"].get(v.contender),
+        "common_mean": fmean(table[v.contender][m] for m in common) if common else None,
         "trial_days": (len(trials[v.version].days), len(trials[v.version].breach_days)),
         "last_decision": last_gates.get(v.version),
     } for v in reversed(versions)]
     pending = open_proposal(promotions)
+    history = alert_history(registry, name, number) if champion else []
+    report = registry.latest_report(name)
+    requirements = registry.requirements(name)
     return {
-        "proposal": pending and {"promotion": pending, "url": required_actions_url(name, pending.version)},
-        "spec": spec, "champion": champion, "versions": version_rows, "summary": summary,
-        "backtest_chart": backtest_chart, "nowtest_chart": nowtest_chart, "requirements": registry.requirements(name),
-        "promotions": list(reversed(promotions)),
-        "alerts": list(reversed(registry.alerts(name))), "report": registry.latest_report(name),
+        "proposal": pending and {"promotion": pending, "url": required_actions_path(name, pending.version)},
+        "spec": spec, "champion": champion, "versions": version_rows, "summary": summary, "common_months": common,
+        "reference_role": "champion" if champion and summary["reference"] == champion.contender else "best baseline",
+        "verdict": backtest_verdict(registry, spec, champion, table), "last_nowtest": last_verdict(history),
+        "alert_counts": alert_counts(registry, name, history), "next_step": next_step(registry, spec),
+        "backtest_chart": backtest_chart, "nowtest_chart": nowtest_chart,
+        "requirements": [(r, bound_origin(r, spec.requirements)) for r in requirements],
+        "promotions": list(reversed(promotions)), "alerts": list(reversed(registry.alerts(name))),
+        "report": report, "report_html": reports.fragment(report.html) if report else None,
         "serving": serving.serving_panel(registry, spec),
+        "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
+        if champion else None,
     }
 
 
-def required_actions_url(model: str, version: int) -> str:
-    """The Airflow UI page where a person approves or rejects the proposal of `version` (relative to the UI)."""
-    from urllib.parse import quote
+def _champion_days(rows: list[Evaluation], champion: str | None) -> list[Evaluation]:
+    """One row per now-test day, of the version that was champion that day (its stored role; rows stored without
+    one count for the current champion), oldest first: the champion's line over time across promotions."""
+    days: dict[str, Evaluation] = {}
+    for row in sorted(rows, key=lambda e: e.partition):  # stable: a day's later row wins
+        role = (row.details or {}).get("role")
+        if role == "champion" or (role is None and row.contender == champion):
+            days[row.partition] = row
+    return [days[d] for d in sorted(days)]
 
-    return (f"/dags/ratchet_promote/runs/{quote(proposal_run_id(model, version), safe='')}"
-            "/tasks/approve/required_actions")
+
+def _judged_bound(row: Evaluation, current: float | None) -> float | None:
+    """The bound a now-test day was judged against (stored with its verdict; a relative one as applied), else the
+    current bound."""
+    stored = [r.get("effective_bound") for r in (row.details or {}).get("requirements", [])
+              if r.get("metric") == row.metric]
+    return next((b for b in stored if b is not None), current)
+
+
+def _common_months(table: dict[str, dict[str, float]], versions: list[Version]) -> list[str]:
+    """The back-test months every listed version with a back-test has: the months their means are compared on."""
+    have = [set(table[v.contender]) for v in versions if v.contender in table]
+    return sorted(set.intersection(*have)) if have else []
