@@ -27,6 +27,13 @@ best one as *proposed*, and `open_proposal` opens a `ratchet_promote` run for it
 A model has at most one proposal open; a version is proposed once (re-running the night finds its
 run and opens no second one); a backfill proposes nothing. `check_proposals` turns the run red when
 a model's `propose` failed, while the other models' proposals still open.
+
+**The way back starts at once.** When a champion breaches a now-test requirement on the re-predicted
+window, `retrain_after_breach` starts a `ratchet_retrain` run for that model only (conf `{"model": ...}`,
+run id `breach__<model>__<now-test end>`, data up to the now-test's end); its asset event starts a
+back-test of that model, and its new versions are in trial from the next now-test on. Only a champion's
+breach starts it: stale data, a breach of what the service served and a serving requirement's breach do
+not (a new model would not help), nor does a backfill; re-running the date starts nothing twice.
 """
 from __future__ import annotations
 
@@ -75,6 +82,13 @@ def ratchet_nowtest():
         return pipeline.proposals_to_open(results)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
+    def breaches(results, dag_run=None) -> list[dict]:
+        """A ratchet_retrain run for each model whose champion breached (see the DAG's doc)."""
+        from ratchet import pipeline
+
+        return pipeline.retrains_after_breach(list(results), end=pipeline.run_end(dag_run), dag_run=dag_run)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
     def check_proposals(models: list[str], results) -> None:
         """Fail (the run is not green) when some model's `propose` failed; its mapped task's log says why."""
         from ratchet import pipeline
@@ -89,6 +103,10 @@ def ratchet_nowtest():
         map_index_template="{{ task.trigger_run_id }}",
     ).expand_kwargs(proposals(proposed))
     check_proposals(MODELS, proposed)
+    TriggerDagRunOperator.partial(
+        task_id="retrain_after_breach", trigger_dag_id="ratchet_retrain", skip_when_already_exists=True,
+        map_index_template="{{ task.trigger_run_id }}",
+    ).expand_kwargs(breaches(tested))
 
 
 ratchet_nowtest()

@@ -22,6 +22,15 @@ who approved; **Reject** runs `reject`, which records a *rejected* decision with
 their comment and leaves the champion as it is. A rejection is a decision, not a failure: the run
 ends green with `promote` skipped. If a gate no longer passes when the run starts, `gates` fails and
 nobody is asked. A manual trigger (proposal off) skips `gates` and `approve`.
+
+**Promote and re-baseline.** After a regime change, bounds the ratchet derived from the former champion's
+months can fail every candidate (gate 1 then says "the data changed"). A candidate that passes every gate
+but those is proposed too, and its approval offers a third answer, **Promote and re-baseline**: those bounds
+are set again from the candidate's own back-test at `promotion.ratchet.false_alarm_rate` (as the ratchet
+derives them), recorded as *rebaseline* by the person who chose it with the proposal as evidence, the
+owners mailed (`deliver_alerts` sends it), and the candidate promoted, all in one transaction. **Approve**
+on such a proposal runs the gates again and fails on those bounds, changing nothing. A manual trigger does
+the same with **rebaseline** on.
 """
 from __future__ import annotations
 
@@ -31,11 +40,11 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import HITLBranchOperator, HITLOperator
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from ratchet.dagkit import START_DATE, TAGS, default_args
+from ratchet.dagkit import START_DATE, TAGS, default_args, model_param
 from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
-APPROVE, REJECT = "Approve", "Reject"
+APPROVE, REBASELINE, REJECT = "Approve", "Promote and re-baseline", "Reject"
 ANSWER = "answer"  # XCom key of the person's answer
 
 
@@ -54,13 +63,14 @@ class ApproveOrReject(HITLBranchOperator):
         return self.do_branch(context, [self.options_mapping[option] for option in answer["chosen_options"]])
 
 
-def _answer(ti: Any) -> tuple[str, str | None] | None:
-    """Who answered the approval and their comment, or None when nobody was asked (a manual trigger)."""
+def _answer(ti: Any) -> tuple[str, str | None, str] | None:
+    """Who answered the approval, their comment and the option they chose, or None when nobody was asked (a
+    manual trigger)."""
     answer = ti.xcom_pull(task_ids="approve", key=ANSWER)
     if not answer:
         return None
     comment = ((answer.get("params_input") or {}).get("comment") or "").strip()
-    return answer["responded_by_user"]["name"], comment or None
+    return answer["responded_by_user"]["name"], comment or None, answer["chosen_options"][0]
 
 
 @dag(
@@ -73,15 +83,17 @@ def _answer(ti: Any) -> tuple[str, str | None] | None:
     doc_md=__doc__,
     default_args=default_args(retries=2, retry_delay=dt.timedelta(seconds=30)),
     params={
-        "model": Param(MODELS[0] if len(MODELS) == 1 else None, type="string",
-                       **({"enum": MODELS} if MODELS else {}),
-                       title="Model", description="A configured model (one YAML file in the models folder)"),
+        "model": model_param(MODELS),
         "version": Param(None, type="integer", minimum=1, title="Version",
                          description="The version number to promote (see the Ratchet page or `ratchet status`)"),
         "reason": Param(None, type="string", minLength=1, title="Reason",
                         description="Why this version should become the champion (stored with the decision)"),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Run and record the gates without moving the champion"),
+        "rebaseline": Param(False, type="boolean", title="Re-baseline",
+                            description="If gate 1 fails only on bounds the ratchet derived from a former champion's "
+                                        "months, set them again from this version's own back-test, then promote "
+                                        "(recorded as your decision; see ratchet_requirements)"),
         "proposal": Param(False, type="boolean", title="Proposal",
                           description="Ask a person to approve first (set by ratchet_nowtest when it proposes a "
                                       "candidate; leave off for a manual promotion)"),
@@ -98,14 +110,14 @@ def ratchet_promote():
         """The gates' verdicts as Markdown for the approval; fails (no retry) when one no longer passes."""
         from ratchet import pipeline
 
-        return pipeline.review(params["model"], params["version"])
+        return pipeline.review(params["model"], params["version"], REBASELINE)
 
     approve = ApproveOrReject(
         task_id="approve",
         subject="Promote {{ params.model }} v{{ params.version }}?",
         body="{{ params.reason }}\n\n{{ ti.xcom_pull(task_ids='gates') }}",
-        options=[APPROVE, REJECT],
-        options_mapping={APPROVE: "promote", REJECT: "reject"},
+        options=[APPROVE, REBASELINE, REJECT],
+        options_mapping={APPROVE: "promote", REBASELINE: "promote", REJECT: "reject"},
         params={"comment": Param("", type=["string", "null"], title="Comment",
                                  description="Why you approve or reject it (stored with the decision)")},
     )
@@ -116,21 +128,30 @@ def ratchet_promote():
         from ratchet import pipeline
 
         answer = _answer(ti)
-        triggered_by, comment = answer or (dag_run.triggering_user_name or str(dag_run.run_type), None)
+        triggered_by, comment, chosen = answer or (dag_run.triggering_user_name or str(dag_run.run_type), None, None)
         return pipeline.promote(params["model"], params["version"], reason=params["reason"],
                                 triggered_by=triggered_by, dry_run=bool(params["dry_run"]), run_id=run_id,
-                                comment=comment)
+                                comment=comment, rebaseline=bool(params["rebaseline"]) or chosen == REBASELINE)
 
     @task(task_id="reject")
     def reject(params: dict | None = None, run_id: str | None = None, ti=None) -> dict:
         """Record the person's rejection with their comment; the champion stays."""
         from ratchet import pipeline
 
-        rejected_by, comment = _answer(ti)
+        rejected_by, comment, _ = _answer(ti)
         return pipeline.decline(params["model"], params["version"], reason=params["reason"],
                                 rejected_by=rejected_by, comment=comment, run_id=run_id)
 
-    proposal() >> gates() >> approve >> [promote_version(), reject()]
+    @task(task_id="deliver_alerts")
+    def deliver_alerts() -> dict:
+        """Mail what the promotion queued (a re-baseline's mail to the owners), and anything else still queued."""
+        from ratchet import pipeline
+
+        return pipeline.deliver_alerts([], [], what="promotion")
+
+    promoted = promote_version()
+    proposal() >> gates() >> approve >> [promoted, reject()]
+    promoted >> deliver_alerts()
 
 
 ratchet_promote()

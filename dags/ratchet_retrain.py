@@ -11,6 +11,11 @@ which starts `ratchet_backtest`. A model whose spec or data is bad, or whose eve
 own mapped task at once (no retry) with a message naming the problem (the distinct trial errors, counted),
 and with it the run; the other models go on and announce theirs. The trials of a date are searched once:
 re-running a date reuses the recorded trials and versions (no duplicates, nothing resampled).
+
+**Param `model`** (optional): a run for one model only; the other models' tasks are skipped. `ratchet_nowtest`
+starts such a run (run id `breach__<model>__<now-test end>`, data up to the now-test's end) when a champion
+breaches a now-test requirement: the way back starts at once, not the next night. Its new versions are newer
+than the champion, so they are in trial from the next now-test on.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, dag, task
 
-from ratchet.dagkit import START_DATE, TAGS, default_args, label
+from ratchet.dagkit import START_DATE, TAGS, default_args, label, only_model_param
 from ratchet.specs.catalog import configured_model_names
 
 MODELS = configured_model_names()
@@ -34,13 +39,15 @@ MODEL_VERSIONS = Asset("ratchet_model_versions")
     tags=TAGS,
     doc_md=__doc__,
     default_args=default_args(retries=1, retry_delay=dt.timedelta(minutes=2)),
+    params={"model": only_model_param(MODELS)},
 )
 def ratchet_retrain():
     @task(map_index_template="{{ model }}", outlets=[MODEL_VERSIONS])
-    def retrain(model: str, dag_run=None, outlet_events=None) -> dict:
+    def retrain(model: str, dag_run=None, outlet_events=None, params=None) -> dict:
         from ratchet import pipeline
 
         label(model=model)
+        pipeline.run_only(model, requested=params["model"])
         result = pipeline.retrain(model, end=pipeline.run_end(dag_run),
                                   author=dag_run.triggering_user_name or "ratchet_retrain")
         outlet_events[MODEL_VERSIONS].extra = result

@@ -78,8 +78,8 @@ def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, **ove
 
 
 def store_backtest(registry, model: str, contender_values: dict[str, list[float]], metric="rmse",
-                   extra_metrics: dict[str, float] | None = None) -> None:
-    """contender ('v1', 'last_value', ...) -> one value of `metric` per month of MONTHS, with the month's days.
+                   extra_metrics: dict[str, float] | None = None, months: list[str] = MONTHS) -> None:
+    """contender ('v1', 'last_value', ...) -> one value of `metric` per month of `months`, with the month's days.
 
     Each month has 28 days of errors whose root mean square is exactly the month's value (so the daily
     losses behind a paired test agree with the monthly rmse). Every contender shares the month's error
@@ -88,7 +88,7 @@ def store_backtest(registry, model: str, contender_values: dict[str, list[float]
     rows, days = [], []
     for contender, values in contender_values.items():
         version = int(contender[1:]) if contender.startswith("v") and contender[1:].isdigit() else None
-        for month, value in zip(MONTHS, values, strict=True):
+        for month, value in zip(months, values, strict=True):
             days.append(_month_days(contender, month, value))
             metrics = {metric: value, **{m: value * f for m, f in (extra_metrics or {}).items()}}
             for name, v in metrics.items():
@@ -144,3 +144,23 @@ def first_champion(registry, folder):
     store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES}, extra_metrics={"mae": 0.8})
     outcome = promote(registry, spec, version=1, reason="first champion", triggered_by="alice", run_id="run-1")
     return spec, outcome
+
+
+AFTER_CHANGE = ["2024-05", "2024-06", "2024-07"]  # back-test months after a change of regime
+
+
+def store_after_change(registry, values: dict[str, float]) -> None:
+    """contender -> its back-test rmse (mae 0.8 of it) in each month of AFTER_CHANGE, as nightly back-tests add
+    months after a change of regime."""
+    store_backtest(registry, "demand", {c: [v] * len(AFTER_CHANGE) for c, v in values.items()},
+                   extra_metrics={"mae": 0.8}, months=AFTER_CHANGE)
+
+
+def after_regime_change(registry, folder):
+    """demand: v1 champion, ratcheted to rmse <= 9 on MONTHS; then the data changed: on AFTER_CHANGE v1 scores 14,
+    v2 (in trial for DAYS) 11 and the baselines 15 and 16. v2 passes every gate but the ratcheted rmse bound."""
+    spec, _ = first_champion(registry, folder)
+    register_fitted(registry, "demand", "r2")
+    store_after_change(registry, {"v1": 14.0, "v2": 11.0, "last_value": 15.0, "mean": 16.0})
+    store_nowtest_days(registry, "demand", 2, DAYS)
+    return spec

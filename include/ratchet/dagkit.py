@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import TriggerRule, get_current_context, task
+from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 # Far enough back that a run for any date of real history (a replay, a backfill) creates its tasks;
 # every DAG keeps catchup=False, so this start date schedules nothing by itself.
@@ -19,6 +19,19 @@ TAGS = ["ratchet"]
 def default_args(*, retries: int, retry_delay: dt.timedelta) -> dict[str, Any]:
     """The default arguments of a Ratchet DAG: owner 'ratchet', and the DAG's own retry policy."""
     return {"owner": "ratchet", "retries": retries, "retry_delay": retry_delay}
+
+
+def model_param(models: list[str]) -> Param:
+    """The required `model` Param of a manual DAG: one of the configured models (preselected when there is one)."""
+    return Param(models[0] if len(models) == 1 else None, type="string", **({"enum": models} if models else {}),
+                 title="Model", description="A configured model (one YAML file in the models folder)")
+
+
+def only_model_param(models: list[str]) -> Param:
+    """The optional `model` Param of a DAG that handles every model: empty runs them all, a name runs only it (the
+    run a champion's breach starts names its model)."""
+    return Param(None, type=["null", "string"], enum=[None, *models], title="Only this model",
+                 description="Leave empty for every model; a model's name runs only that model")
 
 
 def label(**fields: str) -> None:

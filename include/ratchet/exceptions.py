@@ -79,6 +79,10 @@ class PromotionInputError(UserError):
     """A promotion was asked for something that does not exist or makes no sense; nothing changed."""
 
 
+class RebaselineInputError(UserError):
+    """A re-baseline was asked with a bad input (the message names it); nothing changed."""
+
+
 class PromotionRejected(UserError):
     """At least one gate failed: the decision is recorded as 'rejected', champion and requirements unchanged.
 

@@ -105,6 +105,48 @@ def model_context(model: str) -> Iterator[tuple[ModelSpec, Registry]]:
         registry.dispose()
 
 
+def run_only(model: str, *, requested: str | None, announced: Iterable[str] | None = None) -> None:
+    """Skip this model's task when the run is for other models: the run's `model` Param names one model (the
+    way back after a breach retrains and back-tests only the breaching model), or, in a run started by
+    `ratchet_retrain`'s asset events, `announced` names the models that registered versions. Neither: every model.
+    """
+    wanted = {requested} if requested else (set(announced) if announced is not None else None)
+    if wanted is not None and model not in wanted:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"this run is for {sorted(wanted)}, not {model}")
+
+
+def announced_models(triggering_asset_events: Any) -> list[str] | None:
+    """The models named by the asset events that started a run (each retrain task's event names its model), or
+    None for a run no asset event started (scheduled or manual)."""
+    events = [event for found in (triggering_asset_events or {}).values() for event in found]
+    if not events:
+        return None
+    return sorted({(event.extra or {}).get("model") for event in events} - {None})
+
+
+def breach_run_id(model: str, end: dt.datetime) -> str:
+    """The id of the ratchet_retrain run a champion's breach starts: one per model and now-test date, so a re-run
+    of the date finds it instead of starting a second one."""
+    return f"breach__{model}__{end.isoformat()}"
+
+
+def retrains_after_breach(results: Iterable[dict[str, Any] | None], *, end: dt.datetime,
+                          dag_run: Any) -> list[dict[str, Any]]:
+    """The ratchet_retrain runs to start (TriggerDagRunOperator arguments): one per model whose champion breached
+    a now-test requirement on the re-predicted window. Stale data (nothing to learn from), a breach of what was
+    served or of a serving requirement (the service, not the model) and a backfill (the past) start none.
+    The run reads data up to the now-test's end (`run_after`; no logical date, so it never collides with the
+    nightly run of that date)."""
+    if is_backfill(dag_run):
+        return []
+    breaching = sorted(result["model"] for result in results if result and not result["stale"]
+                       and any(c["role"] == "champion" and not c["passed"] for c in result["contenders"].values()))
+    return [{"trigger_run_id": breach_run_id(model, end), "conf": {"model": model}, "run_after": end.isoformat()}
+            for model in breaching]
+
+
 @task_step
 def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain") -> dict[str, Any]:
     """Retrain one model on the data before `end`; returns the versions it registered (each records `author`)."""
@@ -228,31 +270,42 @@ def require_proposals(models: list[str], results: Iterable[dict[str, Any] | None
 
 
 @task_step
-def review(model: str, version: int) -> str:
+def review(model: str, version: int, rebaseline_option: str) -> str:
     """The gates' verdicts on a proposed version as Markdown, with a link to the model's Ratchet page: the body
-    of the approval a person is asked for. Fails when a gate no longer passes: there is nothing to approve."""
+    of the approval a person is asked for. Fails when a gate no longer passes (there is nothing to approve),
+    unless only ratcheted bounds fail: then the body says what the answer `rebaseline_option` would do."""
     from ratchet.exceptions import ProposalOutdated
+    from ratchet.lifecycle.promotion import rebaseline_only
     from ratchet.lifecycle.promotion import review as review_gates
 
     with model_context(model) as (spec, registry):
         outcome = review_gates(registry, spec, version)
+        alpha = spec.promotion.ratchet.false_alarm_rate
     print(outcome.describe())
-    if not outcome.passed:
+    rebaseline = rebaseline_only(outcome.gates)
+    if not outcome.passed and not rebaseline:
         failed = "; ".join(f"gate {g.number} {g.name}: {g.summary}" for g in outcome.gates if not g.passed)
         raise ProposalOutdated(f"{model} v{version} does not pass every gate now, so there is nothing to approve: "
                                f"{failed}")
     page = settings.ratchet_page_url(model)
-    return f"{outcome.markdown()}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
+    body = outcome.markdown()
+    if rebaseline:
+        body += (f"\n\n**Gate 1 fails only on {len(rebaseline)} bound(s) the ratchet derived from a former champion's "
+                 f"months** (its row above says how). **Approve** runs the gates again and fails on them. "
+                 f"**{rebaseline_option}** sets them again from v{version}'s own back-test at a false-alarm rate of "
+                 f"{alpha:g} (the ratchet's derivation; recorded as your decision, with this proposal as the evidence, "
+                 f"and mailed to the owners), then promotes, in one transaction.")
+    return f"{body}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
 
 
 @task_step
 def promote(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool,
-            run_id: str | None, comment: str | None = None) -> dict[str, Any]:
+            run_id: str | None, comment: str | None = None, rebaseline: bool = False) -> dict[str, Any]:
     """Promote a version through the gates (see `lifecycle.promotion`); logs and returns the decision."""
     from ratchet.lifecycle.promotion import promote_by_name
 
     outcome = promote_by_name(model, version, reason=reason, triggered_by=triggered_by, dry_run=dry_run,
-                              run_id=run_id, comment=comment)
+                              run_id=run_id, comment=comment, rebaseline=rebaseline)
     return _decision(outcome)
 
 
@@ -266,6 +319,24 @@ def decline(model: str, version: int, *, reason: str, rejected_by: str, comment:
         outcome = decline_version(registry, spec, version=version, reason=reason, rejected_by=rejected_by,
                                   comment=comment, run_id=run_id)
     return _decision(outcome)
+
+
+@task_step
+def rebaseline(params: dict[str, Any], *, changed_by: str, airflow_run_id: str) -> dict[str, Any]:
+    """Set a requirement's bound again from the ratchet_requirements run's Params (`lifecycle.rebaseline`);
+    prints and returns the model and the change. A bad Param fails at once, naming it; nothing changes."""
+    from ratchet.lifecycle.rebaseline import rebaseline as set_again
+
+    with model_context(params["model"]) as (spec, registry):
+        changes = set_again(registry, spec, metric=params["metric"], scope=params["scope"], reason=params["reason"],
+                            changed_by=changed_by, run_id=airflow_run_id, bound=params.get("bound"),
+                            calibrate=params.get("calibrate"), relative_to=params.get("relative_to"),
+                            version=params.get("version"),
+                            link=airflow_run_url("ratchet_requirements", airflow_run_id))
+    for c in changes:
+        print(f"{spec.name} {c['metric']} ({c['scope']}): {c['direction']} {c['old_bound']:.6g} -> "
+              f"{c['new_bound']:.6g} by {changed_by}")
+    return {"model": spec.name, "changes": changes}
 
 
 def _decision(outcome: Any) -> dict[str, Any]:

@@ -6,7 +6,8 @@ import ast
 import pytest
 from dag_helpers import DAGS
 
-PUBLIC_DAG_IDS = {"ratchet_retrain", "ratchet_backtest", "ratchet_nowtest", "ratchet_promote", "ratchet_regression"}
+PUBLIC_DAG_IDS = {"ratchet_retrain", "ratchet_backtest", "ratchet_nowtest", "ratchet_promote", "ratchet_regression",
+                  "ratchet_requirements"}
 HEAVY_MODULES = ("pandas", "numpy", "sklearn", "sqlalchemy", "scipy", "skops", "ratchet.registry",
                  "ratchet.modeling", "ratchet.evaluation", "ratchet.lifecycle", "ratchet.reporting", "ratchet.alerting")
 

@@ -151,7 +151,7 @@ def test_approving_the_proposal_promotes_it_as_the_approver(model, registry, api
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success"
     assert states == {"proposal": "success", "gates": "success", "approve": "success", "promote": "success",
-                      "reject": "skipped"}
+                      "reject": "skipped", "deliver_alerts": "success"}
     assert registry.champion(MODEL).version == 2
     decision = registry.promotions(MODEL)[-1]
     assert (decision.outcome, decision.version, decision.triggered_by, decision.comment, decision.reason) == (

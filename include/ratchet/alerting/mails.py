@@ -214,3 +214,20 @@ def build_regression_alert(model: str, version: int, result: GoldenResult, airfl
                 for f in result.failures[:20]])
     mail.link("Airflow run", airflow_run_url)
     return Mail(subject, *mail.render(), airflow_run_url)
+
+
+def build_rebaseline_alert(model: str, changes: list[tuple[str, str, float, float, str, str]], changed_by: str,
+                           reason: str, link: str) -> Mail:
+    """The mail saying a person set requirement bounds again: who, why, and per requirement (label, direction,
+    old bound, new bound, how the new one was derived, how the old one had been) the evidence, and a link."""
+    names = ", ".join(label for label, *_ in changes)
+    subject = f"{SUBJECT_PREFIX} {model} requirement re-baselined by {changed_by}: {names}"
+    mail = _MailBuilder(f"{model}: {changed_by} set {len(changes)} requirement bound(s) again")
+    mail.para(f"Why: {reason}")
+    mail.table("Bounds", ["requirement", "old bound", "new bound", "new bound derived as", "old bound derived as"],
+               [[label, f"{direction} {_fmt(old)}", f"{direction} {_fmt(new)}", how, old_how or "-"]
+                for label, direction, old, new, how, old_how in changes])
+    mail.para("A re-baseline is a person's decision, the only way a bound loosens; the requirement's history on "
+              "the Ratchet page keeps it with this evidence.")
+    mail.link("Airflow run", link)
+    return Mail(subject, *mail.render(), link)

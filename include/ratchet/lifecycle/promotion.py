@@ -12,12 +12,15 @@ The first champion of a model (kind 'initial') and a rollback to a former champi
 'rollback') pass through gates 1, 3 and 5 only.
 
 Proposals: `propose` records ('proposed') a candidate in trial that passes every gate, for a person to
-approve; approving runs `promote` (the gates again, then the move), rejecting records `decline`.
+approve; approving runs `promote` (the gates again, then the move), rejecting records `decline`. A candidate
+that passes every gate but bounds the ratchet derived from a former champion's months (`rebaseline_only`) is
+proposed too: only a person's "Promote and re-baseline" (`promote(rebaseline=True)`) can promote it, setting
+those bounds again from its own back-test (`lifecycle.rebaseline`) in the promotion's transaction.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import fmean
 from typing import Any
 
@@ -29,12 +32,13 @@ from ratchet.evaluation.nowtest import TRIAL_LIMIT
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
 from ratchet.lifecycle.ratchet import ratchet_steps
+from ratchet.lifecycle.rebaseline import proposal_steps, ratcheted
 from ratchet.modeling.metrics import DAILY_LOSSES, better, daily_losses, improvement
 from ratchet.modeling.statistics import diebold_mariano
 from ratchet.registry import Registry
-from ratchet.registry.entities import Promotion, Version
+from ratchet.registry.entities import AlertDraft, Promotion, Requirement, Version
 from ratchet.specs import get_spec
-from ratchet.specs.model import COMPUTATIONAL_METRICS, ModelSpec
+from ratchet.specs.model import COMPUTATIONAL_METRICS, LOWER_IS_BETTER, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ class PromotionOutcome:
         lines = [f"{self.model} v{self.version} ({self.kind}, previous champion "
                  f"{'v' + str(self.previous_version) if self.previous_version else 'none'}): {self.outcome}"]
         lines += [f"  gate {g.number} {g.name}: {'pass' if g.passed else 'FAIL'} - {g.summary}" for g in self.gates]
-        lines += [f"  ratchet {c['metric']} ({c['scope']}{', relative' if c['relative_to'] else ''}): "
+        lines += [f"  {c['change']} {c['metric']} ({c['scope']}{', relative' if c['relative_to'] else ''}): "
                   f"{c['direction']} {c['old_bound']:.6g} -> {c['new_bound']:.6g}" for c in self.ratchet_changes]
         return "\n".join(lines)
 
@@ -107,10 +111,14 @@ def _table_cell(text: str) -> str:
 
 
 def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, triggered_by: str,
-            dry_run: bool = False, run_id: str | None = None, comment: str | None = None) -> PromotionOutcome:
+            dry_run: bool = False, run_id: str | None = None, comment: str | None = None,
+            rebaseline: bool = False) -> PromotionOutcome:
     """Run the gates for `version` of `spec`'s model and, if all pass (and not a dry run), promote it.
 
-    `comment` is what the person who approved a proposal wrote, stored with the decision.
+    `comment` is what the person who approved a proposal wrote, stored with the decision. `rebaseline` is a
+    person's "Promote and re-baseline": when gate 1 fails only on ratcheted bounds (`rebaseline_only`), those are
+    set again from the version's own back-test at `promotion.ratchet.false_alarm_rate`, gate 1 judges the new
+    bounds, and the change is recorded as `triggered_by`'s with the promotion, in its transaction.
 
     Raises:
         PromotionInputError: bad inputs (nothing stored).
@@ -129,12 +137,22 @@ def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, t
         if done:  # a re-run of this very promotion: same state, nothing more to do
             return _recorded_outcome(done[-1])
     kind, gates, backtest = _run_gates(registry, spec, candidate, champion, history)
+    reset, mail = [], None
+    ids = rebaseline_only(gates) if rebaseline else []
+    if ids:
+        requirements = [r for r in registry.requirements(spec.name) if r.id in ids]
+        reset, mail = proposal_steps(registry, spec, requirements, version, backtest, approver=triggered_by,
+                                     proposal=run_id or f"promotion of v{version}")
+        gates = [_requirements_gate(registry, spec, candidate.contender, backtest, [],  # gate 1 on the new bounds
+                                    {step.requirement_id: step.new_bound for step in reset}),
+                 *(g for g in gates if g.name != "requirements")]
     passed = all(g.passed for g in gates)
     outcome = "dry_run" if dry_run else ("promoted" if passed else "rejected")
     steps = (ratchet_steps(registry, spec, candidate.contender, backtest, reason, version)
              if outcome == "promoted" else [])
     result = _record(registry, spec, candidate, champion, kind=kind, outcome=outcome, gates=gates,
-                     triggered_by=triggered_by, reason=reason, run_id=run_id, comment=comment, ratchet=steps)
+                     triggered_by=triggered_by, reason=reason, run_id=run_id, comment=comment, ratchet=steps,
+                     rebaseline=reset if outcome == "promoted" else [], alert=mail)
     if outcome == "rejected":
         raise PromotionRejected(result)
     return result
@@ -156,6 +174,9 @@ def review(registry: Registry, spec: ModelSpec, version: int) -> PromotionOutcom
 
 def propose(registry: Registry, spec: ModelSpec, *, reason: str, run_id: str) -> Promotion | None:
     """Record a proposal for the model's best candidate in trial that passes every gate now, or return None.
+
+    A candidate that passes every gate but ratcheted bounds (`rebaseline_only`) is proposed too, after any that
+    passes them all: a person can promote it only by re-baselining them.
 
     A model has at most one open proposal (a 'proposed' decision that no promotion or rejection of its
     version has followed): while one is open, nothing new is proposed, so a person answers one question
@@ -179,9 +200,10 @@ def propose(registry: Registry, spec: ModelSpec, *, reason: str, run_id: str) ->
         if candidate.version in proposed_before:
             continue
         kind, gates, _ = _run_gates(registry, spec, candidate, champion, history)
-        if all(g.passed for g in gates):
+        passed = all(g.passed for g in gates)
+        if passed or rebaseline_only(gates):
             gain = next(g.details["improvement"] for g in gates if g.name == "beats_champion")
-            passing.append((gain, candidate, kind, gates))
+            passing.append(((passed, gain), candidate, kind, gates))
     if not passing:
         return None
     _, candidate, kind, gates = max(passing, key=lambda found: found[0])
@@ -206,6 +228,17 @@ def open_proposal(history: list[Promotion]) -> Promotion | None:
         elif pending is not None and decision.version == pending.version and decision.outcome != "dry_run":
             pending = None
     return pending
+
+
+def rebaseline_only(gates: list[Gate] | tuple[Gate, ...]) -> list[int]:
+    """The requirements a "Promote and re-baseline" would set again: when gate 1 is the only gate failing and it
+    fails only on bounds the ratchet derived from a former champion's months, their ids; else none."""
+    failing = [g for g in gates if not g.passed]
+    if [g.name for g in failing] != ["requirements"]:
+        return []
+    details = failing[0].details
+    failed = [r["requirement_id"] for r in details.get("results", []) if not r["passed"]]
+    return failed if failed and set(failed) <= set(details.get("ratcheted", [])) else []
 
 
 def decline(registry: Registry, spec: ModelSpec, *, version: int, reason: str, rejected_by: str,
@@ -263,7 +296,9 @@ def _run_gates(registry: Registry, spec: ModelSpec, candidate: Version, champion
     kind = _kind(candidate, champion, history)
     backtest = metric_tables(registry, spec)
     contender = candidate.contender
-    gates = [_requirements_gate(registry, spec, contender, backtest)]
+    others = [] if champion is None else [champion.contender] + [
+        v.contender for v in registry.trial_versions(spec.name)[1][:TRIAL_LIMIT]]
+    gates = [_requirements_gate(registry, spec, contender, backtest, others)]
     if kind not in SHORT_KINDS:
         gates.append(_champion_gate(registry, spec, contender, champion.contender, backtest))
     gates.append(_regression_gate(registry, spec, candidate.version))
@@ -275,13 +310,16 @@ def _run_gates(registry: Registry, spec: ModelSpec, candidate: Version, champion
 
 def _record(registry: Registry, spec: ModelSpec, candidate: Version, champion: Version | None, *, kind: str,
             outcome: str, gates: list[Gate], triggered_by: str, reason: str, run_id: str | None,
-            comment: str | None = None, ratchet: list | None = None) -> PromotionOutcome:
-    """Store the decision (and, when it is 'promoted', move the champion and ratchet); log and return it."""
+            comment: str | None = None, ratchet: list | None = None, rebaseline: list | None = None,
+            alert: AlertDraft | None = None) -> PromotionOutcome:
+    """Store the decision (and, when it is 'promoted', move the champion, re-baseline and ratchet); log and
+    return it."""
     previous = champion.version if champion else None
     promotion_id, applied = registry.record_promotion(
         spec.name, candidate.version, kind=kind, outcome=outcome, triggered_by=triggered_by, reason=reason,
         gates=[g.as_dict() for g in gates], run_id=run_id, expected_previous_version=previous,
-        ratchet_steps=ratchet or [], comment=comment)
+        ratchet_steps=ratchet or [], comment=comment, rebaseline_steps=rebaseline or [],
+        alert=alert if rebaseline else None)
     result = PromotionOutcome(model=spec.name, version=candidate.version, kind=kind, outcome=outcome,
                               gates=tuple(gates), previous_version=previous, promotion_id=promotion_id,
                               ratchet_changes=tuple(applied))
@@ -296,20 +334,69 @@ def _recorded_outcome(row: Promotion) -> PromotionOutcome:
 
 
 # -- the gates ---------------------------------------------------------------------------------
-def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, backtest: BacktestTable) -> Gate:
+def _requirements_gate(registry: Registry, spec: ModelSpec, contender: str, backtest: BacktestTable,
+                       others: list[str], rebaselined: dict[int, float] | None = None) -> Gate:
+    """Gate 1. `others` are the champion then the candidates in trial: when a bound the ratchet derived from
+    earlier months fails all of them too on the latest months, the gate says the data changed (`_data_changed`).
+    `rebaselined` (requirement id -> bound) judges with the bounds a "Promote and re-baseline" sets."""
     months = months_of(backtest, contender)
     if not months:
         return Gate("requirements", False, f"no back-test results for {contender}; run ratchet_backtest first",
                     {"months": []})
-    requirements = [r for r in registry.requirements(spec.name)
+    rebaselined = rebaselined or {}
+    requirements = [replace(r, bound=rebaselined.get(r.id, r.bound)) for r in registry.requirements(spec.name)
                     if r.scope in ("backtest", "gate") and r.metric not in COMPUTATIONAL_METRICS]
     values = means_on(backtest, contender, months)
     results = check_requirements(requirements, values, baseline_means(spec, backtest, months))
-    failed = [r.describe() for r in results if not r.passed]
+    by_id = {r.id: r for r in requirements}
+    changed = {r.requirement_id: _data_changed(spec, by_id[r.requirement_id], backtest, contender, others)
+               for r in results if not r.passed}
+    failed = [r.describe() + (f": {changed[r.requirement_id]['text']}" if changed[r.requirement_id] else "")
+              for r in results if not r.passed]
     summary = ("; ".join(failed) if failed else
                f"{len(results)} requirement(s) met on the mean of {len(months)} back-test month(s)")
+    if rebaselined:
+        summary += f" ({len(rebaselined)} of them re-baselined from {contender}'s own back-test)"
     return Gate("requirements", not failed, summary,
-                {"months": months, "means": values, "results": [r.as_dict() for r in results]})
+                {"months": months, "means": values, "results": [r.as_dict() for r in results],
+                 "data_changed": [found for found in changed.values() if found],
+                 "ratcheted": [r.id for r in requirements if ratcheted(r) and r.id not in rebaselined],
+                 "rebaselined": rebaselined})
+
+
+LATEST_MONTHS = 3  # the months gate 1 compares everyone on when a ratcheted bound fails: where a change shows first
+
+
+def _data_changed(spec: ModelSpec, req: Requirement, backtest: BacktestTable, contender: str,
+                  others: list[str]) -> dict[str, Any] | None:
+    """When `req`'s bound came from a ratchet (derived from a champion's earlier months) and fails the champion
+    (`others[0]`) and every candidate in trial on the latest months as well, the evidence and the words for it:
+    no candidate can pass it, the data changed, and only a person can set it again. Else None."""
+    last = req.history[-1] if req.history else None
+    if not others or not ratcheted(req) or "first_month" not in (last.derivation or {}):
+        return None
+    latest = months_of(backtest, contender)[-LATEST_MONTHS:]
+    baselines = baseline_means(spec, backtest, latest)
+    scores = {}
+    for name in dict.fromkeys([*others, contender]):
+        values = means_on(backtest, name, latest)
+        if req.metric in values:
+            [result] = check_requirements([req], values, baselines)
+            if result.passed or result.effective_bound is None:  # it passes, or a missing baseline is why
+                return None
+            scores[name] = values[req.metric]
+    champion = others[0]
+    candidates = {name: value for name, value in scores.items() if name != champion}
+    if champion not in scores or not candidates:
+        return None
+    best = min(candidates, key=lambda name: candidates[name] if LOWER_IS_BETTER[req.metric] else -candidates[name])
+    derived = f"{last.derivation['first_month']}..{last.derivation['last_month']}"
+    text = (f"the bound {req.bound:.4g} was derived from {derived}; on the latest {len(latest)} months "
+            f"({latest[0]}..{latest[-1]}) the champion {champion} scores {scores[champion]:.3g} and the best candidate "
+            f"{best} {candidates[best]:.3g}: the data changed. A person can re-baseline it (ratchet_requirements "
+            "DAG, or 'Promote and re-baseline' on the proposal)")
+    return {"requirement_id": req.id, "metric": req.metric, "scope": req.scope, "bound": req.bound,
+            "derived_from": derived, "latest_months": latest, "scores": scores, "text": text}
 
 
 def _champion_gate(registry: Registry, spec: ModelSpec, contender: str, champion: str,
@@ -417,7 +504,7 @@ def _computational_gate(registry: Registry, spec: ModelSpec, candidate: Version)
 
 
 def promote_by_name(model: str, version: int, *, reason: str, triggered_by: str, dry_run: bool = False,
-                    run_id: str | None = None, comment: str | None = None,
+                    run_id: str | None = None, comment: str | None = None, rebaseline: bool = False,
                     registry: Registry | None = None) -> PromotionOutcome:
     """Promote by model name, reading the configured specs (what the ratchet_promote DAG calls).
 
@@ -431,7 +518,7 @@ def promote_by_name(model: str, version: int, *, reason: str, triggered_by: str,
     registry = registry or Registry.from_settings()
     try:
         return promote(registry, spec, version=version, reason=reason, triggered_by=triggered_by,
-                       dry_run=dry_run, run_id=run_id, comment=comment)
+                       dry_run=dry_run, run_id=run_id, comment=comment, rebaseline=rebaseline)
     finally:
         if own:
             registry.dispose()

@@ -14,6 +14,7 @@ CHAMPION = "champion"
 # PostgreSQL NOTIFY channel: a transaction that moves a champion or registers a version notifies it with the
 # model's name, delivered at commit, so every serving replica drops what it cached for that model at once
 MODELS_CHANGED = "ratchet_models_changed"
+REQUIREMENT_CHANGE = "requirement"  # the source of an alert saying a person set a requirement's bound again
 
 
 # What an evaluation measured: the kinds the `evaluations` table accepts (its check constraint is built from them)

@@ -1,12 +1,15 @@
 """Models and their requirements: synced from the YAML, every change of a bound kept in its history.
 
 The YAML declares, edits or removes a requirement (`sync_model`); a promotion's ratchet tightens it (`apply_ratchet`,
-inside the promotion's transaction). Each change is a row of `requirement_history`, and a re-sync never undoes a
-ratchet step: it compares the YAML with what the YAML said last time, not with the stored bound.
+inside the promotion's transaction); a person re-baselines it (`rebaseline`, or `apply_rebaseline` inside a
+promotion's transaction), the only change that may loosen it. Each change is a row of `requirement_history`, and a
+re-sync never undoes a ratchet step or a re-baseline: it compares the YAML with what the YAML said last time, not
+with the stored bound.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +17,11 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
+from ratchet.exceptions import NotFoundError
 from ratchet.registry import entities
+from ratchet.registry.alerts import insert_alert
 from ratchet.registry.base import Store, jsonable
-from ratchet.registry.entities import RatchetStep
+from ratchet.registry.entities import AlertDraft, RatchetStep
 from ratchet.registry.schema import Model, Requirement, RequirementChange
 
 if TYPE_CHECKING:
@@ -50,6 +55,17 @@ class ModelStore(Store):
                 query = query.where(Requirement.scope == scope)
             return [_requirement(r) for r in session.scalars(query)]
 
+    def rebaseline(self, model: str, steps: Iterable[RatchetStep], *, changed_by: str, run_id: str,
+                   alert: AlertDraft | None = None) -> list[dict[str, Any]]:
+        """Set bounds again as a person decided (`apply_rebaseline`) and queue the mail saying so, in one
+        transaction under a lock on the model row: the history and the mail never go one without the other."""
+        with self._session() as session:
+            m = self._model(session, model, lock=True)
+            applied = apply_rebaseline(session, m, None, changed_by, run_id, steps)
+            if alert is not None:
+                insert_alert(session, m, alert)
+            return applied
+
     def model_names(self) -> list[str]:
         """Names of every model the registry knows, sorted."""
         with self._session() as session:
@@ -64,21 +80,55 @@ def apply_ratchet(session: Session, model: Model, promotion_id: int, changed_by:
     """
     applied = []
     for step in steps:
-        req = session.scalars(select(Requirement).where(
-            Requirement.id == step.requirement_id, Requirement.model_id == model.id,
-            Requirement.active).with_for_update()).one_or_none()
+        req = _locked_requirement(session, model, step.requirement_id)
         if req is None:
             continue
         stricter = step.new_bound < req.bound if req.direction == "max" else step.new_bound > req.bound
-        if not stricter:
-            continue
-        session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound, new_bound=step.new_bound,
-                                      change="ratchet", changed_by=changed_by, reason=step.reason,
-                                      promotion_id=promotion_id, derivation=jsonable(step.derivation)))
-        applied.append({"requirement_id": req.id, "metric": req.metric, "scope": req.scope,
-                        "relative_to": req.relative_to, "direction": req.direction,
-                        "old_bound": req.bound, "new_bound": step.new_bound})
-        req.bound, req.updated_at = step.new_bound, func.now()
+        if stricter:
+            applied.append(_change_bound(session, req, step, "ratchet", changed_by, promotion_id))
+    return applied
+
+
+def apply_rebaseline(session: Session, model: Model, promotion_id: int | None, changed_by: str, run_id: str,
+                     steps: Iterable[RatchetStep]) -> list[dict[str, Any]]:
+    """Set bounds again, looser or stricter, as change 'rebaseline' by the person `changed_by`, under row locks.
+
+    `run_id` (the Airflow run that decided it) is kept in the derivation: re-running that run finds its change
+    and applies it once. Returns the changes applied, as `apply_ratchet` does.
+
+    Raises:
+        NotFoundError: a step's requirement is not an active requirement of the model (nothing is applied).
+    """
+    applied = []
+    for step in steps:
+        req = _locked_requirement(session, model, step.requirement_id)
+        if req is None:
+            raise NotFoundError(f"requirement {step.requirement_id} is not an active requirement of {model.name!r}")
+        done = session.scalars(select(RequirementChange.id).where(
+            RequirementChange.requirement_id == req.id, RequirementChange.change == "rebaseline",
+            RequirementChange.derivation["run_id"].as_string() == run_id)).first()
+        if done is None:
+            step = replace(step, derivation={**(step.derivation or {}), "run_id": run_id})
+            applied.append(_change_bound(session, req, step, "rebaseline", changed_by, promotion_id))
+    return applied
+
+
+def _locked_requirement(session: Session, model: Model, requirement_id: int) -> Requirement | None:
+    return session.scalars(select(Requirement).where(
+        Requirement.id == requirement_id, Requirement.model_id == model.id,
+        Requirement.active).with_for_update()).one_or_none()
+
+
+def _change_bound(session: Session, req: Requirement, step: RatchetStep, change: str, changed_by: str,
+                  promotion_id: int | None) -> dict[str, Any]:
+    """Record `step` in the requirement's history and set its bound; the change as the callers return it."""
+    session.add(RequirementChange(requirement_id=req.id, old_bound=req.bound, new_bound=step.new_bound,
+                                  change=change, changed_by=changed_by, reason=step.reason,
+                                  promotion_id=promotion_id, derivation=jsonable(step.derivation)))
+    applied = {"change": change, "requirement_id": req.id, "metric": req.metric, "scope": req.scope,
+               "relative_to": req.relative_to, "direction": req.direction, "old_bound": req.bound,
+               "new_bound": step.new_bound}
+    req.bound, req.updated_at = step.new_bound, func.now()
     return applied
 
 

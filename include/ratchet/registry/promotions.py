@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from ratchet.exceptions import ConcurrentPromotionError
 from ratchet.registry import entities
+from ratchet.registry.alerts import insert_alert
 from ratchet.registry.base import jsonable, notify_changed
 from ratchet.registry.entities import CHAMPION, NOWTEST, SERVED, RatchetStep, in_trial
-from ratchet.registry.models import apply_ratchet
+from ratchet.registry.models import apply_ratchet, apply_rebaseline
 from ratchet.registry.schema import Alias, Evaluation, Model, ModelVersion, Promotion
 from ratchet.registry.versions import VersionStore, version_entity, version_numbers, version_row, versions_query
 
@@ -88,8 +89,11 @@ class PromotionStore(VersionStore):
     def record_promotion(self, model: str, version: int, *, kind: str, outcome: str, triggered_by: str,
                          reason: str, gates: list[dict[str, Any]], run_id: str | None,
                          expected_previous_version: int | None, ratchet_steps: Iterable[RatchetStep] = (),
-                         comment: str | None = None) -> tuple[int, list[dict[str, Any]]]:
-        """Store a promotion decision; when `outcome` is 'promoted', also move the champion and ratchet.
+                         comment: str | None = None, rebaseline_steps: Iterable[RatchetStep] = (),
+                         alert: entities.AlertDraft | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """Store a promotion decision; when `outcome` is 'promoted', also move the champion, re-baseline the
+        bounds a person chose to set again (`rebaseline_steps`, recorded as theirs with this promotion, the mail
+        `alert` saying so queued with them) and ratchet.
 
         All of it is one transaction under a lock on the model row: two promotions of one model
         serialise here, and the second finds the champion moved (ConcurrentPromotionError) and
@@ -117,8 +121,13 @@ class PromotionStore(VersionStore):
             row.comment = comment
             row.gates, row.dry_run, row.run_id = jsonable(gates), outcome == "dry_run", run_id
             session.flush()
-            applied = apply_ratchet(session, m, row.id, triggered_by, ratchet_steps) if outcome == "promoted" else []
-            return row.id, applied
+            if outcome != "promoted":
+                return row.id, []
+            applied = apply_rebaseline(session, m, row.id, triggered_by, run_id or f"promotion-{row.id}",
+                                       rebaseline_steps)
+            if alert is not None and applied:
+                insert_alert(session, m, alert)
+            return row.id, applied + apply_ratchet(session, m, row.id, triggered_by, ratchet_steps)
 
 
 def _move_champion(session: Session, model: Model, version: ModelVersion, expected_previous_id: int | None) -> None:
