@@ -181,11 +181,21 @@ def test_every_run_of_the_night_is_green_with_every_model_task(cycle):
         states = _task_states(run)
         assert run.state == "success", (dag_id, states)
         opened = [states.pop(key) for key in sorted(states) if key[0] == "open_proposal"]
+        retrained_after = [states.pop(key) for key in sorted(states) if key[0] == "retrain_after_breach"]
         assert set(states.values()) == {"success"}, (dag_id, states)
-        if dag_id == "nowtest":  # one run opened per proposal; with none, the empty mapped task is skipped
+        if dag_id == "nowtest":  # one run opened per proposal (per champion breach); with none, the task is skipped
             assert opened == (["success"] * len(proposed) if proposed else ["skipped"]), (opened, proposed)
+            breached = _champions_that_breached(cycle["registry"])
+            assert retrained_after == (["success"] * len(breached) if breached else ["skipped"]), (
+                retrained_after, breached)
     retrained = {map_index for (task, map_index) in _task_states(cycle["runs"]["retrain"])}
     assert retrained == set(MODELS)
+
+
+def _champions_that_breached(registry) -> list[str]:
+    """The models whose champion failed a now-test requirement on the re-predicted window (the way back starts)."""
+    return [name for name in sorted(MODELS) if registry.champion(name) and any(
+        r.passed is False for r in registry.evaluations(name, "nowtest", contender=registry.champion(name).contender))]
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
