@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from spec_factory import build_spec, spec_data, write_spec
+from spec_factory import build_spec, write_spec
 from sqlalchemy import select
 
 from ratchet.lifecycle.promotion import promote
@@ -61,18 +61,20 @@ def training_frame(seed: int = 0, n: int = 60) -> tuple[pd.DataFrame, pd.Series]
     return X, 3.0 * X["x1"] - 2.0 * X["x2"] + rng.normal(scale=0.1, size=n)
 
 
-def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, **overrides) -> int:
-    """Fit a small Ridge and register it like the retrain DAG does; returns the version number."""
+def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, *, spec: ModelSpec | None = None,
+                    **overrides) -> int:
+    """Fit a small Ridge and register it like the retrain DAG does, with the feature contract of `spec` (default:
+    the model of SPEC); returns the version number."""
     from sklearn.linear_model import Ridge
 
+    spec = spec or build_spec(name="demand", **SPEC)
     X, y = training_frame()
     art = artifacts.dump(Ridge(alpha=alpha).fit(X, y))
     fields = dict(estimator_class="sklearn.linear_model.Ridge", hyperparameters={"alpha": alpha},
                   artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
                   dataset_fingerprint="f" * 64, features=FEATURES, target="y", package_versions={},
                   author="tests", fit_seconds=0.01, size_bytes=art.size_bytes, predict_latency_p95_ms=0.5,
-                  contract=build_spec(name="demand", **SPEC).source.contract(FEATURES),
-                  spec_snapshot=spec_data("demand", **SPEC))
+                  contract=spec.source.contract(FEATURES), spec_snapshot=spec.raw)
     fields.update(overrides)
     return registry.register_version(model, run_id=run_id, trial_index=None, **fields)
 

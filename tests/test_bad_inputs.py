@@ -250,9 +250,10 @@ def world(tmp_path, monkeypatch, registry):
     monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
     from ratchet.specs import get_spec
 
-    registry.sync_model(get_spec("demand"))
+    spec = get_spec("demand")
+    registry.sync_model(spec)
     for run in ("r1", "r2"):
-        register_fitted(registry, "demand", run)
+        register_fitted(registry, "demand", run, spec=spec)
     registry.record_promotion("demand", 1, kind="initial", outcome="promoted", triggered_by="tests", reason="first",
                               gates=[], run_id="p1", expected_previous_version=None)
     return tmp_path
