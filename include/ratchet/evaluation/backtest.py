@@ -18,7 +18,7 @@ import pandas as pd
 from ratchet.exceptions import DataError
 from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
-from ratchet.modeling.features import ContractInputs, make_estimator, make_xy
+from ratchet.modeling.features import ContractInputs, make_estimator
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
 from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow
 from ratchet.specs.model import ModelSpec
@@ -89,10 +89,9 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             satisfies a version's contract.
     """
     raw = sources.read_rows(spec, end=end) if raw is None else raw
-    frame = sources.checked_rows(spec, raw, end=end)
-    fingerprints = month_fingerprints(spec, frame)
-    X, y, times = make_xy(spec, frame)
     inputs = ContractInputs(spec, raw, end=end)
+    fingerprints = month_fingerprints(spec, inputs.frame)
+    X, y, times = inputs.today()
     stored = registry.evaluated_fingerprints(spec.name, BACKTEST)
     everyone = contenders(registry, spec)
     rows, days, computed, skipped = [], [], 0, 0

@@ -40,7 +40,7 @@ from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
-from ratchet.modeling.features import ContractInputs, make_xy
+from ratchet.modeling.features import ContractInputs
 from ratchet.modeling.months import window_bounds
 from ratchet.modeling.sources import naive_utc
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
@@ -183,8 +183,8 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
                               spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {}), []
 
     raw = sources.read_rows(spec, end=end)
-    X, y, times = make_xy(spec, sources.checked_rows(spec, raw, end=end))  # today's YAML: baselines, served
     inputs = ContractInputs(spec, raw, end=end)  # each version's own inputs
+    X, y, times = inputs.today()  # today's YAML: baselines, served
     window = ((times >= start) & (times < end)).to_numpy()
     before = (times < start).to_numpy()
     n_rows = int(window.sum())

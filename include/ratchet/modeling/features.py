@@ -63,11 +63,18 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
 
 class ContractInputs:
     """`make_xy` of one read of the source under each version's feature contract, computed once per distinct
-    contract: versions trained under different YAMLs are scored on the same rows read, each with its own inputs."""
+    contract: versions trained under different YAMLs are scored on the same rows read, each with its own inputs.
+    Today's YAML is built first (`today`), so a version whose contract is today's reuses it."""
 
     def __init__(self, spec: ModelSpec, raw: pd.DataFrame, *, end: Any = None):
         self.spec, self.raw, self.end = spec, raw, end
-        self._built: dict[str, tuple[pd.DataFrame, pd.Series, pd.Series]] = {}
+        self.frame = checked_rows(spec, raw, end=end)  # the rows validated under today's YAML
+        self._built: dict[str, tuple[pd.DataFrame, pd.Series, pd.Series]] = {
+            _contract_key(spec.source.contract(feature_columns(spec, self.frame))): make_xy(spec, self.frame)}
+
+    def today(self) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+        """(X, y, times) under today's YAML: what the baselines and the month fingerprints see."""
+        return self._built[_contract_key(self.spec.source.contract(feature_columns(self.spec, self.frame)))]
 
     def of(self, version: int, contract: Mapping[str, Any]) -> tuple[ModelSpec, pd.DataFrame, pd.Series, pd.Series]:
         """The version's spec (`ModelSpec.for_version`) and its (X, y, times).
@@ -76,10 +83,14 @@ class ContractInputs:
             DataError: the source no longer satisfies the contract (a column dropped), naming column and version.
         """
         spec = self.spec.for_version(version, contract)
-        key = json.dumps(contract, sort_keys=True)
+        key = _contract_key(contract)
         if key not in self._built:
             self._built[key] = make_xy(spec, checked_rows(spec, self.raw, end=self.end))
         return (spec, *self._built[key])
+
+
+def _contract_key(contract: Mapping[str, Any]) -> str:
+    return json.dumps(contract, sort_keys=True)
 
 
 def _lagger(spec: ModelSpec, frame: pd.DataFrame) -> Callable[[int], np.ndarray]:
