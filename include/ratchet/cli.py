@@ -39,6 +39,33 @@ def _load_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import os
+
+    from ratchet import demo, replay, specs
+    from ratchet.registry import Registry
+
+    base = args.airflow or os.environ.get("AIRFLOW__API__BASE_URL")
+    user = args.user or os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "").split(":")[0]
+    passwords = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    password = os.environ.get("RATCHET_AIRFLOW_PASSWORD") or (
+        json.loads(Path(passwords).read_text()).get(user) if passwords and Path(passwords).is_file() else None)
+    if not (base and user and password):
+        raise replay.ReplayError("no Airflow to replay on: `source .run/env` (written by `make run`), or give "
+                                 "--airflow and --user with RATCHET_AIRFLOW_PASSWORD")
+    spec = specs.load_specs()[demo.DEMO_MODEL]
+    registry = Registry.from_settings()
+    try:
+        yesterday = dt.date.today() - dt.timedelta(days=1)
+        replay.replay(replay.AirflowRest(base, user, password), registry, spec,
+                      start=demo.alert_night(yesterday) + dt.timedelta(days=1),
+                      nights=args.nights or demo.REPLAY_NIGHTS, last=yesterday,
+                      approve=not args.no_approve)
+    finally:
+        registry.dispose()
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from ratchet.registry import Registry
     from ratchet.reporting.status import status_report
@@ -98,7 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `ratchet` command line: db upgrade/downgrade, load-demo, status, predict, serve."""
+    """The `ratchet` command line: db upgrade/downgrade, load-demo, demo, status, predict, serve."""
     parser = argparse.ArgumentParser(prog="ratchet", description="Keep predictive models honest in production.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -117,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--before-change", action="store_true",
                       help="only the days before the regime change (the history of make run's first champion)")
     demo.set_defaults(handler=_load_demo)
+
+    replayed = commands.add_parser("demo", help="replay the demo's nights after its alert night through the running "
+                                                "Airflow (`make run`), to the recovery")
+    replayed.add_argument("--nights", type=int, default=None,
+                          help="nights to replay, each a ratchet_nowtest run (default: the demo's, up to yesterday's)")
+    replayed.add_argument("--airflow", help="Airflow's URL (default: AIRFLOW__API__BASE_URL, as .run/env sets it)")
+    replayed.add_argument("--user", help="Airflow login (default: the first of SIMPLE_AUTH_MANAGER_USERS)")
+    replayed.add_argument("--no-approve", action="store_true",
+                          help="leave a proposal in Required Actions for a person instead of approving it")
+    replayed.set_defaults(handler=_demo)
 
     status = commands.add_parser("status", help="champion, candidates, back-test, now-test per model")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -2,8 +2,10 @@
 
 Deterministic from a seed, so the demo tells the same story on every machine: `make run` loads the
 history up to the day before the regime change, where the first champion is trained, back-tested and
-promoted; then the last days arrive, in which demand changed regime (a level shift and a stronger
-temperature response), and the now-test on them fails and an alert mail goes out.
+promoted; then the last days arrive: from the change on, the shop sells at a lower price (`price` 4.99 ->
+3.99) and demand jumps (by 65 plus half the temperature), a price the champion never saw. The now-test of
+the alert night (`alert_night`, REPLAY_NIGHTS + 1 days before today) holds REGIME_CHANGE_DAYS changed days
+and fails; an alert mail goes out; `ratchet demo` (`ratchet.replay`) replays the nights after it.
 """
 from __future__ import annotations
 
@@ -21,12 +23,20 @@ DEMO_SCHEMA = "demo"
 DEMO_TABLE = "daily_demand"
 HOLIDAYS = ((1, 1), (5, 1), (7, 4), (10, 3), (11, 11), (12, 25), (12, 26), (12, 31))
 DEMO_MODEL = "daily_demand"  # include/models/demand.yaml, the model the demo table feeds
-REGIME_CHANGE_DAYS = 10  # the change is this many days before the data's last day: inside a 14-day now-test
+REGIME_CHANGE_DAYS = 10  # changed days in the alert night's 14-day now-test window
+REPLAY_NIGHTS = 12  # the nights after the alert night that `make run` replays, the last one yesterday's
+PRICE, NEW_PRICE = 4.99, 3.99  # the shop's price before and from the regime change
+
+
+def alert_night(end: dt.date) -> dt.date:
+    """The night whose now-test alerts on the regime change, in demo data ending on `end`: REPLAY_NIGHTS nights
+    before the night of `end` (the day after it), so that the replayed nights' data is all there."""
+    return end + dt.timedelta(days=1) - dt.timedelta(days=REPLAY_NIGHTS + 1)
 
 
 def regime_change_day(end: dt.date) -> dt.date:
-    """The first day of the new regime in demo data ending on `end`."""
-    return end - dt.timedelta(days=REGIME_CHANGE_DAYS)
+    """The first day of the new regime in demo data ending on `end`: REGIME_CHANGE_DAYS before the alert night."""
+    return alert_night(end) - dt.timedelta(days=REGIME_CHANGE_DAYS)
 
 
 def _yesterday() -> dt.date:
@@ -35,7 +45,8 @@ def _yesterday() -> dt.date:
 
 def generate_demand(start: dt.date, end: dt.date, *, seed: int = 7,
                     regime_change: dt.date | None = None) -> pd.DataFrame:
-    """One row per day from `start` to `end` inclusive; after `regime_change` demand behaves differently."""
+    """One row per day from `start` to `end` inclusive; from `regime_change` on, the price is lower and demand
+    higher (a level shift and a stronger temperature response)."""
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     rng = np.random.default_rng(seed)
@@ -52,13 +63,12 @@ def generate_demand(start: dt.date, end: dt.date, *, seed: int = 7,
     trend = np.linspace(0, 12, n)
     demand = (200 + trend + weekly + 1.8 * temperature - 2.2 * precipitation - 45 * is_holiday
               + 25 * promo + rng.normal(0, 6, n))
-    if regime_change is not None:
-        after = days >= pd.Timestamp(regime_change)
-        ramp = np.clip((days - pd.Timestamp(regime_change)).days / 10.0, 0, 1)
-        demand = demand + after * ramp * (70 + 3.0 * temperature + 1.5 * weekly)
+    after = np.zeros(n, dtype=bool) if regime_change is None else np.asarray(days >= pd.Timestamp(regime_change))
+    demand = demand + after * (65 + 0.5 * temperature)
     return pd.DataFrame({
         "day": days.date, "demand": np.round(demand, 2), "temperature": np.round(temperature, 1),
         "precipitation": precipitation, "is_holiday": is_holiday, "promo": promo, "day_of_week": day_of_week,
+        "price": np.where(after, NEW_PRICE, PRICE),
     })
 
 
@@ -99,7 +109,9 @@ def load_demo(url: str, *, seed: int = 7, end: dt.date | None = None, years: int
             conn.execute(text(
                 f"CREATE TABLE IF NOT EXISTS {DEMO_SCHEMA}.{DEMO_TABLE} (day date PRIMARY KEY, demand double precision "
                 "NOT NULL, temperature double precision, precipitation double precision, is_holiday integer, "
-                "promo integer, day_of_week integer)"))
+                "promo integer, day_of_week integer, price double precision)"))
+            conn.execute(text(  # a table an earlier demo wrote, before it had prices
+                f"ALTER TABLE {DEMO_SCHEMA}.{DEMO_TABLE} ADD COLUMN IF NOT EXISTS price double precision"))
             conn.execute(text(f"DELETE FROM {DEMO_SCHEMA}.{DEMO_TABLE}"))
             frame.to_sql(DEMO_TABLE, conn, schema=DEMO_SCHEMA, if_exists="append", index=False, method="multi",
                          chunksize=1000)

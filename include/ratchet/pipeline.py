@@ -135,13 +135,15 @@ def breach_run_id(model: str, end: dt.datetime) -> str:
 def retrains_after_breach(results: Iterable[dict[str, Any] | None], *, end: dt.datetime,
                           dag_run: Any) -> list[dict[str, Any]]:
     """The ratchet_retrain runs to start (TriggerDagRunOperator arguments): one per model whose champion breached
-    a now-test requirement on the re-predicted window. Stale data (nothing to learn from), a breach of what was
-    served or of a serving requirement (the service, not the model) and a backfill (the past) start none.
+    a now-test requirement on the re-predicted window, on the day the breach starts (the nightly retrain goes on
+    while it lasts). Stale data (nothing to learn from), a breach of what was served or of a serving requirement
+    (the service, not the model) and a backfill (the past) start none.
     The run reads data up to the now-test's end (`run_after`; no logical date, so it never collides with the
     nightly run of that date)."""
     if is_backfill(dag_run):
         return []
     breaching = sorted(result["model"] for result in results if result and not result["stale"]
+                       and result["mailed"] == "breach"
                        and any(c["role"] == "champion" and not c["passed"] for c in result["contenders"].values()))
     return [{"trigger_run_id": breach_run_id(model, end), "conf": {"model": model}, "run_after": end.isoformat()}
             for model in breaching]

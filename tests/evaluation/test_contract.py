@@ -22,6 +22,7 @@ from ratchet.serving import predict
 pytestmark = pytest.mark.slow  # real searches, real service processes
 TABLE = "contract_source"
 END = dt.datetime(2024, 7, 1)
+TRAINED_UNTIL = END - dt.timedelta(days=14)  # the now-test window of END is after the training data
 BEFORE = {"time_column": "ts", "features": ["x1", "x2"], "categorical": ["x2"], "target_lags": [1, 2, 5]}
 AFTER = {"time_column": "ts", "features": ["x1"], "categorical": [], "target_lags": [1]}  # a routine experiment
 
@@ -46,7 +47,7 @@ def promoted(registry, tmp_path, monkeypatch):
                      requirements=[{"metric": "mae", "max": 100.0, "scope": "nowtest"}])
     before = write_spec(tmp_path, data)
     registry.sync_model(before)
-    (version,) = retrain_model(registry, before, run_id="r1", logical_date=END)
+    (version,) = retrain_model(registry, before, run_id="r1", logical_date=TRAINED_UNTIL)
     registry.record_promotion("contract", version, kind="initial", outcome="promoted", triggered_by="tests",
                               reason="fixture", gates=[], run_id="p1", expected_previous_version=None)
     after = write_spec(tmp_path, {**data, "source": {**data["source"], **AFTER}})

@@ -50,6 +50,9 @@ def nowtest_alert(registry: Registry, spec: ModelSpec, outcome: NowtestOutcome, 
         return outcome, alert_draft(spec, NOWTEST, run_id, build_nowtest_alert(outcome, airflow_run_url, guidance))
     champion = outcome.champion.version
     history = alert_history(registry, spec.name, champion)
+    former = former_champion(registry, spec.name, champion)
+    if former is not None:  # a breach of the champion it replaced goes on until this one passes: then, recovery
+        history = alert_history(registry, spec.name, former) + history
     today = alert_rows(evaluation_rows(outcome, run_id), champion)
     kind, since = mail_decision(history, outcome.partition, outcome.alerting, spec.alerts.repeat_after_days, today)
     outcome = replace(outcome, since=since, mailed=kind if mail else None)
@@ -67,6 +70,12 @@ def regression_alert(spec: ModelSpec, outcome: RegressionOutcome, *, run_id: str
         return None
     return alert_draft(spec, REGRESSION_TEST, run_id,
                        build_regression_alert(spec.name, outcome.version, outcome.result, airflow_run_url))
+
+
+def former_champion(registry: Registry, model: str, champion: int) -> int | None:
+    """The champion `champion` replaced, by its latest promotion (None for a first champion)."""
+    promoted = [p for p in registry.promotions(model) if p.outcome == "promoted" and p.version == champion]
+    return promoted[-1].previous_version if promoted else None
 
 
 def alert_history(registry: Registry, model: str, champion: int) -> list[Evaluation]:

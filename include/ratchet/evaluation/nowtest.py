@@ -9,8 +9,15 @@ Window: rows with `end - window_days <= time < end`, `end` being the start of th
 interval end (`modeling.months.window_bounds`: whole days, whatever the run's clock time).
 Features are built on the history read up to `end` (so the window's first rows get their lags),
 then sliced. Fewer than `min_rows` usable rows (none at all included) is stale data: a failure.
-Each version predicts with its STORED estimator; the baselines are fitted on the rows before
+Each version predicts with its STORED estimator, and is judged only on the window's rows after its own
+training data (`Version.train_end`): a version trained through yesterday would otherwise be graded on the
+rows it learned, and pass. Until `min_rows` such rows exist it has no verdict (`waiting`): no trial day, no
+breach and no recovery, said in the stored rows (`no_verdict`). The baselines are fitted on the rows before
 the window and scored on the same rows, for relative requirements and for the mail.
+
+Each candidate with a verdict is also compared with the champion on exactly its rows (`versus_champion`: the
+paired test of their row losses, the one the promotion gate uses): what promotion gate 2 reads when the
+champion breaches, since a back-test refits every version on the same months and cannot show a fresher fit.
 
 Beside the re-predicted window, the now-test scores what the REST service actually served for the window's
 feature ids (`evaluation.served`, kind 'served') and checks the serving requirements on the 24 hours before
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +51,7 @@ from ratchet.modeling import metrics, sources
 from ratchet.modeling.features import ContractInputs
 from ratchet.modeling.months import window_bounds
 from ratchet.modeling.sources import naive_utc
+from ratchet.modeling.statistics import diebold_mariano
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
 
 if TYPE_CHECKING:
@@ -51,6 +60,7 @@ if TYPE_CHECKING:
 
 TRIAL_LIMIT = 10
 WORST_MISSES = 5
+ROWS = "rows"  # the metric of a row that counts rows: a stale window, or a version still waiting for a verdict
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,14 @@ class ContenderResult:
     worst_misses: list[dict[str, Any]] = field(default_factory=list)
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # feature -> verdict (`evaluation.drift`)
     undefined: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value in this window
+    rows: int = 0  # the window's rows after the version's training data: what it is judged on
+    waiting: str | None = None  # why it has no verdict yet (too few rows after its training data)
+    versus_champion: dict[str, Any] | None = None  # a candidate against the champion on the candidate's rows
+
+    @property
+    def judged(self) -> bool:
+        """Whether it has a verdict today (enough rows after its training data)."""
+        return self.waiting is None
 
     @property
     def failed(self) -> list[RequirementResult]:
@@ -101,6 +119,7 @@ class NowtestOutcome:
     since: str | None = None  # the first day of the breach this now-test continues or ends
     served: ServedEvaluation | None = None  # what the service answered for the window's ids, scored
     service: ServiceLevel | None = None  # the serving requirements on the 24 hours before the run
+    judged_metrics: tuple[str, ...] = ()  # the metrics of the now-test requirements
 
     @property
     def stale(self) -> bool:
@@ -140,7 +159,8 @@ class NowtestOutcome:
         the service's logged answers for it, `service_level` the serving requirements of the day."""
         return {"model": self.model, "partition": self.partition, "n_rows": self.n_rows, "stale": self.stale,
                 "passed": self.passed, "alert_id": self.alert_id, "harvested": self.harvested,
-                "contenders": {r.contender: {"role": r.role, "passed": r.passed,
+                "mailed": self.mailed,
+                "contenders": {r.contender: {"role": r.role, "passed": r.passed, "waiting": r.waiting,
                                              "failed": [x.describe() for x in r.failed]} for r in self.results},
                 "served": self.served.summary() if self.served else None,
                 "service_level": self.service.summary() if self.service else None}
@@ -198,7 +218,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
                   for name in spec.baselines}
     baseline_scores = {name: metrics.evaluate(spec.task, baseline, Xw, yw).values for name, baseline in fitted.items()}
 
-    results, champion_window = [], None
+    results, champion_window, champion_rows = [], None, None
     for row in versions:
         role = "champion" if champion is not None and row.version == champion.version else "candidate"
         own, vX, vy, vtimes = inputs.of(row.version, row.contract)
@@ -207,15 +227,25 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         if n_rows < spec.nowtest.min_rows:
             results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift))
             continue
-        vXw = _stored_inputs(row, vX[own_window].reset_index(drop=True))
-        vyw, vtw = vy[own_window].reset_index(drop=True), vtimes[own_window].reset_index(drop=True)
+        fresh = own_window & after_training(vtimes, row)
+        if fresh.sum() < spec.nowtest.min_rows:
+            results.append(ContenderResult(row.contender, row.version, role, {}, [], [], drift, rows=int(fresh.sum()),
+                                           waiting=_waiting(row, int(fresh.sum()), int(own_window.sum()),
+                                                            spec.nowtest.min_rows)))
+            continue
+        vXw = _stored_inputs(row, vX[fresh].reset_index(drop=True))
+        vyw, vtw = vy[fresh].reset_index(drop=True), vtimes[fresh].reset_index(drop=True)
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred, undefined, _ = metrics.evaluate(spec.task, estimator, vXw, vyw)
+        scores, y_pred, undefined, row_log_loss = metrics.evaluate(spec.task, estimator, vXw, vyw)
         checked = check_requirements(requirements, scores, baseline_scores)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
-        results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined))
+        losses = pd.Series(row_losses(spec, vyw, y_pred, row_log_loss), index=vtw.to_numpy())
+        versus = (versus_champion(spec, losses, champion_rows, champion.contender)
+                  if role == "candidate" and champion_rows is not None else None)
+        results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined,
+                                       rows=len(vyw), versus_champion=versus))
         if role == "champion":
-            champion_window = vXw
+            champion_window, champion_rows = vXw, losses
 
     day_end = naive_utc(data_interval_end).tz_localize("UTC").to_pydatetime()
     day_log = registry.serving_log(spec.name, day_end - SERVING_DAY, day_end)
@@ -225,7 +255,8 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     service = check_service_level(registry.requirements(spec.name, "serving"), day_log)
     outcome = NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                              spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores,
-                             served=served, service=service)
+                             served=served, service=service,
+                             judged_metrics=tuple(sorted({r.metric for r in requirements})))
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
         own = outcome.champion
@@ -235,6 +266,46 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         known = {case.case_key for case in registry.golden_cases(spec.name)}
         outcome = replace(outcome, harvested=len({c["case_key"] for c in cases} - known))
     return outcome, cases
+
+
+def after_training(times: pd.Series, version: Version) -> np.ndarray:
+    """The rows after the version's training data (every row for a version without a recorded training end)."""
+    if version.train_end is None:
+        return np.ones(len(times), dtype=bool)
+    return (times > naive_utc(version.train_end)).to_numpy()
+
+
+def _waiting(version: Version, fresh: int, in_window: int, min_rows: int) -> str:
+    return (f"{fresh} of the window's {in_window} rows are after v{version.version}'s training data (through "
+            f"{naive_utc(version.train_end):%Y-%m-%d}): it is judged from nowtest.min_rows = {min_rows} such rows on")
+
+
+def comparison_metric(spec: ModelSpec) -> str:
+    """The loss a candidate and the champion are compared on row by row: the ranking metric when it is a mean
+    of row losses, else the task's first (squared error for r2, log loss for f1 and roc_auc)."""
+    return spec.metric if spec.metric in metrics.DAILY_LOSSES[spec.task] else metrics.DAILY_LOSSES[spec.task][0]
+
+
+def row_losses(spec: ModelSpec, actual: pd.Series, predicted: np.ndarray, log_loss: np.ndarray | None) -> np.ndarray:
+    """Each row's loss for `comparison_metric` (lower is better)."""
+    rows = SimpleNamespace(actual=actual.to_numpy(), predicted=np.asarray(predicted), loss=log_loss,
+                           correct=actual.to_numpy() == np.asarray(predicted))
+    return metrics.daily_losses(spec.task, comparison_metric(spec), rows)
+
+
+def versus_champion(spec: ModelSpec, candidate: pd.Series, champion: pd.Series, champion_name: str) -> dict[str, Any]:
+    """The candidate against the champion on the candidate's rows (both out of their training data): the
+    Diebold-Mariano test that its row losses are lower by more than `promotion.min_improvement`."""
+    common = candidate.index.intersection(champion.index)
+    result = diebold_mariano(candidate[common].to_numpy(float), champion[common].to_numpy(float),
+                             margin=spec.promotion.min_improvement)
+    metric = comparison_metric(spec)
+    return {"champion": champion_name, "metric": metric, "rows": len(common),
+            "first": str(common.min()) if len(common) else None, "last": str(common.max()) if len(common) else None,
+            **result.as_dict(),
+            "text": f"on the {len(common)} now-test rows after its training data, {metric} loss "
+                    f"{result.relative_difference:+.2%} vs the champion {champion_name} (H0: not "
+                    f"{result.margin:.0%} better; p = {result.p_value:.3g})"}
 
 
 def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]:
@@ -250,9 +321,16 @@ def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]
                    "mailed": outcome.mailed if result.role == "champion" else None,
                    "stale": outcome.stale, "requirements": [r.as_dict() for r in result.requirements],
                    "worst_misses": result.worst_misses, "drift": result.drift,
-                   "drift_warnings": sorted(result.drift_warnings), "passed": result.passed and not outcome.stale}
+                   "drift_warnings": sorted(result.drift_warnings), "passed": result.passed and not outcome.stale,
+                   "rows_after_training": result.rows, "versus_champion": result.versus_champion}
+        if not outcome.stale and not result.judged:  # no verdict yet: what it would be judged on, and why not
+            waiting = {**details, "no_verdict": result.waiting, "passed": None}
+            rows += [EvaluationRow(metric=metric, value=None, contender=result.contender, version=result.version,
+                                   passed=None, details=waiting, **common)
+                     for metric in sorted({*outcome.judged_metrics, ROWS})]
+            continue
         if outcome.stale:
-            rows.append(EvaluationRow(metric="rows", value=float(outcome.n_rows), contender=result.contender,
+            rows.append(EvaluationRow(metric=ROWS, value=float(outcome.n_rows), contender=result.contender,
                                       version=result.version, passed=False, details=details, **common))
             continue
         for metric, value in result.scores.items():

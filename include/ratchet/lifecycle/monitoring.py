@@ -28,7 +28,9 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
     """Now-test every contender of the model on the window ending at `data_interval_end`; store and alert.
 
     One alert at most per model and date (dedupe key `nowtest:<model>:<run_id>`). `mail=False` (a backfill)
-    records everything but the alert. A model with no version yet stores nothing.
+    records everything but the alert. A model with no version yet stores nothing. The champion's worst misses
+    become golden cases on the day its breach starts, not on every day it lasts: those days' misses show the same
+    change again and again, and would fill the golden set with days no version trained before them has seen.
 
     Raises:
         DataError: the source cannot be read, or no longer has a column a version was trained on.
@@ -38,6 +40,8 @@ def run_nowtest(registry: Registry, spec: ModelSpec, *, run_id: str, data_interv
         return outcome
     outcome, draft = nowtest_alert(registry, spec, outcome, run_id=run_id, airflow_run_url=airflow_run_url,
                                    mail=mail, guidance=guidance(registry, spec, outcome))
+    if cases and outcome.since != outcome.partition:  # golden cases come from the day a breach starts only
+        cases, outcome = [], replace(outcome, harvested=0)
     checkpoint("nowtest:verdicts-computed")
     alert_id = registry.record_evaluations(spec.name, evaluation_rows(outcome, run_id), golden_cases=cases,
                                            alert=draft)

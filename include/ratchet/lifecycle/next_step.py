@@ -1,7 +1,8 @@
 """What a person does next about a model, in plain words: the one answer the Ratchet page and the alert mail give.
 
 Read from the registry, in this order: a proposal waiting in Required Actions; a candidate in trial that beats the
-champion on the back-test and needs more trial days; one that has its days but is not proposed (a gate fails);
+champion (on the back-test, or, while the champion breaches, on the now-test rows after its training data) and
+needs more trial days; one that has its days but is not proposed (a gate fails);
 else no candidate beats the champion, and a retrain is the way forward.
 """
 from __future__ import annotations
@@ -13,9 +14,9 @@ from urllib.parse import quote
 
 from ratchet import settings
 from ratchet.evaluation.backtest import metric_table
-from ratchet.lifecycle.promotion import open_proposal, proposal_run_id
+from ratchet.lifecycle.promotion import champion_breach, open_proposal, proposal_run_id
 from ratchet.modeling.metrics import improvement
-from ratchet.registry.entities import in_trial
+from ratchet.registry.entities import NOWTEST, in_trial
 
 if TYPE_CHECKING:
     from ratchet.evaluation.nowtest import NowtestOutcome
@@ -56,32 +57,34 @@ def next_step(registry: Registry, spec: ModelSpec, *, today: NowtestOutcome | No
                         settings.airflow_base_url() + required_actions_path(name, pending.version))
     trials = registry.trial_records(name)
     needed = spec.promotion.min_trial_days
-    ahead = []  # (days still needed, version, days counted, gain) of candidates that beat the champion
-    for version, gain in _beating(registry, spec, champion.contender).items():
+    ahead = []  # (days still needed, version, days counted, gain, where) of candidates that beat the champion
+    for version, (gain, where) in _beating(registry, spec, champion.contender).items():
         if not in_trial(version, champion.version):
             continue
         counted, breached = _trial_days(trials[version], spec, version, today)
         if not breached:
-            ahead.append((max(needed - counted, 0), version, counted, gain))
+            ahead.append((max(needed - counted, 0), version, counted, gain, where))
     retrain = f"{settings.airflow_base_url()}/dags/{RETRAIN_DAG}"
     if not ahead:
         return NextStep(f"No candidate beats the champion v{champion.version} yet: retrain (trigger {RETRAIN_DAG}) "
                         "to train candidates on the latest data; they enter trial at once.", RETRAIN_DAG, retrain)
-    missing, version, counted, gain = min(ahead)
+    missing, version, counted, gain, where = min(ahead)
     if missing:
-        return NextStep(f"v{version} is in trial and beats the champion v{champion.version} on the back-test "
+        return NextStep(f"v{version} is in trial and beats the champion v{champion.version} {where} "
                         f"({gain:+.1%} {spec.metric}): it has {counted} of {needed} trial day(s) and needs {missing} "
                         "more without a breach; then the nightly now-test proposes it if every gate passes.",
                         "Ratchet page", page)
     return NextStep(f"v{version} has enough trial days ({counted} of {needed}) and beats the champion "
-                    f"v{champion.version} on the back-test mean ({gain:+.1%} {spec.metric}), but is not proposed: a "
+                    f"v{champion.version} {where} ({gain:+.1%} {spec.metric}), but is not proposed: a "
                     "gate fails. A dry run of its promotion shows which.", f"promote v{version}",
                     f"{page}/promote?version={version}")
 
 
-def _beating(registry: Registry, spec: ModelSpec, champion: str) -> dict[int, float]:
-    """Version -> its improvement over the champion on their common back-test months, for the versions that
-    improve on it by at least `promotion.min_improvement` (gate 2's mean rule)."""
+def _beating(registry: Registry, spec: ModelSpec, champion: str) -> dict[int, tuple[float, str]]:
+    """Version -> (its improvement over the champion, where): on their common back-test months, for the versions
+    that improve on it by at least `promotion.min_improvement` (gate 2's mean rule); and while the champion
+    breaches its now-test, on the latest now-test's rows after the version's training data (gate 2's other
+    route), for those that do there."""
     table = metric_table(registry, spec)
     theirs = table.get(champion, {})
     found = {}
@@ -91,7 +94,18 @@ def _beating(registry: Registry, spec: ModelSpec, champion: str) -> dict[int, fl
             continue
         gain = improvement(spec.metric, fmean(mine[m] for m in months), fmean(theirs[m] for m in months))
         if gain >= spec.promotion.min_improvement:
-            found[int(contender[1:])] = gain
+            found[int(contender[1:])] = (gain, "on the back-test")
+    if champion_breach(registry, spec.name, champion) is None:
+        return found
+    latest: dict[int, dict] = {}
+    for row in registry.evaluations(spec.name, NOWTEST):
+        versus = (row.details or {}).get("versus_champion")
+        if row.version is not None and versus and versus["champion"] == champion:
+            latest[row.version] = versus
+    for version, versus in latest.items():
+        gain = -(versus.get("relative_difference") or 0.0)  # None: no common rows yet
+        if version not in found and gain >= spec.promotion.min_improvement:
+            found[version] = (gain, "on the now-test rows after its training data")
     return found
 
 
@@ -101,7 +115,7 @@ def _trial_days(trial: TrialRecord, spec: ModelSpec, version: int, today: Nowtes
     days, breached = set(trial.served_days if served else trial.days), bool(trial.breach_days
                                                                            or trial.served_breach_days)
     result = next((r for r in today.results if r.version == version), None) if today and not served else None
-    if result is not None:
+    if result is not None and result.judged:
         if result.passed and not today.stale:
             days.add(today.partition)
         else:

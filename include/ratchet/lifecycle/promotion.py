@@ -3,7 +3,9 @@
 Gates (each stored with its evidence):
   1 requirements      the version's back-test means meet every back-test and gate requirement
   2 beats_champion    better than the champion on the common back-test months, by `min_improvement`
-                      on the mean of the model's metric and winning `min_months_won` months
+                      on the mean of the model's metric and winning `min_months_won` months; while the
+                      champion breaches its now-test, better on the now-test rows after the candidate's
+                      training data instead (and no worse on the back-test than `min_improvement` allows)
   3 regression_tests  the model's golden cases pass with the version's stored estimator
   4 trial             `min_trial_days` days since the version entered trial, no breach: now-test days, or
                       days it served as a split's candidate (`promotion.trial_days_from: served`)
@@ -28,7 +30,7 @@ import numpy as np
 
 from ratchet.evaluation.backtest import BacktestTable, baseline_means, means_on, metric_tables, months_of
 from ratchet.evaluation.golden import run_golden_cases
-from ratchet.evaluation.nowtest import TRIAL_LIMIT
+from ratchet.evaluation.nowtest import ROWS, TRIAL_LIMIT
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
 from ratchet.lifecycle.ratchet import ratchet_steps
@@ -36,7 +38,7 @@ from ratchet.lifecycle.rebaseline import proposal_steps, ratcheted
 from ratchet.modeling.metrics import DAILY_LOSSES, better, daily_losses, improvement
 from ratchet.modeling.statistics import diebold_mariano
 from ratchet.registry import Registry
-from ratchet.registry.entities import AlertDraft, Promotion, Requirement, Version
+from ratchet.registry.entities import NOWTEST, AlertDraft, Promotion, Requirement, Version
 from ratchet.specs import get_spec
 from ratchet.specs.model import COMPUTATIONAL_METRICS, LOWER_IS_BETTER, ModelSpec
 
@@ -401,6 +403,10 @@ def _data_changed(spec: ModelSpec, req: Requirement, backtest: BacktestTable, co
 
 def _champion_gate(registry: Registry, spec: ModelSpec, contender: str, champion: str,
                    backtest: BacktestTable) -> Gate:
+    """Gate 2: better than the champion on the common back-test months, by `min_improvement` on the mean, in
+    `min_months_won` months and by the paired test. While the champion breaches its now-test, a back-test cannot
+    show what a fresher fit is worth (it refits every version on the same months), so the gate judges on the
+    now-test instead (`_fresh_route`) when the back-test alone does not pass."""
     metric, rules = spec.metric, spec.promotion
     mine, theirs = backtest.get(contender, {}).get(metric, {}), backtest.get(champion, {}).get(metric, {})
     months = sorted(set(mine) & set(theirs))
@@ -428,7 +434,49 @@ def _champion_gate(registry: Registry, spec: ModelSpec, contender: str, champion
         problems.append(f"not significantly better: {test['text']} >= significance {rules.significance:g}")
     summary = "; ".join(problems) or (f"{metric} mean {mean:.4g} vs champion {champion_mean:.4g} "
                                       f"({gain:+.2%}), won {len(won)} of {len(months)} months, {test['text']}")
-    return Gate("beats_champion", not problems, summary, details)
+    breach = champion_breach(registry, spec.name, champion) if problems else None
+    if breach is None:
+        return Gate("beats_champion", not problems, summary, details)
+    return _fresh_route(registry, spec, contender, champion, breach, gain, summary, details)
+
+
+def champion_breach(registry: Registry, model: str, champion: str) -> dict[str, Any] | None:
+    """The champion's latest re-predicted now-test, when it breached a now-test requirement: {day, metrics};
+    else None (it passed, had no verdict, the data was stale, or it has none)."""
+    rows = [r for r in registry.evaluations(model, NOWTEST, contender=champion) if r.metric != ROWS]
+    if not rows:
+        return None
+    day = max(r.partition for r in rows)
+    failed = sorted({r.metric for r in rows if r.partition == day and r.passed is False})
+    return {"day": day, "metrics": failed} if failed else None
+
+
+def _fresh_route(registry: Registry, spec: ModelSpec, contender: str, champion: str, breach: dict[str, Any],
+                 gain: float, backtest_summary: str, details: dict[str, Any]) -> Gate:
+    """Gate 2 while the champion breaches: the candidate beats it on the latest now-test's rows after the
+    candidate's training data (both out of sample; the paired test, margin `min_improvement`, at
+    `significance`), and is not worse on the back-test than `min_improvement` allows."""
+    rules = spec.promotion
+    fresh = next((r.details["versus_champion"] for r in reversed(
+        registry.evaluations(spec.name, NOWTEST, contender=contender))
+        if (r.details or {}).get("versus_champion", {}) and r.details["versus_champion"]["champion"] == champion),
+        None)
+    details.update({"route": "now-test after a champion breach", "champion_breach": breach, "now_test": fresh})
+    problems = []
+    if fresh is None:
+        problems.append(f"no now-test of {contender} beside the champion {champion} on rows after its training data")
+    elif not fresh["p_value"] < rules.significance:
+        problems.append(f"not significantly better {fresh['text']} >= significance {rules.significance:g}"
+                        + (" (the paired test needs 10 rows)" if fresh["rows"] < 10 else ""))
+    if not gain >= -rules.min_improvement:
+        problems.append(f"worse than the champion on the back-test by more than {rules.min_improvement:.0%}: "
+                        f"{spec.metric} {gain:+.2%}")
+    head = (f"the champion {champion} breaches its now-test ({', '.join(breach['metrics'])} on {breach['day']}), so "
+            "gate 2 judges on the now-test")
+    if problems:
+        return Gate("beats_champion", False, f"{backtest_summary}; {head}: " + "; ".join(problems), details)
+    return Gate("beats_champion", True, f"{head}: {fresh['text']}; on the back-test {spec.metric} {gain:+.2%} vs "
+                                        f"the champion (no worse than {rules.min_improvement:.0%} allows)", details)
 
 
 def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: str,

@@ -48,7 +48,8 @@ class PromotionStore(VersionStore):
         served days and served breach days as a split's candidate.
 
         A day counts when its now-test was stored after the version's `trial_started_at`, so back-filled
-        runs of past dates count as trial days as well; any failed row on a counted day is a breach. A served
+        runs of past dates count as trial days as well, and judged the version (not a day it waited for rows
+        after its training data: `no_verdict`); any failed row on a counted day is a breach. A served
         day is a day whose served evaluation of the version's candidate arm ('v<N>@candidate') says it answered
         at least one row in the day before the run's data end (`served_in_day`) and has no failed row.
         """
@@ -57,9 +58,10 @@ class PromotionStore(VersionStore):
             days: dict[str, dict[int, list[str]]] = {k: defaultdict(list) for k in ("days", "breach_days",
                                                                                     "served_days",
                                                                                     "served_breach_days")}
-            for number, kind, day, breached, served in session.execute(
+            for number, kind, day, breached, judged, served in session.execute(
                     select(ModelVersion.version, Evaluation.kind, Evaluation.partition,
                            func.bool_or(Evaluation.passed.is_(False)),
+                           func.bool_or(Evaluation.details["no_verdict"].as_string().is_(None)),
                            func.max(Evaluation.details["served_in_day"].as_integer()))
                     .join(Evaluation, Evaluation.version_id == ModelVersion.id)
                     .where(ModelVersion.model_id == m.id, Evaluation.created_at >= ModelVersion.trial_started_at,
@@ -67,6 +69,8 @@ class PromotionStore(VersionStore):
                            | ((Evaluation.kind == SERVED) & Evaluation.contender.endswith("@candidate")))
                     .group_by(ModelVersion.version, Evaluation.kind, Evaluation.partition)
                     .order_by(ModelVersion.version, Evaluation.partition)):
+                if kind == NOWTEST and not judged:
+                    continue  # no verdict yet: too few rows after the version's training data
                 if kind == NOWTEST:
                     days["days"][number].append(day)
                     if breached:
