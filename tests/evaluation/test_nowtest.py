@@ -52,7 +52,7 @@ def test_champion_passes_before_the_regime_change_and_fails_after_with_one_mail(
     failed = {r.metric for r in after.champion.failed}
     assert failed == {"mape", "rmse"}
     mape = next(r for r in after.champion.requirements if r.metric == "mape")
-    assert mape.value > 0.2
+    assert mape.value > 0.15  # about twice the 0.08 bound
     rmse = next(r for r in after.champion.requirements if r.metric == "rmse")
     assert rmse.relative_to == "baseline" and rmse.baseline_value == pytest.approx(
         min(after.baselines[b]["rmse"] for b in spec.baselines))
