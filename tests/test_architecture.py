@@ -25,7 +25,7 @@ LAYERS = [
     {"lifecycle"},
     {"reporting"},
     {"serving"},
-    {"pipeline", "executor", "dagkit", "cli", "demo", "replay", "mailsink", "ui"},  # the application: Airflow glue, CLI, UI
+    {"pipeline", "executor", "dagkit", "cli", "demo", "replay", "mailsink", "ui"},  # the application
 ]
 LAYER_OF = {part: index for index, layer in enumerate(LAYERS) for part in layer}
 
