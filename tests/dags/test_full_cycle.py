@@ -88,16 +88,16 @@ def test_full_cycle_with_a_regime_change(airflow_db, cycle, registry, smtp_serve
     assert _run("ratchet_backtest", dt.datetime(2025, 8, 20, 3, tzinfo=UTC)) == "success"
     spec = specs.load_specs()[MODEL]
     adapted = _best_new_version(registry, spec, [3, 4])
-    for day in (21, 22, 23):  # trial days of the new candidates
+    for day in (28, 29, 30):  # trial days of the new candidates: with 7 to 9 days after their training data
         _run("ratchet_nowtest", dt.datetime(2025, 8, day, 6, tzinfo=UTC))
     trial = {r.partition: r.passed for r in registry.evaluations(MODEL, "nowtest", contender=f"v{adapted}",
                                                                   metric="mape")}
-    assert trial == {"2025-08-20": True, "2025-08-21": True, "2025-08-22": True}  # the days before each run
+    assert trial == {"2025-08-27": True, "2025-08-28": True, "2025-08-29": True}  # the days before each run
 
     # A weaker candidate (the other version of night 1) is refused, naming its gates; nothing moves.
     weaker = 3 - first
     bounds_before = {r.id: r.bound for r in registry.requirements(MODEL)}
-    assert _run("ratchet_promote", dt.datetime(2025, 8, 24, 9, tzinfo=UTC),
+    assert _run("ratchet_promote", dt.datetime(2025, 8, 31, 9, tzinfo=UTC),
                 {"model": MODEL, "version": weaker, "reason": "try the other one", "dry_run": False}) == "failed"
     rejected = registry.promotions(MODEL)[-1]
     assert rejected.outcome == "rejected"
@@ -108,7 +108,7 @@ def test_full_cycle_with_a_regime_change(airflow_db, cycle, registry, smtp_serve
 
     # The candidate with the better back-test mean: its daily losses over the common back-test days do not show
     # a significant win, so gate 2 refuses it with the paired test as evidence; nothing moves.
-    assert _run("ratchet_promote", dt.datetime(2025, 8, 24, 10, tzinfo=UTC),
+    assert _run("ratchet_promote", dt.datetime(2025, 8, 31, 10, tzinfo=UTC),
                 {"model": MODEL, "version": adapted, "reason": "adapts to the new regime", "dry_run": False}) == \
         "failed"
     refused = registry.promotions(MODEL)[-1]
