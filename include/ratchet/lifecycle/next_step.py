@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 from ratchet import settings
 from ratchet.evaluation.backtest import metric_table
-from ratchet.lifecycle.promotion import champion_breach, open_proposal, proposal_run_id
+from ratchet.lifecycle.promotion import champion_breach, fresh_evidence, open_proposal, proposal_run_id
 from ratchet.modeling.metrics import improvement
-from ratchet.registry.entities import NOWTEST, in_trial
+from ratchet.registry.entities import in_trial
 
 if TYPE_CHECKING:
     from ratchet.evaluation.nowtest import NowtestOutcome
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
 
 RETRAIN_DAG = "ratchet_retrain"
+ON_BACKTEST, ON_NOWTEST = "on the back-test", "on the now-test rows after its training data"  # gate 2's two routes
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def next_step(registry: Registry, spec: ModelSpec, *, today: NowtestOutcome | No
                         "more without a breach; then the nightly now-test proposes it if every gate passes.",
                         "Ratchet page", page)
     return NextStep(f"v{version} has enough trial days ({counted} of {needed}) and beats the champion "
-                    f"v{champion.version} {where} ({gain:+.1%} {spec.metric}), but is not proposed: a "
+                    f"v{champion.version} {where}{' mean' if where == ON_BACKTEST else ''} ({gain:+.1%} "
+                    f"{spec.metric}), but is not proposed: a "
                     "gate fails. A dry run of its promotion shows which.", f"promote v{version}",
                     f"{page}/promote?version={version}")
 
@@ -94,18 +96,13 @@ def _beating(registry: Registry, spec: ModelSpec, champion: str) -> dict[int, tu
             continue
         gain = improvement(spec.metric, fmean(mine[m] for m in months), fmean(theirs[m] for m in months))
         if gain >= spec.promotion.min_improvement:
-            found[int(contender[1:])] = (gain, "on the back-test")
+            found[int(contender[1:])] = (gain, ON_BACKTEST)
     if champion_breach(registry, spec.name, champion) is None:
         return found
-    latest: dict[int, dict] = {}
-    for row in registry.evaluations(spec.name, NOWTEST):
-        versus = (row.details or {}).get("versus_champion")
-        if row.version is not None and versus and versus["champion"] == champion:
-            latest[row.version] = versus
-    for version, versus in latest.items():
+    for version, versus in fresh_evidence(registry, spec.name, champion).items():
         gain = -(versus.get("relative_difference") or 0.0)  # None: no common rows yet
         if version not in found and gain >= spec.promotion.min_improvement:
-            found[version] = (gain, "on the now-test rows after its training data")
+            found[version] = (gain, ON_NOWTEST)
     return found
 
 

@@ -30,12 +30,12 @@ import numpy as np
 
 from ratchet.evaluation.backtest import BacktestTable, baseline_means, means_on, metric_tables, months_of
 from ratchet.evaluation.golden import run_golden_cases
-from ratchet.evaluation.nowtest import ROWS, TRIAL_LIMIT
+from ratchet.evaluation.nowtest import ROWS, TRIAL_LIMIT, comparison_metric
 from ratchet.evaluation.requirements import check_requirements
 from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionRejected, UnknownModelError
 from ratchet.lifecycle.ratchet import ratchet_steps
 from ratchet.lifecycle.rebaseline import proposal_steps, ratcheted
-from ratchet.modeling.metrics import DAILY_LOSSES, better, daily_losses, improvement
+from ratchet.modeling.metrics import better, daily_losses, improvement
 from ratchet.modeling.statistics import diebold_mariano
 from ratchet.registry import Registry
 from ratchet.registry.entities import NOWTEST, AlertDraft, Promotion, Requirement, Version
@@ -451,16 +451,25 @@ def champion_breach(registry: Registry, model: str, champion: str) -> dict[str, 
     return {"day": day, "metrics": failed} if failed else None
 
 
+def fresh_evidence(registry: Registry, model: str, champion: str, contender: str | None = None
+                   ) -> dict[int, dict[str, Any]]:
+    """Version -> its latest now-test evidence against `champion` on the rows after its training data
+    (`evaluation.nowtest.versus_champion`), for `contender` only when given."""
+    latest = {}
+    for row in registry.evaluations(model, NOWTEST, contender=contender):  # oldest partition first
+        versus = (row.details or {}).get("versus_champion")
+        if row.version is not None and versus and versus["champion"] == champion:
+            latest[row.version] = versus
+    return latest
+
+
 def _fresh_route(registry: Registry, spec: ModelSpec, contender: str, champion: str, breach: dict[str, Any],
                  gain: float, backtest_summary: str, details: dict[str, Any]) -> Gate:
     """Gate 2 while the champion breaches: the candidate beats it on the latest now-test's rows after the
     candidate's training data (both out of sample; the paired test, margin `min_improvement`, at
     `significance`), and is not worse on the back-test than `min_improvement` allows."""
     rules = spec.promotion
-    fresh = next((r.details["versus_champion"] for r in reversed(
-        registry.evaluations(spec.name, NOWTEST, contender=contender))
-        if (r.details or {}).get("versus_champion", {}) and r.details["versus_champion"]["champion"] == champion),
-        None)
+    fresh = fresh_evidence(registry, spec.name, champion, contender).get(int(contender[1:]))
     details.update({"route": "now-test after a champion breach", "champion_breach": breach, "now_test": fresh})
     problems = []
     if fresh is None:
@@ -490,7 +499,7 @@ def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: 
     be materially better, not just better than noise. Without stored days of both, `p_value` is None and the
     text says what to run.
     """
-    metric = spec.metric if spec.metric in DAILY_LOSSES[spec.task] else DAILY_LOSSES[spec.task][0]
+    metric = comparison_metric(spec)
     series = registry.backtest_days(spec.name, [contender, reference], months)
     if contender not in series or reference not in series:
         return {"metric": metric, "p_value": None, "text": f"no back-test days of both {contender} and {reference} "
