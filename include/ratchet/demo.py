@@ -29,9 +29,9 @@ PRICE, NEW_PRICE = 4.99, 3.99  # the shop's price before and from the regime cha
 
 
 def alert_night(end: dt.date) -> dt.date:
-    """The night whose now-test alerts on the regime change, in demo data ending on `end`: REPLAY_NIGHTS nights
-    before the night of `end` (the day after it), so that the replayed nights' data is all there."""
-    return end + dt.timedelta(days=1) - dt.timedelta(days=REPLAY_NIGHTS + 1)
+    """The night whose now-test alerts on the regime change, in demo data ending on `end`: REPLAY_NIGHTS days
+    before it, so that the nights replayed after it end with the night of `end` (a night reads the days before)."""
+    return end - dt.timedelta(days=REPLAY_NIGHTS)
 
 
 def regime_change_day(end: dt.date) -> dt.date:
