@@ -33,10 +33,14 @@ def _run_script():
     return module
 
 
+# Debian's login PATH for root: the embedded PostgreSQL runs as its own user, made with /usr/sbin/useradd
+LOGIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def _bare_env(home: Path) -> dict[str, str]:
     """A login shell's environment with nothing of Ratchet or Airflow in it; PYTHONPATH only when the tests run
     with one (a worktree's own `ratchet` package over the editable install)."""
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    env = {"HOME": str(home), "PATH": LOGIN_PATH}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
@@ -144,7 +148,7 @@ def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, stat
     home = tmp_path / "home"
     home.mkdir()
     pgdata = state / ".pgdata"
-    env = {**_bare_env(home), "PATH": f"{BIN}:/usr/bin:/bin", "RATCHET_STATE_DIR": str(state),
+    env = {**_bare_env(home), "PATH": f"{BIN}:{LOGIN_PATH}", "RATCHET_STATE_DIR": str(state),
            "RATCHET_RUN_TEST_MARK": mark, **{name: str(port) for name, port in ports.items()}}
     out = tmp_path / "make-run.out"
     with out.open("wb") as output:
