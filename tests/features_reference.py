@@ -9,6 +9,7 @@ import pandas as pd
 from ratchet.exceptions import PredictError
 from ratchet.modeling import sources
 from ratchet.modeling.features import make_xy
+from ratchet.modeling.frequency import FREQUENCY, shifted
 
 
 def input_rows(spec, frame: pd.DataFrame) -> pd.DataFrame:
@@ -54,9 +55,12 @@ def _unknown_lags(spec, combined: pd.DataFrame, lacking: list) -> str:
     src = spec.source
     first = lacking[0]
     known = combined.loc[combined[src.target].notna(), src.key.time]
-    if src.lags_by == "days":
-        lag = next(k for k in src.target_lags if first - pd.Timedelta(days=k) not in set(known))
-        reached = f"{first - pd.Timedelta(days=lag):%Y-%m-%d} (lag {lag})"
+    if src.lags_by != "rows":
+        def back(k):
+            return first - pd.Timedelta(days=k) if src.lags_by == "days" else \
+                shifted(pd.Series([first]), k, combined.attrs[FREQUENCY]).iloc[0]
+        lag = next(k for k in src.target_lags if back(k) not in set(known))
+        reached = f"{back(lag):%Y-%m-%d} (lag {lag})"
     else:
         position = combined.index[combined[src.key.time] == first][0]
         lag = next(k for k in src.target_lags if position - k < 0 or pd.isna(combined[src.target].iloc[position - k]))

@@ -74,7 +74,7 @@ def register_fitted(registry, model: str, run_id: str, alpha: float = 1.0, *, sp
                   artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
                   dataset_fingerprint="f" * 64, features=FEATURES, target="y", package_versions={},
                   author="tests", fit_seconds=0.01, size_bytes=art.size_bytes, predict_latency_p95_ms=0.5,
-                  contract=spec.source.contract(FEATURES), spec_snapshot=spec.raw)
+                  contract=spec.source.contract(FEATURES, "day"), spec_snapshot=spec.raw)
     fields.update(overrides)
     return registry.register_version(model, run_id=run_id, trial_index=None, **fields)
 
@@ -105,8 +105,8 @@ def _month_days(contender: str, month: str, rmse: float) -> DayRow:
     errors = rng.normal(size=28)
     errors *= rmse / np.sqrt(np.mean(errors ** 2))
     actual = rng.normal(50, 5, size=28)
-    start = dt.date.fromisoformat(f"{month}-01")
-    return DayRow(contender=contender, partition=month, days=tuple(start + dt.timedelta(days=i) for i in range(28)),
+    start = dt.datetime.fromisoformat(f"{month}-01")
+    return DayRow(contender=contender, partition=month, times=tuple(start + dt.timedelta(days=i) for i in range(28)),
                   run_id="bt", actual=tuple(actual), predicted=tuple(actual + errors))
 
 

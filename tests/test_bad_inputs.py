@@ -172,7 +172,7 @@ CATALOGUE = [
               change={"nowtest": {"window_days": 7, "min_rows": 10}}),
     yaml_case("yaml-baseline-of-other-task", r"field 'baselines': expected baselines from .* for a regression model",
               change={"baselines": ["majority"]}),
-    yaml_case("yaml-bad-lag-policy", r"field 'source.lags_by': expected one of \['days', 'rows'\]",
+    yaml_case("yaml-bad-lag-policy", r"field 'source.lags_by': expected one of \['periods', 'days', 'rows'\]",
               change={"source": {"lags_by": "weeks"}}),
     yaml_case("yaml-notifier-not-importable", r"field 'alerts.notifiers\[0\].class': expected an importable notifier",
               change={"alerts": {"notifiers": [{"class": f"{NOTIFIERS}.PagerNotifier"}]}}),

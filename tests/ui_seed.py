@@ -30,7 +30,7 @@ def seed_history(registry, folder: Path, name: str, *, versions: int, months: in
             artifact_format=art.format, dataset_fingerprint="0" * 64, features=["a", "b", "c"], target="y",
             package_versions={}, author="seed", fit_seconds=0.1, size_bytes=art.size_bytes,
             predict_latency_p95_ms=1.0, cv_metric="rmse", cv_score=10.0 + number % 7,
-            contract=spec.source.contract(["a", "b", "c"]), spec_snapshot=spec.raw)
+            contract=spec.source.contract(["a", "b", "c"], "day"), spec_snapshot=spec.raw)
     rng = np.random.default_rng(seed)
     month_keys = [f"{2000 + m // 12}-{m % 12 + 1:02d}" for m in range(months)]
     contenders = [(version_contender(v), v, None) for v in range(1, versions + 1)]

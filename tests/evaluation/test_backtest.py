@@ -74,3 +74,18 @@ def test_a_month_without_history_is_a_clear_error(registry):
     with pytest.raises(Exception, match="rows before it to train on"):
         backtest.run_partition(registry, spec, ["2022-06"], run_id="b", end=END)
     assert registry.evaluations(spec.name) == []
+
+
+def test_forty_days_of_hourly_rows_are_no_back_test_and_say_how_much_history_is_needed():
+    import pandas as pd
+
+    from ratchet.exceptions import DataError
+
+    hours = pd.date_range("2026-10-05", periods=24 * 40, freq="h")
+    frame = pd.DataFrame({"day": hours, "x1": 1.0, "x2": 2.0, "y": np.arange(len(hours), dtype=float)})
+    spec = build_spec(name="hourly", table="s.t", **SPEC)
+    valid = sources.validate_frame(spec, frame)
+    with pytest.raises(DataError, match=r"too little history for a back-test: the rows run from 2026-10-05 00:00:00 "
+                                        r"to 2026-11-13 23:00:00.* the first one \(2026-11\) needs rows through "
+                                        r"2026-11-30 \(17 more days\)"):
+        backtest.month_groups(spec, valid, end=pd.Timestamp("2026-11-14"), groups=2)

@@ -59,7 +59,8 @@ def test_the_version_records_its_contract_yaml_code_and_python(registry, promote
     before, _, version = promoted
     row = registry.version("contract", version)
     assert row.contract == {"time_column": "ts", "target": "y", "features": ["x1", "x2"], "categorical": ["x2"],
-                            "target_lags": [1, 2, 5], "lags_by": "days", "missing_target": "drop"}
+                            "target_lags": [1, 2, 5], "lags_by": "periods", "missing_target": "drop", "series": [],
+                            "frequency": "day"}
     assert row.spec_snapshot["source"]["target_lags"] == [1, 2, 5]
     assert row.code_version.startswith("0.1.0") and row.python_version.count(".") == 2
     assert {"target_lag_5", "target_lag_2", "x2"} <= set(row.features)

@@ -54,7 +54,7 @@ def test_a_now_test_bound_is_the_quantile_of_the_metric_over_the_back_tests_wind
     bound, derivation = calibrate_nowtest(registry, spec, mae, "v1", MONTHS, 0.1)
     series = registry.backtest_days("demand", ["v1"], MONTHS)["v1"]
     errors = np.abs(np.array(series.predicted) - np.array(series.actual))
-    masks = windows(np.array(series.days, dtype="datetime64[D]"), spec.nowtest.window_days, spec.nowtest.min_rows)
+    masks = windows(np.array(series.times, dtype="datetime64[D]"), spec.nowtest.window_days, spec.nowtest.min_rows)
     assert bound == pytest.approx(np.quantile([errors[m].mean() for m in masks], 0.9))
     assert derivation["windows"] == len(masks) > 90 and derivation["quantile"] == 0.9
     assert f"over {len(masks)} windows of {spec.nowtest.window_days} days" in derivation["text"]

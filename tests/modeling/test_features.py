@@ -39,7 +39,8 @@ def test_missing_targets_are_dropped_and_counted_in_the_data_summary():
     assert len(valid) == 27 and valid["y"].notna().all()
     summary = features.data_summary(spec, valid)
     # rows 6 and 18 lose their lag 1 (the day before has no target), and the first row has none
-    assert summary == {"rows": 24, "dropped_missing_target": 3, "rows_without_lags": 3, "lags_by": "days"}
+    assert summary == {"rows": 24, "dropped_missing_target": 3, "rows_without_lags": 3, "lags_by": "periods",
+                       "frequency": "day", "series": 1}
 
 
 def test_categorical_features_are_dense_for_every_estimator_and_unseen_categories_are_tolerated():

@@ -28,7 +28,7 @@ def _register(registry, name, run_id):
         hyperparameters={"alpha": 0.5}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
         dataset_fingerprint="f" * 64, features=["a", "b", "c"], target="y", package_versions={},
         author="test", fit_seconds=0.01, size_bytes=art.size_bytes,
-        contract=build_spec(name=name).source.contract(["a", "b", "c"]), spec_snapshot={})
+        contract=build_spec(name=name).source.contract(["a", "b", "c"], "day"), spec_snapshot={})
 
 
 def _add_model_with_versions(registry, name="m", versions=2):

@@ -44,7 +44,7 @@ def champion(registry, tmp_path, monkeypatch):
         hyperparameters={"alpha": 0.3}, artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
         dataset_fingerprint=months.dataset_fingerprint(source), features=list(X.columns), target="y",
         package_versions={}, author="tests", fit_seconds=0.1, size_bytes=art.size_bytes,
-        contract=spec.source.contract(["x1", "x2"]), spec_snapshot=spec.raw)
+        contract=spec.source.contract(["x1", "x2"], "day"), spec_snapshot=spec.raw)
     registry.record_promotion("demand", version, kind="initial", outcome="promoted", triggered_by="tests",
                               reason="fixture", gates=[], run_id="p", expected_previous_version=None)
     return spec, source, estimator

@@ -52,8 +52,22 @@ def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
 
 
 def month_groups(spec: ModelSpec, frame: pd.DataFrame, *, end: Any, groups: int) -> list[list[str]]:
-    """The months to back-test, oldest first, split into `groups` consecutive slices (some may be empty)."""
-    months = complete_months(frame[spec.source.key.time], spec.backtest.months, before=end)
+    """The months to back-test, oldest first, split into `groups` consecutive slices (some may be empty).
+
+    Raises:
+        DataError: the rows hold no complete month with rows before it (a back-test of nothing is no result),
+            saying through when rows are needed.
+    """
+    times = frame[spec.source.key.time]
+    months = complete_months(times, spec.backtest.months, before=end)
+    if not months:
+        first, last = pd.Timestamp(times.min()), pd.Timestamp(times.max())
+        start = first.to_period("M").to_timestamp() + pd.offsets.MonthBegin(1)
+        through = start + pd.offsets.MonthEnd(0)
+        raise DataError(f"{spec.label}: too little history for a back-test: the rows run from {first} to {last}, "
+                        f"and a back-test month must be a whole calendar month after the first row's month, before "
+                        f"{pd.Timestamp(end)}; the first one ({start:%Y-%m}) needs rows through {through:%Y-%m-%d} "
+                        f"({max((through - last.normalize()).days, 0)} more days) and a run after it")
     size = max(1, math.ceil(len(months) / groups))
     return [months[i * size:(i + 1) * size] for i in range(groups)]
 
@@ -119,18 +133,20 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {})})
                      for name, value in scores.values.items()]
-            days.append(_day_row(spec, contender.name, month, ctimes[test], cy[test], scores, run_id,
+            days.append(_day_row(spec, contender.name, month, ctimes[test], cX[test], cy[test], scores, run_id,
                                  fingerprints.get(month)))
         checkpoint("backtest:month-computed")
     registry.record_evaluations(spec.name, rows, days=days)
     return {"computed": computed, "skipped": skipped}
 
 
-def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, y: pd.Series,
+def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, X: pd.DataFrame, y: pd.Series,
              scores: metrics.Scores, run_id: str, fingerprint: str | None) -> DayRow:
-    """The month's predictions, a value per day, as the registry keeps them for windows and paired tests."""
-    common = dict(contender=contender, partition=month, days=tuple(t.date() for t in times), run_id=run_id,
-                  data_fingerprint=fingerprint)
+    """The month's predictions, a value per row with its time and series, as the registry keeps them for windows
+    and paired tests."""
+    series = tuple(X[baselines.SERIES]) if spec.source.series else None
+    common = dict(contender=contender, partition=month, times=tuple(t.to_pydatetime() for t in times),
+                  series=series, run_id=run_id, data_fingerprint=fingerprint)
     if spec.task == "regression":
         return DayRow(**common, actual=tuple(float(v) for v in y), predicted=tuple(float(v) for v in
                                                                                    scores.predictions))

@@ -48,10 +48,11 @@ from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
+from ratchet.modeling.baselines import SERIES
 from ratchet.modeling.features import ContractInputs
 from ratchet.modeling.months import window_bounds
 from ratchet.modeling.sources import naive_utc
-from ratchet.modeling.statistics import diebold_mariano
+from ratchet.modeling.statistics import diebold_mariano, period_losses
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
 
 if TYPE_CHECKING:
@@ -239,7 +240,8 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         scores, y_pred, undefined, row_log_loss = metrics.evaluate(spec.task, estimator, vXw, vyw)
         checked = check_requirements(requirements, scores, baseline_scores)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
-        losses = pd.Series(row_losses(spec, vyw, y_pred, row_log_loss), index=vtw.to_numpy())
+        losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": row_losses(spec, vyw, y_pred, row_log_loss),
+                               "series": vX.loc[fresh, SERIES].to_numpy() if own.source.series else ""})
         versus = (versus_champion(spec, losses, champion_rows, champion.contender)
                   if role == "candidate" and champion_rows is not None else None)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined,
@@ -293,17 +295,19 @@ def row_losses(spec: ModelSpec, actual: pd.Series, predicted: np.ndarray, log_lo
     return metrics.daily_losses(spec.task, comparison_metric(spec), rows)
 
 
-def versus_champion(spec: ModelSpec, candidate: pd.Series, champion: pd.Series, champion_name: str) -> dict[str, Any]:
-    """The candidate against the champion on the candidate's rows (both out of their training data): the
-    Diebold-Mariano test that its row losses are lower by more than `promotion.min_improvement`."""
-    common = candidate.index.intersection(champion.index)
-    result = diebold_mariano(candidate[common].to_numpy(float), champion[common].to_numpy(float),
-                             margin=spec.promotion.min_improvement)
+def versus_champion(spec: ModelSpec, candidate: pd.DataFrame, champion: pd.DataFrame,
+                    champion_name: str) -> dict[str, Any]:
+    """The candidate against the champion on the candidate's rows (both out of their training data; each frame a
+    row per prediction: `time`, `series`, `loss`): the Diebold-Mariano test that its losses, averaged per period
+    across series (`statistics.period_losses`), are lower by more than `promotion.min_improvement`."""
+    candidate_loss, champion_loss, rows = period_losses(candidate, champion)
+    result = diebold_mariano(candidate_loss, champion_loss, margin=spec.promotion.min_improvement)
     metric = comparison_metric(spec)
-    return {"champion": champion_name, "metric": metric, "rows": len(common),
+    common = candidate.merge(champion[["series", "time"]], on=["series", "time"])["time"]
+    return {"champion": champion_name, "metric": metric, "rows": rows,
             "first": str(common.min()) if len(common) else None, "last": str(common.max()) if len(common) else None,
             **result.as_dict(),
-            "text": f"on the {len(common)} now-test rows after its training data, {metric} loss "
+            "text": f"on the {rows} now-test rows after its training data, {metric} loss "
                     f"{result.relative_difference:+.2%} vs the champion {champion_name} (H0: not "
                     f"{result.margin:.0%} better; p = {result.p_value:.3g})"}
 

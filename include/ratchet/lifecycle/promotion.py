@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from statistics import fmean
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
 from ratchet.evaluation.backtest import BacktestTable, baseline_means, means_on, metric_tables, months_of
 from ratchet.evaluation.golden import run_golden_cases
@@ -36,7 +36,7 @@ from ratchet.exceptions import NotFoundError, PromotionInputError, PromotionReje
 from ratchet.lifecycle.ratchet import ratchet_steps
 from ratchet.lifecycle.rebaseline import proposal_steps, ratcheted
 from ratchet.modeling.metrics import better, daily_losses, improvement
-from ratchet.modeling.statistics import diebold_mariano
+from ratchet.modeling.statistics import diebold_mariano, period_losses
 from ratchet.registry import Registry
 from ratchet.registry.entities import NOWTEST, AlertDraft, Promotion, Requirement, Version
 from ratchet.specs import get_spec
@@ -490,8 +490,12 @@ def _fresh_route(registry: Registry, spec: ModelSpec, contender: str, champion: 
 
 def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: str,
                 months: list[str]) -> dict[str, Any]:
-    """The Diebold–Mariano test (`modeling.statistics`) that `contender`'s daily back-test losses are lower than
-    `reference`'s on their common days of `months`, as gate evidence with a one-line `text`.
+    """The Diebold–Mariano test (`modeling.statistics`) that `contender`'s back-test losses are lower than
+    `reference`'s on their common rows of `months`, as gate evidence with a one-line `text`.
+
+    Every row counts, at any frequency: the losses of the rows both predicted (same series, same time) are
+    averaged per period across series (`statistics.period_losses`), and the test runs on that series of periods,
+    whose Newey–West variance absorbs the dependence from one period to the next (within a day, too).
 
     The loss is the ranking metric's daily loss; a ranking metric that is not a mean over days is tested on
     the task's (squared error for r2, log loss for f1 and roc_auc), and the evidence says so. The margin is
@@ -504,14 +508,13 @@ def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: 
     if contender not in series or reference not in series:
         return {"metric": metric, "p_value": None, "text": f"no back-test days of both {contender} and {reference} "
                                                          "for a paired test; run ratchet_backtest"}
-    losses = {}
-    for name in (contender, reference):
-        losses[name] = dict(zip(series[name].days, daily_losses(spec.task, metric, series[name]), strict=True))
-    common = sorted(set(losses[contender]) & set(losses[reference]))
-    result = diebold_mariano(np.array([losses[contender][d] for d in common]),
-                             np.array([losses[reference][d] for d in common]), margin=spec.promotion.min_improvement)
-    return {"metric": metric, **result.as_dict(), "significance": spec.promotion.significance,
-            "text": f"paired test on daily {metric} loss over {result.n_days} days: mean difference "
+    candidate_loss, reference_loss, rows = period_losses(
+        *(pd.DataFrame({"time": series[name].times, "series": series[name].series or "",
+                        "loss": daily_losses(spec.task, metric, series[name])}) for name in (contender, reference)))
+    result = diebold_mariano(candidate_loss, reference_loss, margin=spec.promotion.min_improvement)
+    over = f"{result.n_days} periods ({rows} rows{' of every series' if spec.source.series else ''})"
+    return {"metric": metric, **result.as_dict(), "rows": rows, "significance": spec.promotion.significance,
+            "text": f"paired test on {metric} loss per period over {over}: mean difference "
                     f"{result.relative_difference:+.2%} (H0: not {result.margin:.0%} better), statistic "
                     f"{result.statistic:.3g}, p = {result.p_value:.3g}"}
 

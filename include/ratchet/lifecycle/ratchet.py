@@ -97,7 +97,7 @@ def calibrate_nowtest(registry: Registry, spec: ModelSpec, req: Requirement, con
     series = registry.backtest_days(spec.name, [contender, *spec.baselines], months)
     if contender not in series:
         return None
-    masks = windows(np.array(series[contender].days, dtype="datetime64[D]"), spec.nowtest.window_days,
+    masks = windows(np.array(series[contender].times, dtype="datetime64[D]"), spec.nowtest.window_days,
                     spec.nowtest.min_rows)
     values = []
     for mask in masks:
@@ -114,7 +114,7 @@ def calibrate_nowtest(registry: Registry, spec: ModelSpec, req: Requirement, con
     quantile = 1 - alpha if req.direction == "max" else alpha
     used = int(np.isfinite(values).sum())
     what = f"{req.metric}{' / ' + req.relative_to if req.relative_to else ''}"
-    days = series[contender].days
+    days = [t.date() for t in (series[contender].times[0], series[contender].times[-1])]
     return bound, {"method": "quantile of the metric over now-test windows of the back-test", "alpha": alpha,
                    "quantile": quantile, "window_days": spec.nowtest.window_days, "min_rows": spec.nowtest.min_rows,
                    "windows": used, "first_day": str(days[0]), "last_day": str(days[-1]),

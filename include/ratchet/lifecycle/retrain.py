@@ -18,10 +18,9 @@ from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
 from ratchet.modeling import artifacts, sources
-from ratchet.modeling.features import make_estimator, make_xy
+from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
 from ratchet.modeling.search import Trial, best_trials, run_search
-from ratchet.modeling.sources import feature_columns
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -110,7 +109,7 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             package_versions=package_versions(), author=author, fit_seconds=fit_seconds,
             predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
             cv_metric=spec.metric, cv_score=trial.mean_score,
-            contract=spec.source.contract(feature_columns(spec, frame)), spec_snapshot=spec.raw,
+            contract=contract_of(spec, frame), spec_snapshot=spec.raw,
             code_version=code_version(), python_version=platform.python_version(),
         ))
     return versions

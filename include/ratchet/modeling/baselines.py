@@ -1,4 +1,5 @@
-"""Naive baselines every model is compared with. They read the helper lag columns `features.make_xy` adds."""
+"""Naive baselines every model is compared with. They read the helper columns `features.make_xy` adds: target lags
+within each series, and (for a panel) each row's series, so a baseline's fallback and `mean` are per series."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,38 +7,50 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-HELPER_PREFIX = "_baseline_lag_"  # the lag columns only baselines read (`features.make_xy` adds them)
-LAG_1 = f"{HELPER_PREFIX}1"
-LAG_7 = f"{HELPER_PREFIX}7"
+from ratchet.specs.model import seasonal_period
+
+HELPER_PREFIX = "_baseline_"  # the columns only baselines read (`features.make_xy` adds them)
+SERIES = f"{HELPER_PREFIX}series"  # a panel row's series as one text; absent for a single series
 
 
-class LagRegressor(RegressorMixin, BaseEstimator):
-    """Predicts the target `lag` days earlier (last value, seasonal naive); the training mean where unknown."""
+def helper_lag(lag: int) -> str:
+    """The helper column of the target `lag` periods (or rows) earlier in the row's series."""
+    return f"{HELPER_PREFIX}lag_{lag}"
+
+
+LAG_1 = helper_lag(1)
+
+
+class MeanRegressor(RegressorMixin, BaseEstimator):
+    """Predicts the mean of the training target in the row's series (the whole training mean for a series not
+    seen in training, or a single series)."""
+
+    def fit(self, X: pd.DataFrame, y: ArrayLike) -> MeanRegressor:
+        """Remember the training mean, and each series' when the rows name one."""
+        y = np.asarray(y, float)
+        self.mean_ = float(np.mean(y))
+        self.series_means_ = (pd.Series(y).groupby(X[SERIES].to_numpy()).mean().to_dict()
+                              if SERIES in X else {})
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The series' training mean for every row."""
+        if not self.series_means_ or SERIES not in X:
+            return np.full(len(X), self.mean_)
+        return pd.Series(X[SERIES].to_numpy()).map(self.series_means_).fillna(self.mean_).to_numpy(dtype=float)
+
+
+class LagRegressor(MeanRegressor):
+    """Predicts the target `lag` periods earlier in the row's series (last value, seasonal naive); the series'
+    training mean where that is unknown."""
 
     def __init__(self, column: str = LAG_1):
         self.column = column
 
-    def fit(self, X: pd.DataFrame, y: ArrayLike) -> LagRegressor:
-        """Remember the training mean, the prediction where the lag is unknown."""
-        self.fallback_ = float(np.mean(y))
-        return self
-
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """The lag column, the training mean where it is empty."""
-        return X[self.column].astype(float).fillna(self.fallback_).to_numpy()
-
-
-class MeanRegressor(RegressorMixin, BaseEstimator):
-    """Predicts the mean of the training target."""
-
-    def fit(self, X: pd.DataFrame, y: ArrayLike) -> MeanRegressor:
-        """Remember the training mean."""
-        self.mean_ = float(np.mean(y))
-        return self
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """The training mean for every row."""
-        return np.full(len(X), self.mean_)
+        """The lag column, the series' training mean where it is empty."""
+        lagged = X[self.column].astype(float).to_numpy()
+        return np.where(np.isnan(lagged), super().predict(X), lagged)
 
 
 class MajorityClassifier(ClassifierMixin, BaseEstimator):
@@ -92,10 +105,12 @@ class LastValueClassifier(ClassifierMixin, BaseEstimator):
 
 
 def make_baseline(name: str, task: str) -> BaseEstimator:
-    """A fresh baseline estimator by its YAML name."""
+    """A fresh baseline estimator by its YAML name (`seasonal_naive_<N>`: the target N periods earlier)."""
+    season = seasonal_period(name)
+    if task == "regression" and season:
+        return LagRegressor(helper_lag(season))
     factories = {
         ("regression", "last_value"): lambda: LagRegressor(LAG_1),
-        ("regression", "seasonal_naive_7"): lambda: LagRegressor(LAG_7),
         ("regression", "mean"): MeanRegressor,
         ("classification", "majority"): MajorityClassifier,
         ("classification", "last_value"): lambda: LastValueClassifier(LAG_1),

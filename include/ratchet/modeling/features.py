@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.modeling.baselines import HELPER_PREFIX, LAG_1, LAG_7
+from ratchet.modeling.baselines import HELPER_PREFIX, SERIES, helper_lag
+from ratchet.modeling.frequency import FREQUENCY, series_codes, shifted
 from ratchet.modeling.sources import DROPPED_MISSING_TARGET, checked_rows, feature_columns
+from ratchet.specs.model import seasonal_period
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
     from ratchet.specs.model import EstimatorSpec, ModelSpec
 
 log = logging.getLogger(__name__)
-BASELINE_LAGS = {1: LAG_1, 7: LAG_7}
 
 
 def is_model_input(column: str) -> bool:
@@ -39,19 +40,24 @@ def lag_name(lag: int) -> str:
 def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Features (with target lags), target and times, aligned.
 
-    `source.lags_by: days` (the default): a lag of k is the target exactly k calendar days earlier,
-    looked up by date, so a gap in the data never turns into a wrong lag; a row whose day k days back
-    is absent has no lag. `rows`: the target k rows earlier (business-day data: Friday is Monday's lag 1).
-    Rows lacking one of the model's own lags are dropped and counted (`rows_without_lags`); the baselines'
-    helper lag columns may be empty (the baselines fall back to the training mean or majority).
+    Lags are taken within each series (`source.series`), in one vectorised pass. `source.lags_by: periods` (the
+    default): a lag of k is the target of the same series exactly k periods of the rows' frequency earlier, looked
+    up by time, so a gap in the data never turns into a wrong lag; a row whose period k back is absent has no lag.
+    `days`: k calendar days earlier. `rows`: the target k rows earlier in its series (business-day data: Friday is
+    Monday's lag 1). Rows lacking one of the model's own lags are dropped and counted (`rows_without_lags`); the
+    baselines' helper columns (lags in periods, or rows under `lags_by: rows`, and the series) may be empty (the
+    baselines fall back to the series' training mean or the majority).
     """
     src = spec.source
     X = frame[feature_columns(spec, frame)].copy()
-    lagged = _lagger(spec, frame)
+    lagged = _lagger(spec, frame, src.lags_by)
     for lag in src.target_lags:
         X[lag_name(lag)] = lagged(lag)
-    for lag, column in BASELINE_LAGS.items():
-        X[column] = lagged(lag)
+    helper = lagged if src.lags_by != "days" else _lagger(spec, frame, "periods")
+    for lag, column in baseline_lags(spec).items():
+        X[column] = helper(lag)
+    if src.series:
+        X[SERIES] = series_labels(frame, src.series)
     keep = X[[lag_name(lag) for lag in src.target_lags]].notna().all(axis=1).to_numpy()
     if not keep.all():
         log.info("model %r: %d of %d rows have no target lag %s (%s) and are left out",
@@ -59,6 +65,26 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
     times = frame[src.key.time]
     return (X[keep].reset_index(drop=True), frame[src.target][keep].reset_index(drop=True),
             times[keep].reset_index(drop=True))
+
+
+def baseline_lags(spec: ModelSpec) -> dict[int, str]:
+    """lag -> helper column the baselines read: 1 (last value, always: a classifier's too) and each
+    `seasonal_naive_<N>` baseline's N."""
+    lags = {1, *(seasonal_period(b) for b in spec.baselines if seasonal_period(b))}
+    return {lag: helper_lag(lag) for lag in sorted(lags)}
+
+
+def series_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Each row's series as one text ("store=1, dept=3"): what per-series baselines and results group by."""
+    parts = [columns[0] + "=" + frame[columns[0]].astype(str)]
+    parts += [", " + c + "=" + frame[c].astype(str) for c in columns[1:]]
+    return sum(parts[1:], parts[0]).to_numpy(dtype=object)
+
+
+def contract_of(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, Any]:
+    """The feature contract of a version trained on `frame` (validated under `spec`): its resolved features and
+    the frequency its rows were validated at."""
+    return spec.source.contract(feature_columns(spec, frame), frame.attrs[FREQUENCY])
 
 
 class ContractInputs:
@@ -70,11 +96,11 @@ class ContractInputs:
         self.spec, self.raw, self.end = spec, raw, end
         self.frame = checked_rows(spec, raw, end=end)  # the rows validated under today's YAML
         self._built: dict[str, tuple[pd.DataFrame, pd.Series, pd.Series]] = {
-            _contract_key(spec.source.contract(feature_columns(spec, self.frame))): make_xy(spec, self.frame)}
+            _contract_key(contract_of(spec, self.frame)): make_xy(spec, self.frame)}
 
     def today(self) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
         """(X, y, times) under today's YAML: what the baselines and the month fingerprints see."""
-        return self._built[_contract_key(self.spec.source.contract(feature_columns(self.spec, self.frame)))]
+        return self._built[_contract_key(contract_of(self.spec, self.frame))]
 
     def of(self, version: int, contract: Mapping[str, Any]) -> tuple[ModelSpec, pd.DataFrame, pd.Series, pd.Series]:
         """The version's spec (`ModelSpec.for_version`) and its (X, y, times).
@@ -93,24 +119,37 @@ def _contract_key(contract: Mapping[str, Any]) -> str:
     return json.dumps(contract, sort_keys=True)
 
 
-def _lagger(spec: ModelSpec, frame: pd.DataFrame) -> Callable[[int], np.ndarray]:
-    target = frame[spec.source.target].reset_index(drop=True)
-    if spec.source.lags_by == "rows":
-        return lambda lag: target.shift(lag).to_numpy()
-    times = frame[spec.source.key.time]
-    by_time = pd.Series(target.to_numpy(), index=times.to_numpy())
-    return lambda lag: by_time.reindex(times - pd.Timedelta(days=lag)).to_numpy()
+def _lagger(spec: ModelSpec, frame: pd.DataFrame, by: str) -> Callable[[int], np.ndarray]:
+    """lag(k): each row's target k periods, days or rows (`by`) earlier in its series, NaN where unknown."""
+    src = spec.source
+    target = frame[src.target].reset_index(drop=True)
+    if by == "rows":
+        if not src.series:
+            return lambda lag: target.shift(lag).to_numpy()
+        grouped = target.groupby(series_codes(frame, src.series))
+        return lambda lag: grouped.shift(lag).to_numpy()
+    times = frame[src.key.time].reset_index(drop=True)
+    keys = [frame[c].reset_index(drop=True) for c in src.series]
+    by_key = pd.Series(target.to_numpy(), index=pd.MultiIndex.from_arrays([*keys, times]) if keys else times)
+
+    def lag_of(lag: int) -> np.ndarray:
+        back = times - pd.Timedelta(days=lag) if by == "days" else shifted(times, lag, frame.attrs[FREQUENCY])
+        return by_key.reindex(pd.MultiIndex.from_arrays([*keys, back]) if keys else back).to_numpy()
+    return lag_of
 
 
 def data_summary(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, Any]:
     """What became of a source's rows (for logs, reports and status): none is lost without being counted.
 
     `rows` usable rows, `dropped_missing_target` left out for want of a target (`source.missing_target:
-    drop`), `rows_without_lags` left out because a target lag is unknown (`source.lags_by`).
+    drop`), `rows_without_lags` left out because a target lag is unknown (`source.lags_by`), the `frequency` the
+    rows were validated at and how many `series` they hold.
     """
     usable = len(make_xy(spec, frame)[0])
     return {"rows": usable, "dropped_missing_target": int(frame.attrs.get(DROPPED_MISSING_TARGET, 0)),
-            "rows_without_lags": len(frame) - usable, "lags_by": spec.source.lags_by}
+            "rows_without_lags": len(frame) - usable, "lags_by": spec.source.lags_by,
+            "frequency": frame.attrs[FREQUENCY],
+            "series": int(series_codes(frame, spec.source.series).max(initial=-1)) + 1}
 
 
 def categorical_columns(spec: ModelSpec) -> list[str]:

@@ -1,6 +1,7 @@
 """A model's source rows: read from a PostgreSQL table or SELECT query, and validated.
 
-A model's data is one row per row key (`Source.key`: today its time, at any frequency, gaps allowed). Every
+A model's data is one row per row key (`Source.key`: its series, if a panel, and its time, at one frequency, gaps
+allowed). Every
 problem with it is a `DataError` naming the model, the column and what is wrong, raised before anything is
 computed or stored.
 """
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ratchet import settings
 from ratchet.exceptions import DataError
+from ratchet.modeling import frequency
 
 log = logging.getLogger(__name__)
 DROPPED_MISSING_TARGET = "ratchet_dropped_missing_target"  # frame.attrs key: rows left out for want of a target
@@ -124,7 +126,8 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
     that their target lags can reach, sorted by time and not validated: a bounded read, never the whole source.
     The rows stay plain tuples: a request reads a few, where a data frame would cost more than the read.
 
-    `lags_by: days` reaches back the largest lag in calendar days; `rows` the last (largest lag) rows before
+    `lags_by: periods` reaches back the largest lag in periods of the contract's frequency (a day when it names
+    none), `days` in calendar days; `rows` the last (largest lag) rows before
     `first` with a known target (rows without one are no lag under `missing_target: drop`, so they are skipped
     as the full read's validation would). A `query` source is read as a subquery filtered on its time column.
 
@@ -140,8 +143,10 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
     params: dict[str, Any] = {"first": first, "last": naive_utc(last if last is not None else first).to_pydatetime()}
     rows = f"SELECT * FROM {relation} WHERE {time_col} >= :first AND {time_col} <= :last" if last is not None else None
     reach = max(src.target_lags, default=0)
-    if src.lags_by == "days":
-        params["since"] = first - pd.Timedelta(days=reach).to_pytimedelta()
+    if src.lags_by != "rows":
+        since = pd.Timestamp(first) - pd.Timedelta(days=reach) if src.lags_by == "days" else \
+            frequency.shifted(pd.Series([pd.Timestamp(first)]), reach, src.frequency or "day").iloc[0]
+        params["since"] = since.to_pydatetime()
         history = f"SELECT * FROM {relation} WHERE {time_col} >= :since AND {time_col} < :first"
     else:
         known = f" AND {target} IS NOT NULL" if src.missing_target == "drop" else ""
@@ -244,13 +249,19 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     frame[time] = times
     repeated = frame.duplicated(list(src.key.columns)).to_numpy()
     if repeated.any():
-        raise DataError(f"{prefix}: duplicate timestamps in {time!r}, first {times[repeated].iloc[0]} "
-                        f"({int(repeated.sum())} duplicates)")
+        if not src.series:
+            raise DataError(f"{prefix}: duplicate timestamps in {time!r}, first {times[repeated].iloc[0]} "
+                            f"({int(repeated.sum())} duplicates)")
+        first = frame.loc[repeated, list(src.key.columns)].iloc[0]
+        raise DataError(f"{prefix}: duplicate rows for series {list(src.series)} and time {time!r}, first "
+                        f"{src.key.describe(tuple(first))} ({int(repeated.sum())} duplicates); one row per series "
+                        f"and time")
     backwards = np.flatnonzero(np.diff(times.to_numpy()) < np.timedelta64(0))
     if backwards.size:
         i = int(backwards[0])
         raise DataError(f"{prefix}: timestamps in {time!r} are not in order: row {i + 1} "
                         f"({times.iloc[i + 1]}) comes after row {i} ({times.iloc[i]}); add ORDER BY to the query")
+    resolved = frequency.resolve(spec, frame, whole_source=whole_source)
     target = frame[src.target]
     if spec.task == "regression" and not pd.api.types.is_numeric_dtype(target):
         raise DataError(f"{prefix}: target {src.target!r} must be numeric for regression, got {target.dtype}")
@@ -278,6 +289,7 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
                             f"declare it in source.categorical or drop it from source.features")
     frame = frame.reset_index(drop=True)
     frame.attrs[DROPPED_MISSING_TARGET] = int(unknown.sum())
+    frame.attrs[frequency.FREQUENCY] = resolved
     return frame
 
 

@@ -1,10 +1,16 @@
 """The statistics behind bounds and gates: metric distributions over windows, confidence bounds, paired tests.
 
-Paired test: Diebold–Mariano on the daily loss differences of two contenders over their common back-test
-days, with a Newey–West (autocorrelation-robust) variance and the Harvey–Leybourne–Newbold small-sample
+Paired test: Diebold–Mariano on the loss differences of two contenders per period over their common back-test
+rows, with a Newey–West (autocorrelation-robust) variance and the Harvey–Leybourne–Newbold small-sample
 correction, one-sided, against Student's t. Chosen over a paired block bootstrap because it is closed-form
-(a gate runs it on thousands of days in milliseconds, the same answer every time) and its HAC variance
-handles what makes naive tests lie on daily forecasts: errors that persist from one day to the next.
+(a gate runs it on thousands of periods in milliseconds, the same answer every time) and its HAC variance
+handles what makes naive tests lie on forecasts: errors that persist from one period to the next.
+
+At any frequency and over many series, every row counts but no row is taken as independent of its neighbours:
+the losses of a period are first averaged across series (`period_losses`), since series of one panel share
+shocks (a holiday, the weather), and the test runs on the series of periods, whose Newey–West lag grows with the
+persistence it sees (Andrews' rule), so the dependence within a day of hourly rows is in the variance.
+tests/modeling/test_statistics.py measures the test's size at hourly resolution and over many series.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from ratchet.modeling.metrics import regression_scores
@@ -75,6 +82,16 @@ def diebold_mariano(candidate_loss: np.ndarray, reference_loss: np.ndarray, marg
         return PairedTest(name, margin, n, mean, relative, math.nan, 1.0, lag)
     statistic = float(d.mean()) / math.sqrt(variance / n) * math.sqrt((n - 1) / n)
     return PairedTest(name, margin, n, mean, relative, statistic, float(stats.t.cdf(statistic, df=n - 1)), lag)
+
+
+def period_losses(candidate: pd.DataFrame, reference: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """Two contenders' losses per period, for `diebold_mariano`: each frame has a row per prediction (`time`,
+    `series`, `loss`); the rows both predicted with a finite loss are matched by (series, time) and averaged per
+    time across series. Returns (candidate, reference, rows matched), periods in time order."""
+    both = candidate.merge(reference, on=["series", "time"], suffixes=("_candidate", "_reference"))
+    both = both[np.isfinite(both["loss_candidate"]) & np.isfinite(both["loss_reference"])]
+    per_period = both.groupby("time", sort=True)[["loss_candidate", "loss_reference"]].mean()
+    return per_period["loss_candidate"].to_numpy(), per_period["loss_reference"].to_numpy(), len(both)
 
 
 def window_metric(task: str, metric: str, actual: np.ndarray | None, predicted: np.ndarray | None,

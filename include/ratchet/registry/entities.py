@@ -130,15 +130,17 @@ class EvaluationRow:
 
 @dataclass(frozen=True)
 class DayRow:
-    """One contender's back-test days of one month, to store beside its evaluations.
+    """One contender's back-test predictions of one month, to store beside its evaluations: each row's time and, in
+    a panel, its series (`series`, None for a single series).
 
-    Regression: `actual` and `predicted`; classification: each day's `loss` (log loss) and `correct`.
+    Regression: `actual` and `predicted`; classification: each row's `loss` (log loss) and `correct`.
     """
 
     contender: str
     partition: str
-    days: tuple[dt.date, ...]
+    times: tuple[dt.datetime, ...]
     run_id: str
+    series: tuple[str, ...] | None = None
     actual: tuple[float, ...] | None = None
     predicted: tuple[float, ...] | None = None
     loss: tuple[float, ...] | None = None
@@ -148,10 +150,11 @@ class DayRow:
 
 @dataclass(frozen=True)
 class DaySeries:
-    """A contender's back-test days over several months, in day order (the fields of DayRow, joined)."""
+    """A contender's back-test predictions over several months, in time order (the fields of DayRow, joined)."""
 
     contender: str
-    days: tuple[dt.date, ...]
+    times: tuple[dt.datetime, ...]
+    series: tuple[str, ...] | None
     actual: tuple[float, ...] | None
     predicted: tuple[float, ...] | None
     loss: tuple[float, ...] | None

@@ -135,7 +135,8 @@ def _upsert_evaluations(session: Session, m: Model, rows: list[EvaluationRow]) -
 
 def _upsert_days(session: Session, model: Model, days: Iterable[entities.DayRow]) -> None:
     """Store each (contender, month) of back-test days, replacing what a run stored before for it."""
-    values = [dict(model_id=model.id, contender=d.contender, partition=d.partition, days=list(d.days),
+    values = [dict(model_id=model.id, contender=d.contender, partition=d.partition, times=list(d.times),
+                   series=None if d.series is None else list(d.series),
                    actual=_floats(d.actual), predicted=_floats(d.predicted), loss=_floats(d.loss),
                    correct=None if d.correct is None else [bool(c) for c in d.correct],
                    data_fingerprint=d.data_fingerprint, run_id=d.run_id) for d in days]
@@ -143,8 +144,8 @@ def _upsert_days(session: Session, model: Model, days: Iterable[entities.DayRow]
         stmt = insert(BacktestDay).values(values)
         session.execute(stmt.on_conflict_do_update(
             constraint="uq_backtest_day_month",
-            set_={k: stmt.excluded[k] for k in ("days", "actual", "predicted", "loss", "correct", "data_fingerprint",
-                                                 "run_id")} | {"created_at": func.now()}))
+            set_={k: stmt.excluded[k] for k in ("times", "series", "actual", "predicted", "loss", "correct",
+                                                 "data_fingerprint", "run_id")} | {"created_at": func.now()}))
 
 
 def _floats(values: Iterable[float] | None) -> list[float | None] | None:
@@ -156,8 +157,8 @@ def _day_series(contender: str, parts: list[BacktestDay]) -> entities.DaySeries:
         columns = [getattr(p, name) for p in parts]
         return None if any(c is None for c in columns) else tuple(v for c in columns for v in c)
 
-    return entities.DaySeries(contender, joined("days"), joined("actual"), joined("predicted"), joined("loss"),
-                              joined("correct"))
+    return entities.DaySeries(contender, joined("times"), joined("series"), joined("actual"), joined("predicted"),
+                              joined("loss"), joined("correct"))
 
 
 def _evaluation(row: Evaluation, version: int | None) -> entities.Evaluation:

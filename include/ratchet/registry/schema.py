@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -306,11 +305,14 @@ class BacktestReport(Base):
 
 
 class BacktestDay(Base):
-    """One contender's back-test predictions of one month, a value per day, for windows, quantiles and paired tests.
+    """One contender's back-test predictions of one month, a value per predicted row, for windows, quantiles and
+    paired tests.
 
-    One row per (model, contender, month) with arrays, not a row per day: 10 models x 120 months x 5 contenders
-    is 6,000 rows. Regression keeps `actual` and `predicted`; classification keeps each day's log loss and
-    whether the predicted class was right (what its metrics and paired tests need).
+    One row per (model, contender, month) with arrays, not a row per prediction: 10 models x 120 months x 5
+    contenders is 6,000 rows. Each prediction has its time and, in a panel, its series (`series`, NULL for a
+    single series; PostgreSQL compresses the repeated names). Regression keeps `actual` and `predicted`;
+    classification keeps each row's log loss and whether the predicted class was right (what its metrics and
+    paired tests need).
     """
 
     __tablename__ = "backtest_days"
@@ -318,7 +320,8 @@ class BacktestDay(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
     contender: Mapped[str] = mapped_column(String(100), nullable=False)
     partition: Mapped[str] = mapped_column(String(50), nullable=False)
-    days: Mapped[list[dt.date]] = mapped_column(ARRAY(Date), nullable=False)
+    times: Mapped[list[dt.datetime]] = mapped_column(ARRAY(DateTime(timezone=False)), nullable=False)
+    series: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     actual: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
     predicted: Mapped[list[float] | None] = mapped_column(ARRAY(Float))
     loss: Mapped[list[float] | None] = mapped_column(ARRAY(Float))

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.exceptions import DataError, PredictError
+from ratchet.exceptions import DataError, NotServableError, PredictError
 from ratchet.modeling import sources
-from ratchet.modeling.features import BASELINE_LAGS, lag_name
+from ratchet.modeling.features import baseline_lags, lag_name
+from ratchet.modeling.frequency import shifted
+from ratchet.specs.model import FREQUENCIES
 
 if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
@@ -46,9 +48,13 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
         DataError: the source's rows fail its checks (a missing column, an empty or repeated time, a non-numeric
             target or feature, an empty target under `missing_target: error`).
         PredictError: a row whose lags cannot be computed (the target of the days they reach is unknown).
+        NotServableError: the model is a panel (`source.series`), whose rows this builder cannot tell apart.
     """
     src = spec.source
     prefix = spec.label
+    if src.series:  # a lag read across series would be another series' value: refused, never answered wrong
+        raise NotServableError(f"{prefix} is a panel (source.series {list(src.series)}): predicting one series' rows "
+                               "by id or by rows is not built yet; its back-tests and now-tests run")
     sources.require_columns(spec, columns)
     names = sources.feature_columns(spec, columns)
     position = {c: i for i, c in enumerate(columns)}
@@ -72,7 +78,7 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
     past += [(time, _target(row.get(src.target), spec)) for time, row in zip(times, rows, strict=True)]
     past.sort(key=lambda kept: kept[0])  # the rows' times are their own (checked): one order, by time
 
-    lags = [(lag, lag_name(lag)) for lag in src.target_lags] + list(BASELINE_LAGS.items())  # (lag, column)
+    lags = [(lag, lag_name(lag)) for lag in src.target_lags] + list(baseline_lags(spec).items())  # (lag, column)
     lagged = _lagger(spec, past)
     values: dict[str, list[Any]] = {name: [None] * len(rows) for name in [*names, *(c for _, c in lags)]}
     for i, time in enumerate(times):
@@ -92,16 +98,28 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
 
 
 def unknown_lags_message(spec: ModelSpec, rows: int, first: dt.datetime, lag: int) -> str:
-    """Why `rows` rows cannot be predicted, naming the first one and the lag (and day) it lacks."""
-    reached = (f"{pd.Timestamp(first - dt.timedelta(days=lag)):%Y-%m-%d} (lag {lag})" if spec.source.lags_by == "days"
-               else f"the row {lag} before it (lag {lag}, source.lags_by: rows)")
+    """Why `rows` rows cannot be predicted, naming the first one and the lag (and time) it lacks."""
+    reached = (f"the row {lag} before it (lag {lag}, source.lags_by: rows)" if spec.source.lags_by == "rows"
+               else f"{_shown(_lag_time(spec, first, lag))} (lag {lag})")
     return (f"cannot compute target lags {list(spec.source.target_lags)} for {rows} input row(s), first at "
             f"{pd.Timestamp(first)}: the target of {reached} is neither in the input nor in the source")
 
 
+def _shown(time: pd.Timestamp) -> str:
+    """A time as a message shows it: its date alone at midnight."""
+    return f"{time:%Y-%m-%d}" if time == time.normalize() else f"{time:%Y-%m-%d %H:%M}"
+
+
+def _lag_time(spec: ModelSpec, time: dt.datetime, lag: int) -> pd.Timestamp:
+    """The time `lag` periods (`lags_by: periods`, at the version's frequency) or calendar days before `time`."""
+    if spec.source.lags_by == "days":
+        return pd.Timestamp(time - dt.timedelta(days=lag))
+    return shifted(pd.Series([pd.Timestamp(time)]), lag, spec.source.frequency or "day").iloc[0]
+
+
 def _lagger(spec: ModelSpec, past: list[tuple[dt.datetime, Any]]):
-    """lag(time, k): the target k days (or k rows) before the row at `time` among `past` (every row kept, in time
-    order), None when unknown."""
+    """lag(time, k): the target k periods, days or rows before the row at `time` among `past` (every row kept, in
+    time order), None when unknown."""
     if spec.source.lags_by == "rows":
         position = {time: k for k, (time, _) in enumerate(past)}
 
@@ -110,10 +128,17 @@ def _lagger(spec: ModelSpec, past: list[tuple[dt.datetime, Any]]):
             return past[at][1] if at >= 0 else None
         return by_rows
     by_time = dict(past)
+    if spec.source.lags_by == "days" or (spec.source.frequency or "day") != "month":
+        step = dt.timedelta(days=1) if spec.source.lags_by == "days" else \
+            pd.Timedelta(FREQUENCIES[spec.source.frequency or "day"]).to_pytimedelta()
 
-    def by_days(time: dt.datetime, lag: int) -> Any:
-        return by_time.get(time - dt.timedelta(days=lag))
-    return by_days
+        def by_step(time: dt.datetime, lag: int) -> Any:
+            return by_time.get(time - lag * step)
+        return by_step
+
+    def by_month(time: dt.datetime, lag: int) -> Any:
+        return by_time.get(_lag_time(spec, time, lag).to_pydatetime())
+    return by_month
 
 
 def source_time(value: Any, spec: ModelSpec) -> dt.datetime:

@@ -25,14 +25,18 @@ LOWER_IS_BETTER = {
     "predict_latency_p95_ms": True, "model_size_bytes": True,
     "serving_latency_p95_ms": True, "serving_error_rate": True, "availability": False,
 }
-REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")
+REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")  # the defaults; any `seasonal_naive_<N>` is known
+SEASONAL_NAIVE = "seasonal_naive_"  # `seasonal_naive_<N>`: the target N periods (or rows) earlier in its series
 CLASSIFICATION_BASELINES = ("majority", "last_value")
 SCOPES = ("backtest", "nowtest", "gate", "serving")
 SPLIT_TRIAL = "trial"  # `serving.split.candidate`: the newest version in trial, whichever it is
 # `promotion.trial_days_from`: the trial gate counts now-test days in trial, or days served as a split's candidate
 TRIAL_DAY_SOURCES = ("nowtest", "served")
 MISSING_TARGET_POLICIES = ("drop", "error")
-LAG_POLICIES = ("days", "rows")
+# a lag of k: k periods of `source.frequency` earlier, k calendar days earlier, or k rows earlier in its series
+LAG_POLICIES = ("periods", "days", "rows")
+# `source.frequency`: one row per series and period; the period's length (a month is a calendar month)
+FREQUENCIES = {"30min": "30min", "hour": "1h", "day": "1D", "week": "7D", "month": "MS"}
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
 TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
@@ -47,6 +51,25 @@ def load_class(class_path: str) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def seasonal_period(baseline: str) -> int | None:
+    """The season N of a `seasonal_naive_<N>` baseline (a positive integer), None for any other name."""
+    if not baseline.startswith(SEASONAL_NAIVE):
+        return None
+    digits = baseline.removeprefix(SEASONAL_NAIVE)
+    return int(digits) if digits.isdigit() and int(digits) > 0 and digits == str(int(digits)) else None
+
+
+def window_capacity(window_days: int, frequency: str | None) -> int | None:
+    """The most rows one series can have in a window of `window_days` days at `frequency`; None when the frequency
+    is not known yet (inferred from the rows)."""
+    per_day = {"30min": 48, "hour": 24, "day": 1}
+    if frequency in per_day:
+        return window_days * per_day[frequency]
+    if frequency in ("week", "month"):
+        return -(-window_days // (7 if frequency == "week" else 28))
+    return None
+
+
 def task_metrics(task: str) -> tuple[str, ...]:
     """The prediction-quality metrics of a task ('regression' or 'classification')."""
     return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
@@ -57,16 +80,18 @@ class RowKey:
     """What identifies one row of a model's source and orders its rows: the one place that decides it.
 
     Every module that orders, partitions, matches, looks up or names rows asks the key (`Source.key`) instead
-    of reading `time_column`. Today a row is its time: one series, one row per time. Series key columns (a
-    panel) and row ids (events) extend the key here, and every caller follows.
+    of reading `time_column`. A row is its series (the `source.series` columns; none for a single series) and
+    its time: one row per series and time. Row ids (events) extend the key here, and every caller follows.
     """
 
     time: str  # the column that orders rows, partitions them into months and anchors windows and lags
+    series: tuple[str, ...] = ()  # the columns naming a row's series in a panel; empty for a single series
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The columns whose values together are unique in the source (and are no feature unless declared)."""
-        return (self.time,)
+        """The columns whose values together are unique in the source (series columns are features only when
+        declared so)."""
+        return (*self.series, self.time)
 
     def describe(self, values: tuple[Any, ...]) -> str:
         """A row's key in words for messages, e.g. "day = 2024-04-10 00:00:00"."""
@@ -86,28 +111,35 @@ class Source:
     categorical: tuple[str, ...] = ()
     target_lags: tuple[int, ...] = ()
     missing_target: str = "drop"  # rows without a target: dropped (and counted) or an error
-    lags_by: str = "days"  # a lag of k is the target k calendar days earlier, or k rows earlier
+    lags_by: str = "periods"  # a lag of k is the target k periods, k calendar days or k rows earlier in its series
+    series: tuple[str, ...] = ()  # `source.series`: the key columns of a panel's series; none for one series
+    frequency: str | None = None  # `source.frequency` (a key of FREQUENCIES); None: inferred from the rows
 
     @property
     def key(self) -> RowKey:
         """What identifies a row of this source (see `RowKey`)."""
-        return RowKey(self.time_column)
+        return RowKey(self.time_column, self.series)
 
-    def contract(self, features: Iterable[str]) -> dict[str, Any]:
-        """The feature contract a version trained on this source keeps (JSON): its row key, target, the resolved
-        `features` it was given, categorical columns, target lags and how they are counted, missing-target policy.
-        Where the rows live (`table`, `query`, `conn_id`) is not part of it: moving the table moves every version.
+    def contract(self, features: Iterable[str], frequency: str | None) -> dict[str, Any]:
+        """The feature contract a version trained on this source keeps (JSON): its row key (series columns and
+        time), target, the resolved `features` it was given, categorical columns, target lags and how they are
+        counted, the `frequency` of its rows (declared or inferred), missing-target policy. Where the rows live
+        (`table`, `query`, `conn_id`) is not part of it: moving the table moves every version.
         """
         return {"time_column": self.time_column, "target": self.target, "features": list(features),
                 "categorical": list(self.categorical), "target_lags": list(self.target_lags),
-                "lags_by": self.lags_by, "missing_target": self.missing_target}
+                "lags_by": self.lags_by, "missing_target": self.missing_target, "series": list(self.series),
+                "frequency": frequency}
 
     def under(self, contract: Mapping[str, Any]) -> Source:
-        """This source read under a version's feature contract (`contract`): the version's inputs, today's place."""
+        """This source read under a version's feature contract (`contract`): the version's inputs, today's place.
+        A contract stored before panels and frequencies (no `series`, no `frequency`) is one series at the
+        frequency its rows show."""
         return replace(self, time_column=contract["time_column"], target=contract["target"],
                        features=tuple(contract["features"]), categorical=tuple(contract["categorical"]),
                        target_lags=tuple(contract["target_lags"]), lags_by=contract["lags_by"],
-                       missing_target=contract["missing_target"])
+                       missing_target=contract["missing_target"], series=tuple(contract.get("series", ())),
+                       frequency=contract.get("frequency"))
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from ratchet.specs.model import (
     DEFAULT_NOTIFIERS,
     DEFAULT_OWNER,
     DISTRIBUTIONS,
+    FREQUENCIES,
     LAG_POLICIES,
     LOWER_IS_BETTER,
     MISSING_TARGET_POLICIES,
     REGRESSION_BASELINES,
     SCOPES,
+    SEASONAL_NAIVE,
     SERVING_METRICS,
     SPLIT_TRIAL,
     TASKS,
@@ -40,7 +42,9 @@ from ratchet.specs.model import (
     Source,
     SplitSpec,
     channel_name,
+    seasonal_period,
     task_metrics,
+    window_capacity,
 )
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
@@ -112,7 +116,7 @@ def _positive(value: float) -> bool:
 
 def _parse_source(f: _Fields) -> Source:
     f.reject_unknown({"table", "query", "conn_id", "time_column", "target", "features",
-                      "categorical", "target_lags", "missing_target", "lags_by"})
+                      "categorical", "target_lags", "missing_target", "lags_by", "series", "frequency"})
     table = f.get("table", str, None, check=lambda v: IDENTIFIER.match(v),
                   expected="a table name, optionally schema-qualified (schema.table)")
     query = f.get("query", str, None)
@@ -134,6 +138,11 @@ def _parse_source(f: _Fields) -> Source:
     outside = [c for c in categorical if features is not None and c not in features]
     if outside or target in categorical:
         raise f.fail("categorical", "columns among the features", (outside or [target])[0])
+    series = f.string_list("series", ())
+    clash = [c for c in series if c in (target, time_column) or series.count(c) > 1]
+    if clash:
+        raise f.fail("series", f"distinct key columns other than the target {target!r} and the time column "
+                               f"{time_column!r}", clash[0])
     return Source(
         time_column=time_column,
         target=target,
@@ -146,7 +155,11 @@ def _parse_source(f: _Fields) -> Source:
         missing_target=f.get("missing_target", str, Source.missing_target, check=lambda v: v in MISSING_TARGET_POLICIES,
                              expected=f"one of {list(MISSING_TARGET_POLICIES)}"),
         lags_by=f.get("lags_by", str, Source.lags_by, check=lambda v: v in LAG_POLICIES,
-                      expected=f"one of {list(LAG_POLICIES)} (a lag of k: k calendar days or k rows earlier)"),
+                      expected=f"one of {list(LAG_POLICIES)} (a lag of k: k periods of source.frequency, k calendar "
+                               "days or k rows earlier in its series)"),
+        series=series,
+        frequency=f.get("frequency", str, None, check=lambda v: v in FREQUENCIES,
+                        expected=f"one of {list(FREQUENCIES)} (or no frequency: inferred from the rows)"),
     )
 
 
@@ -369,8 +382,11 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     default_baselines = REGRESSION_BASELINES if task == "regression" else ("majority",)
     baselines = f.string_list("baselines", default_baselines)
     for baseline in baselines:
-        if baseline not in known_baselines:
-            raise f.fail("baselines", f"baselines from {list(known_baselines)} for a {task} model", baseline)
+        if baseline not in known_baselines and not (task == "regression" and seasonal_period(baseline)):
+            seasonal = f" or {SEASONAL_NAIVE}<N> (N periods earlier: 24 hourly, 7 daily, 52 weekly)" \
+                if task == "regression" else ""
+            raise f.fail("baselines", f"baselines from {list(known_baselines)}{seasonal} for a {task} model",
+                         baseline)
 
     raw_requirements = f.get("requirements", list, [])
     requirements = tuple(
@@ -398,11 +414,14 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     n = f.sub("nowtest")
     n.reject_unknown({"window_days", "min_rows"})
     window_days = n.get("window_days", int, NowtestSpec.window_days, check=_positive, expected="a positive integer")
+    capacity = window_capacity(window_days, source.frequency) if not source.series else None
     nowtest = NowtestSpec(
         window_days=window_days,
-        min_rows=n.get("min_rows", int, NowtestSpec.min_rows, check=lambda v: 1 <= v <= window_days,
-                       expected=f"a positive integer no larger than window_days ({window_days}): a window of "
-                                f"{window_days} daily rows can never hold more"),
+        min_rows=n.get("min_rows", int, NowtestSpec.min_rows,
+                       check=lambda v: 1 <= v <= (capacity or v),
+                       expected=f"a positive integer no larger than {capacity}: a window of {window_days} days "
+                                f"at source.frequency {source.frequency} can never hold more rows"
+                       if capacity else "a positive integer"),
     )
 
     a = f.sub("alerts")

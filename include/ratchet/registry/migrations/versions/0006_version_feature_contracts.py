@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 LAG_PREFIX = 'target_lag_'
-HELPER_PREFIX = '_baseline_lag_'  # the baselines' helper lag columns (modeling.baselines.HELPER_PREFIX)
+HELPER_PREFIX = '_baseline_lag_'  # the baselines' helper lag columns, as named when this migration was written
 
 
 def _contract(source: dict, features: list) -> dict:
