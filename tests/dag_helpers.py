@@ -27,6 +27,24 @@ def load_dag(dag_id: str):
     return dag
 
 
+def timed_run(dag_id: str, when, conf: dict | None = None):
+    """`dag.test()` of the DAG at `when` with `conf`: (the run, its seconds)."""
+    started = time.perf_counter()
+    run = load_dag(dag_id).test(logical_date=when, run_conf=conf)
+    return run, time.perf_counter() - started
+
+
+def task_states(run) -> dict[tuple[str, str], str]:
+    """(task id, rendered map index) -> state of every task instance of a run."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.run_id == run.run_id,
+                                                 TaskInstance.dag_id == run.dag_id).all()
+        return {(ti.task_id, ti.rendered_map_index or str(ti.map_index)): ti.state for ti in tis}
+
+
 class Person(threading.Thread):
     """A person answering a DAG run's Human-in-the-loop task through the api-server's REST API, as the Required
     Actions page does: waits until the task is parked in `awaiting_input`, reads what it asks (`detail`),

@@ -25,11 +25,10 @@ promotion passes its gates, and the now-test and regression verdicts are recorde
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pandas as pd
 import pytest
-from dag_helpers import load_dag
+from dag_helpers import task_states, timed_run
 from real_data import real_data_dir
 from spec_factory import write_spec
 from sqlalchemy import text
@@ -102,22 +101,6 @@ def _spec_overrides(name: str, table: str) -> dict:
     return {"name": name, "table": table, "owner": "conformance", "alert_emails": ["owner@example.com"], **overrides}
 
 
-def _run(dag_id: str, when: dt.datetime, conf: dict | None = None):
-    started = time.perf_counter()
-    run = load_dag(dag_id).test(logical_date=when, run_conf=conf)
-    return run, time.perf_counter() - started
-
-
-def _task_states(run) -> dict[tuple[str, str], str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.run_id == run.run_id,
-                                                 TaskInstance.dag_id == run.dag_id).all()
-        return {(ti.task_id, ti.rendered_map_index or str(ti.map_index)): ti.state for ti in tis}
-
-
 @pytest.fixture(scope="module")
 def cycle(airflow_db, database_url, tmp_path_factory):
     """One night of the whole cycle for the five models; returns what the tests inspect."""
@@ -137,19 +120,19 @@ def cycle(airflow_db, database_url, tmp_path_factory):
         patch.setenv("RATCHET_REPORTS_DIR", str(folder / "reports"))
         runs, seconds = {}, {}
         # trained on the rows before the now-test's window: a version is judged only on rows after its training data
-        runs["retrain"], seconds["retrain"] = _run("ratchet_retrain", TRAINED_UNTIL + dt.timedelta(hours=1))
-        runs["backtest"], seconds["backtest"] = _run("ratchet_backtest", TODAY + dt.timedelta(hours=3))
+        runs["retrain"], seconds["retrain"] = timed_run("ratchet_retrain", TRAINED_UNTIL + dt.timedelta(hours=1))
+        runs["backtest"], seconds["backtest"] = timed_run("ratchet_backtest", TODAY + dt.timedelta(hours=3))
         specs = load_specs()
         promoted = {}
         for name, spec in specs.items():
             means = backtest_summary(registry, spec)["contenders"]
             sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
             best = min((v.version for v in registry.versions(name)), key=lambda v: sign * means[f"v{v}"]["mean"])
-            run, _ = _run("ratchet_promote", TODAY + dt.timedelta(hours=5),
+            run, _ = timed_run("ratchet_promote", TODAY + dt.timedelta(hours=5),
                           {"model": name, "version": best, "reason": "conformance: first champion", "dry_run": False})
             promoted[name] = (best, run.state)
-        runs["nowtest"], seconds["nowtest"] = _run("ratchet_nowtest", TODAY + dt.timedelta(hours=6))
-        runs["regression"], seconds["regression"] = _run("ratchet_regression", TODAY + dt.timedelta(hours=7))
+        runs["nowtest"], seconds["nowtest"] = timed_run("ratchet_nowtest", TODAY + dt.timedelta(hours=6))
+        runs["regression"], seconds["regression"] = timed_run("ratchet_regression", TODAY + dt.timedelta(hours=7))
         statuses = {name: model_status(registry, spec) for name, spec in specs.items()}
         print("\nconformance run seconds:", {k: round(v, 1) for k, v in seconds.items()})
         _print_table(registry, specs, runs, promoted)
@@ -180,7 +163,7 @@ def _print_table(registry: Registry, specs: dict, runs: dict, promoted: dict) ->
 def test_every_run_of_the_night_is_green_with_every_model_task(cycle):
     proposed = [p for name in MODELS for p in cycle["registry"].promotions(name) if p.outcome == "proposed"]
     for dag_id, run in cycle["runs"].items():
-        states = _task_states(run)
+        states = task_states(run)
         assert run.state == "success", (dag_id, states)
         opened = [states.pop(key) for key in sorted(states) if key[0] == "open_proposal"]
         retrained_after = [states.pop(key) for key in sorted(states) if key[0] == "retrain_after_breach"]
@@ -190,7 +173,7 @@ def test_every_run_of_the_night_is_green_with_every_model_task(cycle):
             breached = _champions_that_breached(cycle["registry"])
             assert retrained_after == (["success"] * len(breached) if breached else ["skipped"]), (
                 retrained_after, breached)
-    retrained = {map_index for (task, map_index) in _task_states(cycle["runs"]["retrain"])}
+    retrained = {map_index for (task, map_index) in task_states(cycle["runs"]["retrain"])}
     assert retrained == set(MODELS)
 
 

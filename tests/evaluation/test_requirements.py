@@ -52,3 +52,23 @@ def test_a_requirement_waiting_for_its_calibration_passes_and_says_it_has_no_bou
     (result,) = check_requirements([req("mape", bound=math.inf, scope="nowtest")], {"mape": 0.3}, {})
     assert result.passed
     assert result.describe() == "mape 0.3 <= max: no bound yet (calibrated at the first promotion) (now-test)"
+
+
+def test_a_per_series_requirement_names_each_breaching_series_with_enough_rows():
+    from dataclasses import replace
+
+    from ratchet.evaluation.requirements import check_per_series
+
+    per_series = replace(req("mae", bound=10.0, scope="nowtest"), per_series=True, min_rows=5)
+    relative = replace(req("rmse", bound=0.9, relative_to="last_value", scope="nowtest"), per_series=True)
+    by_series = {"store=1": {"rows": 7, "mae": 4.0, "rmse": 5.0}, "store=2": {"rows": 7, "mae": 14.2, "rmse": 9.0},
+                 "store=3": {"rows": 3, "mae": 99.0, "rmse": 99.0}}  # too few rows for a verdict
+    baselines = {"last_value": {"store=1": {"rmse": 8.0}, "store=2": {"rmse": 20.0}, "store=3": {"rmse": 1.0}}}
+    results = check_per_series([per_series, relative], [per_series, relative], by_series, baselines,
+                               default_min_rows=3)
+    assert [(r.series, r.metric) for r in results] == [("store=2", "mae"), ("store=3", "rmse")]
+    assert results[0].describe() == "series store=2: mae 14.2 > max 10 (now-test)"
+    assert results[1].describe() == "series store=3: rmse 99 > 0.9 × last_value 1 = 0.9 (now-test)"
+    assert results[0].as_dict()["series"] == "store=2" and not any(r.passed for r in results)
+    undeclared = check_per_series([per_series], [replace(per_series, per_series=False)], by_series, baselines, 3)
+    assert undeclared == []  # only the YAML's per_series requirements are checked per series

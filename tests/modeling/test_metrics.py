@@ -64,3 +64,28 @@ def test_regression_metrics_say_why_they_are_undefined():
     values, undefined = metrics.regression_scores([0.0, 0.0], [1.0, 2.0])
     assert math.isnan(values["mape"]) and undefined == {"mape": "every target is 0"}
     assert metrics.regression_scores([3.0], [2.0])[1] == {"r2": "fewer than 2 rows"}
+
+
+def test_per_series_metrics_are_each_series_own_figures_in_one_pass():
+    rng = np.random.default_rng(4)
+    series = np.repeat(["a", "b", "c"], [30, 20, 1])
+    y = rng.normal(50, 10, series.size)
+    y[series == "b"] = 0.0  # every target 0: no mape, no r2 (a constant)
+    scores = metrics.Scores({}, y + rng.normal(0, 2, y.size), {})
+    table = metrics.per_series("regression", series, y, scores)
+    for name in ("a", "b", "c"):
+        mine = series == name
+        expected, _ = metrics.regression_scores(y[mine], scores.predictions[mine])
+        assert table[name]["rows"] == mine.sum()
+        expected["r2"] = math.nan if np.ptp(y[mine]) == 0 else expected["r2"]  # sklearn's 0.0 for a constant
+        for metric in ("rmse", "mae", "mape", "r2"):
+            value = table[name][metric]
+            assert (value is None) == math.isnan(expected[metric]), (name, metric)
+            assert value is None or value == pytest.approx(expected[metric])
+    model, X, labels = _fitted()
+    groups = np.where(np.arange(len(labels)) % 2, "odd", "even")
+    scored = metrics.evaluate("classification", model, X, labels)
+    table = metrics.per_series("classification", groups, labels, scored)
+    odd = groups == "odd"
+    assert table["odd"]["accuracy"] == pytest.approx(np.mean(scored.predictions[odd] == labels[odd]))
+    assert table["odd"]["log_loss"] == pytest.approx(np.mean(scored.row_loss[odd]))

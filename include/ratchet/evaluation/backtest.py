@@ -124,6 +124,8 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             test, train = _masks(spec, ctimes, month)
             model = _estimator_for(own, contender).fit(cX[train], cy[train])
             scores = metrics.evaluate(spec.task, model, cX[test], cy[test])
+            by_series = (metrics.per_series(spec.task, cX.loc[test, baselines.SERIES], cy[test], scores)
+                         if own.source.series else {})
             computed += 1
             rows += [EvaluationRow(kind=BACKTEST, contender=contender.name, partition=month, metric=name,
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
@@ -131,13 +133,23 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                    window_end=stop.to_pydatetime(), data_fingerprint=fingerprints.get(month),
                                    details={"train_rows": int(train.sum()),
                                             **({"undefined": scores.undefined[name]}
-                                               if name in scores.undefined else {})})
+                                               if name in scores.undefined else {}),
+                                            **series_details(by_series, name)})
                      for name, value in scores.values.items()]
             days.append(_day_row(spec, contender.name, month, ctimes[test], cX[test], cy[test], scores, run_id,
                                  fingerprints.get(month)))
         checkpoint("backtest:month-computed")
     registry.record_evaluations(spec.name, rows, days=days)
     return {"computed": computed, "skipped": skipped}
+
+
+def series_details(by_series: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]:
+    """A metric row's per-series evidence (`metrics.per_series`): each series' value and rows; nothing for a single
+    series, or a metric not computed per series."""
+    if not by_series or metric not in next(iter(by_series.values())):
+        return {}
+    return {"series": {name: values[metric] for name, values in by_series.items()},
+            "series_rows": {name: values["rows"] for name, values in by_series.items()}}
 
 
 def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, X: pd.DataFrame, y: pd.Series,

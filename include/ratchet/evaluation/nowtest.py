@@ -40,7 +40,7 @@ import pandas as pd
 
 from ratchet.evaluation.drift import feature_drift
 from ratchet.evaluation.golden import harvest_worst_misses, plain_value
-from ratchet.evaluation.requirements import RequirementResult, check_requirements
+from ratchet.evaluation.requirements import RequirementResult, check_per_series, check_requirements
 from ratchet.evaluation.served import ServedEvaluation, evaluate_served
 from ratchet.evaluation.served import evaluation_rows as served_rows
 from ratchet.evaluation.service_level import SERVING_DAY, ServiceLevel, check_service_level
@@ -79,6 +79,7 @@ class ContenderResult:
     rows: int = 0  # the window's rows after the version's training data: what it is judged on
     waiting: str | None = None  # why it has no verdict yet (too few rows after its training data)
     versus_champion: dict[str, Any] | None = None  # a candidate against the champion on the candidate's rows
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)  # a panel's metrics per series (`per_series`)
 
     @property
     def judged(self) -> bool:
@@ -217,7 +218,10 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     if n_rows >= spec.nowtest.min_rows and before.any():
         fitted = {name: baseline_lib.make_baseline(name, spec.task).fit(X[before], y[before])
                   for name in spec.baselines}
-    baseline_scores = {name: metrics.evaluate(spec.task, baseline, Xw, yw).values for name, baseline in fitted.items()}
+    baseline_results = {name: metrics.evaluate(spec.task, baseline, Xw, yw) for name, baseline in fitted.items()}
+    baseline_scores = {name: result.values for name, result in baseline_results.items()}
+    baseline_series = ({name: metrics.per_series(spec.task, Xw[SERIES], yw, result)
+                        for name, result in baseline_results.items()} if spec.source.series else {})
 
     results, champion_window, champion_rows = [], None, None
     for row in versions:
@@ -237,15 +241,20 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         vXw = _stored_inputs(row, vX[fresh].reset_index(drop=True))
         vyw, vtw = vy[fresh].reset_index(drop=True), vtimes[fresh].reset_index(drop=True)
         estimator = registry.load_estimator(spec.name, row.version)
-        scores, y_pred, undefined, row_log_loss = metrics.evaluate(spec.task, estimator, vXw, vyw)
+        scored = metrics.evaluate(spec.task, estimator, vXw, vyw)
+        scores, y_pred, undefined, row_log_loss = scored
         checked = check_requirements(requirements, scores, baseline_scores)
+        by_series = (metrics.per_series(spec.task, vX.loc[fresh, SERIES], vyw, scored) if own.source.series
+                     else {})
+        checked += check_per_series(requirements, spec.requirements, by_series, baseline_series,
+                                    spec.nowtest.min_rows)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
         losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": row_losses(spec, vyw, y_pred, row_log_loss),
                                "series": vX.loc[fresh, SERIES].to_numpy() if own.source.series else ""})
         versus = (versus_champion(spec, losses, champion_rows, champion.contender)
                   if role == "candidate" and champion_rows is not None else None)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined,
-                                       rows=len(vyw), versus_champion=versus))
+                                       rows=len(vyw), versus_champion=versus, series=by_series))
         if role == "champion":
             champion_window, champion_rows = vXw, losses
 
@@ -326,7 +335,8 @@ def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]
                    "stale": outcome.stale, "requirements": [r.as_dict() for r in result.requirements],
                    "worst_misses": result.worst_misses, "drift": result.drift,
                    "drift_warnings": sorted(result.drift_warnings), "passed": result.passed and not outcome.stale,
-                   "rows_after_training": result.rows, "versus_champion": result.versus_champion}
+                   "rows_after_training": result.rows, "versus_champion": result.versus_champion,
+                   **({"series": result.series} if result.series else {})}
         if not outcome.stale and not result.judged:  # no verdict yet: what it would be judged on, and why not
             waiting = {**details, "no_verdict": result.waiting, "passed": None}
             rows += [EvaluationRow(metric=metric, value=None, contender=result.contender, version=result.version,

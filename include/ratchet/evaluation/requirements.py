@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ratchet.modeling.metrics import best_baseline, finite
@@ -44,8 +44,15 @@ class RequirementResult:
     value: float | None
     scope: str
     passed: bool
+    series: str | None = None  # the series of a panel this verdict is on (a `per_series` requirement); None: all
 
     def describe(self, *, scope: bool = True) -> str:
+        """One line a person reads in a task log or a mail, naming the series of a per-series verdict first:
+        'series store=3: mae 14.2 > max 10 (now-test)' (see `_describe`)."""
+        text = self._describe(scope=scope)
+        return f"series {self.series}: {text}" if self.series is not None else text
+
+    def _describe(self, *, scope: bool = True) -> str:
         """One line a person reads in a task log or a mail.
 
         With the scope (logs, gate evidence): 'mape 0.231 > max 0.15 (now-test)',
@@ -81,7 +88,8 @@ class RequirementResult:
         return {"requirement_id": self.requirement_id, "metric": self.metric, "direction": self.direction,
                 "bound": self.bound, "effective_bound": self.effective_bound, "relative_to": self.relative_to,
                 "baseline_name": self.baseline_name, "baseline_value": self.baseline_value,
-                "value": self.value, "scope": self.scope, "passed": self.passed, "text": self.describe()}
+                "value": self.value, "scope": self.scope, "passed": self.passed, "series": self.series,
+                "text": self.describe()}
 
 
 def check_requirements(requirements: Iterable[RequirementLike], values: dict[str, float | None],
@@ -109,6 +117,31 @@ def check_requirements(requirements: Iterable[RequirementLike], values: dict[str
             bound=req.bound, effective_bound=effective, relative_to=req.relative_to,
             baseline_name=baseline_name, baseline_value=baseline_value, value=value, scope=req.scope,
             passed=passed))
+    return results
+
+
+def check_per_series(requirements: Iterable[RequirementLike], declared: Iterable[Any],
+                     by_series: dict[str, dict[str, Any]], baselines_by_series: dict[str, dict[str, dict[str, Any]]],
+                     default_min_rows: int) -> list[RequirementResult]:
+    """The verdicts of the `per_series` requirements (`declared`: the spec's) on each series of a panel with enough
+    rows (the requirement's `min_rows`, else `default_min_rows`), against the same bound, a relative one against
+    the series' own baseline value. `by_series` maps series -> {"rows": n, metric: value} (`metrics.per_series`),
+    `baselines_by_series` baseline -> series -> the same. Only the breaches are returned: a passing series is no
+    news, and the panel's own verdict stays beside them."""
+    wanted = {d.key: d for d in declared if d.per_series}
+    results = []
+    for req in requirements:
+        spec = wanted.get((req.metric, req.relative_to, req.scope, req.direction))
+        if spec is None:
+            continue
+        needed = spec.min_rows or default_min_rows
+        for series, values in by_series.items():
+            if values["rows"] < needed:
+                continue
+            baselines = {name: per.get(series, {}) for name, per in baselines_by_series.items()}
+            (result,) = check_requirements([req], values, baselines)
+            if not result.passed:
+                results.append(replace(result, series=series))
     return results
 
 

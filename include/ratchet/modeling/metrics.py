@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ratchet.specs.model import LOWER_IS_BETTER, task_metrics
+from ratchet.specs.model import LOWER_IS_BETTER, SERIES_METRICS, task_metrics
 
 
 def _mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
@@ -129,6 +129,37 @@ def _row_log_loss(y: ArrayLike, proba: np.ndarray, classes: np.ndarray) -> np.nd
 
 
 DAILY_LOSSES = {"regression": ("rmse", "mae", "mape"), "classification": ("log_loss", "accuracy")}
+
+
+def per_series(task: str, series: ArrayLike, y: ArrayLike, scores: Scores) -> dict[str, dict[str, Any]]:
+    """Each series' value of every `SERIES_METRICS` metric and its row count, in one grouped pass (never a loop
+    per series): series -> {"rows": n, metric: value or None where undefined (a constant series' r2, an all-zero
+    series' mape)}."""
+    frame = pd.DataFrame({"series": np.asarray(series)})
+    if task == "regression":
+        actual, predicted = np.asarray(y, float), np.asarray(scores.predictions, float)
+        error = predicted - actual
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame = frame.assign(squared=error ** 2, absolute=np.abs(error), actual=actual,
+                                 relative=np.where(actual != 0, np.abs(error) / np.abs(actual), np.nan))
+        grouped = frame.groupby("series", sort=True)
+        spread = grouped["actual"].transform("mean")
+        frame["deviation"] = (frame["actual"] - spread) ** 2
+        grouped = frame.groupby("series", sort=True)
+        sse, sst = grouped["squared"].sum(), grouped["deviation"].sum()
+        table = pd.DataFrame({"rows": grouped.size(), "rmse": np.sqrt(grouped["squared"].mean()),
+                              "mae": grouped["absolute"].mean(), "mape": grouped["relative"].mean(),
+                              "r2": (1 - sse / sst).where((sst > 0) & (grouped.size() > 1))})
+    else:
+        frame = frame.assign(correct=np.asarray(y) == np.asarray(scores.predictions),
+                             loss=scores.row_loss if scores.row_loss is not None else np.nan)
+        grouped = frame.groupby("series", sort=True)
+        table = pd.DataFrame({"rows": grouped.size(), "accuracy": grouped["correct"].mean(),
+                              "log_loss": grouped["loss"].mean()})
+    table = table.astype(object).where(np.isfinite(table.astype(float)), None)
+    return {str(name): {"rows": int(row["rows"]), **{m: (None if row[m] is None else float(row[m]))
+                                                     for m in SERIES_METRICS[task]}}
+            for name, row in table.iterrows()}
 
 
 def daily_losses(task: str, metric: str, series: Any) -> np.ndarray:

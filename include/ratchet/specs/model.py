@@ -25,6 +25,8 @@ LOWER_IS_BETTER = {
     "predict_latency_p95_ms": True, "model_size_bytes": True,
     "serving_latency_p95_ms": True, "serving_error_rate": True, "availability": False,
 }
+# the metrics a panel gets per series (means of row losses; f1 and roc_auc stay whole-panel figures)
+SERIES_METRICS = {"regression": ("rmse", "mae", "mape", "r2"), "classification": ("accuracy", "log_loss")}
 REGRESSION_BASELINES = ("last_value", "seasonal_naive_7", "mean")  # the defaults; any `seasonal_naive_<N>` is known
 SEASONAL_NAIVE = "seasonal_naive_"  # `seasonal_naive_<N>`: the target N periods (or rows) earlier in its series
 CLASSIFICATION_BASELINES = ("majority", "last_value")
@@ -177,6 +179,13 @@ class RequirementSpec:
     scope: str
     relative_to: str | None = None
     calibrate: float | None = None  # derive the bound from the champion's back-test at this false-alarm rate
+    per_series: bool = False  # a panel's now-test checks the bound on every series too (and names those breaching)
+    min_rows: int | None = None  # a series' rows in the window it needs to be judged; None: `nowtest.min_rows`
+
+    @property
+    def key(self) -> tuple[str, str | None, str, str]:
+        """What matches it with its stored requirement: metric, baseline, scope and direction."""
+        return self.metric, self.relative_to, self.scope, self.direction
 
 
 @dataclass(frozen=True)

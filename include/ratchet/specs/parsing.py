@@ -23,6 +23,7 @@ from ratchet.specs.model import (
     REGRESSION_BASELINES,
     SCOPES,
     SEASONAL_NAIVE,
+    SERIES_METRICS,
     SERVING_METRICS,
     SPLIT_TRIAL,
     TASKS,
@@ -286,7 +287,7 @@ def _parse_notifier(f: _Fields) -> NotifierSpec:
 
 def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]) -> RequirementSpec:
     f = _Fields(path, raw, f"requirements[{index}].")
-    f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope"})
+    f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope", "per_series", "min_rows"})
     allowed = task_metrics(task) + COMPUTATIONAL_METRICS + SERVING_METRICS
     metric = f.get("metric", str, check=lambda m: m in allowed, expected=f"one of {list(allowed)}")
     measured = metric in COMPUTATIONAL_METRICS + SERVING_METRICS  # not by predictions against actuals
@@ -322,8 +323,16 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
         raise f.fail(direction, f"a fraction in [0, 1] for {metric} (0.01 is 1%)", bound)
     if metric == "mape" and relative_to is None and calibrate is None and not 0 < bound <= 1:
         raise f.fail(direction, "a fraction in (0, 1] for mape (0.08 is 8%)", bound)
+    per_series = f.get("per_series", bool, False)
+    if per_series and (scope != "nowtest" or metric not in SERIES_METRICS[task]):
+        raise f.fail("per_series", f"a now-test requirement on one of {list(SERIES_METRICS[task])} (a panel's "
+                                   "metrics per series)", {"metric": metric, "scope": scope})
+    min_rows = f.get("min_rows", int, None, check=_positive, expected="a positive integer (a series' rows in the "
+                                                                      "window it needs to be judged)")
+    if min_rows is not None and not per_series:
+        raise f.fail("min_rows", "per_series: true beside it (the rows a series needs to be judged)", min_rows)
     return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to,
-                           calibrate=calibrate)
+                           calibrate=calibrate, per_series=per_series, min_rows=min_rows)
 
 
 def _parse_serving(f: _Fields) -> ServingSpec:
@@ -392,6 +401,10 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     requirements = tuple(
         _parse_requirement(path, raw, i, task, baselines) for i, raw in enumerate(raw_requirements)
     )
+    alone = next((i for i, req in enumerate(requirements) if req.per_series and not source.series), None)
+    if alone is not None:
+        raise f.fail(f"requirements[{alone}].per_series", "source.series naming the panel's key columns (a single "
+                                                          "series has no per-series bound)", True)
     seen: dict[tuple[str, str, str | None], int] = {}
     for i, req in enumerate(requirements):
         key = (req.metric, req.scope, req.relative_to)
