@@ -95,6 +95,8 @@ def _status(args: argparse.Namespace) -> int:
         nowtest = model.get("last_nowtest")
         if nowtest:
             print(f"  last now-test {nowtest['day']}: {'passed' if nowtest['passed'] else 'FAILED'}")
+            for series, metrics in nowtest["breaching_series"].items():
+                print(f"    series {series} breaches {', '.join(metrics)}")
         if model.get("open_alerts"):
             print(f"  open alerts: {len(model['open_alerts'])}")
         served = model.get("serving")

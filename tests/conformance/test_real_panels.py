@@ -20,6 +20,7 @@ What each table exercises, and what is asserted about its verdicts (and why it i
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pandas as pd
 import pytest
@@ -198,3 +199,24 @@ def test_the_now_test_judges_the_champion_on_rows_after_its_training_per_series_
     details = verdicts[-1].details
     assert details["rows_after_training"] >= (48 * 7 if name == "taylor" else 5)
     assert sorted(details.get("series", {})) == sorted(SERIES[name])  # every series has rows in the 14-day window
+
+
+def test_the_model_page_lists_a_panels_series_worst_first_and_opens_one_series_charts(night):
+    from fastapi.testclient import TestClient
+
+    from ratchet.ui.app import create_app
+
+    registry = night["registry"]
+    champion = registry.champion("walmart").contender
+    rows = registry.evaluations("walmart", "backtest", contender=champion, metric="rmse")
+    means = {s: sum(r.details["series"][s] for r in rows) / len(rows) for s in SERIES["walmart"]}
+    client = TestClient(create_app())
+    page = client.get("/models/walmart").text
+    listed = re.findall(r"<tr(?: class=\"chosen\")?><td>(Store=1, Dept=\d+)</td>\s*<td>([\d.e+]+)</td>", page)
+    assert [name for name, _ in listed] == sorted(means, key=means.get, reverse=True)
+    assert [float(value) for _, value in listed] == pytest.approx([means[n] for n, _ in listed], rel=1e-3)
+    worst = listed[0][0]
+    chart = client.get("/models/walmart", params={"series": worst}).text
+    assert f"Back-test rmse per month of series {worst}" in chart and 'class="chosen"' in chart
+    assert 'id="series-chart"' not in client.get("/models/walmart", params={"series": "Store=9, Dept=9"}).text
+    assert 'id="series"' not in client.get("/models/taylor").text  # one series: no series table

@@ -294,3 +294,38 @@ def test_a_day_without_a_verdict_on_what_breached_neither_ends_the_breach_nor_ma
     other = [row("2025-01-02", "serving_latency_p95_ms", True),
              row("2025-01-02", "serving_error_rate", None, no_verdict="no requests")]
     assert mail_decision(breach, "2025-01-02", False, 7, other) == ("recovery", "2025-01-01")
+
+
+def test_a_panels_now_test_names_the_one_series_whose_world_changed(tmp_path, registry):
+    """Three stores, one global model; only store c's demand jumps on the regime change. The whole panel's mape
+    stays within the bound, but the same requirement checked per series (`per_series: true`) breaches on store c
+    alone, and says so."""
+    import pandas as pd
+    from sqlalchemy import text
+
+    from ratchet import demo
+    from ratchet.evaluation import nowtest
+
+    frames = [demo.generate_demand(dt.date(2024, 1, 1), dt.date(2025, 8, 31), seed=seed,
+                                   regime_change=dt.date(2025, 7, 15) if store == "c" else None).assign(store=store)
+              for seed, store in enumerate("abc")]
+    with registry.engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS panel_src CASCADE; CREATE SCHEMA panel_src"))
+        pd.concat(frames).sort_values(["day", "store"]).to_sql("demand", conn, schema="panel_src", index=False)
+    spec = write_spec(tmp_path, **{**SPEC, "name": "stores", "table": "panel_src.demand",
+                                   "source": {**SPEC["source"], "series": ["store"],
+                                              "features": [*SPEC["source"]["features"], "store"],
+                                              "categorical": ["store"]},
+                                   "requirements": [{"metric": "mape", "max": 0.15, "scope": "nowtest",
+                                                     "per_series": True, "min_rows": 10}]})
+    train_champion(registry, spec)
+    before, _ = nowtest.judge_nowtest(registry, spec, data_interval_end=BEFORE_CHANGE)
+    assert before.champion.passed and sorted(before.champion.series) == ["store=a", "store=b", "store=c"]
+    after, _ = nowtest.judge_nowtest(registry, spec, data_interval_end=AFTER_CHANGE)
+    champion = after.champion
+    panel = [r for r in champion.requirements if r.series is None]
+    assert [r.passed for r in panel] == [True] and champion.scores["mape"] < 0.15
+    (breach,) = champion.failed
+    assert breach.series == "store=c" and breach.value == pytest.approx(champion.series["store=c"]["mape"])
+    assert breach.describe().startswith("series store=c: mape 0.") and breach.value > 0.15
+    assert champion.series["store=a"]["mape"] < 0.15 and champion.series["store=a"]["rows"] == 14

@@ -173,8 +173,9 @@ def _still_open(open_keys: set, failed: set, undecided: set, kinds: set[str]) ->
 def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
     """The latest now-test day among verdict rows (`alert_history`): it passed if none of that day's rows failed.
 
-    Returns None without rows, else {day, passed, failed_metrics, run_id}; a metric breached on what was served
-    is named 'served <metric>'.
+    Returns None without rows, else {day, passed, failed_metrics, breaching_series, run_id}; a metric breached on
+    what was served is named 'served <metric>'; `breaching_series` maps each series of a panel that breached a
+    `per_series` requirement to the metrics it breached.
     """
     rows = list(rows)
     if not rows:
@@ -182,5 +183,11 @@ def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
     day = max(r.partition for r in rows)
     latest = [r for r in rows if r.partition == day]
     failed = {f"served {r.metric}" if r.kind == SERVED else r.metric for r in latest if r.passed is False}
+    series: dict[str, set[str]] = {}
+    for row in latest:
+        for verdict in (row.details or {}).get("requirements", []) if row.passed is False else []:
+            if verdict.get("series") is not None and not verdict["passed"]:
+                series.setdefault(verdict["series"], set()).add(verdict["metric"])
     return {"day": day, "passed": all(r.passed is not False for r in latest), "failed_metrics": sorted(failed),
+            "breaching_series": {name: sorted(metrics) for name, metrics in sorted(series.items())},
             "run_id": latest[-1].run_id}

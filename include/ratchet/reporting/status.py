@@ -69,7 +69,9 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
                    "min_trial_days": spec.promotion.min_trial_days, "counted": spec.promotion.trial_days_from}
                   for v in candidates],
         "last_nowtest": None if last is None else {"day": last["day"], "version": number, "passed": last["passed"],
-                                                   "failed_metrics": last["failed_metrics"], "run_id": last["run_id"]},
+                                                   "failed_metrics": last["failed_metrics"],
+                                                   "breaching_series": last["breaching_series"],
+                                                   "run_id": last["run_id"]},
         "open_alerts": [{"id": a.id, "subject": a.subject, "status": a.status, "attempts": a.attempts,
                          "last_error": a.last_error, "created_at": a.created_at.isoformat(),
                          "channels": {d.channel: {"status": d.status, "attempts": d.attempts,

@@ -52,12 +52,14 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
                                           {"models": views.overview(registry, catalog)})
 
     @app.get("/models/{name}", response_class=HTMLResponse)
-    def model(name: str, request: Request, context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
-        """One model: charts, versions, requirements, promotions, alerts, report."""
+    def model(name: str, request: Request, series: str | None = None,
+              context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
+        """One model: charts, versions, requirements, promotions, alerts, report; a panel's series, worst first,
+        and the back-test chart of one series (`?series=`)."""
         registry, catalog = context
         spec = catalog.get(name)
         try:
-            page = views.model_page(registry, spec)
+            page = views.model_page(registry, spec, series=series)
         except UnknownModelError:
             page = None
         return TEMPLATES.TemplateResponse(request, "model.html", {"name": name, "page": page})
