@@ -38,7 +38,7 @@ def register_trained(registry, spec, params: dict, *, estimator: int = 0, promot
         artifact=art.data, artifact_sha256=art.sha256, artifact_format=art.format,
         dataset_fingerprint=months.dataset_fingerprint(source), features=list(X.columns), target=spec.source.target,
         package_versions={}, author="tests", fit_seconds=0.1, size_bytes=art.size_bytes,
-        contract=spec.source.contract(sources.feature_columns(spec, source), "day"), spec_snapshot=spec.raw)
+        contract=features.contract_of(spec, source), spec_snapshot=spec.raw)
     if promote:
         champion = registry.champion(spec.name)
         registry.record_promotion(spec.name, number, kind="initial" if champion is None else "promotion",

@@ -168,8 +168,20 @@ CATALOGUE = [
     yaml_case("yaml-duplicate-requirement", r"field 'requirements\[1\]': expected one requirement per metric and scope",
               change={"requirements": [{"metric": "mape", "max": 0.08, "scope": "nowtest"},
                                        {"metric": "mape", "max": 0.0001, "scope": "nowtest"}]}),
-    yaml_case("yaml-min-rows-above-window", r"field 'nowtest.min_rows': expected a positive integer no larger than",
-              change={"nowtest": {"window_days": 7, "min_rows": 10}}),
+    yaml_case("yaml-min-rows-above-window", r"field 'nowtest.min_rows': expected a positive integer no larger than 7",
+              change={"source": {"frequency": "day"}, "nowtest": {"window_days": 7, "min_rows": 10}}),
+    yaml_case("yaml-bad-frequency", r"field 'source.frequency': expected one of \['30min', 'hour', 'day', 'week', "
+                                    r"'month'\]", change={"source": {"frequency": "fortnight"}}),
+    yaml_case("yaml-series-is-the-target", r"field 'source.series': expected distinct key columns other than the "
+                                           r"target 'y'", change={"source": {"series": ["y"]}}),
+    yaml_case("yaml-bad-seasonal-naive", r"field 'baselines': expected baselines from .* or seasonal_naive_<N> .*, "
+                                         r"got 'seasonal_naive_0'", change={"baselines": ["seasonal_naive_0"]}),
+    yaml_case("yaml-per-series-without-series",
+              r"field 'requirements\[0\].per_series': expected source.series naming the panel's key columns",
+              change={"requirements": [{"metric": "mape", "max": 0.5, "scope": "nowtest", "per_series": True}]}),
+    yaml_case("yaml-per-series-off-the-now-test",
+              r"field 'requirements\[0\].per_series': expected a now-test requirement on one of",
+              change={"requirements": [{"metric": "mape", "max": 0.5, "scope": "backtest", "per_series": True}]}),
     yaml_case("yaml-baseline-of-other-task", r"field 'baselines': expected baselines from .* for a regression model",
               change={"baselines": ["majority"]}),
     yaml_case("yaml-bad-lag-policy", r"field 'source.lags_by': expected one of \['periods', 'days', 'rows'\]",
@@ -200,6 +212,16 @@ CATALOGUE = [
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),
     data_case("data-duplicate-timestamps", f"INSERT INTO {TABLE} SELECT * FROM {TABLE} WHERE day = '2024-03-01'",
               r"duplicate timestamps in 'day', first 2024-03-01"),
+    data_case("data-duplicate-series-rows",
+              f"ALTER TABLE {TABLE} ADD COLUMN store text DEFAULT 'a'; "
+              f"INSERT INTO {TABLE} SELECT * FROM {TABLE} WHERE day = '2024-03-01'",
+              r"duplicate rows for series \['store'\] and time 'day', first store = a, day = 2024-03-01",
+              change={"source": {"series": ["store"]}}),
+    data_case("data-mixed-frequency",
+              f"INSERT INTO {TABLE} (day, x1, x2, y) SELECT day + interval '12 hours', x1, x2, y FROM {TABLE} "
+              "WHERE day = '2024-03-01'",
+              r"the frequency inferred from the rows is 'day' but 2 row\(s\) are not a whole number of periods "
+              r"after the row before in their series, e.g. day = 2024-03-01 12:00:00"),
     data_case("data-unordered-query", "SELECT 1",
               r"timestamps in 'day' are not in order.*add ORDER BY to the query",
               change={"source": {"table": None, "query": f"SELECT * FROM {TABLE} ORDER BY x1"}}),

@@ -109,7 +109,7 @@ def test_posted_rows_get_the_features_training_built(registry, real_tables, tmp_
                 "day": row["day"].isoformat()} for row in window.to_dict("records")][::-1]
     reader = FeatureReader(os.environ["RATCHET_DATABASE_URL"])
     try:
-        got, times = reader.of_records(spec, records)
+        got, times, _ = reader.of_records(spec, records)
     finally:
         reader.dispose()
     assert times == [dt.datetime.fromisoformat(r["day"]) for r in records]

@@ -33,6 +33,7 @@ import pandas as pd
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
 from ratchet.exceptions import DataError
 from ratchet.modeling import metrics
+from ratchet.modeling.baselines import SERIES
 from ratchet.modeling.metrics import finite, improvement
 from ratchet.registry.entities import SERVED, EvaluationRow, served_contender
 
@@ -100,9 +101,10 @@ class ServedEvaluation:
 def _answer_frame(answers: list[tuple[Served, int]]) -> pd.DataFrame:
     """The latest answer of each (arm, version, feature id) as a frame, with how many answers were logged for it."""
     return pd.DataFrame([{"arm": a.arm, "version": a.version, "feature_id": pd.Timestamp(a.feature_id),
-                          "prediction": a.prediction, "label": a.label, "probabilities": a.probabilities,
-                          "answers": n} for a, n in answers],
-                        columns=["arm", "version", "feature_id", "prediction", "label", "probabilities", "answers"])
+                          "series": a.series or "", "prediction": a.prediction, "label": a.label,
+                          "probabilities": a.probabilities, "answers": n} for a, n in answers],
+                        columns=["arm", "version", "feature_id", "series", "prediction", "label", "probabilities",
+                                 "answers"])
 
 
 class _Scorer:
@@ -111,12 +113,15 @@ class _Scorer:
     def __init__(self, registry: Registry, spec: ModelSpec, times: pd.Series, y: pd.Series, X: pd.DataFrame,
                  baselines: dict[str, Any]):
         self.registry, self.spec, self.X, self.y, self.baselines = registry, spec, X, y, baselines
-        self.position = pd.Series(np.arange(len(times)), index=pd.DatetimeIndex(times))
+        series = X[SERIES].to_numpy() if SERIES in X else np.full(len(times), "")
+        self.position = pd.Series(np.arange(len(times)),
+                                  index=pd.MultiIndex.from_arrays([series, pd.DatetimeIndex(times)]))
         self.classes: dict[int, np.ndarray] = {}
 
-    def rows(self, feature_ids: pd.Series) -> np.ndarray:
-        """Window row of each feature id, -1 where the window has none."""
-        return self.position.reindex(pd.DatetimeIndex(feature_ids)).fillna(-1).to_numpy(int)
+    def rows(self, answers: pd.DataFrame) -> np.ndarray:
+        """Window row of each answer's (series, feature id), -1 where the window has none."""
+        keys = pd.MultiIndex.from_arrays([answers["series"].to_numpy(), pd.DatetimeIndex(answers["feature_id"])])
+        return self.position.reindex(keys).fillna(-1).to_numpy(int)
 
     def score(self, version: int, answers: pd.DataFrame, rows: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
         """The task's metrics of `answers` (joined to window `rows`)."""
@@ -168,7 +173,7 @@ def evaluate_served(registry: Registry, spec: ModelSpec, *, window_start: Any, w
     results, scored_rows = [], {}
     for arm, version in groups:
         mine = frame[(frame["arm"] == arm) & (frame["version"] == version)].reset_index(drop=True)
-        rows = scorer.rows(mine["feature_id"])
+        rows = scorer.rows(mine)
         known = rows >= 0
         role = arm if arm == CANDIDATE_ARM or version == champion else "former champion"
         result = ServedResult(version=int(version), arm=arm, role=role, ids=len(mine),

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ratchet.modeling.baselines import HELPER_PREFIX, SERIES, helper_lag
-from ratchet.modeling.frequency import FREQUENCY, series_codes, shifted
-from ratchet.modeling.sources import DROPPED_MISSING_TARGET, checked_rows, feature_columns
+from ratchet.modeling.frequency import frequency_of, series_codes, shifted
+from ratchet.modeling.sources import DROPPED_MISSING_TARGET, category_text, checked_rows, feature_columns
 from ratchet.specs.model import seasonal_period
 
 if TYPE_CHECKING:
@@ -75,16 +75,30 @@ def baseline_lags(spec: ModelSpec) -> dict[int, str]:
 
 
 def series_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """Each row's series as one text ("store=1, dept=3"): what per-series baselines and results group by."""
-    parts = [columns[0] + "=" + frame[columns[0]].astype(str)]
-    parts += [", " + c + "=" + frame[c].astype(str) for c in columns[1:]]
-    return sum(parts[1:], parts[0]).to_numpy(dtype=object)
+    """Each row's series as one text ("store=1, dept=3"), its values written as `series_label` writes them: what
+    per-series baselines, results, the service's cache and its log name a series by."""
+    joined = columns[0] + "=" + _as_text(frame[columns[0]])
+    for column in columns[1:]:
+        joined = joined + f", {column}=" + _as_text(frame[column])
+    return joined.to_numpy(dtype=object)
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """Key values as `sources.category_text` writes them, by column where it can (a whole float is '3', not '3.0')."""
+    if pd.api.types.is_integer_dtype(column) or (pd.api.types.is_string_dtype(column) and column.notna().all()):
+        return column.astype(str)
+    return column.map(category_text).astype(str)
+
+
+def series_label(columns: tuple[str, ...], values: Mapping[str, Any]) -> str:
+    """One series' label from its key values (a request's query parameters or a row's columns)."""
+    return ", ".join(f"{c}={category_text(values[c])}" for c in columns)
 
 
 def contract_of(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, Any]:
     """The feature contract of a version trained on `frame` (validated under `spec`): its resolved features and
     the frequency its rows were validated at."""
-    return spec.source.contract(feature_columns(spec, frame), frame.attrs[FREQUENCY])
+    return spec.source.contract(feature_columns(spec, frame), frequency_of(spec, frame))
 
 
 class ContractInputs:
@@ -129,11 +143,12 @@ def _lagger(spec: ModelSpec, frame: pd.DataFrame, by: str) -> Callable[[int], np
         grouped = target.groupby(series_codes(frame, src.series))
         return lambda lag: grouped.shift(lag).to_numpy()
     times = frame[src.key.time].reset_index(drop=True)
+    step = frequency_of(spec, frame) if by == "periods" else None
     keys = [frame[c].reset_index(drop=True) for c in src.series]
     by_key = pd.Series(target.to_numpy(), index=pd.MultiIndex.from_arrays([*keys, times]) if keys else times)
 
     def lag_of(lag: int) -> np.ndarray:
-        back = times - pd.Timedelta(days=lag) if by == "days" else shifted(times, lag, frame.attrs[FREQUENCY])
+        back = times - pd.Timedelta(days=lag) if by == "days" else shifted(times, lag, step)
         return by_key.reindex(pd.MultiIndex.from_arrays([*keys, back]) if keys else back).to_numpy()
     return lag_of
 
@@ -148,7 +163,7 @@ def data_summary(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, Any]:
     usable = len(make_xy(spec, frame)[0])
     return {"rows": usable, "dropped_missing_target": int(frame.attrs.get(DROPPED_MISSING_TARGET, 0)),
             "rows_without_lags": len(frame) - usable, "lags_by": spec.source.lags_by,
-            "frequency": frame.attrs[FREQUENCY],
+            "frequency": frequency_of(spec, frame),
             "series": int(series_codes(frame, spec.source.series).max(initial=-1)) + 1}
 
 

@@ -37,6 +37,12 @@ def shifted(times: pd.Series, periods: int, frequency: str) -> pd.Series:
     return times - periods * _FIXED[frequency]
 
 
+def frequency_of(spec: ModelSpec, frame: pd.DataFrame) -> str:
+    """The frequency `frame` was validated at (`sources.validate_frame` keeps it), resolved afresh for rows put
+    together after validation (a concat keeps no attrs)."""
+    return frame.attrs.get(FREQUENCY) or resolve(spec, frame, whole_source=False)
+
+
 def resolve(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) -> str:
     """The rows' frequency: `source.frequency` when declared (or kept in a version's contract), else the most common
     step between consecutive rows of a series. Every step must be a whole number of periods.

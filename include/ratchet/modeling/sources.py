@@ -121,7 +121,8 @@ class Window:
     rows: list[tuple]
 
 
-def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | None = None) -> Window:
+def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | None = None,
+                    series: dict[str, str] | None = None) -> Window:
     """The source's rows from `first` to `last` (inclusive; none when `last` is None) and the rows before `first`
     that their target lags can reach, sorted by time and not validated: a bounded read, never the whole source.
     The rows stay plain tuples: a request reads a few, where a data frame would cost more than the read.
@@ -130,6 +131,8 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
     none), `days` in calendar days; `rows` the last (largest lag) rows before
     `first` with a known target (rows without one are no lag under `missing_target: drop`, so they are skipped
     as the full read's validation would). A `query` source is read as a subquery filtered on its time column.
+    A panel's window is one series' rows: `series` maps each `source.series` column to its value as text (compared
+    with the column's text, so a client's '12' finds the integer 12 and a wrong type is no SQL error).
 
     Raises:
         DataError: the source's SQL fails (no such table or column, a bad query); a lost connection raises
@@ -141,6 +144,11 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
     time_col, target = quote(src.key.time), quote(src.target)
     first = naive_utc(first).to_pydatetime()
     params: dict[str, Any] = {"first": first, "last": naive_utc(last if last is not None else first).to_pydatetime()}
+    if src.series:
+        relation = (f"(SELECT * FROM {relation} WHERE "
+                    + " AND ".join(f"CAST({quote(c)} AS TEXT) = :series_{i}" for i, c in enumerate(src.series))
+                    + ") AS ratchet_series")
+        params |= {f"series_{i}": (series or {})[c] for i, c in enumerate(src.series)}
     rows = f"SELECT * FROM {relation} WHERE {time_col} >= :first AND {time_col} <= :last" if last is not None else None
     reach = max(src.target_lags, default=0)
     if src.lags_by != "rows":

@@ -323,7 +323,8 @@ class TrialRecord:
 class Served:
     """One row the REST service answered (or one request it refused): what was served, by which version, how fast.
 
-    `feature_id` is the row's time key; `arm` is 'champion' or 'candidate' (a `serving.split`); `route` is 'id'
+    `feature_id` is the row's time key (and `series` its series, in a panel); `arm` is 'champion' or 'candidate' (a
+    `serving.split`); `route` is 'id'
     (features read from the source) or 'rows' (features in the request body). A refused request has a `status`
     >= 400, an `error` and no prediction. Rows of one request share its `request_id` and `latency_ms`.
     """
@@ -343,6 +344,7 @@ class Served:
     error: str | None
     replica: str
     served_at: dt.datetime
+    series: str | None = None  # a panel row's series label; None for a single series
 
 
 @dataclass(frozen=True)

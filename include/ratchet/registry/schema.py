@@ -348,6 +348,7 @@ class ServedPrediction(Base):
     route: Mapped[str] = mapped_column(String(10), nullable=False)
     arm: Mapped[str] = mapped_column(String(20), nullable=False)
     feature_id: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
+    series: Mapped[str | None] = mapped_column(Text)  # a panel row's series label, NULL for a single series
     prediction: Mapped[float | None] = mapped_column(Float)
     label: Mapped[str | None] = mapped_column(Text)
     probabilities: Mapped[dict[str, Any] | None] = mapped_column()

@@ -54,13 +54,13 @@ class ServingStore(Store):
 
     def served_answers(self, model: str, start: dt.datetime,
                        end: dt.datetime) -> list[tuple[entities.Served, int]]:
-        """For each (arm, version, feature id) answered (status < 400) with `start <= feature_id < end` (naive UTC
-        time keys), whenever it was served: its latest answer and how many answers were logged for it.
+        """For each (arm, version, series, feature id) answered (status < 400) with `start <= feature_id < end`
+        (naive UTC time keys), whenever it was served: its latest answer and how many answers were logged for it.
 
         De-duplicated in SQL, so a window whose ids were asked a million times still reads one row per id.
         """
         sp = ServedPrediction
-        key = (sp.arm, sp.version, sp.feature_id)
+        key = (sp.arm, sp.version, sp.series, sp.feature_id)
         with self._session() as session:
             m = self._model(session, model)
             ranked = (select(sp.id, func.count().over(partition_by=key).label("answers"),

@@ -55,6 +55,7 @@ class Exchange:
     state: ModelState | None = None  # the model that answered
     answers: list[Answered] | None = None
     feature_id: dt.datetime | None = None  # the id a GET asked for, logged with a refusal too
+    series: str | None = None  # the series a GET asked for in a panel (its label), logged with a refusal too
     error: str | None = None  # the detail of an error answer
     _request_id: str | None = None
 

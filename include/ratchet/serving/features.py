@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.exceptions import DataError, NotServableError, PredictError
+from ratchet.exceptions import DataError, PredictError
 from ratchet.modeling import sources
 from ratchet.modeling.features import baseline_lags, lag_name
 from ratchet.modeling.frequency import shifted
@@ -48,14 +48,13 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
         DataError: the source's rows fail its checks (a missing column, an empty or repeated time, a non-numeric
             target or feature, an empty target under `missing_target: error`).
         PredictError: a row whose lags cannot be computed (the target of the days they reach is unknown).
-        NotServableError: the model is a panel (`source.series`), whose rows this builder cannot tell apart.
+        DataError: (also) the rows of a panel are not all of one series: lags are taken within a series, so the
+            caller builds each series apart (`rows.FeatureReader`).
     """
     src = spec.source
     prefix = spec.label
-    if src.series:  # a lag read across series would be another series' value: refused, never answered wrong
-        raise NotServableError(f"{prefix} is a panel (source.series {list(src.series)}): predicting one series' rows "
-                               "by id or by rows is not built yet; its back-tests and now-tests run")
     sources.require_columns(spec, columns)
+    _one_series(spec, columns, history, rows)
     names = sources.feature_columns(spec, columns)
     position = {c: i for i, c in enumerate(columns)}
     t_at, y_at = position[src.key.time], position[src.target]
@@ -95,6 +94,19 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
     X = pd.DataFrame({name: _column(values[name], object if name in src.categorical else float) for name in names}
                      | {column: _column(values[column], lag_kind) for _, column in lags})
     return Built(X, times)
+
+
+def _one_series(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[Any]],
+                rows: Sequence[dict[str, Any]]) -> None:
+    """Refuse rows of several series: a lag taken across them would be another series' value."""
+    if not spec.source.series:
+        return
+    at = [columns.index(c) for c in spec.source.series]
+    labels = {tuple(sources.category_text(record[i]) for i in at) for record in history}
+    labels |= {tuple(sources.category_text(row.get(c)) for c in spec.source.series) for row in rows}
+    if len(labels) > 1:
+        raise DataError(f"{spec.label}: rows of {len(labels)} series given to one feature build; a panel's lags are "
+                        f"taken within one series of {list(spec.source.series)}")
 
 
 def unknown_lags_message(spec: ModelSpec, rows: int, first: dt.datetime, lag: int) -> str:

@@ -55,10 +55,11 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame,
     records = input_records(spec, frame)
     reader = FeatureReader(registry.engine.url.render_as_string(hide_password=False))
     try:
-        X, times = reader.of_records(spec, records)
+        X, times, _ = reader.of_records(spec, records)
     finally:
         reader.dispose()
-    out = pd.DataFrame({time: pd.to_datetime(times), "prediction": estimator.predict(X)})
+    out = pd.DataFrame({**{c: [r.get(c) for r in records] for c in spec.source.series},
+                        time: pd.to_datetime(times), "prediction": estimator.predict(X)})
     if spec.task == "classification" and hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
         if proba.shape[1] == 2:

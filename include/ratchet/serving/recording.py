@@ -48,7 +48,7 @@ class Recorder:
             model=name, version=None, request_id=exchange.request_id, route=exchange.route, arm="champion",
             feature_id=exchange.feature_id, prediction=None, label=None, probabilities=None, cache_hit=False,
             latency_ms=seconds * 1000, status=exchange.status, error=exchange.error, replica=self.service.replica,
-            served_at=dt.datetime.now(dt.UTC))])
+            served_at=dt.datetime.now(dt.UTC), series=exchange.series)])
 
     def _answered(self, exchange: Exchange, seconds: float) -> None:
         """Count and log each answered row (one latency for the request)."""
@@ -63,7 +63,7 @@ class Recorder:
                 feature_id=row.feature_id, prediction=answer.prediction if regression else None,
                 label=None if regression else str(answer.prediction), probabilities=answer.probabilities,
                 cache_hit=row.cached, latency_ms=seconds * 1000, status=200, error=None,
-                replica=self.service.replica, served_at=now))
+                replica=self.service.replica, served_at=now, series=row.series))
             metrics.predictions.labels(state.name, str(number), row.arm.name, route).inc()
             if route == ROUTE_ID:
                 (metrics.cache_hits if row.cached else metrics.cache_misses).labels(state.name, str(number)).inc()

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 CHAMPION_ARM, CANDIDATE_ARM = "champion", "candidate"
 
 
-def candidate_share(model: str, feature_id: dt.datetime) -> float:
-    """Where an id falls in [0, 1): the first 8 bytes of sha256('<model>|<id in ISO 8601>')."""
-    digest = hashlib.sha256(f"{model}|{feature_id.isoformat()}".encode()).digest()
+def candidate_share(model: str, feature_id: dt.datetime, series: str | None = None) -> float:
+    """Where an id falls in [0, 1): the first 8 bytes of sha256('<model>|<id in ISO 8601>'); in a panel, of
+    sha256('<model>|<series>'), so a series stays in one arm every day."""
+    digest = hashlib.sha256(f"{model}|{series if series is not None else feature_id.isoformat()}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
@@ -75,9 +76,10 @@ class ModelState:
     registered: bool = False
     refusal: RatchetError | None = None
 
-    def arm_for(self, feature_id: dt.datetime) -> Arm:
-        """The arm answering this id: the candidate for the split's share of ids, else the champion."""
-        if self.candidate is not None and candidate_share(self.name, feature_id) < self.split.fraction:
+    def arm_for(self, feature_id: dt.datetime, series: str | None = None) -> Arm:
+        """The arm answering this id: the candidate for the split's share of ids (of series, in a panel), else the
+        champion."""
+        if self.candidate is not None and candidate_share(self.name, feature_id, series) < self.split.fraction:
             return self.candidate
         return self.champion
 

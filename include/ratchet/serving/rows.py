@@ -13,13 +13,16 @@ import datetime as dt
 import hashlib
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ratchet.exceptions import NotFoundError, PredictError
 from ratchet.modeling import sources
+from ratchet.modeling.features import series_label
 from ratchet.serving import features
 from ratchet.specs.model import FREQUENCIES
 
@@ -62,50 +65,81 @@ class FeatureReader:
                 self._engines[key] = sources.engine_for(spec, self.url)
             return self._engines[key]
 
-    def by_id(self, spec: ModelSpec, feature_id: dt.datetime) -> RowFeatures:
-        """The features of the source row whose time is `feature_id`.
+    def by_id(self, spec: ModelSpec, feature_id: dt.datetime, series: dict[str, str] | None = None) -> RowFeatures:
+        """The features of the source row whose time is `feature_id` (in a panel, of the series whose key columns
+        have the values `series`, as text).
 
         Raises:
-            NotFoundError: the source has no row at that time.
+            NotFoundError: the source has no row at that time (of that series).
             PredictError: its target lags cannot be computed (the days they reach have no target).
             DataError: the source's rows fail its checks, or cannot be read.
         """
         src = spec.source
         with self._engine(spec).connect() as conn:
-            window = sources.read_lag_window(spec, conn, feature_id, feature_id)
+            window = sources.read_lag_window(spec, conn, feature_id, feature_id, series)
         sources.require_columns(spec, window.columns)
         t = window.columns.index(src.key.time)
         times = [features.source_time(row[t], spec) for row in window.rows]
         at = [row for row, time in zip(window.rows, times, strict=True) if time == feature_id]
         if not at:
-            raise NotFoundError(f"model {spec.name!r} has no row with {src.key.time} = {feature_id.isoformat()} "
-                                f"in {sources.source_name(spec)}")
+            where = "".join(f"{c} = {series[c]}, " for c in src.series) if series else ""
+            raise NotFoundError(f"model {spec.name!r} has no row with {where}{src.key.time} = "
+                                f"{feature_id.isoformat()} in {sources.source_name(spec)}")
         history = [row for row, time in zip(window.rows, times, strict=True) if time < feature_id]
         rows = [{**dict(zip(window.columns, row, strict=True)), src.key.time: feature_id} for row in at]
         return RowFeatures(feature_id, fingerprint(window), features.build(spec, window.columns, history, rows).X)
 
-    def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[dt.datetime]]:
-        """Features and time keys of rows sent in a request, in the request's order; their lags come from the
-        source rows they reach and from the other rows of the request. A row may carry its target; a row without
-        one takes the source's target at its time, when the source has a row there.
+    def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]
+                   ) -> tuple[pd.DataFrame, list[dt.datetime], list[str | None]]:
+        """Features, time keys and series labels (None for a single series) of rows sent in a request, in the
+        request's order; their lags come from the source rows they reach and from the other rows of the request
+        of their series. A row may carry its target; a row without one takes the source's target at its time,
+        when the source has a row there.
 
         Raises:
-            PredictError: naming the row and field: a missing column, a bad or repeated time key, a bad value,
-                lags that cannot be computed.
-            DataError: the source's own rows cannot be read or used.
+            PredictError: naming the row and field: a missing column (a panel's key columns too), a bad or repeated
+                (series and) time key, a bad value, lags that cannot be computed.
+            DataError: the source's own rows cannot be used.
         """
         src = spec.source
         times = [parse_time_key(record.get(src.key.time), f"rows[{i}].{src.key.time}", spec)
                  for i, record in enumerate(records)]
-        first: dict[dt.datetime, int] = {}
-        for i, time in enumerate(times):
-            if first.setdefault(time, i) != i:
-                raise PredictError(f"rows[{i}].{src.key.time}: {time.isoformat()} repeats rows[{first[time]}]; "
+        labels: list[str | None] = [None] * len(records)
+        if src.series:
+            for i, record in enumerate(records):
+                missing = [c for c in src.series if sources.is_empty(record.get(c))]
+                if missing:
+                    raise PredictError(f"rows[{i}]: missing series column(s) {missing}; model {spec.name!r} is a "
+                                       f"panel of series {list(src.series)}: each row names its series")
+                labels[i] = series_label(src.series, record)
+        first: dict[tuple[str | None, dt.datetime], int] = {}
+        for i, key in enumerate(zip(labels, times, strict=True)):
+            if first.setdefault(key, i) != i:
+                of = f" of series {key[0]}" if key[0] else ""
+                raise PredictError(f"rows[{i}].{src.key.time}: {key[1].isoformat()}{of} repeats rows[{first[key]}]; "
                                    "each row must have its own time key")
+        groups: dict[str | None, list[int]] = {}
+        for i, label in enumerate(labels):
+            groups.setdefault(label, []).append(i)
+        parts, order = [], []
+        for members in groups.values():
+            series = {c: sources.category_text(records[members[0]][c]) for c in src.series}
+            parts.append(self._of_one_series(spec, records, members, [times[i] for i in members], series))
+            order += members
+        X = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        restore = np.argsort(np.asarray(order), kind="stable")
+        return X.iloc[restore].reset_index(drop=True), times, labels
+
+    def _of_one_series(self, spec: ModelSpec, every: list[dict[str, Any]], members: list[int],
+                       times: list[dt.datetime], series: dict[str, str]) -> pd.DataFrame:
+        """The features of the request rows `members` (positions in `every`) of one series (all of them for a
+        single series), in their order."""
+        src = spec.source
+        records = [every[i] for i in members]
         with self._engine(spec).connect() as conn:
-            window = sources.read_lag_window(spec, conn, min(times), max(times))
+            window = sources.read_lag_window(spec, conn, min(times), max(times), series or None)
         sources.require_columns(spec, window.columns)
-        _check_records(spec, records, sources.feature_columns(spec, window.columns))
+        _check_records(spec, records, sources.feature_columns(spec, window.columns), members)
         t, y = window.columns.index(src.key.time), window.columns.index(src.target)
         asked, history, known = set(times), [], {}
         for row in window.rows:
@@ -117,8 +151,7 @@ class FeatureReader:
         rows = [{**record, src.key.time: time,
                  src.target: known.get(time) if sources.is_empty(record.get(src.target)) else record[src.target]}
                 for record, time in zip(records, times, strict=True)]
-        built = features.build(spec, window.columns, history, rows)
-        return built.X, built.times
+        return features.build(spec, window.columns, history, rows).X
 
     def check_contract(self, spec: ModelSpec) -> None:
         """Whether the source still has every column `spec` reads (a version's contract: `ModelSpec.for_version`).
@@ -135,6 +168,24 @@ class FeatureReader:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+
+def series_query(spec: ModelSpec, params: Mapping[str, str]) -> dict[str, str] | None:
+    """A panel's series from a GET's query parameters (each `source.series` column, all required); None for a
+    single series. A parameter the model does not take is refused, never ignored: a wrong series must not get
+    another series' answer.
+
+    Raises:
+        PredictError: naming the unknown or missing parameters and what the model takes.
+    """
+    takes = ["at", *spec.source.series]
+    unknown = sorted(set(params) - set(takes))
+    missing = [c for c in spec.source.series if not params.get(c)]
+    if unknown or missing:
+        what = f"unknown query parameter(s) {unknown}" if unknown else f"missing query parameter(s) {missing}"
+        shape = (f"a panel of series {list(spec.source.series)}" if spec.source.series else "a single series")
+        raise PredictError(f"{what}; model {spec.name!r} is {shape} and takes {takes}")
+    return {c: params[c] for c in spec.source.series} or None
 
 
 def parse_time_key(value: Any, field: str, spec: ModelSpec) -> dt.datetime:
@@ -175,9 +226,10 @@ def _within_range(parsed: dt.datetime, value: str, field: str, spec: ModelSpec) 
                        f"NumPy's timestamps hold{lags}), got {value!r}")
 
 
-def _check_records(spec: ModelSpec, records: list[dict[str, Any]], columns: list[str]) -> None:
+def _check_records(spec: ModelSpec, records: list[dict[str, Any]], columns: list[str], positions: list[int]) -> None:
     """Every row has the model's feature columns, finite numbers (or null) where the model expects numbers, and
-    categories (or class labels) that are text or finite numbers."""
+    categories (or class labels) that are text or finite numbers; messages name a row by its `positions` entry
+    (its place in the request)."""
     src = spec.source
     numeric = [c for c in columns if c not in src.categorical]
     categorical = list(src.categorical)
@@ -185,7 +237,7 @@ def _check_records(spec: ModelSpec, records: list[dict[str, Any]], columns: list
         numeric.append(src.target)
     else:
         categorical.append(src.target)
-    for i, record in enumerate(records):
+    for i, record in zip(positions, records, strict=True):
         missing = [c for c in columns if c not in record]
         if missing:
             raise PredictError(f"rows[{i}]: missing column(s) {missing}; model {spec.name!r} needs "

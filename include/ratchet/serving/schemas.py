@@ -30,6 +30,7 @@ class PredictionOut(BaseModel):
     arm: Literal["champion", "candidate"] = Field(description="which arm of the model's `serving.split` answered")
     at: str = Field(description="the feature id: the row's time key (naive UTC, ISO 8601)",
                     examples=["2026-11-24T00:00:00"])
+    series: str | None = Field(None, description="a panel row's series ('store=12, dept=3'), null for a single series")
     prediction: float | int | str | bool = Field(description="a number (regression) or the predicted class")
     probabilities: dict[str, float] | None = Field(description="class probabilities (classification), else null")
     cached: bool = Field(description="whether the answer came from the service's cache")
@@ -123,7 +124,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def prediction_out(state: ModelState, row: Answered) -> dict[str, Any]:
     """One answered row as `PredictionOut`."""
     return {"model": state.name, "version": row.arm.version.version, "arm": row.arm.name,
-            "at": row.feature_id.isoformat(), "prediction": row.answer.prediction,
+            "at": row.feature_id.isoformat(), "series": row.series, "prediction": row.answer.prediction,
             "probabilities": row.answer.probabilities, "cached": row.cached}
 
 

@@ -32,6 +32,7 @@ from ratchet.exceptions import (
     UnavailableError,
     UnknownModelError,
 )
+from ratchet.modeling.features import series_label
 from ratchet.registry import Registry
 from ratchet.serving.cache import TTLCache
 from ratchet.serving.log import ServedLog
@@ -66,6 +67,7 @@ class Answered:
     arm: Arm
     answer: Answer
     cached: bool
+    series: str | None = None  # a panel row's series label (`features.series_label`); None for a single series
 
 
 class Service:
@@ -205,66 +207,73 @@ class Service:
         return state
 
     # -- answers -------------------------------------------------------------------------------------
-    def cached(self, state: ModelState, feature_id: dt.datetime) -> Answered | None:
+    def cached(self, state: ModelState, feature_id: dt.datetime, series: dict[str, str] | None = None
+               ) -> Answered | None:
         """The cached answer of an id, if its fingerprint and its answer are both still within their TTL."""
-        arm = state.arm_for(feature_id)
-        known: RowFeatures | None = self.known_rows.get(state.name, (arm.version.version, feature_id))
+        label = series_key(state.spec, series)
+        arm = state.arm_for(feature_id, label)
+        known: RowFeatures | None = self.known_rows.get(state.name, (arm.version.version, label, feature_id))
         if known is None:
             return None
-        answer = self.answers.get(state.name, (arm.version.version, feature_id, known.fingerprint))
-        return None if answer is None else Answered(feature_id, arm, answer, True)
+        answer = self.answers.get(state.name, (arm.version.version, label, feature_id, known.fingerprint))
+        return None if answer is None else Answered(feature_id, arm, answer, True, label)
 
-    def answer_by_id(self, state: ModelState, feature_id: dt.datetime) -> Answered:
-        """The answer of an id (read from the source unless the id is remembered; from the cache when it can be).
+    def answer_by_id(self, state: ModelState, feature_id: dt.datetime,
+                     series: dict[str, str] | None = None) -> Answered:
+        """The answer of an id (in a panel, of the series whose key columns have the values `series`), read from
+        the source unless the id is remembered; from the cache when it can be.
 
         Raises:
-            NotFoundError: the source has no row at that time.
+            NotFoundError: the source has no row at that time (of that series).
             PredictError: its lags cannot be computed.
             DataError: the source's rows cannot be used.
             DatabaseUnavailableError: the source's database is unreachable.
         """
         spec, name = state.spec, state.name
         ttl = spec.serving.cache_ttl_seconds
-        arm = state.arm_for(feature_id)
-        known = self.known_rows.get(name, (arm.version.version, feature_id))
+        label = series_key(spec, series)
+        arm = state.arm_for(feature_id, label)
+        known = self.known_rows.get(name, (arm.version.version, label, feature_id))
         if known is None:
             with _database_errors():
-                known = self.reader.by_id(arm.spec, feature_id)  # the row as the arm's version reads it
-            self.known_rows.put(name, (arm.version.version, feature_id), known, ttl)
-        key = (arm.version.version, feature_id, known.fingerprint)
+                known = self.reader.by_id(arm.spec, feature_id, series)  # the row as the arm's version reads it
+            self.known_rows.put(name, (arm.version.version, label, feature_id), known, ttl)
+        key = (arm.version.version, label, feature_id, known.fingerprint)
         cached = self.answers.get(name, key)
         if cached is not None:
-            return Answered(feature_id, arm, cached, True)
+            return Answered(feature_id, arm, cached, True, label)
         answer = predict_answers(spec, arm.estimator, known.X)[0]
         self.answers.put(name, key, answer, ttl)
-        return Answered(feature_id, arm, answer, False)
+        return Answered(feature_id, arm, answer, False, label)
 
     def answer_records(self, state: ModelState, records: list[dict[str, Any]]) -> list[Answered]:
-        """Answers of rows sent in a request, in the request's order; each row routed by its time key.
+        """Answers of rows sent in a request, in the request's order; each row routed by its time key (by its
+        series, in a panel).
 
         Raises:
             PredictError: a bad row, naming the row and field.
             DataError: the source's rows cannot be used.
             DatabaseUnavailableError: the source's database is unreachable.
         """
-        built: dict[int, tuple[pd.DataFrame, list[dt.datetime]]] = {}
+        built: dict[int, tuple[pd.DataFrame, list[dt.datetime], list[str | None]]] = {}
 
-        def inputs(arm: Arm) -> tuple[pd.DataFrame, list[dt.datetime]]:
+        def inputs(arm: Arm) -> tuple[pd.DataFrame, list[dt.datetime], list[str | None]]:
             """Every row's features as the arm's version reads them (its contract), built once per version."""
             if arm.version.version not in built:
                 with _database_errors():
                     built[arm.version.version] = self.reader.of_records(arm.spec, records)
             return built[arm.version.version]
 
-        keys = inputs(state.champion)[1]
-        arms = [state.arm_for(key) for key in keys]
+        _, keys, labels = inputs(state.champion)
+        arms = [state.arm_for(key, label) for key, label in zip(keys, labels, strict=True)]
         answers: list[Answer | None] = [None] * len(keys)
         for arm in {a.name: a for a in arms}.values():
             chosen = [i for i, a in enumerate(arms) if a is arm]
             X = inputs(arm)[0]
             for i, answer in zip(chosen, predict_answers(state.spec, arm.estimator, X.iloc[chosen]), strict=True):
                 answers[i] = answer
-        return [Answered(key, arm, answer, False) for key, arm, answer in zip(keys, arms, answers, strict=True)]
+        return [Answered(key, arm, answer, False, label)
+                for key, arm, answer, label in zip(keys, arms, answers, labels, strict=True)]
 
     # -- health ------------------------------------------------------------------------------------
     def health(self) -> Health:
@@ -316,6 +325,11 @@ class Service:
             message = f"model {state.name!r}: champion v{champion.version} cannot predict: {exc}"
             return message, message
         return f"champion v{champion.version} loaded", None
+
+
+def series_key(spec: ModelSpec, series: dict[str, str] | None) -> str | None:
+    """The label a panel's series is cached, routed and logged by (`features.series_label`); None for one series."""
+    return series_label(spec.source.series, series) if spec.source.series and series else None
 
 
 def predict_answers(spec: ModelSpec, estimator: Any, X: pd.DataFrame) -> list[Answer]:

@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse, Response
 from ratchet.serving.dependencies import BEARER, ModelName, ServiceDep, exchange_of
 from ratchet.serving.exchange import MODELS_PATH
 from ratchet.serving.routers import in_thread
-from ratchet.serving.rows import parse_time_key
+from ratchet.serving.rows import parse_time_key, series_query
 from ratchet.serving.schemas import PredictionOut, RowsIn, RowsOut, errors, prediction_out
+from ratchet.serving.service import series_key
 
 router = APIRouter(prefix=MODELS_PATH, tags=["predict"], dependencies=[BEARER],
                    responses=errors(401, 404, 422, 503, 504))
@@ -23,11 +24,16 @@ router = APIRouter(prefix=MODELS_PATH, tags=["predict"], dependencies=[BEARER],
                          "row fingerprint; a promotion drops them at once."))
 async def predict_by_id(
         model: ModelName, service: ServiceDep, request: Request,
-        at: Annotated[str, Query(description="the feature id: the row's time key, ISO 8601 (2026-11-24)")]) -> Response:
+        at: Annotated[str, Query(description="the feature id: the row's time key, ISO 8601 (2026-11-24); a panel "
+                                             "also takes each `source.series` column (`&store=12&dept=3`)")]
+) -> Response:
     """The answer of one feature id, from the cache when it holds it."""
     state, exchange = service.servable(model), exchange_of(request)
+    series = series_query(state.spec, request.query_params)
     exchange.feature_id = feature_id = parse_time_key(at, "query parameter 'at'", state.spec)
-    answered = service.cached(state, feature_id) or await in_thread(service.answer_by_id, state, feature_id)
+    exchange.series = series_key(state.spec, series)
+    answered = (service.cached(state, feature_id, series)
+                or await in_thread(service.answer_by_id, state, feature_id, series))
     exchange.answered(state, [answered])
     return JSONResponse(prediction_out(state, answered))
 

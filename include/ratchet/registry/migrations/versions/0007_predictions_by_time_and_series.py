@@ -1,8 +1,9 @@
-"""back-test predictions keyed by time and series: `backtest_days.days` (dates) becomes `times` (timestamps), and each
-prediction may name its series
+"""predictions keyed by time and series: `backtest_days.days` (dates) becomes `times` (timestamps), and back-test
+predictions and served ones may name their series
 
 A date per prediction collapsed hourly rows into days (the paired test then kept one row per day) and could not
-tell the series of a panel apart. Stored dates become their midnights, which is what they stood for.
+tell the series of a panel apart. Stored dates become their midnights, which is what they stood for. The service's
+prediction log names a panel row's series beside its time key.
 
 Revision ID: 0007
 Revises: 0006
@@ -23,9 +24,11 @@ def upgrade() -> None:
     op.alter_column('backtest_days', 'times', type_=postgresql.ARRAY(sa.DateTime()),
                     postgresql_using='times::timestamp without time zone[]')
     op.add_column('backtest_days', sa.Column('series', postgresql.ARRAY(sa.Text()), nullable=True))
+    op.add_column('served_predictions', sa.Column('series', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('served_predictions', 'series')
     op.drop_column('backtest_days', 'series')
     op.alter_column('backtest_days', 'times', type_=postgresql.ARRAY(sa.Date()), postgresql_using='times::date[]')
     op.alter_column('backtest_days', 'times', new_column_name='days')
