@@ -165,9 +165,9 @@ def main() -> None:
         s = f["storage"]
         per = {c: s[c] / s["predictions"] for c in ("bytes", "times", "series", "actual", "predicted")}
         print(f"backtest_days: {s['rows']} rows, {s['predictions']:,} predictions, {s['bytes'] / 2**20:.1f} MiB "
-              f"(sum of pg_column_size), {per['bytes']:.1f} bytes per prediction (times {per['times']:.1f}, series "
-              f"{per['series']:.1f}, actual {per['actual']:.1f}, predicted {per['predicted']:.1f}); table on disk "
-              f"{s['on_disk'] / 2**20:.1f} MiB")
+              f"(sum of pg_column_size), table on disk {s['on_disk'] / 2**20:.1f} MiB\n"
+              f"  {per['bytes']:.1f} bytes per prediction: times {per['times']:.1f}, series {per['series']:.1f}, "
+              f"actual {per['actual']:.1f}, predicted {per['predicted']:.1f}, the rest the row's other columns")
         print(f"  at that rate, a prediction of every row by each of the {s['rows'] // 12} contenders (the whole "
               f"history back-tested): about {per['bytes'] * f['rows'] * (s['rows'] // 12) / 2**20:.0f} MiB")
 

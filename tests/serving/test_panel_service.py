@@ -123,3 +123,64 @@ def test_a_posted_row_without_its_series_is_refused_naming_the_row(panel):
                                                                       {"day": "2026-11-19"}]})
     assert answer.status_code == 422
     assert answer.json()["detail"].startswith("rows[1]: missing series column(s) ['series_id']")
+
+
+def _logged(registry, rows: int, timeout: float = 60.0) -> list:
+    """The prediction log's answered rows of m4 once at least `rows` are written (the service logs in batches)."""
+    import datetime as dt
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        served = [s for s in registry.served("m4", dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+                                             dt.datetime(2100, 1, 1, tzinfo=dt.UTC)) if s.status == 200]
+        if len(served) >= rows or time.monotonic() > deadline:
+            return served
+        time.sleep(0.3)
+
+
+def test_the_log_and_the_served_now_test_key_each_answer_by_series_and_time(panel):
+    import datetime as dt
+
+    from ratchet.evaluation import nowtest
+
+    registry, spec, replica, frame = panel["registry"], panel["specs"]["m4"], panel["replica"], panel["frame"]
+    asked = [(sid, day) for sid in ("D10", "D160", "D410", "D500")
+             for day in frame[frame.series_id == sid]["day"].iloc[-3:]]  # the same days in different series
+    for sid, day in asked:
+        assert replica.get("/v1/models/m4/predict", params={"at": day.date().isoformat(),
+                                                            "series_id": sid}).status_code == 200
+    logged = {(s.series, s.feature_id) for s in _logged(registry, len(asked))}
+    assert {(f"series_id={sid}", day.to_pydatetime()) for sid, day in asked} <= logged
+    # the 7-day window 11-17..11-23 holds every day asked (the series end on 11-20..11-23)
+    outcome, _ = nowtest.judge_nowtest(registry, spec, data_interval_end=dt.datetime(2026, 11, 24, tzinfo=dt.UTC))
+    scored = {r.arm: r.scored for r in outcome.served.results}
+    arms = {"candidate" if candidate_share("m4", day, f"series_id={sid}") < 0.5 else "champion"
+            for sid, day in asked}
+    assert sum(scored.values()) >= len(asked) and set(scored) >= arms  # every (series, day) asked is scored once
+
+
+def test_a_candidate_that_cannot_answer_leaves_the_answer_to_the_champion_and_is_logged_as_a_fallback(panel):
+    """Last in the module: v3, whose contract reads a column the source does not have, enters trial and becomes
+    the split's candidate; the series routed to it are answered by the champion, each answer logged as a
+    fallback from v3."""
+    registry, spec, replica, frame = panel["registry"], panel["specs"]["m4"], panel["replica"], panel["frame"]
+    champion = registry.version("m4", 1, with_artifact=True)
+    registry.register_version(
+        "m4", run_id="r3", trial_index=None, estimator_class=champion.estimator_class, hyperparameters={},
+        artifact=champion.artifact, artifact_sha256=champion.artifact_sha256, artifact_format=champion.artifact_format,
+        dataset_fingerprint="x", features=list(champion.features), target="value", package_versions={},
+        author="tests", fit_seconds=0.1, size_bytes=champion.size_bytes,
+        contract={**champion.contract, "features": ["ghost"]}, spec_snapshot=spec.raw)
+    wait_until(replica, lambda r: r.get("/v1/models/m4").json().get("candidates") == [3, 2])
+    sid = next(s for s in ("D10", "D160", "D410", "D500")
+               if candidate_share("m4", frame["day"].iloc[-1], f"series_id={s}") < 0.5)
+    day = frame[frame.series_id == sid]["day"].iloc[-2]
+    answer = replica.get("/v1/models/m4/predict", params={"at": day.date().isoformat(), "series_id": sid})
+    assert answer.status_code == 200 and (answer.json()["arm"], answer.json()["version"]) == ("champion", 1)
+    posted = replica.post("/v1/models/m4/predict", {"rows": [{"series_id": sid, "day": day.date().isoformat()}]})
+    assert posted.status_code == 200 and posted.json()["predictions"][0]["version"] == 1
+    fallbacks = [s for s in _logged(registry, 10**9, timeout=5) if s.fallback_from == 3]
+    assert {(s.series, s.feature_id, s.version, s.arm) for s in fallbacks} == {
+        (f"series_id={sid}", day.to_pydatetime(), 1, "champion")} and len(fallbacks) == 2
+

@@ -345,6 +345,7 @@ class Served:
     replica: str
     served_at: dt.datetime
     series: str | None = None  # a panel row's series label; None for a single series
+    fallback_from: int | None = None  # the split's candidate that failed on this row (the champion answered)
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,7 @@ class ServedPrediction(Base):
     arm: Mapped[str] = mapped_column(String(20), nullable=False)
     feature_id: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
     series: Mapped[str | None] = mapped_column(Text)  # a panel row's series label, NULL for a single series
+    fallback_from: Mapped[int | None] = mapped_column(Integer)  # a failed split candidate the champion stood in for
     prediction: Mapped[float | None] = mapped_column(Float)
     label: Mapped[str | None] = mapped_column(Text)
     probabilities: Mapped[dict[str, Any] | None] = mapped_column()

@@ -63,7 +63,7 @@ class Recorder:
                 feature_id=row.feature_id, prediction=answer.prediction if regression else None,
                 label=None if regression else str(answer.prediction), probabilities=answer.probabilities,
                 cache_hit=row.cached, latency_ms=seconds * 1000, status=200, error=None,
-                replica=self.service.replica, served_at=now, series=row.series))
+                replica=self.service.replica, served_at=now, series=row.series, fallback_from=row.fallback_from))
             metrics.predictions.labels(state.name, str(number), row.arm.name, route).inc()
             if route == ROUTE_ID:
                 (metrics.cache_hits if row.cached else metrics.cache_misses).labels(state.name, str(number)).inc()

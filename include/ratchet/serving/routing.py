@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ratchet.exceptions import NoChampionError, RatchetError
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ratchet.registry.entities import Version
     from ratchet.specs.model import ModelSpec
 
+log = logging.getLogger(__name__)
 CHAMPION_ARM, CANDIDATE_ARM = "champion", "candidate"
 
 
@@ -127,10 +129,17 @@ def resolve(registry: Registry, estimators: Estimators, spec: ModelSpec) -> Mode
     split, candidate = _split(spec, champion, versions, trial)
     wanted = [champion] + ([candidate] if candidate else [])
     estimators.keep_only(spec.name, wanted)
-    return ModelState(
-        name=spec.name, spec=spec, champion=Arm.of(CHAMPION_ARM, champion, estimators, spec),
-        candidate=Arm.of(CANDIDATE_ARM, candidate, estimators, spec) if candidate else None, trial=trial,
-        split=split, registered=True)
+    answering = Arm.of(CHAMPION_ARM, champion, estimators, spec)
+    trying = None
+    if candidate is not None:
+        try:
+            trying = Arm.of(CANDIDATE_ARM, candidate, estimators, spec)
+        except RatchetError as exc:  # a trial never costs a client an answer: the champion takes every id
+            log.error("model %r: the split's candidate v%d cannot be loaded: %s", spec.name, candidate.version, exc)
+            split = replace(split, version=None, reason=f"v{candidate.version} cannot be loaded ({exc}); every id "
+                                                        "goes to the champion")
+    return ModelState(name=spec.name, spec=spec, champion=answering, candidate=trying, trial=trial, split=split,
+                      registered=True)
 
 
 def _split(spec: ModelSpec, champion: Version, versions: list[Version],

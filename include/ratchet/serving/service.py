@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,7 @@ class Answered:
     answer: Answer
     cached: bool
     series: str | None = None  # a panel row's series label (`features.series_label`); None for a single series
+    fallback_from: int | None = None  # the split's candidate that failed on this row, when the champion answered
 
 
 class Service:
@@ -229,10 +230,22 @@ class Service:
             DataError: the source's rows cannot be used.
             DatabaseUnavailableError: the source's database is unreachable.
         """
+        label = series_key(state.spec, series)
+        arm = state.arm_for(feature_id, label)
+        if arm is state.champion:
+            return self._answer_by_id(state, arm, feature_id, series, label)
+        try:
+            return self._answer_by_id(state, arm, feature_id, series, label)
+        except Exception as exc:  # noqa: BLE001 - whatever the candidate did, the champion answers
+            log.error("model %r: the split's candidate v%d failed on %s: %s; the champion answers", state.name,
+                      arm.version.version, feature_id, first_line(exc))
+            answered = self._answer_by_id(state, state.champion, feature_id, series, label)
+            return replace(answered, fallback_from=arm.version.version)
+
+    def _answer_by_id(self, state: ModelState, arm: Arm, feature_id: dt.datetime, series: dict[str, str] | None,
+                      label: str | None) -> Answered:
         spec, name = state.spec, state.name
         ttl = spec.serving.cache_ttl_seconds
-        label = series_key(spec, series)
-        arm = state.arm_for(feature_id, label)
         known = self.known_rows.get(name, (arm.version.version, label, feature_id))
         if known is None:
             with _database_errors():
@@ -267,12 +280,26 @@ class Service:
         _, keys, labels = inputs(state.champion)
         arms = [state.arm_for(key, label) for key, label in zip(keys, labels, strict=True)]
         answers: list[Answer | None] = [None] * len(keys)
+        failed: int | None = None
         for arm in {a.name: a for a in arms}.values():
             chosen = [i for i, a in enumerate(arms) if a is arm]
-            X = inputs(arm)[0]
-            for i, answer in zip(chosen, predict_answers(state.spec, arm.estimator, X.iloc[chosen]), strict=True):
+            try:
+                predicted = predict_answers(state.spec, arm.estimator, inputs(arm)[0].iloc[chosen])
+            except Exception as exc:  # noqa: BLE001 - a candidate's failure: the champion answers its rows
+                if arm is state.champion:
+                    raise
+                log.error("model %r: the split's candidate v%d failed on %d posted row(s): %s; the champion "
+                          "answers", state.name, arm.version.version, len(chosen), first_line(exc))
+                failed = arm.version.version
+                predicted = predict_answers(state.spec, state.champion.estimator,
+                                            inputs(state.champion)[0].iloc[chosen])
+                for i in chosen:
+                    arms[i] = state.champion
+            for i, answer in zip(chosen, predicted, strict=True):
                 answers[i] = answer
-        return [Answered(key, arm, answer, False, label)
+        return [Answered(key, arm, answer, False, label,
+                         fallback_from=failed if arm is state.champion and failed is not None and
+                         state.arm_for(key, label) is not state.champion else None)
                 for key, arm, answer, label in zip(keys, arms, answers, labels, strict=True)]
 
     # -- health ------------------------------------------------------------------------------------

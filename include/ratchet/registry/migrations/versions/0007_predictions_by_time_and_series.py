@@ -3,7 +3,8 @@ predictions and served ones may name their series
 
 A date per prediction collapsed hourly rows into days (the paired test then kept one row per day) and could not
 tell the series of a panel apart. Stored dates become their midnights, which is what they stood for. The service's
-prediction log names a panel row's series beside its time key.
+prediction log names a panel row's series beside its time key, and the failed split candidate a champion stood in
+for.
 
 Revision ID: 0007
 Revises: 0006
@@ -25,9 +26,11 @@ def upgrade() -> None:
                     postgresql_using='times::timestamp without time zone[]')
     op.add_column('backtest_days', sa.Column('series', postgresql.ARRAY(sa.Text()), nullable=True))
     op.add_column('served_predictions', sa.Column('series', sa.Text(), nullable=True))
+    op.add_column('served_predictions', sa.Column('fallback_from', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('served_predictions', 'fallback_from')
     op.drop_column('served_predictions', 'series')
     op.drop_column('backtest_days', 'series')
     op.alter_column('backtest_days', 'times', type_=postgresql.ARRAY(sa.Date()), postgresql_using='times::date[]')
