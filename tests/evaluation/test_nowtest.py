@@ -329,3 +329,16 @@ def test_a_panels_now_test_names_the_one_series_whose_world_changed(tmp_path, re
     assert breach.series == "store=c" and breach.value == pytest.approx(champion.series["store=c"]["mape"])
     assert breach.describe().startswith("series store=c: mape 0.") and breach.value > 0.15
     assert champion.series["store=a"]["mape"] < 0.15 and champion.series["store=a"]["rows"] == 14
+
+
+def test_a_min_rows_no_window_can_hold_at_the_inferred_frequency_is_refused_before_anything_is_stored(
+        model, registry, tmp_path):
+    from ratchet.exceptions import DataError
+
+    (tmp_path / "edited").mkdir()
+    daily = write_spec(tmp_path / "edited", **{**SPEC, "nowtest": {"window_days": 14, "min_rows": 15}})
+    before = counts(registry)
+    with pytest.raises(DataError, match=r"nowtest.min_rows 15 can never be met: a window of 14 days holds at most "
+                                        r"14 rows at the rows' frequency 'day'"):
+        run_at(registry, daily, AFTER_CHANGE)
+    assert counts(registry) == before

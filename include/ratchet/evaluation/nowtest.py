@@ -50,10 +50,12 @@ from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
 from ratchet.modeling.baselines import SERIES
 from ratchet.modeling.features import ContractInputs
+from ratchet.modeling.frequency import frequency_of
 from ratchet.modeling.months import window_bounds
 from ratchet.modeling.sources import naive_utc
 from ratchet.modeling.statistics import diebold_mariano, period_losses
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
+from ratchet.specs.model import window_capacity
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -206,6 +208,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
 
     raw = sources.read_rows(spec, end=end)
     inputs = ContractInputs(spec, raw, end=end)  # each version's own inputs
+    _require_window_capacity(spec, frequency_of(spec, inputs.frame))
     X, y, times = inputs.today()  # today's YAML: baselines, served
     window = ((times >= start) & (times < end)).to_numpy()
     before = (times < start).to_numpy()
@@ -289,6 +292,16 @@ def after_training(times: pd.Series, version: Version) -> np.ndarray:
 def _waiting(version: Version, fresh: int, in_window: int, min_rows: int) -> str:
     return (f"{fresh} of the window's {in_window} rows are after v{version.version}'s training data (through "
             f"{naive_utc(version.train_end):%Y-%m-%d}): it is judged from nowtest.min_rows = {min_rows} such rows on")
+
+
+def _require_window_capacity(spec: ModelSpec, frequency: str) -> None:
+    """Refuse a `nowtest.min_rows` one series' window can never hold at the rows' (inferred) frequency: every
+    now-test would be stale, an alert about nothing (a declared frequency is checked when the YAML is read)."""
+    capacity = window_capacity(spec.nowtest.window_days, frequency)
+    if not spec.source.series and capacity is not None and spec.nowtest.min_rows > capacity:
+        raise DataError(f"{spec.label}: nowtest.min_rows {spec.nowtest.min_rows} can never be met: a window of "
+                        f"{spec.nowtest.window_days} days holds at most {capacity} rows at the rows' frequency "
+                        f"{frequency!r}; lower min_rows or widen window_days")
 
 
 def comparison_metric(spec: ModelSpec) -> str:
