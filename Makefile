@@ -43,4 +43,4 @@ benchmarks: venv
 	$(BIN)/python benchmarks/serving.py
 
 clean:
-	rm -rf $(VENV) .airflow .pgdata .run mail reports .bench-venv-mlflow
+	rm -rf $(VENV) .airflow .pgdata .run mail reports .bench-venv-mlflow .bench-venv-forecast

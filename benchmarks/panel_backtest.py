@@ -87,7 +87,7 @@ def generate_panel(series: int, first: dt.date, last: dt.date, *, freq: str = "D
 
 
 def month_folds() -> list[pd.Period]:
-    """The last MONTHS complete calendar months of the data: the folds of every arm."""
+    """The last MONTHS complete calendar months of the data: Ratchet's folds and the calendar-month arms'."""
     return list(pd.period_range(end=pd.Period(LAST, "M"), periods=MONTHS, freq="M"))
 
 

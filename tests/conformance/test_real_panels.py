@@ -24,6 +24,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import emptied_registry
 from dag_helpers import task_states, timed_run
 from real_data import real_data_dir
 from spec_factory import write_spec
@@ -31,7 +32,6 @@ from sqlalchemy import text
 
 from ratchet.evaluation.backtest import metric_table
 from ratchet.lifecycle.promotion import paired_test
-from ratchet.registry import Registry
 from ratchet.reporting.status import model_status
 from ratchet.specs import load_specs
 
@@ -87,13 +87,9 @@ MODELS = {  # model -> (table loader, spec overrides)
 @pytest.fixture(scope="module")
 def night(airflow_db, database_url, tmp_path_factory):
     """One night of the cycle for the three models; returns what the tests inspect."""
-    from ratchet.registry.schema import Base
-
     folder = tmp_path_factory.mktemp("panel_models")
-    registry = Registry(database_url)
+    registry = emptied_registry(database_url)
     with registry.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)} RESTART IDENTITY "
-                          "CASCADE"))
         conn.execute(text("CREATE SCHEMA IF NOT EXISTS real_panels"))
         for name, (load, overrides) in MODELS.items():
             load().to_sql(name, conn, schema="real_panels", index=False, if_exists="replace")

@@ -28,6 +28,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+from conftest import emptied_registry
 from dag_helpers import task_states, timed_run
 from real_data import real_data_dir
 from spec_factory import write_spec
@@ -104,13 +105,8 @@ def _spec_overrides(name: str, table: str) -> dict:
 @pytest.fixture(scope="module")
 def cycle(airflow_db, database_url, tmp_path_factory):
     """One night of the whole cycle for the five models; returns what the tests inspect."""
-    from ratchet.registry.schema import Base
-
     folder = tmp_path_factory.mktemp("real_models")
-    registry = Registry(database_url)
-    with registry.engine.begin() as conn:
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    registry = emptied_registry(database_url)
     last_rows = {}
     for name, (file, _) in MODELS.items():
         table, last_rows[name] = load_live_table(registry, file)
