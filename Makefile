@@ -41,6 +41,8 @@ benchmarks: venv
 	$(BIN)/python benchmarks/backtest_storage.py
 	$(BIN)/python benchmarks/alert_quality.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/panel_backtest.py
+	$(BIN)/python benchmarks/panel_scale.py
 
 clean:
 	rm -rf $(VENV) .airflow .pgdata .run mail reports .bench-venv-mlflow .bench-venv-forecast

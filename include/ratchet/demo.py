@@ -1,11 +1,14 @@
 """Demo data: daily demand with seasonality, weather, holidays, promotions and a recent regime change.
 
-Deterministic from a seed, so the demo tells the same story on every machine: `make run` loads the
-history up to the day before the regime change, where the first champion is trained, back-tested and
-promoted; then the last days arrive: from the change on, the shop sells at a lower price (`price` 4.99 ->
-3.99) and demand jumps (by 65 plus half the temperature), a price the champion never saw. The now-test of
-the alert night (`alert_night`, REPLAY_NIGHTS + 1 days before today) holds REGIME_CHANGE_DAYS changed days
-and fails; an alert mail goes out; `ratchet demo` (`ratchet.replay`) replays the nights after it.
+Deterministic from a seed and the same rows whatever the day: the rows of the three years to REFERENCE_END,
+relabelled to end yesterday (their `day_of_week`, holidays and season are those of the reference years, so a
+relabelled Monday may carry another day's number), so the demo tells the story the tests replay, on every
+machine and every day. `make run` loads the history up to the day before the regime change, where the first
+champion is trained, back-tested and promoted; then the last days arrive: from the change on, the shop sells
+at a lower price (`price` 4.99 -> 3.99) and demand jumps (by 65 plus half the temperature), a price the
+champion never saw. The now-test of the alert night (`alert_night`, REPLAY_NIGHTS days before the data's last
+day) holds REGIME_CHANGE_DAYS changed days and fails; an alert mail goes out; `ratchet demo`
+(`ratchet.replay`) replays the nights after it.
 """
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ DEMO_MODEL = "daily_demand"  # include/models/demand.yaml, the model the demo ta
 REGIME_CHANGE_DAYS = 10  # changed days in the alert night's 14-day now-test window
 REPLAY_NIGHTS = 12  # the nights after the alert night that `make run` replays, the last one yesterday's
 PRICE, NEW_PRICE = 4.99, 3.99  # the shop's price before and from the regime change
+# The demo's rows are always those of the years ending on this day, relabelled to end on the day `make run` loads
+# them (yesterday): ten days of a new regime are a small sample, and rows drawn for another season or calendar
+# told another story (in a December, candidates trained on them missed the ratcheted bounds for weeks).
+REFERENCE_END = dt.date(2025, 6, 30)
 
 
 def alert_night(end: dt.date) -> dt.date:
@@ -97,9 +104,11 @@ def load_demo(url: str, *, seed: int = 7, end: dt.date | None = None, years: int
     from ratchet.settings import make_engine
 
     end = end or _yesterday()
-    start = dt.date(end.year - years, end.month, 1)
-    change = regime_change_day(end)
-    frame = generate_demand(start, end, seed=seed, regime_change=change)
+    shift = end - REFERENCE_END
+    frame = generate_demand(dt.date(REFERENCE_END.year - years, REFERENCE_END.month, 1), REFERENCE_END, seed=seed,
+                            regime_change=regime_change_day(REFERENCE_END))
+    frame["day"] += shift  # the reference rows, relabelled to end on `end`: the story the tests replay
+    start, change = frame["day"].iloc[0], regime_change_day(end)
     if before_change:
         frame = frame[frame["day"] < change]
     engine = make_engine(url)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from promote_helpers import (
+    BASELINES,
+    DAYS,
     MONTHS,
+    SPEC,
     after_regime_change,
     first_champion,
     register_fitted,
@@ -12,12 +15,14 @@ from promote_helpers import (
     store_after_change,
     store_backtest,
 )
+from spec_factory import spec_data, write_spec
 
-from ratchet.evaluation.backtest import metric_tables
+from ratchet.evaluation.backtest import metric_tables, months_of
 from ratchet.exceptions import PromotionRejected, RebaselineInputError
+from ratchet.lifecycle.next_step import next_step
 from ratchet.lifecycle.promotion import Gate, promote, propose, rebaseline_only, review
 from ratchet.lifecycle.ratchet import calibrate_nowtest
-from ratchet.lifecycle.rebaseline import rebaseline
+from ratchet.lifecycle.rebaseline import ratcheted, rebaseline
 from ratchet.registry import EvaluationRow
 
 LINK = "http://localhost:8080/dags/ratchet_requirements/runs/manual__1"
@@ -185,3 +190,59 @@ def test_the_proposals_body_says_what_each_answer_does_when_only_ratcheted_bound
     assert ("**Gate 1 fails only on 1 bound(s) the ratchet derived from a former champion's months** (its row above "
             "says how). **Approve** runs the gates again and fails on them. **Promote and re-baseline** sets them "
             "again from v2's own back-test at a false-alarm rate of 0.05") in body
+
+
+def _nowtest_days(registry, version: int, mae, value: float) -> None:
+    """Now-test verdicts of `version` on DAYS of the mae now-test bound with `value`, as the now-test stores them
+    (the requirement's verdict in the row's details)."""
+    passed = value <= mae.bound
+    verdict = {"requirement_id": mae.id, "metric": "mae", "direction": "max", "bound": mae.bound, "value": value,
+               "relative_to": None, "baseline_value": None, "scope": "nowtest", "passed": passed}
+    registry.record_evaluations("demand", [
+        EvaluationRow(kind="nowtest", contender=f"v{version}", partition=day, metric="mae", value=value, n_rows=7,
+                      run_id=f"nt-{day}", version=version, passed=passed, details={"requirements": [verdict]})
+        for day in DAYS])
+
+
+@pytest.mark.parametrize("champion_breaches", [True, False])
+def test_trial_breaches_of_a_ratcheted_now_test_bound_the_champion_breaches_too_are_the_data_changing(
+        registry, tmp_path, champion_breaches):
+    """v2 in trial breaches the ratcheted now-test mae bound on its 3 trial days. When the champion breaches it on
+    those days too, gate 4 says the data changed and the proposal offers "Promote and re-baseline", which sets
+    the bound again from v2's own back-test and judges v2's trial on it; when the champion met it, it is v2's own
+    breach and nothing re-baselines it."""
+    loose = [r for r in SPEC["requirements"] if r["metric"] != "mae"] + [{"metric": "mae", "max": 50.0,
+                                                                         "scope": "nowtest"}]
+    spec = write_spec(tmp_path, spec_data(**SPEC), requirements=loose)  # the first promotion ratchets mae to v1's
+    registry.sync_model(spec)
+    register_fitted(registry, "demand", "r1")
+    store_backtest(registry, "demand", {"v1": [9.0] * 4, **BASELINES}, extra_metrics={"mae": 0.8})
+    promote(registry, spec, version=1, reason="first champion", triggered_by="alice", run_id="run-1")
+    register_fitted(registry, "demand", "r2")
+    store_after_change(registry, {"v1": 14.0, "v2": 11.0, "last_value": 15.0, "mean": 16.0})
+    mae = _req(registry, "mae", "nowtest")
+    assert ratcheted(mae) and mae.bound < 50
+    new_bound, _ = calibrate_nowtest(registry, spec, mae, "v2", months_of(metric_tables(registry, spec), "v2"),
+                                     spec.promotion.ratchet.false_alarm_rate)
+    assert new_bound > mae.bound  # v2's own back-test, months after the change included, is looser
+    _nowtest_days(registry, 2, mae, (mae.bound + new_bound) / 2)
+    _nowtest_days(registry, 1, mae, 20.0 if champion_breaches else mae.bound / 2)
+    trial = next(g for g in review(registry, spec, 2).gates if g.name == "trial")
+    assert not trial.passed
+    if not champion_breaches:
+        assert trial.details["data_changed"] is None and "the data changed" not in trial.summary
+        assert propose(registry, spec, reason="nightly", run_id="night") is None
+        assert next_step(registry, spec).label == "ratchet_retrain"
+        return
+    assert trial.details["data_changed"] == {"days": DAYS, "requirement_ids": [mae.id]}
+    assert "the data changed under the bound" in trial.summary
+    step = next_step(registry, spec)
+    assert step.label == "ratchet_requirements" and "Promote and re-baseline" in step.text
+    proposal = propose(registry, spec, reason="nightly", run_id="night")
+    assert proposal is not None and proposal.version == 2
+    outcome = promote(registry, spec, version=2, reason="proposed", triggered_by="carol", run_id="night",
+                      rebaseline=True)
+    assert outcome.outcome == "promoted" and registry.champion("demand").version == 2
+    assert _req(registry, "mae", "nowtest").bound == pytest.approx(new_bound)
+    trial = next(g for g in outcome.gates if g.name == "trial")
+    assert trial.passed and trial.details["still_breaching"] == []

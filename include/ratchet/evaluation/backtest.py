@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ratchet.exceptions import DataError
@@ -156,14 +157,14 @@ def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, X: p
              scores: metrics.Scores, run_id: str, fingerprint: str | None) -> DayRow:
     """The month's predictions, a value per row with its time and series, as the registry keeps them for windows
     and paired tests."""
-    series = tuple(X[baselines.SERIES]) if spec.source.series else None
-    common = dict(contender=contender, partition=month, times=tuple(t.to_pydatetime() for t in times),
+    series = tuple(X[baselines.SERIES].tolist()) if spec.source.series else None
+    common = dict(contender=contender, partition=month, times=tuple(times.dt.to_pydatetime().tolist()),
                   series=series, run_id=run_id, data_fingerprint=fingerprint)
-    if spec.task == "regression":
-        return DayRow(**common, actual=tuple(float(v) for v in y), predicted=tuple(float(v) for v in
-                                                                                   scores.predictions))
-    correct = tuple(bool(a == p) for a, p in zip(y, scores.predictions, strict=True))
-    loss = tuple(scores.row_loss) if scores.row_loss is not None else None
+    if spec.task == "regression":  # whole columns at once: a panel month holds tens of thousands of rows
+        return DayRow(**common, actual=tuple(y.to_numpy(float).tolist()),
+                      predicted=tuple(np.asarray(scores.predictions, float).tolist()))
+    correct = tuple((y.to_numpy() == np.asarray(scores.predictions)).tolist())
+    loss = tuple(np.asarray(scores.row_loss, float).tolist()) if scores.row_loss is not None else None
     return DayRow(**common, loss=loss, correct=correct)
 
 

@@ -2,8 +2,9 @@
 
 Read from the registry, in this order: a proposal waiting in Required Actions; a candidate in trial that beats the
 champion (on the back-test, or, while the champion breaches, on the now-test rows after its training data) and
-needs more trial days; one that has its days but is not proposed (a gate fails);
-else no candidate beats the champion, and a retrain is the way forward.
+needs more trial days; one that has its days but is not proposed (a gate fails); one held back only by now-test
+breaches of a ratcheted bound the champion breaches too (the data changed: re-baseline); else no candidate beats
+the champion, and a retrain is the way forward.
 """
 from __future__ import annotations
 
@@ -14,14 +15,21 @@ from urllib.parse import quote
 
 from ratchet import settings
 from ratchet.evaluation.backtest import metric_table
-from ratchet.lifecycle.promotion import champion_breach, fresh_evidence, open_proposal, proposal_run_id
+from ratchet.lifecycle.promotion import (
+    champion_breach,
+    data_changed_breaches,
+    fresh_evidence,
+    open_proposal,
+    proposal_run_id,
+)
+from ratchet.lifecycle.rebaseline import ratcheted
 from ratchet.modeling.metrics import improvement
 from ratchet.registry.entities import in_trial
 
 if TYPE_CHECKING:
     from ratchet.evaluation.nowtest import NowtestOutcome
     from ratchet.registry import Registry
-    from ratchet.registry.entities import TrialRecord
+    from ratchet.registry.entities import TrialRecord, Version
     from ratchet.specs.model import ModelSpec
 
 RETRAIN_DAG = "ratchet_retrain"
@@ -58,14 +66,26 @@ def next_step(registry: Registry, spec: ModelSpec, *, today: NowtestOutcome | No
                         settings.airflow_base_url() + required_actions_path(name, pending.version))
     trials = registry.trial_records(name)
     needed = spec.promotion.min_trial_days
-    ahead = []  # (days still needed, version, days counted, gain, where) of candidates that beat the champion
+    ahead, held = [], []  # (days still needed, version, days counted, gain, where) of candidates beating the champion
     for version, (gain, where) in _beating(registry, spec, champion.contender).items():
         if not in_trial(version, champion.version):
             continue
         counted, breached = _trial_days(trials[version], spec, version, today)
+        found = (max(needed - counted, 0), version, counted, gain, where)
         if not breached:
-            ahead.append((max(needed - counted, 0), version, counted, gain, where))
+            ahead.append(found)
+        elif _data_changed(registry, spec, version, champion, today):
+            held.append(found)
     retrain = f"{settings.airflow_base_url()}/dags/{RETRAIN_DAG}"
+    if not ahead and held:
+        missing, version, counted, gain, where = min(held)
+        when = f"Once it has {needed} trial days ({missing} more), the" if missing else "The"
+        return NextStep(f"v{version} is in trial and beats the champion v{champion.version} {where} ({gain:+.1%} "
+                        f"{spec.metric}), but it breaches a now-test bound the ratchet derived from a former "
+                        "champion's months, which the champion breaches too: the data changed under the bound. "
+                        f"{when} nightly now-test proposes it to \"Promote and re-baseline\" in Required Actions "
+                        "if every other gate passes; or set the bound again yourself (trigger ratchet_requirements).",
+                        "ratchet_requirements", f"{settings.airflow_base_url()}/dags/ratchet_requirements")
     if not ahead:
         return NextStep(f"No candidate beats the champion v{champion.version} yet: retrain (trigger {RETRAIN_DAG}) "
                         "to train candidates on the latest data; they enter trial at once.", RETRAIN_DAG, retrain)
@@ -104,6 +124,22 @@ def _beating(registry: Registry, spec: ModelSpec, champion: str) -> dict[int, tu
         if version not in found and gain >= spec.promotion.min_improvement:
             found[version] = (gain, ON_NOWTEST)
     return found
+
+
+def _data_changed(registry: Registry, spec: ModelSpec, version: int, champion: Version,
+                  today: NowtestOutcome | None) -> bool:
+    """Whether the version's trial breaches, `today`'s unstored verdict included, are all of ratcheted bounds the
+    champion breached too (`promotion.data_changed_breaches`)."""
+    mine = next((r for r in today.results if r.version == version), None) if today else None
+    theirs = today.champion if today else None
+    if mine is not None and mine.judged and not mine.passed:
+        ratcheted_ids = {r.id for r in registry.requirements(spec.name) if ratcheted(r)}
+        failed = {r.requirement_id for r in mine.failed}
+        if not failed <= ratcheted_ids or theirs is None or not failed <= {r.requirement_id for r in theirs.failed}:
+            return False
+        if not registry.trial_records(spec.name)[version].breach_days:
+            return True
+    return data_changed_breaches(registry, spec, registry.version(spec.name, version), champion) is not None
 
 
 def _trial_days(trial: TrialRecord, spec: ModelSpec, version: int, today: NowtestOutcome | None) -> tuple[int, bool]:

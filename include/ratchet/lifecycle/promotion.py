@@ -145,9 +145,11 @@ def promote(registry: Registry, spec: ModelSpec, *, version: int, reason: str, t
         requirements = [r for r in registry.requirements(spec.name) if r.id in ids]
         reset, mail = proposal_steps(registry, spec, requirements, version, backtest, approver=triggered_by,
                                      proposal=run_id or f"promotion of v{version}")
-        gates = [_requirements_gate(registry, spec, candidate.contender, backtest, [],  # gate 1 on the new bounds
-                                    {step.requirement_id: step.new_bound for step in reset}),
-                 *(g for g in gates if g.name != "requirements")]
+        bounds = {step.requirement_id: step.new_bound for step in reset}
+        gates = [_requirements_gate(registry, spec, candidate.contender, backtest, [], bounds)  # on the new bounds
+                 if g.name == "requirements" else
+                 _trial_on_new_bounds(registry, spec, candidate, g, bounds) if g.name == "trial" and not g.passed
+                 else g for g in gates]
     passed = all(g.passed for g in gates)
     outcome = "dry_run" if dry_run else ("promoted" if passed else "rejected")
     steps = (ratchet_steps(registry, spec, candidate.contender, backtest, reason, version)
@@ -233,14 +235,26 @@ def open_proposal(history: list[Promotion]) -> Promotion | None:
 
 
 def rebaseline_only(gates: list[Gate] | tuple[Gate, ...]) -> list[int]:
-    """The requirements a "Promote and re-baseline" would set again: when gate 1 is the only gate failing and it
-    fails only on bounds the ratchet derived from a former champion's months, their ids; else none."""
-    failing = [g for g in gates if not g.passed]
-    if [g.name for g in failing] != ["requirements"]:
+    """The requirements a "Promote and re-baseline" would set again, when only they stand in the way: gate 1
+    failing only on bounds the ratchet derived from a former champion's months, and gate 4 failing only on now-test
+    breaches of such bounds that the champion breached too, with its days counted; their ids, else none."""
+    failing = {g.name: g.details for g in gates if not g.passed}
+    if not failing or set(failing) - {"requirements", "trial"}:
         return []
-    details = failing[0].details
-    failed = [r["requirement_id"] for r in details.get("results", []) if not r["passed"]]
-    return failed if failed and set(failed) <= set(details.get("ratcheted", [])) else []
+    ids: list[int] = []
+    if "requirements" in failing:
+        details = failing["requirements"]
+        failed = [r["requirement_id"] for r in details.get("results", []) if not r["passed"]]
+        if not failed or not set(failed) <= set(details.get("ratcheted", [])):
+            return []
+        ids += failed
+    if "trial" in failing:
+        trial = failing["trial"]
+        counted = trial["days"] if trial["counted"] == "nowtest" else trial["served_days"]
+        if not trial.get("data_changed") or len(counted) < trial["min_trial_days"]:
+            return []
+        ids += [i for i in trial["data_changed"]["requirement_ids"] if i not in ids]
+    return ids
 
 
 def decline(registry: Registry, spec: ModelSpec, *, version: int, reason: str, rejected_by: str,
@@ -305,7 +319,7 @@ def _run_gates(registry: Registry, spec: ModelSpec, candidate: Version, champion
         gates.append(_champion_gate(registry, spec, contender, champion.contender, backtest))
     gates.append(_regression_gate(registry, spec, candidate.version))
     if kind not in SHORT_KINDS:
-        gates.append(_trial_gate(registry, spec, candidate))
+        gates.append(_trial_gate(registry, spec, candidate, champion))
     gates.append(_computational_gate(registry, spec, candidate))
     return kind, gates, backtest
 
@@ -528,17 +542,81 @@ def _regression_gate(registry: Registry, spec: ModelSpec, version: int) -> Gate:
 TRIAL_DAY_WORDING = {"nowtest": "of now-tests in trial", "served": "served as the split's candidate"}
 
 
-def _trial_gate(registry: Registry, spec: ModelSpec, candidate: Version) -> Gate:
+def data_changed_breaches(registry: Registry, spec: ModelSpec, candidate: Version,
+                          champion: Version | None) -> dict[str, Any] | None:
+    """The candidate's now-test breaches in trial when every one of them is of a bound the ratchet derived from a
+    former champion's months that the champion breached on the same day too: the data changed under the bound, not
+    the candidate (`{"days", "requirement_ids"}`, what a "Promote and re-baseline" sets again); None when it has no
+    breach, a breach of a bound the YAML declared, one the champion met, or a breach of what it served."""
+    trial = registry.trial_records(spec.name)[candidate.version]
+    if champion is None or not trial.breach_days or trial.served_breach_days:
+        return None
+    ratcheted_ids = {r.id for r in registry.requirements(spec.name) if ratcheted(r)}
+    mine, theirs = (_failed_by_day(registry, spec.name, c) for c in (candidate.contender, champion.contender))
+    ids: set[int] = set()
+    for day in trial.breach_days:
+        failed = mine.get(day, set())
+        if not failed or not failed <= ratcheted_ids or not failed <= theirs.get(day, set()):
+            return None
+        ids |= failed
+    return {"days": list(trial.breach_days), "requirement_ids": sorted(ids)}
+
+
+def _failed_by_day(registry: Registry, model: str, contender: str) -> dict[str, set[int]]:
+    """Now-test day -> the ids of the requirements `contender` failed that day."""
+    return {day: set(verdicts) for day, verdicts in _failed_verdicts(registry, model, contender).items()}
+
+
+def _failed_verdicts(registry: Registry, model: str, contender: str) -> dict[str, dict[int, dict[str, Any]]]:
+    """Now-test day -> requirement id -> the stored verdict (`RequirementResult.as_dict`) `contender` failed."""
+    failed: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in registry.evaluations(model, NOWTEST, contender=contender):
+        for verdict in (row.details or {}).get("requirements", []):
+            if verdict.get("passed") is False and verdict.get("requirement_id") is not None:
+                failed.setdefault(row.partition, {})[verdict["requirement_id"]] = verdict
+    return failed
+
+
+def _trial_on_new_bounds(registry: Registry, spec: ModelSpec, candidate: Version, gate: Gate,
+                         bounds: dict[int, float]) -> Gate:
+    """Gate 4 again after a "Promote and re-baseline" (`bounds`: requirement id -> new bound): the trial's
+    breaches of the bounds set again are judged against them (a relative bound with the baseline value stored
+    that day); a day still beyond one fails it."""
+    still = []
+    for day, verdicts in sorted(_failed_verdicts(registry, spec.name, candidate.contender).items()):
+        for requirement_id, verdict in verdicts.items():
+            bound = bounds.get(requirement_id)
+            if bound is None or verdict.get("value") is None:
+                continue
+            limit = bound * verdict["baseline_value"] if verdict.get("relative_to") else bound
+            if (verdict["value"] > limit) if verdict["direction"] == "max" else (verdict["value"] < limit):
+                still.append(f"{day}: {verdict['metric']} {verdict['value']:.4g} beyond the new bound {limit:.4g}")
+    details = {**gate.details, "rebaselined": bounds, "still_breaching": still}
+    if still:
+        return Gate("trial", False, "on the re-baselined bounds it still breaches: " + "; ".join(still[:5]), details)
+    return Gate("trial", True, f"{len(gate.details['days'])} trial day(s); its breaches were of the bounds now "
+                                "re-baselined, and it meets them on every one of those days", details)
+
+
+def _trial_gate(registry: Registry, spec: ModelSpec, candidate: Version, champion: Version | None) -> Gate:
     """Gate 4: `min_trial_days` days in trial, counted from now-tests or from served days as
-    `promotion.trial_days_from` says, and no breach of either kind since the version entered trial."""
+    `promotion.trial_days_from` says, and no breach of either kind since the version entered trial. Breaches only
+    of ratcheted bounds the champion breached too (`data_changed_breaches`) still fail it, and say so: a person
+    can promote the candidate by re-baselining those bounds."""
     needed, source = spec.promotion.min_trial_days, spec.promotion.trial_days_from
     trial = registry.trial_records(spec.name)[candidate.version]
     counted = trial.days if source == "nowtest" else trial.served_days
+    changed = data_changed_breaches(registry, spec, candidate, champion)
     details = {"days": list(trial.days), "breach_days": list(trial.breach_days),
                "served_days": list(trial.served_days), "served_breach_days": list(trial.served_breach_days),
-               "counted": source, "min_trial_days": needed, "trial_started_at": candidate.trial_started_at.isoformat()}
+               "counted": source, "min_trial_days": needed, "trial_started_at": candidate.trial_started_at.isoformat(),
+               "data_changed": changed}
     problems = []
-    if trial.breach_days:
+    if changed:
+        problems.append(f"now-test breaches on {len(trial.breach_days)} day(s) {list(trial.breach_days[:5])}, each "
+                        "of a bound the ratchet derived from a former champion's months that the champion breached "
+                        "too: the data changed under the bound; re-baselining it would let this candidate through")
+    elif trial.breach_days:
         problems.append(f"now-test breaches on {len(trial.breach_days)} day(s): {list(trial.breach_days[:5])}")
     if trial.served_breach_days:
         problems.append(f"breaches on what it served on {len(trial.served_breach_days)} day(s): "

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -134,14 +135,16 @@ def _upsert_evaluations(session: Session, m: Model, rows: list[EvaluationRow]) -
 
 
 def _upsert_days(session: Session, model: Model, days: Iterable[entities.DayRow]) -> None:
-    """Store each (contender, month) of back-test days, replacing what a run stored before for it."""
-    values = [dict(model_id=model.id, contender=d.contender, partition=d.partition, times=list(d.times),
-                   series=None if d.series is None else list(d.series),
-                   actual=_floats(d.actual), predicted=_floats(d.predicted), loss=_floats(d.loss),
-                   correct=None if d.correct is None else [bool(c) for c in d.correct],
-                   data_fingerprint=d.data_fingerprint, run_id=d.run_id) for d in days]
-    if values:
-        stmt = insert(BacktestDay).values(values)
+    """Store each (contender, month) of back-test days, replacing what a run stored before for it: one statement a
+    (contender, month), in the caller's transaction, so a panel's millions of predictions are never rendered into
+    one statement at once (that doubled a back-test's memory)."""
+    for d in days:
+        stmt = insert(BacktestDay).values(
+            model_id=model.id, contender=d.contender, partition=d.partition, times=list(d.times),
+            series=None if d.series is None else list(d.series), actual=_floats(d.actual),
+            predicted=_floats(d.predicted), loss=_floats(d.loss),
+            correct=None if d.correct is None else [bool(c) for c in d.correct], data_fingerprint=d.data_fingerprint,
+            run_id=d.run_id)
         session.execute(stmt.on_conflict_do_update(
             constraint="uq_backtest_day_month",
             set_={k: stmt.excluded[k] for k in ("times", "series", "actual", "predicted", "loss", "correct",
@@ -149,7 +152,11 @@ def _upsert_days(session: Session, model: Model, days: Iterable[entities.DayRow]
 
 
 def _floats(values: Iterable[float] | None) -> list[float | None] | None:
-    return None if values is None else [finite(v) for v in values]
+    """The values as floats, None where missing or not finite, converted as one array (never a call per value)."""
+    if values is None:
+        return None
+    array = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(array), array, None).tolist()
 
 
 def _day_series(contender: str, parts: list[BacktestDay]) -> entities.DaySeries:
