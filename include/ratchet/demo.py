@@ -2,13 +2,14 @@
 
 Deterministic from a seed and the same rows whatever the day: the rows of the three years to REFERENCE_END,
 relabelled to end yesterday (their `day_of_week`, holidays and season are those of the reference years, so a
-relabelled Monday may carry another day's number), so the demo tells the story the tests replay, on every
-machine and every day. `make run` loads the history up to the day before the regime change, where the first
-champion is trained, back-tested and promoted; then the last days arrive: from the change on, the shop sells
-at a lower price (`price` 4.99 -> 3.99) and demand jumps (by 65 plus half the temperature), a price the
-champion never saw. The now-test of the alert night (`alert_night`, REPLAY_NIGHTS days before the data's last
-day) holds REGIME_CHANGE_DAYS changed days and fails; an alert mail goes out; `ratchet demo`
-(`ratchet.replay`) replays the nights after it.
+relabelled Monday may carry another day's number). Only where calendar months cut them differs from one day to
+the next (the back-test's months, so the ratchet's bounds), so the demo tells nearly the story the tests replay.
+`make run` loads the history up to the day before the regime change, where the first champion is trained,
+back-tested and promoted; then the last days arrive: from the change on, the shop sells at a lower price
+(`price` 4.99 -> 3.99) and demand jumps (by 65 plus half the temperature), a price the champion never saw.
+The now-test of the alert night (`alert_night`, REPLAY_NIGHTS days before the data's last day) holds
+REGIME_CHANGE_DAYS changed days and fails; an alert mail goes out; `ratchet demo` (`ratchet.replay`) replays
+the nights after it.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ REPLAY_NIGHTS = 12  # the nights after the alert night that `make run` replays, 
 PRICE, NEW_PRICE = 4.99, 3.99  # the shop's price before and from the regime change
 # The demo's rows are always those of the years ending on this day, relabelled to end on the day `make run` loads
 # them (yesterday): ten days of a new regime are a small sample, and rows drawn for another season or calendar
-# told another story (in a December, candidates trained on them missed the ratcheted bounds for weeks).
+# told another story (ending in a December, candidates trained on them missed the ratcheted bounds for weeks).
 REFERENCE_END = dt.date(2025, 6, 30)
 
 
