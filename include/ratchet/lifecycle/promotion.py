@@ -588,6 +588,9 @@ def _trial_on_new_bounds(registry: Registry, spec: ModelSpec, candidate: Version
             bound = bounds.get(requirement_id)
             if bound is None or verdict.get("value") is None:
                 continue
+            if verdict.get("relative_to") and verdict.get("baseline_value") is None:
+                still.append(f"{day}: {verdict['metric']} has no baseline value to apply the new bound to")
+                continue
             limit = bound * verdict["baseline_value"] if verdict.get("relative_to") else bound
             if (verdict["value"] > limit) if verdict["direction"] == "max" else (verdict["value"] < limit):
                 still.append(f"{day}: {verdict['metric']} {verdict['value']:.4g} beyond the new bound {limit:.4g}")
