@@ -45,6 +45,35 @@ def task_states(run) -> dict[tuple[str, str], str]:
         return {(ti.task_id, ti.rendered_map_index or str(ti.map_index)): ti.state for ti in tis}
 
 
+def first_night(registry, today, trained_until, *, regression: bool = False) -> dict:
+    """One night of the cycle for every configured model, as the conformance tests run it: `ratchet_retrain` on the
+    rows before `trained_until` (a version is judged only on rows after its training data), `ratchet_backtest`, a
+    first `ratchet_promote` of each model's best version by its back-test mean, `ratchet_nowtest` (and
+    `ratchet_regression`). Returns the runs, their seconds, the specs and (best version, run state) per model."""
+    import datetime as dt
+
+    from ratchet.evaluation.backtest import backtest_summary
+    from ratchet.specs import load_specs
+    from ratchet.specs.model import LOWER_IS_BETTER
+
+    runs, seconds = {}, {}
+    runs["retrain"], seconds["retrain"] = timed_run("ratchet_retrain", trained_until + dt.timedelta(hours=1))
+    runs["backtest"], seconds["backtest"] = timed_run("ratchet_backtest", today + dt.timedelta(hours=3))
+    specs, promoted = load_specs(), {}
+    for name, spec in specs.items():
+        means = backtest_summary(registry, spec)["contenders"]
+        sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
+        best = min((v.version for v in registry.versions(name)), key=lambda v: sign * means[f"v{v}"]["mean"])
+        run, _ = timed_run("ratchet_promote", today + dt.timedelta(hours=5),
+                           {"model": name, "version": best, "reason": "conformance: first champion", "dry_run": False})
+        promoted[name] = (best, run.state)
+    runs["nowtest"], seconds["nowtest"] = timed_run("ratchet_nowtest", today + dt.timedelta(hours=6))
+    if regression:
+        runs["regression"], seconds["regression"] = timed_run("ratchet_regression", today + dt.timedelta(hours=7))
+    print("\nconformance run seconds:", {k: round(v, 1) for k, v in seconds.items()})
+    return {"runs": runs, "seconds": seconds, "specs": specs, "promoted": promoted}
+
+
 class Person(threading.Thread):
     """A person answering a DAG run's Human-in-the-loop task through the api-server's REST API, as the Required
     Actions page does: waits until the task is parked in `awaiting_input`, reads what it asks (`detail`),

@@ -25,7 +25,7 @@ import re
 import pandas as pd
 import pytest
 from conftest import emptied_registry
-from dag_helpers import task_states, timed_run
+from dag_helpers import first_night, task_states
 from real_data import real_data_dir
 from spec_factory import write_spec
 from sqlalchemy import text
@@ -33,7 +33,6 @@ from sqlalchemy import text
 from ratchet.evaluation.backtest import metric_table
 from ratchet.lifecycle.promotion import paired_test
 from ratchet.reporting.status import model_status
-from ratchet.specs import load_specs
 
 REAL = real_data_dir()
 TODAY = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -98,23 +97,10 @@ def night(airflow_db, database_url, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RATCHET_MODELS_DIR", str(folder))
         patch.setenv("RATCHET_REPORTS_DIR", str(folder / "reports"))
-        runs, seconds = {}, {}
-        runs["retrain"], seconds["retrain"] = timed_run("ratchet_retrain", TRAINED_UNTIL + dt.timedelta(hours=1))
-        runs["backtest"], seconds["backtest"] = timed_run("ratchet_backtest", TODAY + dt.timedelta(hours=3))
-        specs = load_specs()
-        promoted = {}
-        for name, spec in specs.items():
-            table = metric_table(registry, spec)
-            best = min((v.version for v in registry.versions(name)),
-                       key=lambda v: sum(table[f"v{v}"].values()) / len(table[f"v{v}"]))
-            run, _ = timed_run("ratchet_promote", TODAY + dt.timedelta(hours=5),
-                               {"model": name, "version": best, "reason": "conformance: first champion",
-                                "dry_run": False})
-            promoted[name] = (best, run.state)
-        runs["nowtest"], seconds["nowtest"] = timed_run("ratchet_nowtest", TODAY + dt.timedelta(hours=6))
+        ran = first_night(registry, TODAY, TRAINED_UNTIL)
+        specs, runs, promoted = ran["specs"], ran["runs"], ran["promoted"]
         statuses = {name: model_status(registry, spec) for name, spec in specs.items()}
         means = {name: _means(registry, spec) for name, spec in specs.items()}
-        print("\npanel conformance run seconds:", {k: round(v, 1) for k, v in seconds.items()})
         print(f"{'model':8} {'champion rmse':>14}  baselines (mean rmse over the back-test)")
         for name in specs:
             print(f"{name:8} {means[name][f'v{promoted[name][0]}']:>14.4g}  "

@@ -29,15 +29,14 @@ import datetime as dt
 import pandas as pd
 import pytest
 from conftest import emptied_registry
-from dag_helpers import task_states, timed_run
+from dag_helpers import first_night, task_states
 from real_data import real_data_dir
 from spec_factory import write_spec
 from sqlalchemy import text
 
-from ratchet.evaluation.backtest import backtest_summary, metric_table
+from ratchet.evaluation.backtest import metric_table
 from ratchet.registry import Registry
 from ratchet.reporting.status import model_status
-from ratchet.specs import load_specs
 from ratchet.specs.model import LOWER_IS_BETTER
 
 REAL = real_data_dir()
@@ -114,23 +113,9 @@ def cycle(airflow_db, database_url, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RATCHET_MODELS_DIR", str(folder))
         patch.setenv("RATCHET_REPORTS_DIR", str(folder / "reports"))
-        runs, seconds = {}, {}
-        # trained on the rows before the now-test's window: a version is judged only on rows after its training data
-        runs["retrain"], seconds["retrain"] = timed_run("ratchet_retrain", TRAINED_UNTIL + dt.timedelta(hours=1))
-        runs["backtest"], seconds["backtest"] = timed_run("ratchet_backtest", TODAY + dt.timedelta(hours=3))
-        specs = load_specs()
-        promoted = {}
-        for name, spec in specs.items():
-            means = backtest_summary(registry, spec)["contenders"]
-            sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
-            best = min((v.version for v in registry.versions(name)), key=lambda v: sign * means[f"v{v}"]["mean"])
-            run, _ = timed_run("ratchet_promote", TODAY + dt.timedelta(hours=5),
-                          {"model": name, "version": best, "reason": "conformance: first champion", "dry_run": False})
-            promoted[name] = (best, run.state)
-        runs["nowtest"], seconds["nowtest"] = timed_run("ratchet_nowtest", TODAY + dt.timedelta(hours=6))
-        runs["regression"], seconds["regression"] = timed_run("ratchet_regression", TODAY + dt.timedelta(hours=7))
+        ran = first_night(registry, TODAY, TRAINED_UNTIL, regression=True)
+        specs, runs, promoted = ran["specs"], ran["runs"], ran["promoted"]
         statuses = {name: model_status(registry, spec) for name, spec in specs.items()}
-        print("\nconformance run seconds:", {k: round(v, 1) for k, v in seconds.items()})
         _print_table(registry, specs, runs, promoted)
         yield {"registry": registry, "specs": specs, "runs": runs, "promoted": promoted, "statuses": statuses,
                "last_rows": last_rows}
