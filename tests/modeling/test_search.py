@@ -9,8 +9,27 @@ from ratchet.modeling import search
 
 
 def test_time_folds_never_train_on_rows_after_validation():
-    for train, test in search.time_folds(200, 4):
+    import pandas as pd
+
+    days = pd.Series(pd.date_range("2024-01-01", periods=200))
+    single = search.time_folds(days, 4)
+    for train, test in single:
         assert train.max() < test.min()
+    from sklearn.model_selection import TimeSeriesSplit  # one series: the same folds as over its rows
+
+    assert all((a == c).all() and (b == d).all()
+               for (a, b), (c, d) in zip(single, TimeSeriesSplit(4).split(range(200)), strict=True))
+
+
+def test_a_panels_folds_cut_between_periods_never_through_one():
+    import pandas as pd
+
+    days = pd.date_range("2024-01-01", periods=50)
+    panel = pd.Series(np.repeat(days, 3)).iloc[1:-1].reset_index(drop=True)  # 3 series; the first and last short
+    for train, test in search.time_folds(panel, 4):
+        assert panel[train].max() < panel[test].min()
+        assert set(panel[train]).isdisjoint(panel[test]) and len(train) + len(test) <= len(panel)
+        assert all((panel == day).sum() == (panel[test] == day).sum() for day in set(panel[test]))
 
 
 def test_exploit_trials_sample_near_the_champion_within_bounds():

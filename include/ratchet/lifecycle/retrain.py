@@ -83,7 +83,7 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
     if trials:
         log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
     else:
-        trials = run_search(spec, X, y, seed_salt=str(logical_date), champion=registry.champion(spec.name))
+        trials = run_search(spec, X, y, times, seed_salt=str(logical_date), champion=registry.champion(spec.name))
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
         checkpoint("retrain:trials-recorded")
     best = best_trials(spec, trials)

@@ -113,11 +113,14 @@ def plan_trials(spec: ModelSpec, rng: np.random.Generator,
     return plans
 
 
-def time_folds(n_rows: int, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Expanding-window folds over time-ordered rows: each validation block comes after its training rows."""
+def time_folds(times: pd.Series, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over time-ordered rows, cut between periods: each validation block comes after its
+    training rows, and the rows of one time (a panel's series) are all on one side of a cut."""
     from sklearn.model_selection import TimeSeriesSplit
 
-    return list(TimeSeriesSplit(n_splits=n_folds).split(np.arange(n_rows)))
+    periods, position = np.unique(np.asarray(times), return_inverse=True)
+    return [(np.flatnonzero(np.isin(position, train)), np.flatnonzero(np.isin(position, test)))
+            for train, test in TimeSeriesSplit(n_splits=n_folds).split(periods)]
 
 
 def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any], X: pd.DataFrame,
@@ -130,10 +133,12 @@ def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
     return scores, time.perf_counter() - started
 
 
-def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, *, seed_salt: str, champion: Any = None) -> list[Trial]:
-    """Every trial of the night, scored by time-ordered CV; a failing trial is kept with its error."""
+def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series, *, seed_salt: str,
+               champion: Any = None) -> list[Trial]:
+    """Every trial of the night, scored by time-ordered CV (folds cut between the rows' `times`); a failing trial
+    is kept with its error."""
     rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
-    folds = time_folds(len(X), spec.search.cv_folds)
+    folds = time_folds(times, spec.search.cv_folds)
     trials = []
     for index, (estimator_spec, params, sampling) in enumerate(plan_trials(spec, rng, champion)):
         trial = Trial(index, estimator_spec.class_path, params, sampling, spec.metric)
