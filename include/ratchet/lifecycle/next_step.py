@@ -18,11 +18,12 @@ from ratchet.evaluation.backtest import metric_table
 from ratchet.lifecycle.promotion import (
     champion_breach,
     data_changed_breaches,
+    data_changed_day,
     fresh_evidence,
     open_proposal,
     proposal_run_id,
+    ratcheted_requirement_ids,
 )
-from ratchet.lifecycle.rebaseline import ratcheted
 from ratchet.modeling.metrics import improvement
 from ratchet.registry.entities import in_trial
 
@@ -133,9 +134,9 @@ def _data_changed(registry: Registry, spec: ModelSpec, version: int, champion: V
     mine = next((r for r in today.results if r.version == version), None) if today else None
     theirs = today.champion if today else None
     if mine is not None and mine.judged and not mine.passed:
-        ratcheted_ids = {r.id for r in registry.requirements(spec.name) if ratcheted(r)}
-        failed = {r.requirement_id for r in mine.failed}
-        if not failed <= ratcheted_ids or theirs is None or not failed <= {r.requirement_id for r in theirs.failed}:
+        theirs_failed = {r.requirement_id for r in theirs.failed} if theirs is not None else set()
+        if not data_changed_day({r.requirement_id for r in mine.failed}, theirs_failed,
+                                ratcheted_requirement_ids(registry, spec.name)):
             return False
         if not registry.trial_records(spec.name)[version].breach_days:
             return True

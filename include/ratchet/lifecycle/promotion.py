@@ -551,15 +551,26 @@ def data_changed_breaches(registry: Registry, spec: ModelSpec, candidate: Versio
     trial = registry.trial_records(spec.name)[candidate.version]
     if champion is None or not trial.breach_days or trial.served_breach_days:
         return None
-    ratcheted_ids = {r.id for r in registry.requirements(spec.name) if ratcheted(r)}
+    ratcheted_ids = ratcheted_requirement_ids(registry, spec.name)
     mine, theirs = (_failed_by_day(registry, spec.name, c) for c in (candidate.contender, champion.contender))
     ids: set[int] = set()
     for day in trial.breach_days:
         failed = mine.get(day, set())
-        if not failed or not failed <= ratcheted_ids or not failed <= theirs.get(day, set()):
+        if not data_changed_day(failed, theirs.get(day, set()), ratcheted_ids):
             return None
         ids |= failed
     return {"days": list(trial.breach_days), "requirement_ids": sorted(ids)}
+
+
+def ratcheted_requirement_ids(registry: Registry, model: str) -> set[int]:
+    """The ids of the model's requirements whose current bound a ratchet set."""
+    return {r.id for r in registry.requirements(model) if ratcheted(r)}
+
+
+def data_changed_day(failed: set[int], champion_failed: set[int], ratcheted_ids: set[int]) -> bool:
+    """Whether a candidate's breaches of one day (`failed` requirement ids) are the data changing: each of a
+    ratcheted bound the champion breached that day too."""
+    return bool(failed) and failed <= ratcheted_ids and failed <= champion_failed
 
 
 def _failed_by_day(registry: Registry, model: str, contender: str) -> dict[str, set[int]]:
