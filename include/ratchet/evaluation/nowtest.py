@@ -247,13 +247,13 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         scored = metrics.evaluate(spec.task, estimator, vXw, vyw)
         scores, y_pred, undefined, row_log_loss = scored
         checked = check_requirements(requirements, scores, baseline_scores)
-        by_series = (metrics.per_series(spec.task, vX.loc[fresh, SERIES], vyw, scored) if own.source.series
-                     else {})
+        series = vX.loc[fresh, SERIES].to_numpy() if own.source.series else None  # each fresh row's series
+        by_series = metrics.per_series(spec.task, series, vyw, scored) if series is not None else {}
         checked += check_per_series(requirements, spec.requirements, by_series, baseline_series,
                                     spec.nowtest.min_rows)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
         losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": row_losses(spec, vyw, y_pred, row_log_loss),
-                               "series": vX.loc[fresh, SERIES].to_numpy() if own.source.series else ""})
+                               "series": series if series is not None else ""})
         versus = (versus_champion(spec, losses, champion_rows, champion.contender)
                   if role == "candidate" and champion_rows is not None else None)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined,
