@@ -1,9 +1,8 @@
 """A model's source rows: read from a PostgreSQL table or SELECT query, and validated.
 
 A model's data is one row per row key (`Source.key`: its series, if a panel, and its time, at one frequency, gaps
-allowed). Every
-problem with it is a `DataError` naming the model, the column and what is wrong, raised before anything is
-computed or stored.
+allowed). Every problem with it is a `DataError` naming the model, the column and what is wrong, raised before
+anything is computed or stored.
 """
 from __future__ import annotations
 
