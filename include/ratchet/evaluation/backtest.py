@@ -217,7 +217,7 @@ def backtest_summary(registry: Registry, spec: ModelSpec,
     champion = registry.champion(spec.name)
     baseline_names = [b for b in spec.baselines if b in table]
     reference = champion.contender if champion and champion.contender in table \
-        else min(baseline_names, key=lambda b: _mean(table[b]) * (1 if metrics.LOWER_IS_BETTER[spec.metric] else -1),
+        else min(baseline_names, key=lambda b: _mean(table[b]) * (1 if metrics.lower_is_better(spec.metric) else -1),
                  default=None)
     months = sorted({m for values in table.values() for m in values})
     summary = {"metric": spec.metric, "reference": reference, "months": months, "contenders": {}}

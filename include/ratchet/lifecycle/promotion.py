@@ -40,7 +40,7 @@ from ratchet.modeling.statistics import diebold_mariano, period_losses
 from ratchet.registry import Registry
 from ratchet.registry.entities import NOWTEST, AlertDraft, Promotion, Requirement, Version
 from ratchet.specs import get_spec
-from ratchet.specs.model import COMPUTATIONAL_METRICS, LOWER_IS_BETTER, ModelSpec
+from ratchet.specs.model import COMPUTATIONAL_METRICS, ModelSpec, lower_is_better
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ def _data_changed(spec: ModelSpec, req: Requirement, backtest: BacktestTable, co
     candidates = {name: value for name, value in scores.items() if name != champion}
     if champion not in scores or not candidates:
         return None
-    best = min(candidates, key=lambda name: candidates[name] if LOWER_IS_BETTER[req.metric] else -candidates[name])
+    best = min(candidates, key=lambda name: candidates[name] if lower_is_better(req.metric) else -candidates[name])
     derived = f"{last.derivation['first_month']}..{last.derivation['last_month']}"
     text = (f"the bound {req.bound:.4g} was derived from {derived}; on the latest {len(latest)} months "
             f"({latest[0]}..{latest[-1]}) the champion {champion} scores {scores[champion]:.3g} and the best candidate "

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ratchet.specs.model import LOWER_IS_BETTER, SERIES_METRICS, task_metrics
+from ratchet.specs.model import SERIES_METRICS, lower_is_better, task_metrics
 
 
 def _mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
@@ -96,7 +96,7 @@ def _classes(estimator: Any, y_pred: np.ndarray) -> np.ndarray:
 
 def better(metric: str, a: float, b: float) -> bool:
     """True when value `a` is strictly better than `b` for this metric."""
-    return a < b if LOWER_IS_BETTER[metric] else a > b
+    return a < b if lower_is_better(metric) else a > b
 
 
 def improvement(metric: str, candidate: float, reference: float) -> float:
@@ -104,7 +104,7 @@ def improvement(metric: str, candidate: float, reference: float) -> float:
     if reference == 0:
         return 0.0 if candidate == reference else (math.inf if better(metric, candidate, reference) else -math.inf)
     change = (reference - candidate) / abs(reference)
-    return change if LOWER_IS_BETTER[metric] else -change
+    return change if lower_is_better(metric) else -change
 
 
 def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series) -> Scores:
@@ -202,5 +202,5 @@ def best_baseline(metric: str, baseline_values: dict[str, dict[str, float | None
     scored = [(name, value) for name, value in scored if value is not None]
     if not scored:
         return None, None
-    pick = min if LOWER_IS_BETTER.get(metric, True) else max
+    pick = min if lower_is_better(metric) else max
     return pick(scored, key=lambda item: item[1])

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ratchet.modeling import metrics
 from ratchet.modeling.features import make_estimator
-from ratchet.specs.model import LOWER_IS_BETTER
+from ratchet.specs.model import lower_is_better
 
 if TYPE_CHECKING:
     from ratchet.specs.model import EstimatorSpec, ModelSpec
@@ -155,5 +155,5 @@ def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series,
 def best_trials(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:
     """The `search.candidates` best scored trials, best first (failed trials never count)."""
     scored = [t for t in trials if t.error is None and t.mean_score is not None]
-    sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
+    sign = 1 if lower_is_better(spec.metric) else -1
     return sorted(scored, key=lambda t: sign * t.mean_score)[: spec.search.candidates]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.evaluation.backtest import backtest_summary, metric_table
 from ratchet.reporting import charts
-from ratchet.specs.model import LOWER_IS_BETTER
+from ratchet.specs.model import lower_is_better
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -31,7 +31,7 @@ def requirement_line(spec: ModelSpec, table: dict[str, dict[str, float]],
         if not req.relative_to:
             return [req.bound] * len(months)
         names = spec.baselines if req.relative_to == "baseline" else (req.relative_to,)
-        pick = min if LOWER_IS_BETTER[spec.metric] else max
+        pick = min if lower_is_better(spec.metric) else max
         line = []
         for month in months:
             values = [table[b][month] for b in names if month in table.get(b, {})]

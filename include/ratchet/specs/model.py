@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Any
 
 TASKS = ("regression", "classification")
-REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
-CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "pinball")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss", "pr_auc", "brier")
+# classification metrics scored on probabilities: an estimator without `predict_proba` has none of them
+PROBABILITY_METRICS = ("roc_auc", "log_loss", "pr_auc", "brier")
+# classification metrics scored on the decided class: the decision threshold changes them
+THRESHOLDED_METRICS = ("accuracy", "f1")
 COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes")
 # Measured on the REST service (`ratchet serve`) from its prediction log and health probes; scope 'serving' only
 SERVING_METRICS = ("serving_latency_p95_ms", "serving_error_rate", "availability")
 LOWER_IS_BETTER = {
-    "rmse": True, "mae": True, "mape": True, "r2": False,
-    "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True,
+    "rmse": True, "mae": True, "mape": True, "r2": False, "pinball": True,
+    "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True, "pr_auc": False, "brier": True,
     "predict_latency_p95_ms": True, "model_size_bytes": True,
     "serving_latency_p95_ms": True, "serving_error_rate": True, "availability": False,
 }
@@ -39,6 +43,11 @@ MISSING_TARGET_POLICIES = ("drop", "error")
 LAG_POLICIES = ("periods", "days", "rows")
 # `source.frequency`: one row per series and period; the period's length (a month is a calendar month)
 FREQUENCIES = {"30min": "30min", "hour": "1h", "day": "1D", "week": "7D", "month": "MS"}
+# `source.frequency: event`: rows are events keyed by `source.id`, many may share a time, no target lags
+EVENT = "event"
+EVENT_BASELINES = {"regression": ("mean",), "classification": ("majority",)}  # the baselines that need no lag
+# `classification.threshold: {optimize: ...}`: what a tuned threshold may maximise (or a user metric, minimised)
+THRESHOLD_OBJECTIVES = ("f1", "accuracy")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
 TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
@@ -77,23 +86,30 @@ def task_metrics(task: str) -> tuple[str, ...]:
     return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a lower value of `metric` is better; a user metric (`metrics:`) is a cost, so lower is better."""
+    return LOWER_IS_BETTER.get(metric, True)
+
+
 @dataclass(frozen=True)
 class RowKey:
     """What identifies one row of a model's source and orders its rows: the one place that decides it.
 
     Every module that orders, partitions, matches, looks up or names rows asks the key (`Source.key`) instead
     of reading `time_column`. A row is its series (the `source.series` columns; none for a single series) and
-    its time: one row per series and time. Row ids (events) extend the key here, and every caller follows.
+    its time: one row per series and time. An event source's row is its id (`source.id`): many events may share a
+    time, and its series columns (when declared) name the entity an event belongs to.
     """
 
     time: str  # the column that orders rows, partitions them into months and anchors windows and lags
     series: tuple[str, ...] = ()  # the columns naming a row's series in a panel; empty for a single series
+    id: str | None = None  # an event source's row id (`source.id`)
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The columns whose values together are unique in the source (series columns are features only when
         declared so)."""
-        return (*self.series, self.time)
+        return (self.id,) if self.id else (*self.series, self.time)
 
     def describe(self, values: tuple[Any, ...]) -> str:
         """A row's key in words for messages, e.g. "day = 2024-04-10 00:00:00"."""
@@ -115,12 +131,19 @@ class Source:
     missing_target: str = "drop"  # rows without a target: dropped (and counted) or an error
     lags_by: str = "periods"  # a lag of k is the target k periods, k calendar days or k rows earlier in its series
     series: tuple[str, ...] = ()  # `source.series`: the key columns of a panel's series; none for one series
-    frequency: str | None = None  # `source.frequency` (a key of FREQUENCIES); None: inferred from the rows
+    frequency: str | None = None  # `source.frequency` (a key of FREQUENCIES, or EVENT); None: inferred from the rows
+    id: str | None = None  # `source.id`: an event source's row id
+    label_delay_days: int = 0  # `source.label_delay_days`: how long a row's label takes to arrive
 
     @property
     def key(self) -> RowKey:
         """What identifies a row of this source (see `RowKey`)."""
-        return RowKey(self.time_column, self.series)
+        return RowKey(self.time_column, self.series, self.id)
+
+    @property
+    def events(self) -> bool:
+        """Whether the rows are events (`frequency: event`): keyed by id, no target lags, no period."""
+        return self.frequency == EVENT
 
     def contract(self, features: Iterable[str], frequency: str | None) -> dict[str, Any]:
         """The feature contract a version trained on this source keeps (JSON): its row key (series columns and
@@ -131,7 +154,7 @@ class Source:
         return {"time_column": self.time_column, "target": self.target, "features": list(features),
                 "categorical": list(self.categorical), "target_lags": list(self.target_lags),
                 "lags_by": self.lags_by, "missing_target": self.missing_target, "series": list(self.series),
-                "frequency": frequency}
+                "frequency": frequency, **({"id": self.id} if self.id else {})}
 
     def under(self, contract: Mapping[str, Any]) -> Source:
         """This source read under a version's feature contract (`contract`): the version's inputs, today's place.
@@ -141,7 +164,7 @@ class Source:
                        features=tuple(contract["features"]), categorical=tuple(contract["categorical"]),
                        target_lags=tuple(contract["target_lags"]), lags_by=contract["lags_by"],
                        missing_target=contract["missing_target"], series=tuple(contract.get("series", ())),
-                       frequency=contract.get("frequency"))
+                       frequency=contract.get("frequency"), id=contract.get("id"))
 
 
 @dataclass(frozen=True)
@@ -167,6 +190,8 @@ class SearchSpec:
     candidates: int = 2
     metric: str | None = None
     explore_fraction: float = 0.5
+    # why `metric` is not the task's default when no metric was given (an estimator without probabilities)
+    metric_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +205,8 @@ class RequirementSpec:
     relative_to: str | None = None
     calibrate: float | None = None  # derive the bound from the champion's back-test at this false-alarm rate
     per_series: bool = False  # a panel's now-test checks the bound on every series too (and names those breaching)
-    min_rows: int | None = None  # a series' rows in the window it needs to be judged; None: `nowtest.min_rows`
+    per_slice: bool = False  # the now-test checks the bound on every value of every `evaluation.slices` column too
+    min_rows: int | None = None  # rows a series or slice needs in the window to be judged; None: `nowtest.min_rows`
 
     @property
     def key(self) -> tuple[str, str | None, str, str]:
@@ -202,6 +228,39 @@ class NowtestSpec:
 
     window_days: int = 7
     min_rows: int = 5
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """`evaluation:`: the columns whose values every metric is also stored for (slices), and the quantile the
+    `pinball` loss scores."""
+
+    slices: tuple[str, ...] = ()
+    quantile: float = 0.5
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """`classification.threshold:` of a binary classifier: a fixed probability of the positive class (the last
+    of the two), or `optimize: <metric>`, chosen on the training folds only and stored with each version."""
+
+    value: float | None = 0.5  # None when `optimize` names what the threshold is tuned for
+    optimize: str | None = None
+
+
+@dataclass(frozen=True)
+class UserMetric:
+    """One entry of `metrics:`: a user's metric by import path `module:function`, called as
+    f(y_true, y_pred) or f(y_true, y_pred, proba); a cost (lower is better)."""
+
+    name: str
+    function: str
+    takes_proba: bool = False
+
+    def load(self) -> Any:
+        """The metric's function (imports its module)."""
+        module_name, _, attribute = self.function.partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
 
 
 @dataclass(frozen=True)
@@ -305,6 +364,9 @@ class ModelSpec:
     alerts: AlertsSpec = field(default_factory=AlertsSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
     golden_cases_file: Path | None = None
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    threshold: ThresholdSpec = field(default_factory=ThresholdSpec)
+    user_metrics: tuple[UserMetric, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
 
@@ -333,6 +395,6 @@ class ModelSpec:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The prediction-quality metrics every contender of this model is scored on."""
-        return task_metrics(self.task)
+        """The prediction-quality metrics every contender of this model is scored on: the task's and the user's."""
+        return task_metrics(self.task) + tuple(m.name for m in self.user_metrics)
 

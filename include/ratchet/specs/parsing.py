@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,13 @@ from ratchet.specs.model import (
     DEFAULT_NOTIFIERS,
     DEFAULT_OWNER,
     DISTRIBUTIONS,
+    EVENT,
+    EVENT_BASELINES,
     FREQUENCIES,
     LAG_POLICIES,
     LOWER_IS_BETTER,
     MISSING_TARGET_POLICIES,
+    PROBABILITY_METRICS,
     REGRESSION_BASELINES,
     SCOPES,
     SEASONAL_NAIVE,
@@ -27,11 +31,13 @@ from ratchet.specs.model import (
     SERVING_METRICS,
     SPLIT_TRIAL,
     TASKS,
+    THRESHOLD_OBJECTIVES,
     TRIAL_DAY_SOURCES,
     TRUSTED_ESTIMATOR_MODULES,
     AlertsSpec,
     BacktestSpec,
     EstimatorSpec,
+    EvaluationSpec,
     ModelSpec,
     NotifierSpec,
     NowtestSpec,
@@ -42,7 +48,10 @@ from ratchet.specs.model import (
     ServingSpec,
     Source,
     SplitSpec,
+    ThresholdSpec,
+    UserMetric,
     channel_name,
+    lower_is_better,
     seasonal_period,
     task_metrics,
     window_capacity,
@@ -116,8 +125,8 @@ def _positive(value: float) -> bool:
 
 
 def _parse_source(f: _Fields) -> Source:
-    f.reject_unknown({"table", "query", "conn_id", "time_column", "target", "features",
-                      "categorical", "target_lags", "missing_target", "lags_by", "series", "frequency"})
+    f.reject_unknown({"table", "query", "conn_id", "time_column", "target", "features", "categorical",
+                      "target_lags", "missing_target", "lags_by", "series", "frequency", "id", "label_delay_days"})
     table = f.get("table", str, None, check=lambda v: IDENTIFIER.match(v),
                   expected="a table name, optionally schema-qualified (schema.table)")
     query = f.get("query", str, None)
@@ -144,6 +153,9 @@ def _parse_source(f: _Fields) -> Source:
     if clash:
         raise f.fail("series", f"distinct key columns other than the target {target!r} and the time column "
                                f"{time_column!r}", clash[0])
+    frequency = f.get("frequency", str, None, check=lambda v: v in FREQUENCIES or v == EVENT,
+                      expected=f"one of {[*FREQUENCIES, EVENT]} (or no frequency: inferred from the rows)")
+    row_id = _parse_row_id(f, frequency, target, time_column, series, features, lags)
     return Source(
         time_column=time_column,
         target=target,
@@ -159,10 +171,31 @@ def _parse_source(f: _Fields) -> Source:
                       expected=f"one of {list(LAG_POLICIES)} (a lag of k: k periods of source.frequency, k calendar "
                                "days or k rows earlier in its series)"),
         series=series,
-        frequency=f.get("frequency", str, None, check=lambda v: v in FREQUENCIES,
-                        expected=f"one of {list(FREQUENCIES)} (or no frequency: inferred from the rows)"),
+        frequency=frequency,
+        id=row_id,
+        label_delay_days=f.get("label_delay_days", int, Source.label_delay_days, check=lambda v: v >= 0,
+                               expected="a whole number of days >= 0 (how long after a row's time its label arrives)"),
     )
 
+
+def _parse_row_id(f: _Fields, frequency: str | None, target: str, time_column: str, series: tuple[str, ...],
+                  features: tuple[str, ...] | None, lags: list[int]) -> str | None:
+    """`source.id`: the row id an event source needs (and only an event source has)."""
+    row_id = f.get("id", str, None, check=bool, expected="the column holding each event's unique id")
+    if frequency != EVENT:
+        if row_id is not None:
+            raise f.fail("id", f"no row id unless source.frequency is '{EVENT}' (a series' row is its time"
+                               f"{' and series' if series else ''})", row_id)
+        return None
+    if row_id is None:
+        raise f.fail("id", f"the column holding each event's unique id (source.frequency: {EVENT} keys rows by "
+                           "id: many events may share a time)")
+    if row_id in (target, time_column, *series) or (features is not None and row_id in features):
+        raise f.fail("id", "a column that is not the target, the time column, a series key or a feature", row_id)
+    if lags:
+        raise f.fail("target_lags", f"no target lags for source.frequency: {EVENT} (events have no previous row of "
+                                    "their own; compute an entity's history as a feature in the source's SQL)", lags)
+    return row_id
 
 def _parse_distribution(f: _Fields, param: str, raw: Any) -> dict[str, Any]:
     field_name = f"search_space.{param}"
@@ -285,17 +318,20 @@ def _parse_notifier(f: _Fields) -> NotifierSpec:
     return spec
 
 
-def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...]) -> RequirementSpec:
+def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: tuple[str, ...],
+                       quality: tuple[str, ...]) -> RequirementSpec:
+    """One requirement; `quality` is the model's prediction-quality metrics (the task's and the user's)."""
     f = _Fields(path, raw, f"requirements[{index}].")
-    f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope", "per_series", "min_rows"})
-    allowed = task_metrics(task) + COMPUTATIONAL_METRICS + SERVING_METRICS
+    f.reject_unknown({"metric", "max", "min", "calibrate", "relative_to", "scope", "per_series", "per_slice",
+                      "min_rows"})
+    allowed = quality + COMPUTATIONAL_METRICS + SERVING_METRICS
     metric = f.get("metric", str, check=lambda m: m in allowed, expected=f"one of {list(allowed)}")
     measured = metric in COMPUTATIONAL_METRICS + SERVING_METRICS  # not by predictions against actuals
     given = [k for k in ("max", "min", "calibrate") if k in f.data]
     if len(given) != 1:
         raise f.fail("max", "exactly one of 'max', 'min' or 'calibrate' (a false-alarm rate)",
                      {k: f.data.get(k) for k in ("max", "min", "calibrate")})
-    right = "max" if LOWER_IS_BETTER[metric] else "min"
+    right = "max" if lower_is_better(metric) else "min"
     calibrate = f.get("calibrate", float, None, check=lambda a: 0 < a < 0.5,
                       expected="a false-alarm rate between 0 and 0.5 (0.05: one false alarm in 20 windows)")
     if calibrate is not None and measured:
@@ -327,12 +363,86 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
     if per_series and (scope != "nowtest" or metric not in SERIES_METRICS[task]):
         raise f.fail("per_series", f"a now-test requirement on one of {list(SERIES_METRICS[task])} (a panel's "
                                    "metrics per series)", {"metric": metric, "scope": scope})
-    min_rows = f.get("min_rows", int, None, check=_positive, expected="a positive integer (a series' rows in the "
-                                                                      "window it needs to be judged)")
-    if min_rows is not None and not per_series:
-        raise f.fail("min_rows", "per_series: true beside it (the rows a series needs to be judged)", min_rows)
+    per_slice = f.get("per_slice", bool, False)
+    if per_slice and (scope != "nowtest" or measured):
+        raise f.fail("per_slice", f"a now-test requirement on one of {list(quality)} (metrics per slice value)",
+                     {"metric": metric, "scope": scope})
+    min_rows = f.get("min_rows", int, None, check=_positive, expected="a positive integer (a series' or slice's "
+                                                                      "rows in the window it needs to be judged)")
+    if min_rows is not None and not (per_series or per_slice):
+        raise f.fail("min_rows", "per_series: true or per_slice: true beside it (the rows a series or slice needs "
+                                 "to be judged)", min_rows)
     return RequirementSpec(metric=metric, direction=direction, bound=bound, scope=scope, relative_to=relative_to,
-                           calibrate=calibrate, per_series=per_series, min_rows=min_rows)
+                           calibrate=calibrate, per_series=per_series, per_slice=per_slice, min_rows=min_rows)
+
+
+def _parse_user_metrics(f: _Fields, task: str) -> tuple[UserMetric, ...]:
+    """`metrics: {name: module:function}`: each importable and callable on (y_true, y_pred) or (y_true, y_pred,
+    proba), named apart from Ratchet's own metrics."""
+    import inspect
+
+    metrics = []
+    for name, target in f.data.items():
+        if not (isinstance(name, str) and NAME_PATTERN.match(name)) or name in LOWER_IS_BETTER:
+            raise f.fail(str(name), f"a new metric name of letters, digits, '_' or '-' (not one of Ratchet's own: "
+                                    f"{list(task_metrics(task))})", name)
+        if not (isinstance(target, str) and re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", target)):
+            raise f.fail(name, "an import path 'module:function', e.g. my_pkg.costs:expected_loss", target)
+        metric = UserMetric(name, target)
+        try:
+            function = metric.load()
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise f.fail(name, "an importable function 'module:function'", f"{target} ({exc})") from None
+        if not callable(function):
+            raise f.fail(name, "a callable f(y_true, y_pred) or f(y_true, y_pred, proba)", target)
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            signature = None
+        takes = [n for n in (3, 2) if signature is None or _binds(signature, n)]
+        if not takes:
+            raise f.fail(name, "a callable f(y_true, y_pred) or f(y_true, y_pred, proba)", f"{target}{signature}")
+        metrics.append(UserMetric(name, target, takes_proba=takes[0] == 3 and task == "classification"))
+    return tuple(metrics)
+
+
+def _binds(signature: Any, positional: int) -> bool:
+    try:
+        signature.bind(*range(positional))
+    except TypeError:
+        return False
+    return True
+
+
+def _parse_evaluation(f: _Fields, source: Source) -> EvaluationSpec:
+    f.reject_unknown({"slices", "quantile"})
+    slices = f.string_list("slices", ())
+    clash = [c for c in slices if c in (source.target, source.time_column, source.id) or slices.count(c) > 1]
+    if clash:
+        raise f.fail("slices", "distinct columns (categorical) other than the target, the time column and the row id",
+                     clash[0])
+    quantile = f.get("quantile", float, EvaluationSpec.quantile, check=lambda q: 0 < q < 1,
+                     expected="the quantile the pinball loss scores, between 0 and 1 (0.9)")
+    return EvaluationSpec(slices=slices, quantile=quantile)
+
+
+def _parse_classification(f: _Fields, task: str, user_metrics: tuple[UserMetric, ...]) -> ThresholdSpec:
+    """`classification.threshold`: a probability, or `{optimize: f1 | accuracy | <a user metric>}`."""
+    if f.data and task != "classification":
+        raise f.fail("threshold", "no classification section for a regression model", f.data)
+    f.reject_unknown({"threshold"})
+    raw = f.data.get("threshold")
+    if raw is None:
+        return ThresholdSpec()
+    objectives = [*THRESHOLD_OBJECTIVES, *(m.name for m in user_metrics)]
+    expected = (f"a probability of the positive class between 0 and 1 (0.5), or {{optimize: one of {objectives}}} "
+                "(chosen on the training folds)")
+    if isinstance(raw, dict):
+        t = f.sub("threshold")
+        t.reject_unknown({"optimize"})
+        return ThresholdSpec(value=None, optimize=t.get("optimize", str, check=lambda m: m in objectives,
+                                                        expected=f"one of {objectives}"))
+    return ThresholdSpec(value=f.get("threshold", float, check=lambda v: 0 < v < 1, expected=expected))
 
 
 def _parse_serving(f: _Fields) -> ServingSpec:
@@ -359,7 +469,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f = _Fields(path, data)
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
-                      "description", "alerts", "serving"})
+                      "description", "alerts", "serving", "evaluation", "classification", "metrics"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -373,9 +483,14 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     raw_estimators = f.get("estimators", list, check=bool, expected="a non-empty list of estimators")
     estimators = tuple(_parse_estimator(path, raw, i, task) for i, raw in enumerate(raw_estimators))
 
+    user_metrics = _parse_user_metrics(f.sub("metrics"), task)
+    quality = task_metrics(task) + tuple(m.name for m in user_metrics)
+    evaluation = _parse_evaluation(f.sub("evaluation"), source)
+    threshold = _parse_classification(f.sub("classification"), task, user_metrics)
+
     s = f.sub("search")
     s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction"})
-    allowed_metrics = task_metrics(task)
+    allowed_metrics = quality
     search = SearchSpec(
         n_trials=s.get("n_trials", int, SearchSpec.n_trials, check=_positive, expected="a positive integer"),
         cv_folds=s.get("cv_folds", int, SearchSpec.cv_folds, check=lambda v: v >= 2, expected="an integer >= 2"),
@@ -387,10 +502,16 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                                expected="a number between 0 and 1"),
     )
 
+    search = _ranking(s, task, search, estimators)
     known_baselines = REGRESSION_BASELINES if task == "regression" else CLASSIFICATION_BASELINES
     default_baselines = REGRESSION_BASELINES if task == "regression" else ("majority",)
+    if source.events:
+        known_baselines = default_baselines = EVENT_BASELINES[task]
     baselines = f.string_list("baselines", default_baselines)
     for baseline in baselines:
+        if source.events and baseline not in known_baselines:
+            raise f.fail("baselines", f"baselines from {list(known_baselines)} for events (the others predict from "
+                                      "an earlier row of the series, and events have none)", baseline)
         if baseline not in known_baselines and not (task == "regression" and seasonal_period(baseline)):
             seasonal = f" or {SEASONAL_NAIVE}<N> (N periods earlier: 24 hourly, 7 daily, 52 weekly)" \
                 if task == "regression" else ""
@@ -399,8 +520,12 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     raw_requirements = f.get("requirements", list, [])
     requirements = tuple(
-        _parse_requirement(path, raw, i, task, baselines) for i, raw in enumerate(raw_requirements)
+        _parse_requirement(path, raw, i, task, baselines, quality) for i, raw in enumerate(raw_requirements)
     )
+    sliceless = next((i for i, req in enumerate(requirements) if req.per_slice and not evaluation.slices), None)
+    if sliceless is not None:
+        raise f.fail(f"requirements[{sliceless}].per_slice", "evaluation.slices naming the columns to slice by",
+                     True)
     alone = next((i for i, req in enumerate(requirements) if req.per_series and not source.series), None)
     if alone is not None:
         raise f.fail(f"requirements[{alone}].per_series", "source.series naming the panel's key columns (a single "
@@ -486,8 +611,23 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         source=source, estimators=estimators, search=search, baselines=baselines,
         requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
-        serving=serving,
+        serving=serving, evaluation=evaluation, threshold=threshold, user_metrics=user_metrics,
     )
+
+
+def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[EstimatorSpec, ...]) -> SearchSpec:
+    """The search's metric when an estimator gives no probabilities (an SGDClassifier with hinge loss): a
+    probability metric named is an error naming the estimator; the default (log_loss) becomes f1, and says why."""
+    if task != "classification" or (search.metric and search.metric not in PROBABILITY_METRICS):
+        return search
+    blind = next((e for e in estimators if not hasattr(e.load_class()(**e.params), "predict_proba")), None)
+    if blind is None:
+        return search
+    why = f"{blind.class_path} with params {blind.params} gives no probabilities"
+    if search.metric:
+        raise f.fail("metric", f"a metric scored on decided classes (accuracy, f1, or a user metric): {why}",
+                     search.metric)
+    return replace(search, metric="f1", metric_reason=f"ranked by f1, not log_loss: {why}")
 
 
 def load_spec(path: Path | str) -> ModelSpec:

@@ -16,7 +16,7 @@ from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
 from ratchet.reporting.status import alert_counts, backtest_verdict
 from ratchet.specs.catalog import Catalog
-from ratchet.specs.model import LOWER_IS_BETTER, ModelSpec
+from ratchet.specs.model import ModelSpec, lower_is_better
 
 CHARTED_CANDIDATES = 6
 
@@ -70,7 +70,7 @@ def series_view(registry: Registry, spec: ModelSpec, champion: Version | None, m
         return fmean(values) if values else None
 
     names = sorted({s for by_month in per_month.values() for values in by_month.values() for s in values})
-    lower = LOWER_IS_BETTER[spec.metric]
+    lower = lower_is_better(spec.metric)
     nowtest = [row for row in registry.evaluations(spec.name, NOWTEST, contender=champion.contender,
                                                    metric=spec.metric) if (row.details or {}).get("series")]
     latest = nowtest[-1].details["series"] if nowtest else {}
