@@ -167,12 +167,14 @@ def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> 
     from ratchet.modeling import sources
 
     with model_context(model) as (spec, registry):
-        raw = sources.read_rows(spec, end=end)
-        months = backtest.month_groups(spec, sources.checked_rows(spec, raw, end=end), end=end, groups=groups)[group]
+        labelled = sources.labelled_end(spec, end)  # months whose labels have all arrived
+        raw = sources.read_rows(spec, end=labelled)
+        months = backtest.month_groups(spec, sources.checked_rows(spec, raw, end=labelled), end=labelled,
+                                       groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
-        counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end), end=end,
-                                        raw=raw)
+        counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end),
+                                        end=labelled, raw=raw)
     return {"model": model, "months": months, **counts}
 
 
@@ -192,7 +194,7 @@ def backtest_report(model: str, *, end: dt.datetime) -> dict[str, str]:
     from ratchet.reporting import reports
 
     with model_context(model) as (spec, registry):
-        data = features.data_summary(spec, sources.read_source(spec, end=end))
+        data = features.data_summary(spec, sources.read_source(spec, end=sources.labelled_end(spec, end)))
         path = reports.write_report(registry, spec, run_key("ratchet_backtest", end), data)
     return {"model": model, "report": str(path), "data": data}
 

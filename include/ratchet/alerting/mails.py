@@ -93,6 +93,11 @@ class _MailBuilder:
         return "\n".join(text), "<html><body>" + "".join(body) + "</body></html>"
 
 
+def _awaiting(outcome: NowtestOutcome) -> str:
+    """The window's rows still without a label (not scored), when there are any."""
+    return f"; {outcome.awaiting_labels} more still await their labels" if outcome.awaiting_labels else ""
+
+
 def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str, guidance: Guidance | None = None) -> Mail:
     """The mail for a failed now-test: window, each contender's re-predicted verdicts, what was served and the
     service level, worst misses, drift, how the bounds were set, the next step and links. The subject prefixes a
@@ -110,10 +115,12 @@ def build_nowtest_alert(outcome: NowtestOutcome, airflow_run_url: str, guidance:
     still = f" (still failing since {outcome.since})" if outcome.mailed == "reminder" else ""
     subject = f"{SUBJECT_PREFIX} {outcome.model} now-test failed{still}: {'; '.join(reasons)}"
     mail = _MailBuilder(f"{outcome.model} now-test failed ({champion.contender if champion else 'no champion'})")
-    mail.para(f"Window: {window}. Rows: {outcome.n_rows} (min_rows {outcome.min_rows}).")
+    mail.para(f"Window: {window}. Rows: {outcome.n_rows} (min_rows {outcome.min_rows}){_awaiting(outcome)}.")
     if outcome.stale:
         mail.para(f"Stale data: the source has {outcome.n_rows} usable rows in the window, fewer than the "
-                  f"{outcome.min_rows} the now-test needs. Check that the source table is still being loaded.")
+                  f"{outcome.min_rows} the now-test needs. "
+                  + ("Their labels are overdue: check that the labels are still being loaded."
+                     if outcome.awaiting_labels else "Check that the source table is still being loaded."))
     for result in outcome.results:
         if result.requirements:
             mail.table(f"Requirements of {result.contender} ({result.role}), re-predicted on the window",
@@ -142,7 +149,7 @@ def build_recovery_alert(outcome: NowtestOutcome, airflow_run_url: str, guidance
     subject = f"{SUBJECT_PREFIX} {outcome.model} now-test passes again (failing since {outcome.since})"
     mail = _MailBuilder(f"{outcome.model} recovered: {champion.contender} meets its now-test requirements again")
     mail.para(f"Window: {outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} (end "
-              f"excluded). Rows: {outcome.n_rows}. The breach began on {outcome.since}.")
+              f"excluded). Rows: {outcome.n_rows}{_awaiting(outcome)}. The breach began on {outcome.since}.")
     mail.table(f"Requirements of {champion.contender}, re-predicted on the window", ["metric", "value", "bound",
                                                                                       "passed"],
                [[r.metric, r.value, r.bound_text(), r.passed] for r in champion.requirements])

@@ -6,7 +6,9 @@ Only the newest TRIAL_LIMIT of them are tested, so a model that retrains nightly
 promotions does not grow its daily cost without bound.
 
 Window: rows with `end - window_days <= time < end`, `end` being the start of the day of the run's data
-interval end (`modeling.months.window_bounds`: whole days, whatever the run's clock time).
+interval end (`modeling.months.window_bounds`: whole days, whatever the run's clock time), less
+`source.label_delay_days` (`sources.labelled_end`): the window is the latest days whose labels have matured, and
+its rows still without a label are counted (`awaiting_labels`), never scored.
 Features are built on the history read up to `end` (so the window's first rows get their lags),
 then sliced. Fewer than `min_rows` usable rows (none at all included) is stale data: a failure.
 Each version predicts with its STORED estimator, and is judged only on the window's rows after its own
@@ -40,7 +42,12 @@ import pandas as pd
 
 from ratchet.evaluation.drift import feature_drift
 from ratchet.evaluation.golden import harvest_worst_misses, plain_value
-from ratchet.evaluation.requirements import RequirementResult, check_per_series, check_requirements
+from ratchet.evaluation.requirements import (
+    RequirementResult,
+    check_per_series,
+    check_per_slice,
+    check_requirements,
+)
 from ratchet.evaluation.served import ServedEvaluation, evaluate_served
 from ratchet.evaluation.served import evaluation_rows as served_rows
 from ratchet.evaluation.service_level import SERVING_DAY, ServiceLevel, check_service_level
@@ -52,6 +59,7 @@ from ratchet.modeling.baselines import SERIES
 from ratchet.modeling.features import ContractInputs
 from ratchet.modeling.frequency import frequency_of
 from ratchet.modeling.months import window_bounds
+from ratchet.modeling.slices import per_slice
 from ratchet.modeling.sources import naive_utc
 from ratchet.modeling.statistics import diebold_mariano, period_losses
 from ratchet.registry.entities import NOWTEST, EvaluationRow, Version
@@ -82,6 +90,7 @@ class ContenderResult:
     waiting: str | None = None  # why it has no verdict yet (too few rows after its training data)
     versus_champion: dict[str, Any] | None = None  # a candidate against the champion on the candidate's rows
     series: dict[str, dict[str, Any]] = field(default_factory=dict)  # a panel's metrics per series (`per_series`)
+    slices: dict[str, dict[str, Any]] = field(default_factory=dict)  # metrics per slice (`modeling.slices`)
 
     @property
     def judged(self) -> bool:
@@ -124,6 +133,7 @@ class NowtestOutcome:
     served: ServedEvaluation | None = None  # what the service answered for the window's ids, scored
     service: ServiceLevel | None = None  # the serving requirements on the 24 hours before the run
     judged_metrics: tuple[str, ...] = ()  # the metrics of the now-test requirements
+    awaiting_labels: int = 0  # the window's rows whose labels have not arrived (not scored, not in n_rows)
 
     @property
     def stale(self) -> bool:
@@ -162,6 +172,7 @@ class NowtestOutcome:
         """Small JSON-able result for XCom and logs: `contenders` are re-predicted on the window, `served` are
         the service's logged answers for it, `service_level` the serving requirements of the day."""
         return {"model": self.model, "partition": self.partition, "n_rows": self.n_rows, "stale": self.stale,
+                "awaiting_labels": self.awaiting_labels,
                 "passed": self.passed, "alert_id": self.alert_id, "harvested": self.harvested,
                 "mailed": self.mailed,
                 "contenders": {r.contender: {"role": r.role, "passed": r.passed, "waiting": r.waiting,
@@ -198,7 +209,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     Raises:
         DataError: the source cannot be read, or no longer has a column a version was trained on.
     """
-    start, end, partition = window_bounds(data_interval_end, spec.nowtest.window_days)
+    start, end, partition = window_bounds(sources.labelled_end(spec, data_interval_end), spec.nowtest.window_days)
     champion, trial = registry.trial_versions(spec.name)
     trial = trial[:TRIAL_LIMIT]
     versions = ([champion] if champion else []) + trial
@@ -207,6 +218,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
                               spec.nowtest.window_days, 0, spec.nowtest.min_rows, [], {}), []
 
     raw = sources.read_rows(spec, end=end)
+    awaiting = sources.unlabelled(spec, raw, start, end)
     inputs = ContractInputs(spec, raw, end=end)  # each version's own inputs
     _require_window_capacity(spec, frequency_of(spec, inputs.frame))
     X, y, times = inputs.today()  # today's YAML: baselines, served
@@ -225,6 +237,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     baseline_scores = {name: result.values for name, result in baseline_results.items()}
     baseline_series = ({name: metrics.per_series(spec.task, Xw[SERIES], yw, result)
                         for name, result in baseline_results.items()} if spec.source.series else {})
+    baseline_slices = {name: per_slice(spec, Xw, yw, result) for name, result in baseline_results.items()}
 
     results, champion_window, champion_rows = [], None, None
     for row in versions:
@@ -251,13 +264,15 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         by_series = metrics.per_series(spec.task, series, vyw, scored) if series is not None else {}
         checked += check_per_series(requirements, spec.requirements, by_series, baseline_series,
                                     spec.nowtest.min_rows)
+        by_slice = per_slice(own, vX[fresh].reset_index(drop=True), vyw, scored)
+        checked += check_per_slice(requirements, spec.requirements, by_slice, baseline_slices, spec.nowtest.min_rows)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
         losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": row_losses(spec, vyw, y_pred, row_log_loss),
                                "series": series if series is not None else ""})
         versus = (versus_champion(spec, losses, champion_rows, champion.contender)
                   if role == "candidate" and champion_rows is not None else None)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined,
-                                       rows=len(vyw), versus_champion=versus, series=by_series))
+                                       rows=len(vyw), versus_champion=versus, series=by_series, slices=by_slice))
         if role == "champion":
             champion_window, champion_rows = vXw, losses
 
@@ -270,7 +285,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     outcome = NowtestOutcome(spec.name, partition, start.to_pydatetime(), end.to_pydatetime(),
                              spec.nowtest.window_days, n_rows, spec.nowtest.min_rows, results, baseline_scores,
                              served=served, service=service,
-                             judged_metrics=tuple(sorted({r.metric for r in requirements})))
+                             judged_metrics=tuple(sorted({r.metric for r in requirements})), awaiting_labels=awaiting)
     cases = []
     if outcome.champion is not None and not outcome.stale and not outcome.champion.passed:
         own = outcome.champion
@@ -338,7 +353,7 @@ def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]
     """The outcome as stored: one row per contender and metric (a 'rows' row when the data is stale), baselines,
     what was served and the service level included."""
     window = {"start": outcome.window_start.isoformat(), "end": outcome.window_end.isoformat(),
-              "days": outcome.window_days}
+              "days": outcome.window_days, "awaiting_labels": outcome.awaiting_labels}
     common = dict(kind=NOWTEST, partition=outcome.partition, n_rows=outcome.n_rows, run_id=run_id,
                   window_start=outcome.window_start, window_end=outcome.window_end)
     rows = []
@@ -349,7 +364,8 @@ def evaluation_rows(outcome: NowtestOutcome, run_id: str) -> list[EvaluationRow]
                    "worst_misses": result.worst_misses, "drift": result.drift,
                    "drift_warnings": sorted(result.drift_warnings), "passed": result.passed and not outcome.stale,
                    "rows_after_training": result.rows, "versus_champion": result.versus_champion,
-                   **({"series": result.series} if result.series else {})}
+                   **({"series": result.series} if result.series else {}),
+                   **({"slices": result.slices} if result.slices else {})}
         if not outcome.stale and not result.judged:  # no verdict yet: what it would be judged on, and why not
             waiting = {**details, "no_verdict": result.waiting, "passed": None}
             rows += [EvaluationRow(metric=metric, value=None, contender=result.contender, version=result.version,

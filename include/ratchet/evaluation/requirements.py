@@ -45,12 +45,15 @@ class RequirementResult:
     scope: str
     passed: bool
     series: str | None = None  # the series of a panel this verdict is on (a `per_series` requirement); None: all
+    slice: str | None = None  # the slice ("column=value") this verdict is on (a `per_slice` requirement)
 
     def describe(self, *, scope: bool = True) -> str:
-        """One line a person reads in a task log or a mail, naming the series of a per-series verdict first:
-        'series store=3: mae 14.2 > max 10 (now-test)' (see `_describe`)."""
+        """One line a person reads in a task log or a mail, naming the series or slice of its verdict first:
+        'series store=3: mae 14.2 > max 10 (now-test)', 'slice channel=web: ...' (see `_describe`)."""
         text = self._describe(scope=scope)
-        return f"series {self.series}: {text}" if self.series is not None else text
+        if self.series is not None:
+            return f"series {self.series}: {text}"
+        return f"slice {self.slice}: {text}" if self.slice is not None else text
 
     def _describe(self, *, scope: bool = True) -> str:
         """One line a person reads in a task log or a mail.
@@ -89,7 +92,7 @@ class RequirementResult:
                 "bound": self.bound, "effective_bound": self.effective_bound, "relative_to": self.relative_to,
                 "baseline_name": self.baseline_name, "baseline_value": self.baseline_value,
                 "value": self.value, "scope": self.scope, "passed": self.passed, "series": self.series,
-                "text": self.describe()}
+                **({"slice": self.slice} if self.slice is not None else {}), "text": self.describe()}
 
 
 def check_requirements(requirements: Iterable[RequirementLike], values: dict[str, float | None],
@@ -128,20 +131,38 @@ def check_per_series(requirements: Iterable[RequirementLike], declared: Iterable
     the series' own baseline value. `by_series` maps series -> {"rows": n, metric: value} (`metrics.per_series`),
     `baselines_by_series` baseline -> series -> the same. Only the breaches are returned: a passing series is no
     news, and the panel's own verdict stays beside them."""
-    wanted = {d.key: d for d in declared if d.per_series}
+    return [replace(result, series=group) for group, result in
+            _breaching_groups(requirements, [d for d in declared if d.per_series], by_series, baselines_by_series,
+                              default_min_rows)]
+
+
+def check_per_slice(requirements: Iterable[RequirementLike], declared: Iterable[Any],
+                    by_slice: dict[str, dict[str, Any]], baselines_by_slice: dict[str, dict[str, dict[str, Any]]],
+                    default_min_rows: int) -> list[RequirementResult]:
+    """`check_per_series` for the `per_slice` requirements on each slice ("column=value", `modeling.slices`)."""
+    return [replace(result, slice=group) for group, result in
+            _breaching_groups(requirements, [d for d in declared if d.per_slice], by_slice, baselines_by_slice,
+                              default_min_rows)]
+
+
+def _breaching_groups(requirements: Iterable[RequirementLike], declared: list[Any],
+                      by_group: dict[str, dict[str, Any]], baselines_by_group: dict[str, dict[str, dict[str, Any]]],
+                      default_min_rows: int) -> list[tuple[str, RequirementResult]]:
+    """(group, verdict) of each breach of a `declared` requirement by a group (series or slice) with enough rows."""
+    wanted = {d.key: d for d in declared}
     results = []
     for req in requirements:
         spec = wanted.get((req.metric, req.relative_to, req.scope, req.direction))
         if spec is None:
             continue
         needed = spec.min_rows or default_min_rows
-        for series, values in by_series.items():
+        for group, values in by_group.items():
             if values["rows"] < needed:
                 continue
-            baselines = {name: per.get(series, {}) for name, per in baselines_by_series.items()}
+            baselines = {name: per.get(group, {}) for name, per in baselines_by_group.items()}
             (result,) = check_requirements([req], values, baselines)
             if not result.passed:
-                results.append(replace(result, series=series))
+                results.append((group, result))
     return results
 
 

@@ -76,7 +76,7 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         DataError: the source cannot be read or has too little history.
         SearchFailed: no trial has a score (every trial failed, or none has a finite score).
     """
-    frame = sources.read_source(spec, end=logical_date)
+    frame = sources.read_source(spec, end=sources.labelled_end(spec, logical_date))  # rows with mature labels
     sources.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
     X, y, times = make_xy(spec, frame)
     trials = _recorded_trials(registry, spec, run_id)

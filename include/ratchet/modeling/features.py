@@ -16,6 +16,7 @@ import pandas as pd
 
 from ratchet.modeling.baselines import HELPER_PREFIX, SERIES, helper_lag
 from ratchet.modeling.frequency import frequency_of, series_codes, shifted
+from ratchet.modeling.slices import slice_column
 from ratchet.modeling.sources import DROPPED_MISSING_TARGET, category_text, checked_rows, feature_columns
 from ratchet.specs.model import seasonal_period
 
@@ -46,7 +47,8 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
     `days`: k calendar days earlier. `rows`: the target k rows earlier in its series (business-day data: Friday is
     Monday's lag 1). Rows lacking one of the model's own lags are dropped and counted (`rows_without_lags`); the
     baselines' helper columns (lags in periods, or rows under `lags_by: rows`, and the series) may be empty (the
-    baselines fall back to the series' training mean or the majority).
+    baselines fall back to the series' training mean or the majority). Each `evaluation.slices` column is copied
+    into a helper column as text (`modeling.slices`).
     """
     src = spec.source
     X = frame[feature_columns(spec, frame)].copy()
@@ -58,6 +60,9 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
         X[column] = helper(lag)
     if src.series:
         X[SERIES] = series_labels(frame, src.series)
+    for column in spec.evaluation.slices:  # rows a client sends may lack a slice column that is no feature
+        if column in frame:
+            X[slice_column(column)] = _as_text(frame[column]).to_numpy(dtype=object)
     keep = X[[lag_name(lag) for lag in src.target_lags]].notna().all(axis=1).to_numpy()
     if not keep.all():
         log.info("model %r: %d of %d rows have no target lag %s (%s) and are left out",
@@ -69,7 +74,9 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
 
 def baseline_lags(spec: ModelSpec) -> dict[int, str]:
     """lag -> helper column the baselines read: 1 (last value, always: a classifier's too) and each
-    `seasonal_naive_<N>` baseline's N."""
+    `seasonal_naive_<N>` baseline's N; none for events, which have no earlier row of their own."""
+    if spec.source.events:
+        return {}
     lags = {1, *(seasonal_period(b) for b in spec.baselines if seasonal_period(b))}
     return {lag: helper_lag(lag) for lag in sorted(lags)}
 

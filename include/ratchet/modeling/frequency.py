@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.exceptions import DataError
-from ratchet.specs.model import FREQUENCIES
+from ratchet.specs.model import EVENT, FREQUENCIES
 
 if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
@@ -54,6 +54,8 @@ def resolve(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool = True) 
             periods (naming a few rows and their steps).
     """
     src = spec.source
+    if src.events:
+        return EVENT
     times = frame[src.key.time]
     codes = series_codes(frame, src.series)
     order = np.lexsort((times.to_numpy(), codes))

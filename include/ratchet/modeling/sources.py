@@ -211,17 +211,20 @@ def _execute(spec: ModelSpec, conn: Connection, sql: str, params: dict[str, Any]
 
 
 def feature_columns(spec: ModelSpec, columns: Iterable[str]) -> list[str]:
-    """The declared `source.features`, else every column (of a frame, or named) but the row key and the target."""
-    if spec.source.features is not None:
-        return list(spec.source.features)
-    return [c for c in columns if c not in (*spec.source.key.columns, spec.source.target)]
+    """The declared `source.features`, else every column (of a frame, or named) but the time, the series keys, the
+    row id and the target."""
+    src = spec.source
+    if src.features is not None:
+        return list(src.features)
+    return [c for c in columns if c not in (src.time_column, *src.series, src.id, src.target)]
 
 
 def require_columns(spec: ModelSpec, columns: Iterable[str]) -> None:
     """Raise DataError unless the source's columns include the row key, the target and the declared features."""
     src = spec.source
     columns = list(columns)
-    missing = [c for c in (*src.key.columns, src.target, *(src.features or ())) if c not in columns]
+    missing = [c for c in dict.fromkeys((src.key.time, *src.key.columns, src.target, *(src.features or ())))
+               if c not in columns]
     if missing:
         trained = (f"; v{spec.contract_of} was trained on them (its feature contract) and cannot predict without "
                    "them" if spec.contract_of is not None else "")
@@ -242,6 +245,10 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     time = src.key.time
     prefix = spec.label
     require_columns(spec, frame.columns)
+    unsliced = [c for c in spec.evaluation.slices if c not in frame.columns]
+    if whole_source and unsliced:
+        raise DataError(f"{prefix}: evaluation.slices names columns {unsliced} the source does not have; it has "
+                        f"{list(frame.columns)}")
     if frame.empty:
         raise DataError(f"{prefix}: {source_name(spec)} returned no rows")
     frame = frame.copy()
@@ -256,6 +263,10 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     frame[time] = times
     repeated = frame.duplicated(list(src.key.columns)).to_numpy()
     if repeated.any():
+        if src.id:
+            first = frame.loc[repeated, src.id].iloc[0]
+            raise DataError(f"{prefix}: duplicate ids in {src.id!r} (source.id), first {first!r} "
+                            f"({int(repeated.sum())} duplicates); each event needs its own id")
         if not src.series:
             raise DataError(f"{prefix}: duplicate timestamps in {time!r}, first {times[repeated].iloc[0]} "
                             f"({int(repeated.sum())} duplicates)")
@@ -273,7 +284,13 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     if spec.task == "regression" and not pd.api.types.is_numeric_dtype(target):
         raise DataError(f"{prefix}: target {src.target!r} must be numeric for regression, got {target.dtype}")
     unknown = target.isna()
-    if unknown.any():
+    if unknown.any() and src.events:
+        log.log(logging.INFO if whole_source else logging.DEBUG, "%s: %d events are not yet labelled (%r is empty); "
+                "they are scored once their labels arrive", prefix, int(unknown.sum()), src.target)
+        frame, times, target = frame[~unknown], times[~unknown], target[~unknown]
+        if frame.empty and whole_source:
+            raise DataError(f"{prefix}: no event is labelled yet ({src.target!r} is empty in every row)")
+    elif unknown.any():
         what = (f"target {src.target!r} has {int(unknown.sum())} missing values (NaN), "
                 f"first at {times[unknown].iloc[0]}")
         if src.missing_target == "error":
@@ -295,9 +312,28 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
             raise DataError(f"{prefix}: feature {column!r} is not numeric ({frame[column].dtype}); "
                             f"declare it in source.categorical or drop it from source.features")
     frame = frame.reset_index(drop=True)
-    frame.attrs[DROPPED_MISSING_TARGET] = int(unknown.sum())
+    frame.attrs[DROPPED_MISSING_TARGET] = 0 if src.events else int(unknown.sum())
     frame.attrs[frequency.FREQUENCY] = resolved
     return frame
+
+
+def labelled_end(spec: ModelSpec, end: Any) -> pd.Timestamp:
+    """Where rows with mature labels end: `end` less `source.label_delay_days`. Training, back-test months and
+    now-test windows stop here, so no verdict rests on the few labels that arrive early (often not a fair
+    sample: a default is known before a repayment)."""
+    return naive_utc(end) - pd.Timedelta(days=spec.source.label_delay_days)
+
+
+def unlabelled(spec: ModelSpec, raw: pd.DataFrame, start: Any, end: Any) -> int:
+    """How many rows read (`read_rows`) from `start` to before `end` have no label yet (an empty target)."""
+    src = spec.source
+    if src.target not in raw or src.key.time not in raw:
+        return 0
+    empty = raw[src.target].isna().to_numpy()
+    times = pd.to_datetime(raw.loc[empty, src.key.time])
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return int(((times >= naive_utc(start)) & (times < naive_utc(end))).sum())
 
 
 def is_empty(value: Any) -> bool:

@@ -364,9 +364,9 @@ def _parse_requirement(path: Path, raw: Any, index: int, task: str, baselines: t
         raise f.fail("per_series", f"a now-test requirement on one of {list(SERIES_METRICS[task])} (a panel's "
                                    "metrics per series)", {"metric": metric, "scope": scope})
     per_slice = f.get("per_slice", bool, False)
-    if per_slice and (scope != "nowtest" or measured):
-        raise f.fail("per_slice", f"a now-test requirement on one of {list(quality)} (metrics per slice value)",
-                     {"metric": metric, "scope": scope})
+    if per_slice and (scope != "nowtest" or metric not in SERIES_METRICS[task]):
+        raise f.fail("per_slice", f"a now-test requirement on one of {list(SERIES_METRICS[task])} (the metrics "
+                                  "kept per slice value)", {"metric": metric, "scope": scope})
     min_rows = f.get("min_rows", int, None, check=_positive, expected="a positive integer (a series' or slice's "
                                                                       "rows in the window it needs to be judged)")
     if min_rows is not None and not (per_series or per_slice):
