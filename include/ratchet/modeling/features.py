@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.modeling.baselines import HELPER_PREFIX, SERIES, helper_lag
+from ratchet.modeling.baselines import HELPER_PREFIX, ROW, SERIES, helper_lag
 from ratchet.modeling.frequency import frequency_of, series_codes, shifted
 from ratchet.modeling.slices import slice_column
 from ratchet.modeling.sources import DROPPED_MISSING_TARGET, category_text, checked_rows, feature_columns
+from ratchet.modeling.threshold import decided
 from ratchet.specs.model import seasonal_period
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
         X[column] = helper(lag)
     if src.series:
         X[SERIES] = series_labels(frame, src.series)
+    if src.events:
+        X[ROW] = series_labels(frame, (src.id,))
     for column in spec.evaluation.slices:  # rows a client sends may lack a slice column that is no feature
         if column in frame:
             X[slice_column(column)] = _as_text(frame[column]).to_numpy(dtype=object)
@@ -202,5 +205,5 @@ def make_estimator(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
         remainder="drop",
     )
     estimator = estimator_spec.load_class()(**{**estimator_spec.params, **params})
-    return Pipeline([("prepare", prepare), ("estimator", estimator)])
+    return decided(spec, Pipeline([("prepare", prepare), ("estimator", estimator)]))  # classification.threshold
 

@@ -165,6 +165,19 @@ def read_lag_window(spec: ModelSpec, conn: Connection, first: Any, last: Any | N
     return Window(tuple(result.keys()), [tuple(row) for row in result])
 
 
+def read_event(spec: ModelSpec, conn: Connection, row_id: str) -> Window:
+    """The source's row whose `source.id` is `row_id` (compared as text, so '12' finds the integer 12 and a wrong
+    type is no SQL error): an event has no lags, so its row is all a prediction reads.
+
+    Raises:
+        DataError: the source's SQL fails.
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    result = _execute(spec, conn, f"SELECT * FROM {_relation(spec, conn)} WHERE CAST({quote(spec.source.id)} AS TEXT)"
+                                  f" = :row_id", {"row_id": row_id})
+    return Window(tuple(result.keys()), [tuple(row) for row in result])
+
+
 def source_columns(spec: ModelSpec, conn: Connection) -> tuple[str, ...]:
     """The source's column names, read without reading a row (what a health check compares a contract with).
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.exceptions import NotFoundError, PredictError
+from ratchet.exceptions import DataError, NotFoundError, PredictError
 from ratchet.modeling import sources
 from ratchet.modeling.features import series_label
 from ratchet.serving import features
@@ -75,6 +75,8 @@ class FeatureReader:
             DataError: the source's rows fail its checks, or cannot be read.
         """
         src = spec.source
+        if src.events:
+            return self._event(spec, series[src.id])
         with self._engine(spec).connect() as conn:
             window = sources.read_lag_window(spec, conn, feature_id, feature_id, series)
         sources.require_columns(spec, window.columns)
@@ -88,6 +90,27 @@ class FeatureReader:
         history = [row for row, time in zip(window.rows, times, strict=True) if time < feature_id]
         rows = [{**dict(zip(window.columns, row, strict=True)), src.key.time: feature_id} for row in at]
         return RowFeatures(feature_id, fingerprint(window), features.build(spec, window.columns, history, rows).X)
+
+    def _event(self, spec: ModelSpec, row_id: str) -> RowFeatures:
+        """The features of the event whose id is `row_id`; its feature id is the event's time.
+
+        Raises:
+            NotFoundError: the source has no such event.
+        """
+        src = spec.source
+        with self._engine(spec).connect() as conn:
+            window = sources.read_event(spec, conn, row_id)
+        sources.require_columns(spec, window.columns)
+        if not window.rows:
+            raise NotFoundError(f"model {spec.name!r} has no event with {src.id} = {row_id} in "
+                                f"{sources.source_name(spec)}")
+        if len(window.rows) > 1:
+            raise DataError(f"{spec.label}: {len(window.rows)} events have {src.id} = {row_id} (source.id must be "
+                            "unique)")
+        row = dict(zip(window.columns, window.rows[0], strict=True))
+        time = features.source_time(row[src.key.time], spec)
+        return RowFeatures(time, fingerprint(window), features.build(spec, window.columns, [],
+                                                                     [{**row, src.key.time: time}]).X)
 
     def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]
                    ) -> tuple[pd.DataFrame, list[dt.datetime], list[str | None]]:
@@ -105,6 +128,9 @@ class FeatureReader:
         times = [parse_time_key(record.get(src.key.time), f"rows[{i}].{src.key.time}", spec)
                  for i, record in enumerate(records)]
         labels: list[str | None] = [None] * len(records)
+        if src.events:
+            return self._of_events(spec, records, times), times, [_row_label(spec, record, i)
+                                                                  for i, record in enumerate(records)]
         if src.series:
             for i, record in enumerate(records):
                 missing = [c for c in src.series if sources.is_empty(record.get(c))]
@@ -129,6 +155,22 @@ class FeatureReader:
         X = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         restore = np.argsort(np.asarray(order), kind="stable")
         return X.iloc[restore].reset_index(drop=True), times, labels
+
+    def _of_events(self, spec: ModelSpec, records: list[dict[str, Any]], times: list[dt.datetime]) -> pd.DataFrame:
+        """The features of events sent in a request: each row is the whole input (events have no lags), so the
+        source is not read; each row's id must be its own."""
+        src = spec.source
+        labels = [_row_label(spec, record, i) for i, record in enumerate(records)]
+        first: dict[str, int] = {}
+        for i, label in enumerate(labels):
+            if first.setdefault(label, i) != i:
+                raise PredictError(f"rows[{i}].{src.id}: {records[i][src.id]!r} repeats rows[{first[label]}]; each "
+                                   f"event must have its own id")
+        names = sources.feature_columns(spec, {c: None for record in records for c in record})
+        _check_records(spec, records, names, list(range(len(records))))
+        columns = [src.key.time, src.id, src.target, *names]
+        rows = [{**record, src.key.time: time} for record, time in zip(records, times, strict=True)]
+        return features.build(spec, columns, [], rows).X
 
     def _of_one_series(self, spec: ModelSpec, every: list[dict[str, Any]], members: list[int],
                        times: list[dt.datetime], series: dict[str, str]) -> pd.DataFrame:
@@ -171,21 +213,37 @@ class FeatureReader:
 
 
 def series_query(spec: ModelSpec, params: Mapping[str, str]) -> dict[str, str] | None:
-    """A panel's series from a GET's query parameters (each `source.series` column, all required); None for a
-    single series. A parameter the model does not take is refused, never ignored: a wrong series must not get
-    another series' answer.
+    """A panel's series from a GET's query parameters (each `source.series` column, all required); an event's id
+    (`id`) as {source.id: value}; None for a single series. A parameter the model does not take is refused, never
+    ignored: a wrong series must not get another series' answer.
 
     Raises:
         PredictError: naming the unknown or missing parameters and what the model takes.
     """
-    takes = ["at", *spec.source.series]
+    src = spec.source
+    takes, required = (["id"], ["id"]) if src.events else (["at", *src.series], list(src.series))
     unknown = sorted(set(params) - set(takes))
-    missing = [c for c in spec.source.series if not params.get(c)]
+    missing = [c for c in required if not params.get(c)]
     if unknown or missing:
         what = f"unknown query parameter(s) {unknown}" if unknown else f"missing query parameter(s) {missing}"
-        shape = (f"a panel of series {list(spec.source.series)}" if spec.source.series else "a single series")
+        shape = ("events, each answered by its id (source.id)" if src.events else
+                 f"a panel of series {list(src.series)}" if src.series else "a single series")
         raise PredictError(f"{what}; model {spec.name!r} is {shape} and takes {takes}")
-    return {c: params[c] for c in spec.source.series} or None
+    if src.events:
+        return {src.id: params["id"]}
+    return {c: params[c] for c in src.series} or None
+
+
+def _row_label(spec: ModelSpec, record: dict[str, Any], position: int) -> str:
+    """An event row's label ("application_id=17"): what its answer is cached, routed and logged by.
+
+    Raises:
+        PredictError: the row has no id.
+    """
+    if sources.is_empty(record.get(spec.source.id)):
+        raise PredictError(f"rows[{position}]: missing {spec.source.id!r}; model {spec.name!r} scores events, each "
+                           "row carries its id (source.id)")
+    return series_label((spec.source.id,), record)
 
 
 def parse_time_key(value: Any, field: str, spec: ModelSpec) -> dt.datetime:

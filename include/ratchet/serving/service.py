@@ -208,7 +208,7 @@ class Service:
         return state
 
     # -- answers -------------------------------------------------------------------------------------
-    def cached(self, state: ModelState, feature_id: dt.datetime, series: dict[str, str] | None = None
+    def cached(self, state: ModelState, feature_id: dt.datetime | None, series: dict[str, str] | None = None
                ) -> Answered | None:
         """The cached answer of an id, if its fingerprint and its answer are both still within their TTL."""
         label = series_key(state.spec, series)
@@ -217,12 +217,13 @@ class Service:
         if known is None:
             return None
         answer = self.answers.get(state.name, (arm.version.version, label, feature_id, known.fingerprint))
-        return None if answer is None else Answered(feature_id, arm, answer, True, label)
+        return None if answer is None else Answered(known.feature_id, arm, answer, True, label)
 
-    def answer_by_id(self, state: ModelState, feature_id: dt.datetime,
+    def answer_by_id(self, state: ModelState, feature_id: dt.datetime | None,
                      series: dict[str, str] | None = None) -> Answered:
-        """The answer of an id (in a panel, of the series whose key columns have the values `series`), read from
-        the source unless the id is remembered; from the cache when it can be.
+        """The answer of an id (in a panel, of the series whose key columns have the values `series`; an event's,
+        `feature_id` None and `series` its id), read from the source unless the id is remembered; from the cache
+        when it can be.
 
         Raises:
             NotFoundError: the source has no row at that time (of that series).
@@ -242,7 +243,7 @@ class Service:
             answered = self._answer_by_id(state, state.champion, feature_id, series, label)
             return replace(answered, fallback_from=arm.version.version)
 
-    def _answer_by_id(self, state: ModelState, arm: Arm, feature_id: dt.datetime, series: dict[str, str] | None,
+    def _answer_by_id(self, state: ModelState, arm: Arm, feature_id: dt.datetime | None, series: dict[str, str] | None,
                       label: str | None) -> Answered:
         spec, name = state.spec, state.name
         ttl = spec.serving.cache_ttl_seconds
@@ -254,10 +255,10 @@ class Service:
         key = (arm.version.version, label, feature_id, known.fingerprint)
         cached = self.answers.get(name, key)
         if cached is not None:
-            return Answered(feature_id, arm, cached, True, label)
+            return Answered(known.feature_id, arm, cached, True, label)
         answer = predict_answers(spec, arm.estimator, known.X)[0]
         self.answers.put(name, key, answer, ttl)
-        return Answered(feature_id, arm, answer, False, label)
+        return Answered(known.feature_id, arm, answer, False, label)
 
     def answer_records(self, state: ModelState, records: list[dict[str, Any]]) -> list[Answered]:
         """Answers of rows sent in a request, in the request's order; each row routed by its time key (by its
@@ -355,8 +356,10 @@ class Service:
 
 
 def series_key(spec: ModelSpec, series: dict[str, str] | None) -> str | None:
-    """The label a panel's series is cached, routed and logged by (`features.series_label`); None for one series."""
-    return series_label(spec.source.series, series) if spec.source.series and series else None
+    """The label a panel's series (an event: its id) is cached, routed and logged by (`features.series_label`);
+    None for one series."""
+    columns = (spec.source.id,) if spec.source.events else spec.source.series
+    return series_label(columns, series) if columns and series else None
 
 
 def predict_answers(spec: ModelSpec, estimator: Any, X: pd.DataFrame) -> list[Answer]:
