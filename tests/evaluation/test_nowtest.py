@@ -255,7 +255,8 @@ def test_a_classifier_is_now_tested_and_its_wrong_days_are_harvested_with_zero_t
     registry.record_promotion("busy", version, kind="initial", outcome="promoted", triggered_by="tests",
                               reason="first", gates=[], run_id="p", expected_previous_version=None)
     outcome = run_at(registry, spec, AFTER_CHANGE)
-    assert set(outcome.champion.scores) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert set(outcome.champion.scores) == set(spec.metrics) == {"accuracy", "f1", "roc_auc", "log_loss", "pr_auc",
+                                                                 "brier"}
     assert not outcome.passed and outcome.champion.failed[0].metric == "accuracy"
     assert outcome.champion.worst_misses and all(m["actual"] != m["predicted"] for m in outcome.champion.worst_misses)
     cases = registry.golden_cases("busy")

@@ -124,7 +124,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                 inputs.of(contender.version, contender.contract)
             test, train = _masks(spec, ctimes, month)
             model = _estimator_for(own, contender).fit(cX[train], cy[train])
-            scores = metrics.evaluate(spec.task, model, cX[test], cy[test])
+            scores = metrics.evaluate(spec, model, cX[test], cy[test])
             by_series = (metrics.per_series(spec.task, cX.loc[test, baselines.SERIES], cy[test], scores)
                          if own.source.series else {})
             computed += 1

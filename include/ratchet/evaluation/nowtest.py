@@ -233,7 +233,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
     if n_rows >= spec.nowtest.min_rows and before.any():
         fitted = {name: baseline_lib.make_baseline(name, spec.task).fit(X[before], y[before])
                   for name in spec.baselines}
-    baseline_results = {name: metrics.evaluate(spec.task, baseline, Xw, yw) for name, baseline in fitted.items()}
+    baseline_results = {name: metrics.evaluate(spec, baseline, Xw, yw) for name, baseline in fitted.items()}
     baseline_scores = {name: result.values for name, result in baseline_results.items()}
     baseline_series = ({name: metrics.per_series(spec.task, Xw[SERIES], yw, result)
                         for name, result in baseline_results.items()} if spec.source.series else {})
@@ -257,7 +257,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         vXw = _stored_inputs(row, vX[fresh].reset_index(drop=True))
         vyw, vtw = vy[fresh].reset_index(drop=True), vtimes[fresh].reset_index(drop=True)
         estimator = registry.load_estimator(spec.name, row.version)
-        scored = metrics.evaluate(spec.task, estimator, vXw, vyw)
+        scored = metrics.evaluate(spec, estimator, vXw, vyw)
         scores, y_pred, undefined, row_log_loss = scored
         checked = check_requirements(requirements, scores, baseline_scores)
         series = vX.loc[fresh, SERIES].to_numpy() if own.source.series else None  # each fresh row's series
@@ -329,7 +329,7 @@ def row_losses(spec: ModelSpec, actual: pd.Series, predicted: np.ndarray, log_lo
     """Each row's loss for `comparison_metric` (lower is better)."""
     rows = SimpleNamespace(actual=actual.to_numpy(), predicted=np.asarray(predicted), loss=log_loss,
                            correct=actual.to_numpy() == np.asarray(predicted))
-    return metrics.daily_losses(spec.task, comparison_metric(spec), rows)
+    return metrics.daily_losses(spec, comparison_metric(spec), rows)
 
 
 def versus_champion(spec: ModelSpec, candidate: pd.DataFrame, champion: pd.DataFrame,

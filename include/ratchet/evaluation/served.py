@@ -127,7 +127,7 @@ class _Scorer:
         """The task's metrics of `answers` (joined to window `rows`)."""
         actual = self.y.iloc[rows].to_numpy()
         if self.spec.task == "regression":
-            return metrics.regression_scores(actual, answers["prediction"].astype(float).to_numpy())
+            return metrics.score(self.spec, actual, answers["prediction"].astype(float).to_numpy())
         classes = self._classes(version)
         by_name = {str(c): c for c in classes}
         unknown = sorted(set(answers["label"].astype(str)) - set(by_name))
@@ -138,11 +138,11 @@ class _Scorer:
         proba = None
         if answers["probabilities"].notna().all():
             proba = np.array([[float(p.get(str(c), 0.0)) for c in classes] for p in answers["probabilities"]])
-        return metrics.classification_scores(actual, predicted, proba, classes)
+        return metrics.score(self.spec, actual, predicted, proba, classes)
 
     def baseline_scores(self, rows: np.ndarray) -> dict[str, dict[str, float]]:
         """Each baseline's metrics on the same window rows (for relative requirements)."""
-        return {name: metrics.evaluate(self.spec.task, fitted, self.X.iloc[rows], self.y.iloc[rows]).values
+        return {name: metrics.evaluate(self.spec, fitted, self.X.iloc[rows], self.y.iloc[rows]).values
                 for name, fitted in self.baselines.items()}
 
     def _classes(self, version: int) -> np.ndarray:

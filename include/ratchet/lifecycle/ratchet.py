@@ -126,7 +126,7 @@ def _on(spec: ModelSpec, metric: str, series: DaySeries, mask: np.ndarray) -> fl
     def pick(values: tuple | None) -> np.ndarray | None:
         return None if values is None else np.asarray(values)[mask]
 
-    return window_metric(spec.task, metric, pick(series.actual), pick(series.predicted), pick(series.loss),
+    return window_metric(spec, metric, pick(series.actual), pick(series.predicted), pick(series.loss),
                          pick(series.correct))
 
 

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ratchet.specs.model import SERIES_METRICS, lower_is_better, task_metrics
+from ratchet.specs.model import PROBABILITY_METRICS, SERIES_METRICS, lower_is_better, task_metrics
+
+if TYPE_CHECKING:
+    from ratchet.specs.model import ModelSpec, UserMetric
 
 
 def _mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
@@ -21,7 +24,8 @@ def _mape(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 
 class Scores(NamedTuple):
-    """Every metric of the task on some rows, the predictions, and why a metric is undefined where it is."""
+    """Every metric of the model (`ModelSpec.metrics`) on some rows, the predictions, and why a metric is undefined
+    where it is."""
 
     values: dict[str, float]  # NaN where undefined
     predictions: np.ndarray
@@ -29,8 +33,10 @@ class Scores(NamedTuple):
     row_loss: np.ndarray | None = None  # classification: each row's log loss (NaN for a class unseen in training)
 
 
-def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[dict[str, float], dict[str, str]]:
-    """rmse, mae, mape (a fraction) and r2, with the reason for each undefined one."""
+def regression_scores(y_true: ArrayLike, y_pred: ArrayLike, *,
+                      quantile: float) -> tuple[dict[str, float], dict[str, str]]:
+    """rmse, mae, mape (a fraction), r2 and the pinball loss at `quantile` (`evaluation.quantile`), with the
+    reason for each undefined one."""
     from sklearn import metrics as m
 
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
@@ -39,7 +45,8 @@ def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[dict[str, f
             task_metrics("regression"), "no rows")
     values = {"rmse": float(np.sqrt(m.mean_squared_error(y_true, y_pred))),
               "mae": float(m.mean_absolute_error(y_true, y_pred)), "mape": _mape(y_true, y_pred),
-              "r2": float(m.r2_score(y_true, y_pred)) if y_true.size > 1 else math.nan}
+              "r2": float(m.r2_score(y_true, y_pred)) if y_true.size > 1 else math.nan,
+              "pinball": float(m.mean_pinball_loss(y_true, y_pred, alpha=quantile))}
     undefined = {}
     if math.isnan(values["mape"]):
         undefined["mape"] = "every target is 0"
@@ -50,12 +57,15 @@ def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[dict[str, f
 
 def classification_scores(y_true: ArrayLike, y_pred: ArrayLike, proba: np.ndarray | None,
                           classes: ArrayLike) -> tuple[dict[str, float], dict[str, str]]:
-    """accuracy, f1, roc_auc and log_loss against the label set known at training time (`classes`).
+    """accuracy, f1, roc_auc, log_loss, pr_auc and brier against the label set known at training time (`classes`).
 
     f1 is binary (positive class: the last of two) or macro over the training classes, leaving out a class
-    with neither true nor predicted rows in this window; roc_auc is one-vs-rest, macro over the classes
-    present in the window; log_loss scores the probabilities of every training class. A window where a
-    metric is undefined (one class only, a class never seen in training) says so in `undefined`.
+    with neither true nor predicted rows in this window. The probability metrics score the columns of
+    `proba` (one per training class): roc_auc and pr_auc (average precision) are the positive class's when the
+    label is binary, else one-vs-rest, macro over the classes present in the window; log_loss scores every
+    training class; brier is the positive class's squared error when binary, else each row's summed squared
+    distance to its one-hot truth, averaged. A window where a metric is undefined (one class only, a class never
+    seen in training, no probabilities) says so in `undefined`.
     """
     from sklearn import metrics as m
 
@@ -68,25 +78,69 @@ def classification_scores(y_true: ArrayLike, y_pred: ArrayLike, proba: np.ndarra
         values["f1"] = float(m.f1_score(y_true, y_pred, labels=[classes[1]], average="macro", zero_division=0))
     else:
         values["f1"] = float(m.f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=np.nan))
-    undefined = {}
     unseen = sorted({str(c) for c in np.unique(y_true)} - {str(c) for c in classes})
-    present = [i for i, c in enumerate(classes) if (y_true == c).any()]
-    if proba is None:
-        reason = "the estimator gives no probabilities"
-        values["roc_auc"] = values["log_loss"] = math.nan
-        undefined.update(roc_auc=reason, log_loss=reason)
-    elif unseen:
-        reason = f"class(es) {unseen} of this window were never seen in training"
-        values["roc_auc"] = values["log_loss"] = math.nan
-        undefined.update(roc_auc=reason, log_loss=reason)
+    reason = ("the estimator gives no probabilities" if proba is None else
+              f"class(es) {unseen} of this window were never seen in training" if unseen else None)
+    if reason:
+        return values | dict.fromkeys(PROBABILITY_METRICS, math.nan), dict.fromkeys(PROBABILITY_METRICS, reason)
+    truth = y_true[:, None] == classes[None, :]  # one-hot, a column per training class
+    values["log_loss"] = float(m.log_loss(y_true, proba, labels=classes))
+    values["brier"] = float(np.mean((proba[:, -1] - truth[:, -1]) ** 2) if classes.size == 2
+                            else np.mean(np.sum((proba - truth) ** 2, axis=1)))
+    undefined = {}
+    present = [i for i in range(classes.size) if truth[:, i].any()]
+    if len(present) < 2:
+        only = f"only one class ({str(classes[present[0]])!r}) in this window"
+        values["roc_auc"] = values["pr_auc"] = math.nan
+        undefined.update(roc_auc=only, pr_auc=only)
     else:
-        values["log_loss"] = float(m.log_loss(y_true, proba, labels=classes))
-        if len(present) < 2:
-            values["roc_auc"] = math.nan
-            undefined["roc_auc"] = f"only one class ({str(classes[present[0]])!r}) in this window"
-        else:
-            values["roc_auc"] = float(np.mean([m.roc_auc_score(y_true == classes[i], proba[:, i]) for i in present]))
+        scored = [classes.size - 1] if classes.size == 2 else present
+        values["roc_auc"] = float(np.mean([m.roc_auc_score(truth[:, i], proba[:, i]) for i in scored]))
+        values["pr_auc"] = float(np.mean([m.average_precision_score(truth[:, i], proba[:, i]) for i in scored]))
     return values, undefined
+
+
+def user_scores(user_metrics: tuple[UserMetric, ...], y_true: ArrayLike, y_pred: ArrayLike,
+                proba: np.ndarray | None) -> tuple[dict[str, float], dict[str, str]]:
+    """Each user metric (`metrics:`) on these rows; one that needs probabilities the estimator has not, raises or
+    returns no finite number is undefined with the reason: a user's function never stops a back-test."""
+    values, undefined = {}, {}
+    for metric in user_metrics:
+        values[metric.name], reason = user_value(metric, y_true, y_pred, proba)
+        if reason:
+            undefined[metric.name] = reason
+    return values, undefined
+
+
+def user_value(metric: UserMetric, y_true: ArrayLike, y_pred: ArrayLike,
+               proba: np.ndarray | None) -> tuple[float, str | None]:
+    """One user metric called as f(y_true, y_pred) or f(y_true, y_pred, proba) (proba: a column per training
+    class); (NaN, why) when it has no value."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.size == 0:
+        return math.nan, "no rows"
+    if metric.takes_proba and proba is None:
+        return math.nan, "the estimator gives no probabilities"
+    try:
+        value = metric.load()(y_true, y_pred, *((proba,) if metric.takes_proba else ()))
+        number = float(value)
+    except Exception as exc:  # a user's function: any failure is a missing value, said why
+        return math.nan, f"{metric.function} raised {type(exc).__name__}: {exc}"
+    if not math.isfinite(number):
+        return math.nan, f"{metric.function} returned {value!r}, not a finite number"
+    return number, None
+
+
+def score(spec: ModelSpec, y_true: ArrayLike, y_pred: ArrayLike, proba: np.ndarray | None = None,
+          classes: ArrayLike | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """Every metric of the model (`spec.metrics`: the task's at `evaluation.quantile`, and the user's) of these
+    predictions (a classifier's: with its training `classes` and its probabilities, if any)."""
+    if spec.task == "regression":
+        values, undefined = regression_scores(y_true, y_pred, quantile=spec.evaluation.quantile)
+    else:
+        values, undefined = classification_scores(y_true, y_pred, proba, classes)
+    mine, why = user_scores(spec.user_metrics, y_true, y_pred, proba)
+    return values | mine, undefined | why
 
 
 def _classes(estimator: Any, y_pred: np.ndarray) -> np.ndarray:
@@ -107,15 +161,16 @@ def improvement(metric: str, candidate: float, reference: float) -> float:
     return change if lower_is_better(metric) else -change
 
 
-def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series) -> Scores:
-    """Every metric of the task for a fitted estimator on (X, y), its predictions, and undefined metrics' reasons."""
+def evaluate(spec: ModelSpec, estimator: Any, X: pd.DataFrame, y: pd.Series) -> Scores:
+    """Every metric of the model (`spec.metrics`) for a fitted estimator on (X, y), its predictions, and undefined
+    metrics' reasons."""
     y_pred = np.asarray(estimator.predict(X))
-    if task == "regression":
-        values, undefined = regression_scores(y, y_pred)
+    if spec.task == "regression":
+        values, undefined = score(spec, y, y_pred)
         return Scores(values, y_pred, undefined)
     proba = estimator.predict_proba(X) if hasattr(estimator, "predict_proba") and len(X) else None
     classes = _classes(estimator, y_pred)
-    values, undefined = classification_scores(y, y_pred, proba, classes)
+    values, undefined = score(spec, y, y_pred, proba, classes)
     return Scores(values, y_pred, undefined, None if proba is None else _row_log_loss(y, proba, classes))
 
 
@@ -128,7 +183,7 @@ def _row_log_loss(y: ArrayLike, proba: np.ndarray, classes: np.ndarray) -> np.nd
                      for row, i in enumerate(index)])
 
 
-DAILY_LOSSES = {"regression": ("rmse", "mae", "mape"), "classification": ("log_loss", "accuracy")}
+DAILY_LOSSES = {"regression": ("rmse", "mae", "mape", "pinball"), "classification": ("log_loss", "accuracy")}
 
 
 def per_series(task: str, series: ArrayLike, y: ArrayLike, scores: Scores) -> dict[str, dict[str, Any]]:
@@ -162,25 +217,30 @@ def per_series(task: str, series: ArrayLike, y: ArrayLike, scores: Scores) -> di
             for name, row in table.iterrows()}
 
 
-def daily_losses(task: str, metric: str, series: Any) -> np.ndarray:
+def daily_losses(spec: ModelSpec, metric: str, series: Any) -> np.ndarray:
     """Each back-test day's loss for `metric` (a `registry.entities.DaySeries`): what paired tests compare.
 
     rmse: squared error; mae: absolute error; mape: absolute error over |actual| (NaN where actual is 0);
-    log_loss: the day's log loss; accuracy: 1 for a wrong class. Lower is better for every one of them.
-    Raises ValueError for a metric without a daily loss (r2, f1, roc_auc are not sums over days).
+    pinball: the row's pinball loss at `evaluation.quantile` (its mean is the metric); log_loss: the day's log
+    loss; accuracy: 1 for a wrong class. Lower is better for every one of them.
+    Raises ValueError for a metric without a daily loss (r2, f1, roc_auc, pr_auc, brier, a user metric are not
+    sums over days, or not stored per row).
     """
-    if task == "regression" and metric in ("rmse", "mae", "mape"):
+    if spec.task == "regression" and metric in DAILY_LOSSES["regression"]:
         actual, predicted = np.asarray(series.actual, float), np.asarray(series.predicted, float)
         error = predicted - actual
         if metric == "rmse":
             return error ** 2
         if metric == "mae":
             return np.abs(error)
+        if metric == "pinball":
+            q = spec.evaluation.quantile
+            return np.where(error < 0, -q * error, (1 - q) * error)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(actual != 0, np.abs(error) / np.abs(actual), np.nan)
-    if task == "classification" and metric == "log_loss":
+    if spec.task == "classification" and metric == "log_loss":
         return np.asarray(series.loss, float)
-    if task == "classification" and metric == "accuracy":
+    if spec.task == "classification" and metric == "accuracy":
         return 1.0 - np.asarray(series.correct, float)
     raise ValueError(f"{metric} has no daily loss (it is not a mean over days)")
 

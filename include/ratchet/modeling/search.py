@@ -129,7 +129,7 @@ def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
     scores, started = [], time.perf_counter()
     for train, test in folds:
         model = make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
-        scores.append(metrics.evaluate(spec.task, model, X.iloc[test], y.iloc[test]).values[spec.metric])
+        scores.append(metrics.evaluate(spec, model, X.iloc[test], y.iloc[test]).values[spec.metric])
     return scores, time.perf_counter() - started
 
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ratchet.modeling.metrics import regression_scores
+from ratchet.modeling.metrics import score
+
+if TYPE_CHECKING:
+    from ratchet.specs.model import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,12 @@ def period_losses(candidate: pd.DataFrame, reference: pd.DataFrame) -> tuple[np.
     return per_period["loss_candidate"].to_numpy(), per_period["loss_reference"].to_numpy(), len(both)
 
 
-def window_metric(task: str, metric: str, actual: np.ndarray | None, predicted: np.ndarray | None,
+def window_metric(spec: ModelSpec, metric: str, actual: np.ndarray | None, predicted: np.ndarray | None,
                   loss: np.ndarray | None, correct: np.ndarray | None) -> float:
     """`metric` on the rows of one window (regression from actual and predicted; classification from the
     daily log loss and hits). NaN when undefined on these rows."""
-    if task == "regression":
-        return regression_scores(actual, predicted)[0][metric]
+    if spec.task == "regression":
+        return score(spec, actual, predicted)[0][metric]
     if metric == "log_loss":
         return float(np.nanmean(loss)) if np.isfinite(loss).any() else math.nan
     if metric == "accuracy":
