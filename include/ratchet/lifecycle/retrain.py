@@ -21,6 +21,7 @@ from ratchet.modeling import artifacts, sources
 from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
 from ratchet.modeling.search import Trial, best_trials, run_search
+from ratchet.modeling.threshold import ThresholdClassifier
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -79,6 +80,8 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
     frame = sources.read_source(spec, end=sources.labelled_end(spec, logical_date))  # rows with mature labels
     sources.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
     X, y, times = make_xy(spec, frame)
+    if spec.search.metric_reason:
+        log.info("%s: %s", spec.name, spec.search.metric_reason)
     trials = _recorded_trials(registry, spec, run_id)
     if trials:
         log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
@@ -110,9 +113,20 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
             cv_metric=spec.metric, cv_score=trial.mean_score,
             contract=contract_of(spec, frame), spec_snapshot=spec.raw,
-            code_version=code_version(), python_version=platform.python_version(),
+            code_version=code_version(), python_version=platform.python_version(), details=fit_details(spec, model),
         ))
+        if isinstance(model, ThresholdClassifier):
+            log.info("%s v%d decides at threshold %s", spec.name, versions[-1], model.record())
     return versions
+
+
+def fit_details(spec: ModelSpec, model: Any) -> dict[str, Any] | None:
+    """What a version keeps beside its hyperparameters: the decision threshold its fit chose or applied
+    (`classification.threshold`) and why the search ranked by its metric (`search.metric_reason`); None: neither."""
+    details = {"threshold": model.record()} if isinstance(model, ThresholdClassifier) else {}
+    if spec.search.metric_reason:
+        details["metric_reason"] = spec.search.metric_reason
+    return details or None
 
 
 def _recorded_trials(registry: Registry, spec: ModelSpec, run_id: str) -> list[Trial]:

@@ -1,7 +1,8 @@
 """Fitted estimators as bytes that load without running arbitrary code.
 
 Artifacts are written with `skops.io` and read back with an explicit allow-list of
-type prefixes: scikit-learn, NumPy, SciPy and Ratchet's own baselines. Anything else
+type prefixes: scikit-learn, NumPy, SciPy, Ratchet's own baselines and its decision-threshold wrapper (which keeps
+numbers and strings only, never a user's function). Anything else
 in a stored artifact, or bytes whose sha256 differs from the recorded one, is refused.
 `pickle` is never used on bytes that come from the database.
 """
@@ -17,7 +18,8 @@ from ratchet.exceptions import ArtifactError
 from ratchet.specs.model import TRUSTED_ESTIMATOR_MODULES
 
 ARTIFACT_FORMAT = "skops"
-TRUSTED_PREFIXES = (*TRUSTED_ESTIMATOR_MODULES, "numpy.", "scipy.", "ratchet.modeling.baselines.")
+TRUSTED_PREFIXES = (*TRUSTED_ESTIMATOR_MODULES, "numpy.", "scipy.", "ratchet.modeling.baselines.",
+                    "ratchet.modeling.threshold.")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from ratchet.modeling.baselines import HELPER_PREFIX, ROW, SERIES, helper_lag
 from ratchet.modeling.frequency import frequency_of, series_codes, shifted
 from ratchet.modeling.slices import slice_column
 from ratchet.modeling.sources import DROPPED_MISSING_TARGET, category_text, checked_rows, feature_columns
-from ratchet.modeling.threshold import decided
 from ratchet.specs.model import seasonal_period
 
 if TYPE_CHECKING:
@@ -204,6 +203,8 @@ def make_estimator(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
          ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric)],
         remainder="drop",
     )
+    from ratchet.modeling.threshold import decided  # imports scikit-learn, as this function does
+
     estimator = estimator_spec.load_class()(**{**estimator_spec.params, **params})
     return decided(spec, Pipeline([("prepare", prepare), ("estimator", estimator)]))  # classification.threshold
 

@@ -101,6 +101,13 @@ class Version:
     code_version: str | None
     python_version: str | None
     artifact: bytes | None = None
+    details: dict[str, Any] | None = None  # its decision threshold and how it was chosen, why its metric ranked it
+
+    @property
+    def threshold(self) -> float | None:
+        """The probability of the positive class it decides at (`classification.threshold`); None: the most probable
+        class."""
+        return (self.details or {}).get("threshold", {}).get("value")
 
     @property
     def contender(self) -> str:

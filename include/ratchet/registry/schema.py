@@ -110,6 +110,9 @@ class ModelVersion(Base):
     spec_snapshot: Mapped[dict[str, Any]] = mapped_column(nullable=False)
     code_version: Mapped[str | None] = mapped_column(String(100))
     python_version: Mapped[str | None] = mapped_column(String(50))
+    # what fitting decided beyond the hyperparameters (`classification.threshold`) and why the search ranked by its
+    # metric; NULL for a version without either
+    details: Mapped[dict[str, Any] | None] = mapped_column()
     trial_started_at: Mapped[dt.datetime] = _now()
     created_at: Mapped[dt.datetime] = _now()
     model: Mapped[Model] = relationship()

@@ -157,7 +157,7 @@ def version_entity(row: ModelVersion, model: str, with_artifact: bool = False) -
         predict_latency_p95_ms=row.predict_latency_p95_ms, size_bytes=row.size_bytes, cv_metric=row.cv_metric,
         cv_score=row.cv_score, run_id=row.run_id, trial_started_at=row.trial_started_at, created_at=row.created_at,
         contract=row.contract, spec_snapshot=row.spec_snapshot, code_version=row.code_version,
-        python_version=row.python_version, artifact=row.artifact if with_artifact else None)
+        python_version=row.python_version, artifact=row.artifact if with_artifact else None, details=row.details)
 
 
 def _trial(row: SearchTrial) -> entities.Trial:

@@ -59,7 +59,7 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     last = last_verdict(alert_history(registry, name, number)) if champion else None
     return {
         "champion": None if champion is None else {
-            "version": number,
+            "version": number, "threshold": champion.threshold,
             "promotion": None if promotion is None else {
                 "id": promotion.id, "kind": promotion.kind, "triggered_by": promotion.triggered_by,
                 "reason": promotion.reason, "at": promotion.created_at.isoformat(),
@@ -99,7 +99,7 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
 
     status = {"name": spec.name, "task": spec.task, "registered": True, "metric": spec.metric,
               "candidates": [{"version": v.version, "estimator": v.estimator_class, "cv_metric": v.cv_metric,
-                              "cv_score": v.cv_score, "created_at": v.created_at.isoformat(),
+                              "cv_score": v.cv_score, "threshold": v.threshold, "created_at": v.created_at.isoformat(),
                               **key_metrics(v.contender)} for v in versions],
               "last_backtest": None if report is None else {
                   "run_id": report.run_id, "at": report.created_at.isoformat(), "reference": summary["reference"],
