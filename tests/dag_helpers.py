@@ -54,7 +54,7 @@ def first_night(registry, today, trained_until, *, regression: bool = False) -> 
 
     from ratchet.evaluation.backtest import backtest_summary
     from ratchet.specs import load_specs
-    from ratchet.specs.model import LOWER_IS_BETTER
+    from ratchet.specs.model import lower_is_better
 
     runs, seconds = {}, {}
     runs["retrain"], seconds["retrain"] = timed_run("ratchet_retrain", trained_until + dt.timedelta(hours=1))
@@ -62,7 +62,7 @@ def first_night(registry, today, trained_until, *, regression: bool = False) -> 
     specs, promoted = load_specs(), {}
     for name, spec in specs.items():
         means = backtest_summary(registry, spec)["contenders"]
-        sign = 1 if LOWER_IS_BETTER[spec.metric] else -1
+        sign = 1 if lower_is_better(spec.metric) else -1
         best = min((v.version for v in registry.versions(name)), key=lambda v: sign * means[f"v{v}"]["mean"])
         run, _ = timed_run("ratchet_promote", today + dt.timedelta(hours=5),
                            {"model": name, "version": best, "reason": "conformance: first champion", "dry_run": False})

@@ -21,6 +21,7 @@ from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import ContractInputs, make_estimator
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
+from ratchet.modeling.slices import per_slice
 from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow
 from ratchet.specs.model import ModelSpec
 
@@ -127,6 +128,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             scores = metrics.evaluate(spec, model, cX[test], cy[test])
             by_series = (metrics.per_series(spec.task, cX.loc[test, baselines.SERIES], cy[test], scores)
                          if own.source.series else {})
+            by_slice = per_slice(spec, cX[test], cy[test], scores)
             computed += 1
             rows += [EvaluationRow(kind=BACKTEST, contender=contender.name, partition=month, metric=name,
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
@@ -135,7 +137,8 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                    details={"train_rows": int(train.sum()),
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {}),
-                                            **series_details(by_series, name)})
+                                            **series_details(by_series, name),
+                                            **series_details(by_slice, name, "slices", "slice_rows")})
                      for name, value in scores.values.items()]
             days.append(_day_row(spec, contender.name, month, ctimes[test], cX[test], cy[test], scores, run_id,
                                  fingerprints.get(month)))
@@ -144,13 +147,15 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
     return {"computed": computed, "skipped": skipped}
 
 
-def series_details(by_series: dict[str, dict[str, Any]], metric: str) -> dict[str, Any]:
-    """A metric row's per-series evidence (`metrics.per_series`): each series' value and rows; nothing for a single
-    series, or a metric not computed per series."""
+def series_details(by_series: dict[str, dict[str, Any]], metric: str, values_key: str = "series",
+                   rows_key: str = "series_rows") -> dict[str, Any]:
+    """A metric row's per-series (or per-slice: `modeling.slices`) evidence (`metrics.per_series`): each group's
+    value and rows, under `values_key` and `rows_key`; nothing without groups, or for a metric not computed per
+    group."""
     if not by_series or metric not in next(iter(by_series.values())):
         return {}
-    return {"series": {name: values[metric] for name, values in by_series.items()},
-            "series_rows": {name: values["rows"] for name, values in by_series.items()}}
+    return {values_key: {name: values[metric] for name, values in by_series.items()},
+            rows_key: {name: values["rows"] for name, values in by_series.items()}}
 
 
 def _day_row(spec: ModelSpec, contender: str, month: str, times: pd.Series, X: pd.DataFrame, y: pd.Series,

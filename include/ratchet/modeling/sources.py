@@ -313,6 +313,12 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
         frame, times, target = frame[~unknown], times[~unknown], target[~unknown]
         if frame.empty and whole_source:
             raise DataError(f"{prefix}: every row's target {src.target!r} is missing")
+    if (spec.task == "classification" and pd.api.types.is_float_dtype(target) and len(target)
+            and bool(np.all(np.mod(target.to_numpy(), 1) == 0))):
+        # integer class labels read as floats because a row had none (SQL NULL): the classes stay 0 and 1, so a
+        # window with unlabelled rows names the classes as training without them did
+        target = target.astype("int64")
+        frame[src.target] = target
     if whole_source and spec.task == "classification" and target.nunique() < 2:
         raise DataError(f"{prefix}: target {src.target!r} has a single class {target.iloc[0]!r}; "
                         "a classifier needs at least two")
