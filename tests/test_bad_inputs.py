@@ -38,6 +38,9 @@ BASE = spec_data("demand", table=TABLE, alert_emails=["owner@example.com"],
                  search={"n_trials": 2, "cv_folds": 2}, baselines=["last_value", "mean"],
                  requirements=[{"metric": "mape", "max": 0.5, "scope": "nowtest"}],
                  nowtest={"window_days": 14, "min_rows": 7})
+# the changes that make BASE a classifier (a label, a classifier, its baseline, a requirement it can have)
+CLASSIFIER = {"task": "classification", "estimators": [{"class": "sklearn.linear_model.LogisticRegression"}],
+              "baselines": ["majority"], "requirements": [{"metric": "accuracy", "min": 0.5, "scope": "nowtest"}]}
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,52 @@ CATALOGUE = [
     yaml_case("yaml-min-rows-above-window", r"field 'nowtest.min_rows': expected a positive integer no larger than 7",
               change={"source": {"frequency": "day"}, "nowtest": {"window_days": 7, "min_rows": 10}}),
     yaml_case("yaml-bad-frequency", r"field 'source.frequency': expected one of \['30min', 'hour', 'day', 'week', "
-                                    r"'month'\]", change={"source": {"frequency": "fortnight"}}),
+                                    r"'month', 'event'\]", change={"source": {"frequency": "fortnight"}}),
+    yaml_case("yaml-events-without-id", r"field 'source.id': expected the column holding each event's unique id "
+                                        r"\(source.frequency: event keys rows by id",
+              change={"source": {"frequency": "event"}}),
+    yaml_case("yaml-id-without-events", r"field 'source.id': expected no row id unless source.frequency is 'event'",
+              change={"source": {"id": "x1", "features": ["x2"]}}),
+    yaml_case("yaml-events-with-target-lags", r"field 'source.target_lags': expected no target lags for "
+                                              r"source.frequency: event",
+              change={"source": {"frequency": "event", "id": "app_id", "target_lags": [1]}}),
+    yaml_case("yaml-negative-label-delay", r"field 'source.label_delay_days': expected a whole number of days >= 0",
+              change={"source": {"label_delay_days": -3}}),
+    yaml_case("yaml-slice-is-the-target", r"field 'evaluation.slices': expected distinct columns \(categorical\) "
+                                          r"other than the target", change={"evaluation": {"slices": ["y"]}}),
+    yaml_case("yaml-quantile-out-of-range", r"field 'evaluation.quantile': expected the quantile the pinball loss "
+                                            r"scores, between 0 and 1", change={"evaluation": {"quantile": 1.5}}),
+    yaml_case("yaml-threshold-on-regression", r"field 'classification.threshold': expected no classification section "
+                                              r"for a regression model", change={"classification": {"threshold": 0.3}}),
+    yaml_case("yaml-threshold-out-of-range", r"field 'classification.threshold': expected a probability of the "
+                                             r"positive class between 0 and 1",
+              change={**CLASSIFIER, "classification": {"threshold": 1.5}}),
+    yaml_case("yaml-threshold-unknown-objective", r"field 'classification.threshold.optimize': expected one of "
+                                                  r"\['f1', 'accuracy'\]",
+              change={**CLASSIFIER, "classification": {"threshold": {"optimize": "recall"}}}),
+    yaml_case("yaml-metric-not-a-path", r"field 'metrics.cost': expected an import path 'module:function'",
+              change={"metrics": {"cost": "user_metrics.absolute_excess"}}),
+    yaml_case("yaml-metric-not-importable", r"field 'metrics.cost': expected an importable function 'module:function', "
+                                            r"got \"no_such_package.costs:loss \(No module named 'no_such_package'\)\"",
+              change={"metrics": {"cost": "no_such_package.costs:loss"}}),
+    yaml_case("yaml-metric-not-callable", r"field 'metrics.cost': expected a callable f\(y_true, y_pred\) or "
+                                          r"f\(y_true, y_pred, proba\), got 'user_metrics:NOT_CALLABLE'",
+              change={"metrics": {"cost": "user_metrics:NOT_CALLABLE"}}),
+    yaml_case("yaml-metric-wrong-arity", r"field 'metrics.cost': expected a callable f\(y_true, y_pred\) or "
+                                         r"f\(y_true, y_pred, proba\), got 'user_metrics:one_argument\(y_true\)'",
+              change={"metrics": {"cost": "user_metrics:one_argument"}}),
+    yaml_case("yaml-metric-named-like-a-builtin", r"field 'metrics.rmse': expected a new metric name .*not one of "
+                                                  r"Ratchet's own",
+              change={"metrics": {"rmse": "user_metrics:absolute_excess"}}),
+    yaml_case("yaml-per-slice-without-slices", r"field 'requirements\[0\].per_slice': expected evaluation.slices "
+                                               r"naming the columns to slice by",
+              change={"requirements": [{"metric": "mae", "max": 2, "scope": "nowtest", "per_slice": True}]}),
+    yaml_case("yaml-probability-metric-without-probabilities",
+              r"field 'search.metric': expected a metric scored on decided classes \(accuracy, f1, or a user metric\): "
+              r"sklearn.linear_model.SGDClassifier with params \{'loss': 'hinge'\} gives no probabilities, "
+              r"got 'log_loss'",
+              change={**CLASSIFIER, "search": {"metric": "log_loss"},
+                      "estimators": [{"class": "sklearn.linear_model.SGDClassifier", "params": {"loss": "hinge"}}]}),
     yaml_case("yaml-series-is-the-target", r"field 'source.series': expected distinct key columns other than the "
                                            r"target 'y'", change={"source": {"series": ["y"]}}),
     yaml_case("yaml-bad-seasonal-naive", r"field 'baselines': expected baselines from .* or seasonal_naive_<N> .*, "

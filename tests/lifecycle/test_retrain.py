@@ -64,3 +64,22 @@ def test_prediction_latency_is_timed_on_one_native_thread_as_the_service_predict
     latency = retrain.latency_p95_ms(Recorder(), pd.DataFrame({"x": [1.0, 2.0]}))
     assert Recorder.seen == [1] * retrain.LATENCY_REPEATS
     assert widest_pool() == before and latency >= 0
+
+
+def test_a_search_without_probabilities_logs_why_it_ranks_by_f1_and_its_versions_keep_the_reason(registry, caplog):
+    import logging
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=400)
+    frame = pd.DataFrame({"day": pd.date_range("2023-01-01", periods=400), "x": x,
+                          "y": np.where(x + rng.normal(0, 0.5, 400) > 0.8, "yes", "no")})
+    spec = build_spec(name="m", task="classification", table=write_table(registry, frame),
+                      search={"n_trials": 2, "cv_folds": 2, "candidates": 1},
+                      estimators=[{"class": "sklearn.linear_model.SGDClassifier", "params": {"loss": "hinge"}}])
+    registry.sync_model(spec)
+    with caplog.at_level(logging.INFO, logger="ratchet.lifecycle.retrain"):
+        (version,) = retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 1, 1))
+    reason = spec.search.metric_reason
+    assert reason.startswith("ranked by f1, not log_loss: sklearn.linear_model.SGDClassifier") and reason in caplog.text
+    stored = registry.version("m", version)
+    assert stored.cv_metric == "f1" and stored.details == {"metric_reason": reason} and stored.threshold is None
