@@ -55,7 +55,7 @@ from ratchet.evaluation.service_level import evaluation_rows as service_rows
 from ratchet.exceptions import DataError
 from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling import metrics, sources
-from ratchet.modeling.baselines import SERIES
+from ratchet.modeling.baselines import ROW, SERIES
 from ratchet.modeling.features import ContractInputs
 from ratchet.modeling.frequency import frequency_of
 from ratchet.modeling.months import window_bounds
@@ -267,8 +267,9 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         by_slice = per_slice(own, vX[fresh].reset_index(drop=True), vyw, scored)
         checked += check_per_slice(requirements, spec.requirements, by_slice, baseline_slices, spec.nowtest.min_rows)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
+        keys = vX.loc[fresh, ROW].to_numpy() if own.source.events else series  # what pairs a row with the champion's
         losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": row_losses(spec, vyw, y_pred, row_log_loss),
-                               "series": series if series is not None else ""})
+                               "series": keys if keys is not None else ""})
         versus = (versus_champion(spec, losses, champion_rows, champion.contender)
                   if role == "candidate" and champion_rows is not None else None)
         results.append(ContenderResult(row.contender, row.version, role, scores, checked, misses, drift, undefined,
@@ -337,7 +338,7 @@ def versus_champion(spec: ModelSpec, candidate: pd.DataFrame, champion: pd.DataF
     """The candidate against the champion on the candidate's rows (both out of their training data; each frame a
     row per prediction: `time`, `series`, `loss`): the Diebold-Mariano test that its losses, averaged per period
     across series (`statistics.period_losses`), are lower by more than `promotion.min_improvement`."""
-    candidate_loss, champion_loss, rows = period_losses(candidate, champion)
+    candidate_loss, champion_loss, rows = period_losses(candidate, champion, events=spec.source.events)
     result = diebold_mariano(candidate_loss, champion_loss, margin=spec.promotion.min_improvement)
     metric = comparison_metric(spec)
     common = candidate.merge(champion[["series", "time"]], on=["series", "time"])["time"]

@@ -524,7 +524,8 @@ def paired_test(registry: Registry, spec: ModelSpec, contender: str, reference: 
                                                          "for a paired test; run ratchet_backtest"}
     candidate_loss, reference_loss, rows = period_losses(
         *(pd.DataFrame({"time": series[name].times, "series": series[name].series or "",
-                        "loss": daily_losses(spec, metric, series[name])}) for name in (contender, reference)))
+                        "loss": daily_losses(spec, metric, series[name])}) for name in (contender, reference)),
+        events=spec.source.events)
     result = diebold_mariano(candidate_loss, reference_loss, margin=spec.promotion.min_improvement)
     over = f"{result.n_days} periods ({rows} rows{' of every series' if spec.source.series else ''})"
     return {"metric": metric, **result.as_dict(), "rows": rows, "significance": spec.promotion.significance,

@@ -87,14 +87,37 @@ def diebold_mariano(candidate_loss: np.ndarray, reference_loss: np.ndarray, marg
     return PairedTest(name, margin, n, mean, relative, statistic, float(stats.t.cdf(statistic, df=n - 1)), lag)
 
 
-def period_losses(candidate: pd.DataFrame, reference: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+def period_losses(candidate: pd.DataFrame, reference: pd.DataFrame, *, events: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
     """Two contenders' losses per period, for `diebold_mariano`: each frame has a row per prediction (`time`,
     `series`, `loss`); the rows both predicted with a finite loss are matched by (series, time) and averaged per
-    time across series. Returns (candidate, reference, rows matched), periods in time order."""
-    both = candidate.merge(reference, on=["series", "time"], suffixes=("_candidate", "_reference"))
+    time across series. Returns (candidate, reference, rows matched), periods in time order.
+
+    `events`: many rows share a time, and the events of one day share its conditions, so the period is the
+    calendar day. Rows are matched by (series, time) when that keys each frame's rows (the now-test passes each
+    event's id as its `series`), else by position when both frames hold the same rows in the same order (a
+    back-test month predicted by two contenders).
+
+    Raises:
+        ValueError: events whose rows can be matched neither way.
+    """
+    if events and not (_keyed(candidate) and _keyed(reference)):
+        if len(candidate) != len(reference) or not np.array_equal(candidate["time"].to_numpy(),
+                                                                   reference["time"].to_numpy()):
+            raise ValueError("the two contenders' events are not the same rows: they cannot be paired")
+        both = pd.DataFrame({"time": candidate["time"].to_numpy(), "loss_candidate": candidate["loss"].to_numpy(),
+                             "loss_reference": reference["loss"].to_numpy()})
+    else:
+        both = candidate.merge(reference, on=["series", "time"], suffixes=("_candidate", "_reference"))
     both = both[np.isfinite(both["loss_candidate"]) & np.isfinite(both["loss_reference"])]
-    per_period = both.groupby("time", sort=True)[["loss_candidate", "loss_reference"]].mean()
+    period = pd.DatetimeIndex(both["time"]).floor("D") if events else both["time"]
+    per_period = both.groupby(period, sort=True)[["loss_candidate", "loss_reference"]].mean()
     return per_period["loss_candidate"].to_numpy(), per_period["loss_reference"].to_numpy(), len(both)
+
+
+def _keyed(frame: pd.DataFrame) -> bool:
+    """Whether (series, time) is unique among the frame's rows."""
+    return not frame.duplicated(["series", "time"]).any()
 
 
 def window_metric(spec: ModelSpec, metric: str, actual: np.ndarray | None, predicted: np.ndarray | None,
