@@ -200,3 +200,16 @@ def test_a_regression_user_metric_is_scored_beside_the_task_metrics():
     values, undefined = metrics.score(spec, [1.0, 2.0, 3.0], [2.0, 2.0, 1.0])
     assert values["excess"] == pytest.approx(1 / 3) and undefined == {}
     assert metrics.score(spec, [], [])[1]["excess"] == "no rows"
+
+
+def test_paired_tests_compare_row_losses_every_contender_has():
+    from types import SimpleNamespace
+
+    hinge = build_spec(name="h", task="classification", estimators=[
+        {"class": "sklearn.linear_model.SGDClassifier", "params": {"loss": "hinge"}}])
+    assert metrics.row_loss_metric(hinge) == "accuracy"  # no probabilities: no log loss to compare
+    assert metrics.daily_losses(hinge, "accuracy", SimpleNamespace(loss=None, correct=[True, False])).tolist() == [
+        0.0, 1.0]
+    assert metrics.row_loss_metric(CLASSIFIER) == "log_loss"
+    assert metrics.row_loss_metric(build_spec(name="q", search={"metric": "pinball"})) == "pinball"
+    assert metrics.row_loss_metric(build_spec(name="r", search={"metric": "r2"})) == "rmse"

@@ -321,9 +321,8 @@ def _require_window_capacity(spec: ModelSpec, frequency: str) -> None:
 
 
 def comparison_metric(spec: ModelSpec) -> str:
-    """The loss a candidate and the champion are compared on row by row: the ranking metric when it is a mean
-    of row losses, else the task's first (squared error for r2, log loss for f1 and roc_auc)."""
-    return spec.metric if spec.metric in metrics.DAILY_LOSSES[spec.task] else metrics.DAILY_LOSSES[spec.task][0]
+    """The loss a candidate and the champion are compared on row by row (`metrics.row_loss_metric`)."""
+    return metrics.row_loss_metric(spec)
 
 
 def row_losses(spec: ModelSpec, actual: pd.Series, predicted: np.ndarray, log_loss: np.ndarray | None) -> np.ndarray:

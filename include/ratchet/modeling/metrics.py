@@ -186,6 +186,17 @@ def _row_log_loss(y: ArrayLike, proba: np.ndarray, classes: np.ndarray) -> np.nd
 DAILY_LOSSES = {"regression": ("rmse", "mae", "mape", "pinball"), "classification": ("log_loss", "accuracy")}
 
 
+def row_loss_metric(spec: ModelSpec) -> str:
+    """The metric whose row losses (`daily_losses`) a paired test compares two contenders on: the ranking metric
+    when it is a mean of row losses; misclassification when the search ranks by f1 because an estimator gives no
+    probabilities (there is no log loss to compare); else the task's first (squared error, log loss)."""
+    if spec.metric in DAILY_LOSSES[spec.task]:
+        return spec.metric
+    if spec.task == "classification" and spec.search.metric_reason:
+        return "accuracy"
+    return DAILY_LOSSES[spec.task][0]
+
+
 def per_series(task: str, series: ArrayLike, y: ArrayLike, scores: Scores) -> dict[str, dict[str, Any]]:
     """Each series' value of every `SERIES_METRICS` metric and its row count, in one grouped pass (never a loop
     per series): series -> {"rows": n, metric: value or None where undefined (a constant series' r2, an all-zero
