@@ -186,3 +186,25 @@ def test_the_car_value_drift_is_flagged_once_the_window_holds_it_and_longer_loan
     assert flagged[days[-1]]["warning"] and flagged[days[-1]]["effect"] > 0.35  # its window is all drifted
     first = next(day for day in days if flagged[day]["warning"])
     assert all(flagged[day]["warning"] for day in days if day >= first)  # once flagged, it stays flagged
+
+
+def test_the_model_page_lists_the_salary_bands_worst_first_and_opens_one_bands_charts(night):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from ratchet.ui.app import create_app
+
+    registry = night["registry"]
+    champion = registry.champion("car_loans").contender
+    rows = registry.evaluations("car_loans", "backtest", contender=champion, metric="accuracy")
+    means = {band: float(np.mean([r.details["slices"][band] for r in rows])) for band in SALARY_BANDS}
+    client = TestClient(create_app())
+    page = client.get("/models/car_loans").text
+    assert "Slices, worst first" in page and "champion&#39;s back-test accuracy" in page
+    listed = re.findall(r"<tr(?: class=\"chosen\")?><td>(salary_range=[^<]+)</td>\s*<td>([\d.e+]+)</td>", page)
+    assert [band for band, _ in listed] == sorted(means, key=means.get)  # accuracy: the lowest is the worst
+    assert [float(value) for _, value in listed] == pytest.approx([means[b] for b, _ in listed], rel=1e-3)
+    worst = listed[0][0]
+    chosen = client.get("/models/car_loans", params={"slice": worst}).text
+    assert 'id="slices-chart"' in chosen and f"per month of slice {worst}" in chosen

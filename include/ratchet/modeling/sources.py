@@ -277,7 +277,7 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
     repeated = frame.duplicated(list(src.key.columns)).to_numpy()
     if repeated.any():
         if src.id:
-            first = frame.loc[repeated, src.id].iloc[0]
+            first = frame.loc[repeated, src.id].tolist()[0]  # a plain value: 103, not np.int64(103)
             raise DataError(f"{prefix}: duplicate ids in {src.id!r} (source.id), first {first!r} "
                             f"({int(repeated.sum())} duplicates); each event needs its own id")
         if not src.series:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
@@ -53,13 +54,14 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
 
     @app.get("/models/{name}", response_class=HTMLResponse)
     def model(name: str, request: Request, series: str | None = None,
+              slice_: Annotated[str | None, Query(alias="slice")] = None,
               context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
-        """One model: charts, versions, requirements, promotions, alerts, report; a panel's series, worst first,
-        and the back-test chart of one series (`?series=`)."""
+        """One model: charts, versions, requirements, promotions, alerts, report; a panel's series and a model's
+        slices, worst first, and the back-test chart of one series (`?series=`) or slice (`?slice=`)."""
         registry, catalog = context
         spec = catalog.get(name)
         try:
-            page = views.model_page(registry, spec, series=series)
+            page = views.model_page(registry, spec, series=series, slice_=slice_)
         except UnknownModelError:
             page = None
         return TEMPLATES.TemplateResponse(request, "model.html", {"name": name, "page": page})

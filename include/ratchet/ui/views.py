@@ -16,7 +16,7 @@ from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
 from ratchet.reporting.status import alert_counts, backtest_verdict
 from ratchet.specs.catalog import Catalog
-from ratchet.specs.model import ModelSpec, lower_is_better
+from ratchet.specs.model import SERIES_METRICS, ModelSpec, lower_is_better
 
 CHARTED_CANDIDATES = 6
 
@@ -52,45 +52,54 @@ def _charted(table: dict[str, dict[str, float]], spec: ModelSpec, champion: Vers
     return [b for b in spec.baselines if b in table] + shown
 
 
-def series_view(registry: Registry, spec: ModelSpec, champion: Version | None, months: list[str],
-                chosen: str | None) -> dict[str, Any] | None:
-    """A panel's series on the model page: the champion's back-test mean of the ranking metric per series over
-    `months` beside the best per-series baseline and its last now-test value, worst first; and the monthly chart
-    of one series (`chosen`). None for a single series or before the champion has a back-test."""
-    if not spec.source.series or champion is None:
+GROUPS = {"series": ("series", "series"), "slices": ("slice", "slice")}  # details key -> (name, query parameter)
+
+
+def group_view(registry: Registry, spec: ModelSpec, champion: Version | None, months: list[str],
+               chosen: str | None, kind: str) -> dict[str, Any] | None:
+    """A panel's series (`kind` 'series') or a model's slices ('slices', `evaluation.slices`) on the model page:
+    the champion's back-test mean per group over `months` beside the best baseline of the group and its last
+    now-test value, worst first; and the monthly chart of one group (`chosen`). The metric is the ranking metric
+    when it is kept per group, else the task's first that is (`SERIES_METRICS`). None without groups or before
+    the champion has a back-test."""
+    if champion is None or not (spec.source.series if kind == "series" else spec.evaluation.slices):
         return None
-    per_month = {contender: {row.partition: row.details.get("series", {})
+    metric = spec.metric if spec.metric in SERIES_METRICS[spec.task] else SERIES_METRICS[spec.task][0]
+    per_month = {contender: {row.partition: row.details.get(kind, {})
                              for row in registry.evaluations(spec.name, "backtest", contender=contender,
-                                                             metric=spec.metric)
+                                                             metric=metric)
                              if row.partition in months and row.details}
                  for contender in (champion.contender, *spec.baselines)}
 
-    def mean_of(contender: str, series: str) -> float | None:
-        values = [v[series] for v in per_month[contender].values() if v.get(series) is not None]
+    def mean_of(contender: str, group: str) -> float | None:
+        values = [v[group] for v in per_month[contender].values() if v.get(group) is not None]
         return fmean(values) if values else None
 
-    names = sorted({s for by_month in per_month.values() for values in by_month.values() for s in values})
-    lower = lower_is_better(spec.metric)
+    names = sorted({g for by_month in per_month.values() for values in by_month.values() for g in values})
+    lower = lower_is_better(metric)
     nowtest = [row for row in registry.evaluations(spec.name, NOWTEST, contender=champion.contender,
-                                                   metric=spec.metric) if (row.details or {}).get("series")]
-    latest = nowtest[-1].details["series"] if nowtest else {}
+                                                   metric=metric) if (row.details or {}).get(kind)]
+    latest = nowtest[-1].details[kind] if nowtest else {}
     rows = []
     for name in names:
         baselines = {b: mean_of(b, name) for b in spec.baselines if mean_of(b, name) is not None}
         best = (min if lower else max)(baselines, key=baselines.get) if baselines else None
-        rows.append({"series": name, "champion": mean_of(champion.contender, name), "baseline": best,
-                     "baseline_value": baselines.get(best), "nowtest": (latest.get(name) or {}).get(spec.metric)})
+        rows.append({"group": name, "champion": mean_of(champion.contender, name), "baseline": best,
+                     "baseline_value": baselines.get(best), "nowtest": (latest.get(name) or {}).get(metric)})
     rows.sort(key=lambda r: (r["champion"] is None, -(r["champion"] or 0) if lower else (r["champion"] or 0)))
+    noun, parameter = GROUPS[kind]
     chart = None
     if chosen in names:
         chart = charts.line_chart(
             months, {c: [per_month[c].get(m, {}).get(chosen) for m in months] for c in per_month},
-            title=f"Back-test {spec.metric} per month of series {chosen}", y_label=spec.metric)
-    return {"rows": rows, "chosen": chosen if chart else None, "chart": chart,
+            title=f"Back-test {metric} per month of {noun} {chosen}", y_label=metric)
+    return {"kind": kind, "noun": noun, "parameter": parameter, "metric": metric, "rows": rows,
+            "chosen": chosen if chart else None, "chart": chart,
             "nowtest_day": nowtest[-1].partition if nowtest else None}
 
 
-def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None) -> dict[str, Any]:
+def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None,
+               slice_: str | None = None) -> dict[str, Any]:
     """Everything the model page shows: the verdicts and the next step, charts, versions with their roles,
     requirements, promotions, alerts, the serving panel (last 14 days of the REST service, the A/B arms' served
     metrics) and the latest back-test report inline."""
@@ -144,7 +153,8 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
         "promotions": list(reversed(promotions)), "alerts": list(reversed(registry.alerts(name))),
         "report": report, "report_html": reports.fragment(report.html) if report else None,
         "serving": serving.serving_panel(registry, spec),
-        "series": series_view(registry, spec, champion, months, series),
+        "groups": [view for view in (group_view(registry, spec, champion, months, series, "series"),
+                                     group_view(registry, spec, champion, months, slice_, "slices")) if view],
         "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
         if champion else None,
     }
