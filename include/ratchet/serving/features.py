@@ -79,7 +79,7 @@ def build(spec: ModelSpec, columns: Sequence[str], history: Sequence[Sequence[An
     past.sort(key=lambda kept: kept[0])  # the rows' times are their own (checked): one order, by time
 
     lags = [(lag, lag_name(lag)) for lag in src.target_lags] + list(baseline_lags(spec).items())  # (lag, column)
-    lagged = _lagger(spec, past)
+    lagged = _lagger(spec, past) if lags else None  # events have no lags (and no period to count them in)
     values: dict[str, list[Any]] = {name: [None] * len(rows) for name in [*names, *(c for _, c in lags)]}
     for i, time in enumerate(times):
         for name in names:

@@ -267,8 +267,8 @@ def parse_time_key(value: Any, field: str, spec: ModelSpec) -> dt.datetime:
 def _within_range(parsed: dt.datetime, value: str, field: str, spec: ModelSpec) -> dt.datetime:
     """The time as naive UTC if NumPy can hold it and the days its lags reach (pandas builds and compares them)."""
     src = spec.source
-    lag = max(src.target_lags, default=0) if src.lags_by != "rows" else 0
-    per_lag = 1 if src.lags_by == "days" else 31 if src.frequency == "month" else \
+    lag = max(src.target_lags, default=0) if src.lags_by != "rows" else 0  # events have none
+    per_lag = 1 if src.lags_by == "days" or not lag else 31 if src.frequency == "month" else \
         pd.Timedelta(FREQUENCIES[src.frequency or "day"]) / pd.Timedelta(days=1)
     reach = math.ceil(lag * per_lag)
     earliest = EARLIEST_TIME + dt.timedelta(days=reach)

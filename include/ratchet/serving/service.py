@@ -239,7 +239,7 @@ class Service:
             return self._answer_by_id(state, arm, feature_id, series, label)
         except Exception as exc:  # noqa: BLE001 - whatever the candidate did, the champion answers
             log.error("model %r: the split's candidate v%d failed on %s: %s; the champion answers", state.name,
-                      arm.version.version, feature_id, first_line(exc))
+                      arm.version.version, label if feature_id is None else feature_id, first_line(exc))
             answered = self._answer_by_id(state, state.champion, feature_id, series, label)
             return replace(answered, fallback_from=arm.version.version)
 
