@@ -95,8 +95,9 @@ def _status(args: argparse.Namespace) -> int:
         nowtest = model.get("last_nowtest")
         if nowtest:
             print(f"  last now-test {nowtest['day']}: {'passed' if nowtest['passed'] else 'FAILED'}")
-            for series, metrics in nowtest["breaching_series"].items():
-                print(f"    series {series} breaches {', '.join(metrics)}")
+            for kind in ("series", "slices"):
+                for group, metrics in nowtest[f"breaching_{kind}"].items():
+                    print(f"    {'series' if kind == 'series' else 'slice'} {group} breaches {', '.join(metrics)}")
         if model.get("open_alerts"):
             print(f"  open alerts: {len(model['open_alerts'])}")
         served = model.get("serving")

@@ -30,7 +30,8 @@ def test_promotion_status_reports_champion_trial_nowtest_alerts_and_requirements
                                 "served_breach_days": [], "min_trial_days": 3, "counted": "nowtest"}]
     assert status["last_nowtest"] | {"run_id": None} == {
         "day": DAYS[1], "version": 1, "passed": False, "failed_metrics": ["mae"], "breaching_series": {},
-        "run_id": None}  # one series: no series to name
+        "breaching_slices": {},
+        "run_id": None}  # one series, no slices: none to name
     assert [a["subject"] for a in status["open_alerts"]] == ["demand: mae breach"]
     rmse = next(r for r in status["requirements"] if r["metric"] == "rmse" and r["relative_to"] is None)
     assert rmse["history_count"] == 2 and rmse["bound"] == pytest.approx(9.0)

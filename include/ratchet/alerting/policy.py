@@ -173,9 +173,10 @@ def _still_open(open_keys: set, failed: set, undecided: set, kinds: set[str]) ->
 def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
     """The latest now-test day among verdict rows (`alert_history`): it passed if none of that day's rows failed.
 
-    Returns None without rows, else {day, passed, failed_metrics, breaching_series, run_id}; a metric breached on
-    what was served is named 'served <metric>'; `breaching_series` maps each series of a panel that breached a
-    `per_series` requirement to the metrics it breached.
+    Returns None without rows, else {day, passed, failed_metrics, breaching_series, breaching_slices, run_id}; a
+    metric breached on what was served is named 'served <metric>'; `breaching_series` maps each series of a panel
+    that breached a `per_series` requirement to the metrics it breached, `breaching_slices` each slice that
+    breached a `per_slice` one.
     """
     rows = list(rows)
     if not rows:
@@ -183,11 +184,14 @@ def last_verdict(rows: Iterable[Evaluation]) -> dict[str, Any] | None:
     day = max(r.partition for r in rows)
     latest = [r for r in rows if r.partition == day]
     failed = {f"served {r.metric}" if r.kind == SERVED else r.metric for r in latest if r.passed is False}
-    series: dict[str, set[str]] = {}
+    groups: dict[str, dict[str, set[str]]] = {"series": {}, "slice": {}}
     for row in latest:
         for verdict in (row.details or {}).get("requirements", []) if row.passed is False else []:
-            if verdict.get("series") is not None and not verdict["passed"]:
-                series.setdefault(verdict["series"], set()).add(verdict["metric"])
+            for kind, breaching in groups.items():
+                if verdict.get(kind) is not None and not verdict["passed"]:
+                    breaching.setdefault(verdict[kind], set()).add(verdict["metric"])
     return {"day": day, "passed": all(r.passed is not False for r in latest), "failed_metrics": sorted(failed),
-            "breaching_series": {name: sorted(metrics) for name, metrics in sorted(series.items())},
+            **{f"breaching_{'series' if kind == 'series' else 'slices'}":
+               {name: sorted(metrics) for name, metrics in sorted(breaching.items())}
+               for kind, breaching in groups.items()},
             "run_id": latest[-1].run_id}

@@ -71,6 +71,7 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         "last_nowtest": None if last is None else {"day": last["day"], "version": number, "passed": last["passed"],
                                                    "failed_metrics": last["failed_metrics"],
                                                    "breaching_series": last["breaching_series"],
+                                                   "breaching_slices": last["breaching_slices"],
                                                    "run_id": last["run_id"]},
         "open_alerts": [{"id": a.id, "subject": a.subject, "status": a.status, "attempts": a.attempts,
                          "last_error": a.last_error, "created_at": a.created_at.isoformat(),
