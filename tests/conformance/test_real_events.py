@@ -201,7 +201,7 @@ def test_the_model_page_lists_the_salary_bands_worst_first_and_opens_one_bands_c
     means = {band: float(np.mean([r.details["slices"][band] for r in rows])) for band in SALARY_BANDS}
     client = TestClient(create_app())
     page = client.get("/models/car_loans").text
-    assert "Slices, worst first" in page and "champion&#39;s back-test accuracy" in page
+    assert "Slices, worst first" in page and "champion's back-test accuracy" in page
     listed = re.findall(r"<tr(?: class=\"chosen\")?><td>(salary_range=[^<]+)</td>\s*<td>([\d.e+]+)</td>", page)
     assert [band for band, _ in listed] == sorted(means, key=means.get)  # accuracy: the lowest is the worst
     assert [float(value) for _, value in listed] == pytest.approx([means[b] for b, _ in listed], rel=1e-3)
