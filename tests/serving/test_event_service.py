@@ -45,12 +45,16 @@ def loans(database_url, tmp_path_factory):
         conn.execute(text("DROP SCHEMA IF EXISTS serving_events CASCADE; CREATE SCHEMA serving_events"))
         frame.to_sql("loans", conn, schema="serving_events", index=False)
     spec = write_spec(folder, name="loans", table="serving_events.loans", **LOANS)
-    registry.sync_model(spec)
-    register_trained(registry, spec, {"C": 1.0}, promote=True)
-    register_trained(registry, spec, {"C": 0.01}, run_id="r2")  # v2 in trial: the split's candidate
+    by_band = write_spec(folder, name="by_band", table="serving_events.loans",
+                         **{**LOANS, "serving": {"split": {**LOANS["serving"]["split"], "by": "salary_range"}}})
+    for each in (spec, by_band):
+        registry.sync_model(each)
+        register_trained(registry, each, {"C": 1.0}, promote=True)
+        register_trained(registry, each, {"C": 0.01}, run_id="r2")  # v2 in trial: the split's candidate
     env = {"RATCHET_MODELS_DIR": str(folder), "RATCHET_API_TOKEN": TOKEN, "RATCHET_PROBE_SECONDS": "1"}
     with replicas(1, env, folder) as (replica,):
         wait_until(replica, lambda r: r.get("/v1/models/loans").json().get("candidates") == [2]
+                   and r.get("/v1/models/by_band").json().get("candidates") == [2]
                    and r.get("/healthz", token=None).status_code == 200)
         yield {"registry": registry, "spec": spec, "replica": replica, "frame": frame}
     registry.dispose()
@@ -140,3 +144,22 @@ def test_the_log_keys_each_answer_by_the_applications_id_and_the_served_now_test
     scored = sum(r.scored for r in outcome.served.results)
     in_window = {s for s, at in logged if outcome.window_start <= at < outcome.window_end}
     assert len(in_window) >= len(asked) and scored == len(in_window)  # each application once, against its label
+
+
+def test_a_split_by_entity_keeps_every_application_of_a_salary_band_in_one_arm(loans):
+    """`serving.split.by: salary_range`: the split hashes the band read from the application's row (GET) or sent
+    with it (POST), not the application's id; the band is read once and remembered with the row."""
+    replica, frame = loans["replica"], loans["frame"]
+    for band, rows in frame.groupby("salary_range"):
+        expected = "candidate" if candidate_share("by_band", None, f"salary_range={band}") < 0.5 else "champion"
+        ids = rows["application_id"].iloc[:4].tolist()
+        arms = {replica.get("/v1/models/by_band/predict", params={"id": str(i)}).json()["arm"] for i in ids}
+        again = {replica.get("/v1/models/by_band/predict", params={"id": str(i)}).json()["arm"] for i in ids}
+        assert arms == again == {expected}, band
+        posted = rows.iloc[:3].drop(columns="repaid").assign(applied_at=lambda f: f["applied_at"].astype(str))
+        answer = replica.post("/v1/models/by_band/predict", {"rows": posted.to_dict("records")})
+        assert answer.status_code == 200 and {p["arm"] for p in answer.json()["predictions"]} == {expected}
+    bandless = frame.iloc[:1].drop(columns=["repaid", "salary_range"]).assign(applied_at=lambda f: f["applied_at"]
+                                                                               .astype(str))
+    refused = replica.post("/v1/models/by_band/predict", {"rows": bandless.to_dict("records")})
+    assert refused.status_code == 422 and "rows[0]: missing column(s) ['salary_range']" in refused.json()["detail"]

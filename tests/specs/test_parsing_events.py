@@ -121,6 +121,8 @@ LOGISTIC = "  - class: sklearn.linear_model.LogisticRegression"
      "requirements[0].per_slice", "evaluation.slices naming the columns to slice by"),
     (LOGISTIC, LOGISTIC + "\nrequirements: [{metric: cost, max: 1}]", "requirements[0].metric", "one of ["),
     (LOGISTIC, LOGISTIC + "\nsearch: {metric: pinball}", "search.metric", "one of ["),
+    (LOGISTIC, LOGISTIC + "\nserving: {split: {candidate: trial, fraction: 0.5, by: application_id}}",
+     "serving.split.by", "entity columns other than the time column, the target and the event's id"),
     (LOGISTIC, f"  - {HINGE}\nsearch: {{metric: log_loss}}", "search.metric",
      "a metric scored on decided classes (accuracy, f1, or a user metric): sklearn.linear_model.SGDClassifier with "
      "params {'loss': 'hinge'} gives no probabilities"),
@@ -131,3 +133,14 @@ def test_each_mistake_names_file_field_and_expectation(tmp_path, old, new, field
         _load(tmp_path, EVENTS.replace(old, new))
     message = str(error.value)
     assert str(tmp_path / "loans.yaml") in message and f"'{field}'" in message and expected in message, message
+
+
+def test_a_split_by_entity_is_for_events_only_and_hashes_the_entity_columns(tmp_path):
+    split = "\nserving: {split: {candidate: trial, fraction: 0.5, by: [customer_id]}}"
+    spec = _load(tmp_path, EVENTS + split)
+    assert spec.serving.split.by == ("customer_id",) and spec.source.split_key(spec.serving.split.by) == (
+        "customer_id",)
+    assert _load(tmp_path, EVENTS).source.split_key() == ("application_id",)  # no entity: the event's id
+    with pytest.raises(SpecError, match=r"'serving.split.by': expected no split.by unless source.frequency is "
+                                        r"'event' \(a panel's split keeps each series in one arm"):
+        _load(tmp_path, EVENTS.replace(" frequency: event, id: application_id,", "") + split)

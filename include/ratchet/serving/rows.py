@@ -43,6 +43,7 @@ class RowFeatures:
     feature_id: dt.datetime
     fingerprint: str
     X: pd.DataFrame
+    values: Mapping[str, Any] | None = None  # an event's row as read: the entity columns its split may hash
 
 
 def fingerprint(window: sources.Window) -> str:
@@ -110,7 +111,7 @@ class FeatureReader:
         row = dict(zip(window.columns, window.rows[0], strict=True))
         time = features.source_time(row[src.key.time], spec)
         return RowFeatures(time, fingerprint(window), features.build(spec, window.columns, [],
-                                                                     [{**row, src.key.time: time}]).X)
+                                                                     [{**row, src.key.time: time}]).X, row)
 
     def of_records(self, spec: ModelSpec, records: list[dict[str, Any]]
                    ) -> tuple[pd.DataFrame, list[dt.datetime], list[str | None]]:

@@ -28,6 +28,7 @@ from ratchet.exceptions import (
     DatabaseUnavailableError,
     NoChampionError,
     NotServableError,
+    PredictError,
     RatchetError,
     UnavailableError,
     UnknownModelError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ratchet.specs.model import ModelSpec
 
 log = logging.getLogger(__name__)
+MISS = object()  # `Service._route`: an event's entity is not remembered, so its cached answer cannot be found
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,10 @@ class Service:
                ) -> Answered | None:
         """The cached answer of an id, if its fingerprint and its answer are both still within their TTL."""
         label = series_key(state.spec, series)
-        arm = state.arm_for(feature_id, label)
+        route = self._route(state, feature_id, series, label, read=False)
+        if route is MISS:
+            return None
+        arm = state.arm_for(feature_id, route)
         known: RowFeatures | None = self.known_rows.get(state.name, (arm.version.version, label, feature_id))
         if known is None:
             return None
@@ -232,7 +237,7 @@ class Service:
             DatabaseUnavailableError: the source's database is unreachable.
         """
         label = series_key(state.spec, series)
-        arm = state.arm_for(feature_id, label)
+        arm = state.arm_for(feature_id, self._route(state, feature_id, series, label))
         if arm is state.champion:
             return self._answer_by_id(state, arm, feature_id, series, label)
         try:
@@ -243,15 +248,35 @@ class Service:
             answered = self._answer_by_id(state, state.champion, feature_id, series, label)
             return replace(answered, fallback_from=arm.version.version)
 
+    def _route(self, state: ModelState, feature_id: dt.datetime | None, series: dict[str, str] | None,
+               label: str | None, *, read: bool = True) -> str | None | object:
+        """What the split hashes for an id: its series or event label, or an event's entity (`serving.split.by`,
+        else `source.series`), read from the event's row as the champion reads it (remembered like any row).
+        MISS when the entity is not remembered and `read` is False."""
+        spec = state.spec
+        columns = spec.source.split_key(spec.serving.split.by if spec.serving.split else ())
+        if not spec.source.events or columns == (spec.source.id,) or state.candidate is None:
+            return label
+        known = self._known(state, state.champion, feature_id, series, label, read=read)
+        return MISS if known is None else series_label(columns, known.values)
+
+    def _known(self, state: ModelState, arm: Arm, feature_id: dt.datetime | None, series: dict[str, str] | None,
+               label: str | None, *, read: bool = True) -> RowFeatures | None:
+        """The id's row as the arm's version reads it, remembered for `serving.cache_ttl_seconds` (None when not
+        remembered and `read` is False)."""
+        key = (arm.version.version, label, feature_id)
+        known = self.known_rows.get(state.name, key)
+        if known is None and read:
+            with _database_errors():
+                known = self.reader.by_id(arm.spec, feature_id, series)
+            self.known_rows.put(state.name, key, known, state.spec.serving.cache_ttl_seconds)
+        return known
+
     def _answer_by_id(self, state: ModelState, arm: Arm, feature_id: dt.datetime | None, series: dict[str, str] | None,
                       label: str | None) -> Answered:
         spec, name = state.spec, state.name
         ttl = spec.serving.cache_ttl_seconds
-        known = self.known_rows.get(name, (arm.version.version, label, feature_id))
-        if known is None:
-            with _database_errors():
-                known = self.reader.by_id(arm.spec, feature_id, series)  # the row as the arm's version reads it
-            self.known_rows.put(name, (arm.version.version, label, feature_id), known, ttl)
+        known = self._known(state, arm, feature_id, series, label)
         key = (arm.version.version, label, feature_id, known.fingerprint)
         cached = self.answers.get(name, key)
         if cached is not None:
@@ -279,7 +304,8 @@ class Service:
             return built[arm.version.version]
 
         _, keys, labels = inputs(state.champion)
-        arms = [state.arm_for(key, label) for key, label in zip(keys, labels, strict=True)]
+        routes = record_routes(state.spec, records, labels)
+        arms = [state.arm_for(key, route) for key, route in zip(keys, routes, strict=True)]
         answers: list[Answer | None] = [None] * len(keys)
         failed: int | None = None
         for arm in {a.name: a for a in arms}.values():
@@ -300,8 +326,8 @@ class Service:
                 answers[i] = answer
         return [Answered(key, arm, answer, False, label,
                          fallback_from=failed if arm is state.champion and failed is not None and
-                         state.arm_for(key, label) is not state.champion else None)
-                for key, arm, answer, label in zip(keys, arms, answers, labels, strict=True)]
+                         state.arm_for(key, route) is not state.champion else None)
+                for key, arm, answer, label, route in zip(keys, arms, answers, labels, routes, strict=True)]
 
     # -- health ------------------------------------------------------------------------------------
     def health(self) -> Health:
@@ -353,6 +379,23 @@ class Service:
             message = f"model {state.name!r}: champion v{champion.version} cannot predict: {exc}"
             return message, message
         return f"champion v{champion.version} loaded", None
+
+
+def record_routes(spec: ModelSpec, records: list[dict[str, Any]], labels: list[str | None]) -> list[str | None]:
+    """What the split hashes for each posted row: its label (series or event id), or an event's entity columns.
+
+    Raises:
+        PredictError: a row lacks an entity column the split hashes.
+    """
+    columns = spec.source.split_key(spec.serving.split.by if spec.serving.split else ())
+    if not spec.source.events or columns == (spec.source.id,) or spec.serving.split is None:
+        return labels
+    for i, record in enumerate(records):
+        missing = [c for c in columns if c not in record]
+        if missing:
+            raise PredictError(f"rows[{i}]: missing {missing}; model {spec.name!r} splits its events by the "
+                               f"entity {list(columns)}: each row names its entity")
+    return [series_label(columns, record) for record in records]
 
 
 def series_key(spec: ModelSpec, series: dict[str, str] | None) -> str | None:

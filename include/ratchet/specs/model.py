@@ -140,6 +140,13 @@ class Source:
         """What identifies a row of this source (see `RowKey`)."""
         return RowKey(self.time_column, self.series, self.id)
 
+    def split_key(self, split_by: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The columns whose values the A/B split hashes: an event's `serving.split.by` entity, else its series
+        columns, else its id; a panel's series (none for a single series: its rows split by time)."""
+        if self.events:
+            return split_by or self.series or (self.id,)
+        return self.series
+
     @property
     def events(self) -> bool:
         """Whether the rows are events (`frequency: event`): keyed by id, no target lags, no period."""
@@ -304,11 +311,13 @@ class AlertsSpec:
 class SplitSpec:
     """`serving.split:`: a fixed fraction of feature ids, chosen by a hash, is answered by a candidate.
 
-    `candidate` is 'trial' (the newest version in trial, if any) or a version number.
+    `candidate` is 'trial' (the newest version in trial, if any) or a version number. `by`: an event model's
+    entity columns (a customer), hashed instead of the event's id so an entity keeps its arm.
     """
 
     candidate: str | int
     fraction: float
+    by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

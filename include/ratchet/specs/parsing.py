@@ -445,19 +445,25 @@ def _parse_classification(f: _Fields, task: str, user_metrics: tuple[UserMetric,
     return ThresholdSpec(value=f.get("threshold", float, check=lambda v: 0 < v < 1, expected=expected))
 
 
-def _parse_serving(f: _Fields) -> ServingSpec:
+def _parse_serving(f: _Fields, source: Source) -> ServingSpec:
     f.reject_unknown({"cache_ttl_seconds", "split"})
     ttl = f.get("cache_ttl_seconds", float, ServingSpec.cache_ttl_seconds, check=lambda v: v >= 0,
                 expected="a number of seconds >= 0 (0: never reuse an answer)")
     if "split" not in f.data:
         return ServingSpec(cache_ttl_seconds=ttl)
     s = f.sub("split")
-    s.reject_unknown({"candidate", "fraction"})
+    s.reject_unknown({"candidate", "fraction", "by"})
+    by = s.string_list("by", ())
+    if by and not source.events:
+        raise s.fail("by", f"no split.by unless source.frequency is '{EVENT}' (a panel's split keeps each series in "
+                           "one arm; a single series splits by time)", list(by))
+    if any(c in (source.time_column, source.target, source.id) for c in by):
+        raise s.fail("by", "entity columns other than the time column, the target and the event's id", list(by))
     candidate = s.get("candidate", (str, int), check=lambda c: c == SPLIT_TRIAL or (type(c) is int and c >= 1),
                       expected=f"'{SPLIT_TRIAL}' (the newest version in trial) or a version number")
     fraction = s.get("fraction", float, check=lambda v: 0 < v < 1,
                      expected="the share of feature ids the candidate answers, between 0 and 1 (0.1 = 10%)")
-    return ServingSpec(cache_ttl_seconds=ttl, split=SplitSpec(candidate=candidate, fraction=fraction))
+    return ServingSpec(cache_ttl_seconds=ttl, split=SplitSpec(candidate=candidate, fraction=fraction, by=by))
 
 
 def parse_spec(path: Path, data: Any) -> ModelSpec:
@@ -570,7 +576,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                                                  expected="a positive number of days"),
                         notifiers=DEFAULT_NOTIFIERS if raw_notifiers is None else _parse_notifiers(a, raw_notifiers))
 
-    serving = _parse_serving(f.sub("serving"))
+    serving = _parse_serving(f.sub("serving"), source)
 
     p = f.sub("promotion")
     p.reject_unknown({"min_improvement", "min_months_won", "min_trial_days", "significance", "ratchet",
