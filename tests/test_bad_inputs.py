@@ -38,6 +38,8 @@ BASE = spec_data("demand", table=TABLE, alert_emails=["owner@example.com"],
                  search={"n_trials": 2, "cv_folds": 2}, baselines=["last_value", "mean"],
                  requirements=[{"metric": "mape", "max": 0.5, "scope": "nowtest"}],
                  nowtest={"window_days": 14, "min_rows": 7})
+# the changes that make BASE an event model (its rows keyed by `event_id`; `mean` is the baseline needing no lag)
+EVENTS = {"source": {"frequency": "event", "id": "event_id"}, "baselines": ["mean"]}
 # the changes that make BASE a classifier (a label, a classifier, its baseline, a requirement it can have)
 CLASSIFIER = {"task": "classification", "estimators": [{"class": "sklearn.linear_model.LogisticRegression"}],
               "baselines": ["majority"], "requirements": [{"metric": "accuracy", "min": 0.5, "scope": "nowtest"}]}
@@ -281,6 +283,14 @@ CATALOGUE = [
     data_case("data-too-little-history", f"DELETE FROM {TABLE} WHERE day > '2024-01-20'",
               r"too little history for time-ordered cross-validation: \d+ rows, at least 42 needed"),
     data_case("data-no-such-table", f"DROP TABLE {TABLE}", r"cannot read table bad_inputs.demand"),
+    data_case("data-duplicate-event-ids", f"ALTER TABLE {TABLE} ADD COLUMN event_id integer DEFAULT 7",
+              r"duplicate ids in 'event_id' \(source.id\), first 7 \(\d+ duplicates\); each event needs its own id",
+              change=EVENTS),
+    data_case("data-no-event-labelled", f"ALTER TABLE {TABLE} ADD COLUMN event_id serial; UPDATE {TABLE} SET y = NULL",
+              r"no event is labelled yet \('y' is empty in every row\)", change=EVENTS),
+    data_case("data-slice-column-missing", "SELECT 1",
+              r"evaluation.slices names columns \['channel'\] the source does not have",
+              change={"evaluation": {"slices": ["channel"]}}),
     params_case("params-unknown-model", r"unknown model 'sales'; configured models: \['demand'\]", model="sales"),
     params_case("params-unknown-version", r"model 'demand' has no version 9; its versions: \[1, 2\]", version=9),
     params_case("params-no-reason", r"reason is required", reason="  "),

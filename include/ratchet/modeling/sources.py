@@ -294,9 +294,9 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
                         f"({times.iloc[i + 1]}) comes after row {i} ({times.iloc[i]}); add ORDER BY to the query")
     resolved = frequency.resolve(spec, frame, whole_source=whole_source)
     target = frame[src.target]
-    if spec.task == "regression" and not pd.api.types.is_numeric_dtype(target):
-        raise DataError(f"{prefix}: target {src.target!r} must be numeric for regression, got {target.dtype}")
     unknown = target.isna()
+    if spec.task == "regression" and (~unknown).any() and not pd.api.types.is_numeric_dtype(target[~unknown]):
+        raise DataError(f"{prefix}: target {src.target!r} must be numeric for regression, got {target.dtype}")
     if unknown.any() and src.events:
         log.log(logging.INFO if whole_source else logging.DEBUG, "%s: %d events are not yet labelled (%r is empty); "
                 "they are scored once their labels arrive", prefix, int(unknown.sum()), src.target)
