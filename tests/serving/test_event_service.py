@@ -163,3 +163,16 @@ def test_a_split_by_entity_keeps_every_application_of_a_salary_band_in_one_arm(l
                                                                                .astype(str))
     refused = replica.post("/v1/models/by_band/predict", {"rows": bandless.to_dict("records")})
     assert refused.status_code == 422 and "rows[0]: missing column(s) ['salary_range']" in refused.json()["detail"]
+
+
+def test_ratchet_predict_answers_applications_as_the_service_does_and_names_each_by_id(loans):
+    from ratchet.serving import predict
+
+    registry, spec, replica, frame = loans["registry"], loans["spec"], loans["replica"], loans["frame"]
+    rows = frame.iloc[-6:].drop(columns="repaid").astype({"applied_at": str})  # as read from a CSV
+    result = predict.predict_frame(registry, spec, rows)
+    assert result["application_id"].tolist() == rows["application_id"].tolist() and set(result["version"]) == {1}
+    for application, probability in zip(result["application_id"], result["probability"], strict=True):
+        served = replica.get("/v1/models/loans/predict", params={"id": str(application)}).json()
+        if served["version"] == 1:
+            assert served["probabilities"]["1"] == pytest.approx(probability, rel=1e-9)

@@ -42,8 +42,8 @@ def champion_estimator(registry: Registry, estimators: Estimators, model: str) -
 
 def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame,
                   estimators: Estimators | None = None) -> pd.DataFrame:
-    """Predict each input row with the champion; returns time, prediction (and probability) and version, in time
-    order.
+    """Predict each input row with the champion; returns its series columns (an event's id), time, prediction (and
+    probability) and version, in time order.
 
     Raises:
         PredictError: no rows, no time column, missing feature columns, or lags that cannot be computed.
@@ -58,7 +58,8 @@ def predict_frame(registry: Registry, spec: ModelSpec, frame: pd.DataFrame,
         X, times, _ = reader.of_records(spec, records)
     finally:
         reader.dispose()
-    out = pd.DataFrame({**{c: [r.get(c) for r in records] for c in spec.source.series},
+    keys = (*spec.source.series, *([spec.source.id] if spec.source.id else []))  # a row's series, an event's id
+    out = pd.DataFrame({**{c: [r.get(c) for r in records] for c in keys},
                         time: pd.to_datetime(times), "prediction": estimator.predict(X)})
     if spec.task == "classification" and hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
