@@ -84,10 +84,11 @@ def _masks(spec: ModelSpec, times: pd.Series, month: str) -> tuple[Any, Any]:
     """(rows to predict, rows to train on) of `month` among `times`: the month, and the rows before it (the last
     `backtest.window` months of them unless the window is expanding)."""
     start, stop = month_bounds(month)
-    test = ((times >= start) & (times < stop)).to_numpy()
-    train = (times < start).to_numpy()
+    stamps = times.to_numpy()  # numpy's comparisons: half the time of a Series' on a 100,000-row panel
+    test = (stamps >= start.to_datetime64()) & (stamps < stop.to_datetime64())
+    train = stamps < start.to_datetime64()
     if spec.backtest.window != "expanding":
-        train &= (times >= start - pd.DateOffset(months=int(spec.backtest.window))).to_numpy()
+        train &= stamps >= (start - pd.DateOffset(months=int(spec.backtest.window))).to_datetime64()
     return test, train
 
 
@@ -125,10 +126,10 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                 inputs.of(contender.version, contender.contract)
             test, train = _masks(spec, ctimes, month)
             model = _estimator_for(own, contender).fit(cX[train], cy[train])
-            scores = metrics.evaluate(spec, model, cX[test], cy[test])
-            by_series = (metrics.per_series(spec.task, cX.loc[test, baselines.SERIES], cy[test], scores)
-                         if own.source.series else {})
-            by_slice = per_slice(spec, cX[test], cy[test], scores)
+            tX, ty = cX[test], cy[test]  # the month's rows, taken once for the scores, the groups and the days
+            scores = metrics.evaluate(spec, model, tX, ty)
+            by_series = metrics.per_series(spec.task, tX[baselines.SERIES], ty, scores) if own.source.series else {}
+            by_slice = per_slice(spec, tX, ty, scores)
             computed += 1
             rows += [EvaluationRow(kind=BACKTEST, contender=contender.name, partition=month, metric=name,
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
@@ -140,7 +141,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                             **series_details(by_series, name),
                                             **series_details(by_slice, name, "slices", "slice_rows")})
                      for name, value in scores.values.items()]
-            days.append(_day_row(spec, contender.name, month, ctimes[test], cX[test], cy[test], scores, run_id,
+            days.append(_day_row(spec, contender.name, month, ctimes[test], tX, ty, scores, run_id,
                                  fingerprints.get(month)))
         checkpoint("backtest:month-computed")
     registry.record_evaluations(spec.name, rows, days=days)

