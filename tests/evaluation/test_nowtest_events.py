@@ -30,7 +30,10 @@ SPEC = {"name": "applications", "table": "events_src.applications", "task": "cla
         "search": {"n_trials": 1, "cv_folds": 2, "candidates": 1},
         "evaluation": {"slices": ["channel"]},
         "nowtest": {"window_days": 7, "min_rows": 50},
-        "requirements": [{"metric": "accuracy", "min": 0.7, "scope": "nowtest", "per_slice": True, "min_rows": 20}]}
+        "baselines": ["majority", {"name": "clerks", "metrics": {"accuracy": 0.6},
+                                   "source": "two clerks deciding 500 applications, 2025-11"}],
+        "requirements": [{"metric": "accuracy", "min": 0.7, "scope": "nowtest", "per_slice": True, "min_rows": 20},
+                         {"metric": "accuracy", "min": 1.0, "relative_to": "clerks", "scope": "nowtest"}]}
 
 
 def _applications(days: int = 60, per_day: int = 40) -> pd.DataFrame:
@@ -79,7 +82,10 @@ def test_the_slice_whose_world_changed_is_named_while_the_whole_window_passes(ju
     _, outcome = judged
     champion = outcome.champion
     whole = [r for r in champion.requirements if r.slice is None]
-    assert [r.passed for r in whole] == [True] and champion.scores["accuracy"] > 0.7
+    assert [r.passed for r in whole] == [True, True] and champion.scores["accuracy"] > 0.7
+    clerks = next(r for r in whole if r.relative_to == "clerks")  # a stated baseline: its constant, not refitted
+    assert (clerks.baseline_name, clerks.baseline_value, clerks.effective_bound) == ("clerks", 0.6, 0.6)
+    assert "clerks" not in outcome.baselines  # nothing computed or stored for it
     (breach,) = champion.failed
     assert breach.slice == "channel=web" and breach.value == pytest.approx(champion.slices["channel=web"]["accuracy"])
     assert breach.describe().startswith("slice channel=web: accuracy 0.") and breach.value < 0.2

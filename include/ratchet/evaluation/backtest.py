@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ratchet.evaluation.requirements import with_stated
 from ratchet.exceptions import DataError
 from ratchet.faults import checkpoint
 from ratchet.modeling import baselines, metrics, sources
@@ -208,8 +209,9 @@ def means_on(table: BacktestTable, contender: str, months: list[str]) -> dict[st
 
 
 def baseline_means(spec: ModelSpec, table: BacktestTable, months: list[str]) -> dict[str, dict[str, float]]:
-    """baseline -> metric -> mean over `months`, for the spec's baselines that have results."""
-    return {name: means_on(table, name, months) for name in spec.baselines if name in table}
+    """baseline -> metric -> mean over `months`, for the spec's baselines that have results, and its stated
+    baselines' constants."""
+    return with_stated(spec, {name: means_on(table, name, months) for name in spec.baselines if name in table})
 
 
 def backtest_summary(registry: Registry, spec: ModelSpec,

@@ -47,6 +47,7 @@ from ratchet.evaluation.requirements import (
     check_per_series,
     check_per_slice,
     check_requirements,
+    with_stated,
 )
 from ratchet.evaluation.served import ServedEvaluation, evaluate_served
 from ratchet.evaluation.served import evaluation_rows as served_rows
@@ -259,7 +260,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         estimator = registry.load_estimator(spec.name, row.version)
         scored = metrics.evaluate(spec, estimator, vXw, vyw)
         scores, y_pred, undefined, row_log_loss = scored
-        checked = check_requirements(requirements, scores, baseline_scores)
+        checked = check_requirements(requirements, scores, with_stated(spec, baseline_scores))
         series = vX.loc[fresh, SERIES].to_numpy() if own.source.series else None  # each fresh row's series
         by_series = metrics.per_series(spec.task, series, vyw, scored) if series is not None else {}
         checked += check_per_series(requirements, spec.requirements, by_series, baseline_series,

@@ -15,6 +15,7 @@ from ratchet.modeling.metrics import best_baseline, finite
 
 if TYPE_CHECKING:
     from ratchet.registry.entities import Requirement
+    from ratchet.specs.model import ModelSpec
 
 SCOPE_LABELS = {"backtest": "back-test", "nowtest": "now-test", "gate": "gate"}
 
@@ -164,6 +165,12 @@ def _breaching_groups(requirements: Iterable[RequirementLike], declared: list[An
             if not result.passed:
                 results.append((group, result))
     return results
+
+
+def with_stated(spec: ModelSpec, baseline_values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Baseline -> metric -> value, with the spec's stated baselines (`baselines: [{name, metrics, source}]`) as
+    the constants they are: what relative requirements and 'the best baseline' compare with."""
+    return {**baseline_values, **{b.name: dict(b.metrics) for b in spec.stated_baselines}}
 
 
 def reference_baseline(metric: str, relative_to: str,

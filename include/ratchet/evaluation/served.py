@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratchet.evaluation.requirements import RequirementResult, check_requirements
+from ratchet.evaluation.requirements import RequirementResult, check_requirements, with_stated
 from ratchet.exceptions import DataError
 from ratchet.modeling import metrics
 from ratchet.modeling.baselines import ROW, SERIES
@@ -185,7 +185,8 @@ def evaluate_served(registry: Registry, spec: ModelSpec, *, window_start: Any, w
             scores, undefined = scorer.score(version, *scored_rows[result.contender])
             checked = []
             if known.sum() >= spec.nowtest.min_rows:
-                checked = check_requirements(requirements, scores, scorer.baseline_scores(rows[known]))
+                checked = check_requirements(requirements, scores,
+                                             with_stated(spec, scorer.baseline_scores(rows[known])))
             ids = mine.loc[known, "feature_id"]
             result = replace(result, scores=scores, undefined=undefined, requirements=checked,
                              span=(ids.min().isoformat(), ids.max().isoformat()))

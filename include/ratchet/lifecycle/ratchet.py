@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ratchet.evaluation.backtest import BacktestTable, months_of
-from ratchet.evaluation.requirements import reference_baseline
+from ratchet.evaluation.requirements import reference_baseline, with_stated
 from ratchet.modeling.metrics import finite
 from ratchet.modeling.statistics import mean_confidence_bound, quantile_bound, window_metric, windows
 from ratchet.registry.entities import DaySeries, RatchetStep
@@ -72,7 +72,7 @@ def calibrate_backtest(spec: ModelSpec, req: Requirement, backtest: BacktestTabl
     for month in months:
         value = finite(values.get(month))
         if req.relative_to is not None and value is not None:
-            base = _baseline_value(req, {b: backtest.get(b, {}).get(req.metric, {}).get(month)
+            base = _baseline_value(spec, req, {b: backtest.get(b, {}).get(req.metric, {}).get(month)
                                          for b in spec.baselines})
             value = value / base if base else None
         if value is not None:
@@ -103,7 +103,7 @@ def calibrate_nowtest(registry: Registry, spec: ModelSpec, req: Requirement, con
     for mask in masks:
         value = _on(spec, req.metric, series[contender], mask)
         if req.relative_to is not None:
-            base = _baseline_value(req, {b: _on(spec, req.metric, series[b], mask)
+            base = _baseline_value(spec, req, {b: _on(spec, req.metric, series[b], mask)
                                          for b in spec.baselines if b in series})
             value = value / base if base else math.nan
         values.append(value)
@@ -130,6 +130,8 @@ def _on(spec: ModelSpec, metric: str, series: DaySeries, mask: np.ndarray) -> fl
                          pick(series.correct))
 
 
-def _baseline_value(req: Requirement, values: dict[str, float | None]) -> float | None:
-    """The value of the baseline `req` compares with, from baseline -> value of its metric."""
-    return reference_baseline(req.metric, req.relative_to, {b: {req.metric: v} for b, v in values.items()})[1]
+def _baseline_value(spec: ModelSpec, req: Requirement, values: dict[str, float | None]) -> float | None:
+    """The value of the baseline `req` compares with, from baseline -> value of its metric (a stated baseline's is
+    its constant)."""
+    return reference_baseline(req.metric, req.relative_to,
+                              with_stated(spec, {b: {req.metric: v} for b, v in values.items()}))[1]

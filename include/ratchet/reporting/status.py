@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.alerting.policy import alert_history, last_verdict, open_breach
 from ratchet.evaluation.backtest import backtest_summary, metric_table
-from ratchet.evaluation.requirements import check_requirements
+from ratchet.evaluation.requirements import check_requirements, with_stated
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry.entities import in_trial, version_contender
 from ratchet.reporting import serving
@@ -29,8 +29,8 @@ def backtest_verdict(registry: Registry, spec: ModelSpec, champion: Version | No
     months = sorted(table.get(champion.contender, {})) if champion else []
     if requirement is None or not months:
         return None
-    baselines = {b: {spec.metric: fmean(table[b][m] for m in months)} for b in spec.baselines
-                 if all(m in table.get(b, {}) for m in months)}
+    baselines = with_stated(spec, {b: {spec.metric: fmean(table[b][m] for m in months)} for b in spec.baselines
+                                   if all(m in table.get(b, {}) for m in months)})
     mean = fmean(table[champion.contender][m] for m in months)
     return check_requirements([requirement], {spec.metric: mean}, baselines)[0]
 
@@ -81,6 +81,8 @@ def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
         "requirements": [{"id": r.id, "metric": r.metric, "direction": r.direction, "bound": r.bound,
                           "relative_to": r.relative_to, "scope": r.scope, "history_count": len(r.history)}
                          for r in registry.requirements(name)],
+        "stated_baselines": [{"name": b.name, "metrics": b.metrics, "source": b.source}
+                             for b in spec.stated_baselines],
     }
 
 

@@ -271,6 +271,17 @@ class UserMetric:
 
 
 @dataclass(frozen=True)
+class StatedBaseline:
+    """A baseline stated as numbers, not computed (`baselines: [{name, metrics, source}]`): what a person or an
+    earlier system achieves ("two reviewers labelling 1,000 cases get 70%"), a constant a candidate must beat,
+    always shown with where the numbers come from."""
+
+    name: str
+    metrics: dict[str, float]
+    source: str
+
+
+@dataclass(frozen=True)
 class NotifierSpec:
     """One entry of `alerts.notifiers:`: an Airflow `BaseNotifier` subclass by import path, the keyword arguments
     it is built with for each message, and the channel name its deliveries are recorded under."""
@@ -376,6 +387,7 @@ class ModelSpec:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     threshold: ThresholdSpec = field(default_factory=ThresholdSpec)
     user_metrics: tuple[UserMetric, ...] = ()
+    stated_baselines: tuple[StatedBaseline, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
 

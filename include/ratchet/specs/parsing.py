@@ -48,6 +48,7 @@ from ratchet.specs.model import (
     ServingSpec,
     Source,
     SplitSpec,
+    StatedBaseline,
     ThresholdSpec,
     UserMetric,
     channel_name,
@@ -414,6 +415,27 @@ def _binds(signature: Any, positional: int) -> bool:
     return True
 
 
+def _parse_stated_baseline(f: _Fields, index: int, raw: dict, quality: tuple[str, ...],
+                           known: tuple[str, ...]) -> StatedBaseline:
+    """`baselines[i]: {name, metrics: {metric: value}, source}`: a constant to beat, with where it comes from."""
+    b = _Fields(f.path, raw, f"{f.name('baselines')}[{index}].")
+    b.reject_unknown({"name", "metrics", "source"})
+    name = b.get("name", str, check=lambda n: NAME_PATTERN.match(n) and n not in known and not seasonal_period(n)
+                  and n != "baseline", expected="a name of letters, digits, '_' or '-' that is not a computed "
+                                                "baseline's (or 'baseline')")
+    values = b.get("metrics", dict, check=bool, expected=f"a mapping of metrics to numbers, e.g. {{accuracy: 0.7}}; "
+                                                         f"metrics: {list(quality)}")
+    for metric, value in values.items():
+        if metric not in quality:
+            raise b.fail(f"metrics.{metric}", f"one of {list(quality)}", metric)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise b.fail(f"metrics.{metric}", "a finite number", value)
+    source = b.get("source", str, check=lambda v: bool(v.strip()),
+                   expected="where the numbers come from (who measured what, when): a stated baseline is shown "
+                            "with its source")
+    return StatedBaseline(name, {m: float(v) for m, v in values.items()}, source)
+
+
 def _parse_evaluation(f: _Fields, source: Source) -> EvaluationSpec:
     f.reject_unknown({"slices", "quantile"})
     slices = f.string_list("slices", ())
@@ -513,7 +535,18 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     default_baselines = REGRESSION_BASELINES if task == "regression" else ("majority",)
     if source.events:
         known_baselines = default_baselines = EVENT_BASELINES[task]
-    baselines = f.string_list("baselines", default_baselines)
+    raw_baselines = f.get("baselines", (list, str), list(default_baselines),
+                          expected="a list of baseline names, or {name, metrics, source} for a stated baseline")
+    raw_baselines = [raw_baselines] if isinstance(raw_baselines, str) else raw_baselines
+    stated = tuple(_parse_stated_baseline(f, i, raw, quality, known_baselines)
+                   for i, raw in enumerate(raw_baselines) if isinstance(raw, dict))
+    baselines = tuple(raw for raw in raw_baselines if not isinstance(raw, dict))
+    if not all(isinstance(b, str) and b for b in baselines):
+        raise f.fail("baselines", "baseline names (text), or {name, metrics, source} for a stated baseline",
+                     raw_baselines)
+    clash = [b.name for i, b in enumerate(stated) if b.name in [*baselines, *(s.name for s in stated[:i])]]
+    if clash:
+        raise f.fail("baselines", "a stated baseline name used once, and by no other baseline", clash[0])
     for baseline in baselines:
         if source.events and baseline not in known_baselines:
             raise f.fail("baselines", f"baselines from {list(known_baselines)} for events (the others predict from "
@@ -526,7 +559,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     raw_requirements = f.get("requirements", list, [])
     requirements = tuple(
-        _parse_requirement(path, raw, i, task, baselines, quality) for i, raw in enumerate(raw_requirements)
+        _parse_requirement(path, raw, i, task, baselines + tuple(b.name for b in stated), quality)
+        for i, raw in enumerate(raw_requirements)
     )
     sliceless = next((i for i, req in enumerate(requirements) if req.per_slice and not evaluation.slices), None)
     if sliceless is not None:
@@ -618,6 +652,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
         serving=serving, evaluation=evaluation, threshold=threshold, user_metrics=user_metrics,
+        stated_baselines=stated,
     )
 
 
