@@ -1,4 +1,4 @@
-"""The `ratchet` command: database upgrades, demo data, status, predictions and the REST service."""
+"""The `ratchet` command: database upgrades, demo data, status, model cards, predictions and the REST service."""
 from __future__ import annotations
 
 import argparse
@@ -108,6 +108,20 @@ def _status(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def _card(args: argparse.Namespace) -> int:
+    from ratchet.registry import Registry
+    from ratchet.reporting.card import build_card
+    from ratchet.specs import load_catalog
+
+    spec = load_catalog().get(args.model)
+    registry = Registry.from_settings()
+    try:
+        print(build_card(registry, spec, args.version).markdown(), end="")
+    finally:
+        registry.dispose()
+    return 0
+
+
 def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -128,7 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `ratchet` command line: db upgrade/downgrade, load-demo, demo, status, predict, serve."""
+    """The `ratchet` command line: db upgrade/downgrade, load-demo, demo, status, card, predict, serve."""
     parser = argparse.ArgumentParser(prog="ratchet", description="Keep predictive models honest in production.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -162,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--model", help="only this model")
     status.set_defaults(handler=_status)
+
+    card = commands.add_parser("card", help="a version's model card as Markdown (default: the champion's)")
+    card.add_argument("model", help="a configured model name")
+    card.add_argument("version", nargs="?", type=int, help="a version number (default: the champion)")
+    card.set_defaults(handler=_card)
 
     predict = commands.add_parser("predict", help="predict rows of a CSV file with a model's champion")
     predict.add_argument("model", help="a configured model name")

@@ -275,9 +275,10 @@ def require_proposals(models: list[str], results: Iterable[dict[str, Any] | None
 
 @task_step
 def review(model: str, version: int, rebaseline_option: str) -> str:
-    """The gates' verdicts on a proposed version as Markdown, with a link to the model's Ratchet page: the body
-    of the approval a person is asked for. Fails when a gate no longer passes (there is nothing to approve),
-    unless only ratcheted bounds fail: then the body says what the answer `rebaseline_option` would do."""
+    """The gates' verdicts on a proposed version as Markdown, with links to the model's Ratchet page and the
+    version's model card: the body of the approval a person is asked for. Fails when a gate no longer passes (there
+    is nothing to approve), unless only ratcheted bounds fail: then the body says what the answer `rebaseline_option`
+    would do."""
     from ratchet.exceptions import ProposalOutdated
     from ratchet.lifecycle.promotion import rebaseline_only
     from ratchet.lifecycle.promotion import review as review_gates
@@ -299,7 +300,8 @@ def review(model: str, version: int, rebaseline_option: str) -> str:
                  f"**{rebaseline_option}** sets them again from v{version}'s own back-test at a false-alarm rate of "
                  f"{alpha:g} (the ratchet's derivation; recorded as your decision, with this proposal as the evidence, "
                  f"and mailed to the owners), then promotes, in one transaction.")
-    return f"{body}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page})"
+    return (f"{body}\n\nBack-test, now-test and versions side by side: [Ratchet page]({page}); what v{version} is "
+            f"for, where it does worst and its stated limits: [model card]({settings.card_url(model, version)})")
 
 
 @task_step

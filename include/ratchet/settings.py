@@ -98,3 +98,8 @@ def ratchet_page_url(model: str) -> str:
     from urllib.parse import quote
 
     return f"{airflow_base_url()}/ratchet/models/{quote(model, safe='')}"
+
+
+def card_url(model: str, version: int) -> str:
+    """A version's model card on the Ratchet page, for the mails and approvals that ask about that version."""
+    return f"{ratchet_page_url(model)}/versions/{version}/card"

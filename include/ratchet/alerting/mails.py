@@ -224,9 +224,10 @@ def build_regression_alert(model: str, version: int, result: GoldenResult, airfl
 
 
 def build_rebaseline_alert(model: str, changes: list[tuple[str, str, float, float, str, str]], changed_by: str,
-                           reason: str, link: str) -> Mail:
+                           reason: str, link: str, card_url: str | None = None) -> Mail:
     """The mail saying a person set requirement bounds again: who, why, and per requirement (label, direction,
-    old bound, new bound, how the new one was derived, how the old one had been) the evidence, and a link."""
+    old bound, new bound, how the new one was derived, how the old one had been) the evidence, and a link; on a
+    promotion (`card_url`), the link to the promoted version's model card too."""
     names = ", ".join(label for label, *_ in changes)
     subject = f"{SUBJECT_PREFIX} {model} requirement re-baselined by {changed_by}: {names}"
     mail = _MailBuilder(f"{model}: {changed_by} set {len(changes)} requirement bound(s) again")
@@ -236,5 +237,7 @@ def build_rebaseline_alert(model: str, changes: list[tuple[str, str, float, floa
                 for label, direction, old, new, how, old_how in changes])
     mail.para("A re-baseline is a person's decision, the only way a bound loosens; the requirement's history on "
               "the Ratchet page keeps it with this evidence.")
+    if card_url:
+        mail.link("Model card of the promoted version", card_url)
     mail.link("Airflow run", link)
     return Mail(subject, *mail.render(), link)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ratchet import settings
 from ratchet.alerting.mails import build_rebaseline_alert
 from ratchet.alerting.outbox import alert_draft
 from ratchet.evaluation.backtest import BacktestTable, metric_tables, months_of
@@ -92,7 +93,8 @@ def proposal_steps(registry: Registry, spec: ModelSpec, requirements: list[Requi
     alpha = spec.promotion.ratchet.false_alarm_rate
     reason = f"re-baselined on promotion of v{version} from {proposal}"
     steps = [calibrated_step(registry, spec, req, version, alpha, reason, backtest) for req in requirements]
-    return steps, _mail(spec, list(zip(requirements, steps, strict=True)), approver, proposal, proposal)
+    return steps, _mail(spec, list(zip(requirements, steps, strict=True)), approver, proposal, proposal,
+                        settings.card_url(spec.name, version))
 
 
 def _requirement(registry: Registry, spec: ModelSpec, metric: str, scope: str, relative_to: str | None) -> Requirement:
@@ -156,9 +158,9 @@ def _evidence(req: Requirement) -> dict[str, Any]:
 
 
 def _mail(spec: ModelSpec, changes: list[tuple[Requirement, RatchetStep]], changed_by: str, run_id: str,
-          link: str) -> AlertDraft:
+          link: str, card_url: str | None = None) -> AlertDraft:
     lines = [(_label(req.metric, req.scope, req.relative_to), req.direction, req.bound, step.new_bound,
               step.derivation.get("text", ""), (step.derivation.get("old_derivation") or {}).get("text", ""))
              for req, step in changes]
     return alert_draft(spec, REQUIREMENT_CHANGE, run_id,
-                       build_rebaseline_alert(spec.name, lines, changed_by, changes[0][1].reason, link))
+                       build_rebaseline_alert(spec.name, lines, changed_by, changes[0][1].reason, link, card_url))

@@ -388,6 +388,8 @@ class ModelSpec:
     threshold: ThresholdSpec = field(default_factory=ThresholdSpec)
     user_metrics: tuple[UserMetric, ...] = ()
     stated_baselines: tuple[StatedBaseline, ...] = ()
+    description: str | None = None  # `description:` the model's intended use, as its owner states it (model card)
+    limits: tuple[str, ...] = ()  # `limits:` what its owner says it must not be used for or does badly (model card)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
 

@@ -497,7 +497,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f = _Fields(path, data)
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
-                      "description", "alerts", "serving", "evaluation", "classification", "metrics"})
+                      "description", "limits", "alerts", "serving", "evaluation", "classification", "metrics"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -650,6 +650,9 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         name=name, task=task, owner=f.get("owner", str, DEFAULT_OWNER), alert_emails=emails,
         source=source, estimators=estimators, search=search, baselines=baselines,
         requirements=requirements, backtest=backtest, nowtest=nowtest, promotion=promotion,
+        description=f.get("description", str, None, expected="free text: the model's intended use"),
+        limits=tuple(f.get("limits", list, [], check=lambda items: all(isinstance(i, str) and i.strip() for i in items),
+                           expected="a list of non-empty strings, each a limit of the model its owner states")),
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
         serving=serving, evaluation=evaluation, threshold=threshold, user_metrics=user_metrics,
         stated_baselines=stated,

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from ratchet.exceptions import SpecError, UnknownModelError
+from ratchet.exceptions import NotFoundError, SpecError, UnknownModelError
 from ratchet.registry import Registry
 from ratchet.specs.catalog import Catalog, load_catalog
 
@@ -77,6 +77,19 @@ def create_app(auth_dependency: Callable | None = None) -> FastAPI:
         if latest is None:
             raise HTTPException(404, f"no back-test report for {name!r} yet")
         return HTMLResponse(latest.html)
+
+    @app.get("/models/{name}/versions/{version}/card", response_class=HTMLResponse)
+    def card(name: str, version: int, request: Request,
+             context: Context = Depends(_registry_and_specs)) -> HTMLResponse:
+        """One version's model card (`reporting.card`); 404 naming the versions there are for an unknown one."""
+        from ratchet.reporting.card import build_card
+
+        registry, catalog = context
+        try:
+            built = build_card(registry, catalog.get(name), version)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return TEMPLATES.TemplateResponse(request, "card.html", {"name": name, "card": built})
 
     @app.get("/models/{name}/promote", response_class=HTMLResponse)
     def promote_form(name: str, version: int, request: Request,
