@@ -69,3 +69,20 @@ def test_errors_are_one_clear_line_with_exit_code_2(tmp_path, registry):
     (tmp_path / "bad.yaml").write_text("name: bad\ntask: regression\nsearch: {n_trials: ten}\n")
     bad = _ratchet("status", RATCHET_MODELS_DIR=str(tmp_path))
     assert bad.returncode == 2 and "bad.yaml: field 'source'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_card_prints_the_champions_card_as_markdown_and_names_an_unknown_version(tmp_path, registry):
+    from promote_helpers import SPEC, first_champion, register_fitted
+    from spec_factory import write_spec
+
+    first_champion(registry, tmp_path)
+    write_spec(tmp_path, **SPEC, description="Next-day demand", limits=["Not for new stores"])
+    register_fitted(registry, "demand", "r2")
+    models = {"RATCHET_MODELS_DIR": str(tmp_path)}
+    champion = _ratchet("card", "demand", **models)
+    assert champion.returncode == 0, champion.stderr
+    assert champion.stdout.startswith("# Model card: demand v1\n") and "Next-day demand" in champion.stdout
+    assert "- Not for new stores" in champion.stdout and "| rmse | 9 | 12 | 15 |" in champion.stdout
+    unknown = _ratchet("card", "demand", "9", **models)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr == "ratchet: model 'demand' has no version 9; its versions: [1, 2]\n"

@@ -157,3 +157,18 @@ def test_the_model_page_says_when_the_source_lost_a_column_the_champion_reads(cl
     page = client.get("/models/contract").text
     assert re.search(r'id="contract-problem" class="bad">model &#39;contract&#39; v1: missing columns \[&#39;b&#39;\]',
                      page), page
+
+
+def test_each_version_links_its_model_card_and_the_card_page_renders_it(client, tmp_path, registry):
+    from ratchet.reporting.card import build_card
+    from ratchet.specs import load_spec
+
+    seed_history(registry, tmp_path, "carded", versions=2, months=4, nowtest_days=3)
+    page = client.get("/models/carded").text
+    assert all(f'href="/ratchet/models/carded/versions/{n}/card">card</a>' in page for n in (1, 2))
+    card = client.get("/models/carded/versions/1/card")
+    assert card.status_code == 200 and "<h1>Model card: carded v1</h1>" in card.text
+    assert build_card(registry, load_spec(tmp_path / "carded.yaml"), 1).html() in card.text  # the card, unchanged
+    assert 'href="/ratchet/models/carded">carded</a>' in card.text  # the way back to the model page
+    missing = client.get("/models/carded/versions/9/card")
+    assert missing.status_code == 404 and "model 'carded' has no version 9; its versions: [1, 2]" in missing.text
