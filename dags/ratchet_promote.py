@@ -35,6 +35,7 @@ the same with **rebaseline** on.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLBranchOperator, HITLOperator
@@ -55,6 +56,16 @@ class ApproveOrReject(HITLBranchOperator):
     HITLBranchOperator runs the task of the answer but keeps no XCom of it (branching ends the task by an
     exception, before the return value is pushed), so the answer is pushed here first.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        """HITLOperator takes an `execution_timeout` (every Ratchet task has one) as the deadline of the person's
+        answer, and would fail an unanswered proposal at it; here it stays the bound of the execution (writing the
+        request), and the wait for an answer has no deadline, as before."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Passing `execution_timeout` to HITLOperator")
+            super().__init__(**kwargs)
+        if kwargs.get("response_timeout") is None and self.response_timeout is not None:
+            self.execution_timeout, self.response_timeout = self.response_timeout, None
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         """Validate the answer (HITLOperator), push it, run the task it maps to."""

@@ -263,6 +263,16 @@ CATALOGUE = [
     yaml_case("yaml-stated-baseline-without-source",
               r"field 'baselines\[1\].source': expected a value \(where the numbers come from .*the field is required",
               change={"baselines": ["mean", {"name": "analysts", "metrics": {"mae": 2.0}}]}),
+    yaml_case("yaml-trial-timeout-not-positive",
+              r"field 'search.trial_timeout_seconds': expected a positive number of seconds \(one trial's "
+              r"cross-validation\), got 0.0", change={"search": {"trial_timeout_seconds": 0}}),
+    yaml_case("yaml-time-budget-not-a-number",
+              r"field 'search.time_budget_minutes': expected a positive number of minutes \(the whole search\), "
+              r"got '10m'", change={"search": {"time_budget_minutes": "10m"}}),
+    yaml_case("yaml-time-budget-over-task-timeout",
+              r"field 'search.time_budget_minutes': expected fewer minutes than the task timeout "
+              r"RATCHET_TASK_TIMEOUT_MINUTES=120 \(the retrain task, .*got 500.0",
+              change={"search": {"time_budget_minutes": 500}}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),

@@ -17,8 +17,13 @@ TAGS = ["ratchet"]
 
 
 def default_args(*, retries: int, retry_delay: dt.timedelta) -> dict[str, Any]:
-    """The default arguments of a Ratchet DAG: owner 'ratchet', and the DAG's own retry policy."""
-    return {"owner": "ratchet", "retries": retries, "retry_delay": retry_delay}
+    """The default arguments of a Ratchet DAG: owner 'ratchet', the DAG's own retry policy, and an
+    `execution_timeout` for every task (`RATCHET_TASK_TIMEOUT_MINUTES`, default 120; a model's
+    `search.time_budget_minutes` is refused unless shorter, so the retrain task outlives its search)."""
+    from ratchet.settings import task_timeout_minutes  # light: the standard library only
+
+    return {"owner": "ratchet", "retries": retries, "retry_delay": retry_delay,
+            "execution_timeout": dt.timedelta(minutes=task_timeout_minutes())}
 
 
 def model_param(models: list[str]) -> Param:

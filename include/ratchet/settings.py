@@ -15,6 +15,8 @@ MODELS_DIR_ENV = "RATCHET_MODELS_DIR"
 DATABASE_CONN_ID = "ratchet_db"
 SMTP_CONN_ID = "smtp_default"
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+TASK_TIMEOUT_ENV = "RATCHET_TASK_TIMEOUT_MINUTES"
+DEFAULT_TASK_TIMEOUT_MINUTES = 120.0
 
 
 def database_url() -> str:
@@ -81,6 +83,21 @@ def connection_fields(url: str) -> dict:
     if not host.startswith("/"):
         fields["port"] = parsed.port or 5432
     return fields
+
+
+def task_timeout_minutes() -> float:
+    """Every DAG task's `execution_timeout`, in minutes: `RATCHET_TASK_TIMEOUT_MINUTES`, else 120. A model's
+    `search.time_budget_minutes` must be shorter (its spec is refused otherwise)."""
+    raw = os.environ.get(TASK_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_TASK_TIMEOUT_MINUTES
+    try:
+        minutes = float(raw)
+    except ValueError:
+        minutes = float("nan")
+    if not 0 < minutes < float("inf"):
+        raise ConfigurationError(f"{TASK_TIMEOUT_ENV}={raw!r}: expected a positive number of minutes")
+    return minutes
 
 
 def models_dir() -> Path:

@@ -43,3 +43,30 @@ def test_dag_files_import_nothing_heavy_at_top_level(path):
             names = [node.module or ""]
         for name in names:
             assert not name.startswith(HEAVY_MODULES), f"{path.name} imports {name} at top level"
+
+
+def test_every_task_of_every_dag_has_a_finite_execution_timeout(dagbag):
+    """RATCHET_TASK_TIMEOUT_MINUTES (default 120) bounds every task; the approval's wait for a person is not
+    execution (Airflow 3.3 parks it in awaiting_input), so it keeps no response deadline."""
+    import datetime as dt
+
+    from ratchet.settings import task_timeout_minutes
+
+    expected = dt.timedelta(minutes=task_timeout_minutes())
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            assert task.execution_timeout == expected, f"{dag_id}.{task.task_id}: {task.execution_timeout}"
+    approve = dagbag.dags["ratchet_promote"].get_task("approve")
+    assert approve.response_timeout is None
+
+
+def test_task_timeout_setting_is_read_and_checked(monkeypatch):
+    from ratchet import settings
+    from ratchet.exceptions import ConfigurationError
+
+    monkeypatch.setenv(settings.TASK_TIMEOUT_ENV, "45")
+    assert settings.task_timeout_minutes() == 45
+    for bad in ("0", "-3", "soon", "inf"):
+        monkeypatch.setenv(settings.TASK_TIMEOUT_ENV, bad)
+        with pytest.raises(ConfigurationError, match="RATCHET_TASK_TIMEOUT_MINUTES"):
+            settings.task_timeout_minutes()

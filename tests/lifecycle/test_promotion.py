@@ -371,6 +371,25 @@ def test_failing_golden_case_and_computational_bound_block_the_first_champion(re
     assert gate3["details"]["n_cases"] == 2 and gate3["details"]["failures"][0]["name"] == "impossible"
 
 
+def test_fit_seconds_is_a_computational_gate_requirement_checked_against_the_recorded_refit(registry, tmp_path):
+    data = spec_data(**SPEC)
+    data["requirements"][3] = {"metric": "fit_seconds", "max": 60, "scope": "gate"}
+    spec = write_spec(tmp_path, data)
+    registry.sync_model(spec)
+    register_fitted(registry, "demand", "r1", fit_seconds=75.5)  # a refit slower than the bound
+    register_fitted(registry, "demand", "r2", alpha=2.0, fit_seconds=12.0)
+    store_backtest(registry, "demand", {"v1": [9.0] * 4, "v2": [9.0] * 4, **BASELINES})
+    with pytest.raises(PromotionRejected) as info:
+        _promote(registry, spec, 1)
+    assert "gate 5 computational failed: fit_seconds 75.5 > max 60 (gate)" in str(info.value)
+    assert registry.champion("demand") is None
+    outcome = _promote(registry, spec, 2)
+    assert outcome.outcome == "promoted"
+    gate = next(g for g in registry.promotions("demand")[-1].gates if g["name"] == "computational")
+    assert gate["passed"] and gate["details"]["values"]["fit_seconds"] == 12.0
+    assert any(r["metric"] == "fit_seconds" for r in gate["details"]["results"])
+
+
 def test_a_bad_golden_file_is_named_and_nothing_is_recorded(registry, tmp_path):
     (tmp_path / "demand.golden.yaml").write_text(yaml.safe_dump([{"name": "no inputs", "expected": 1.0,
                                                                   "tolerance": 0.1}]))

@@ -83,3 +83,52 @@ def test_a_search_without_probabilities_logs_why_it_ranks_by_f1_and_its_versions
     assert reason.startswith("ranked by f1, not log_loss: sklearn.linear_model.SGDClassifier") and reason in caplog.text
     stored = registry.version("m", version)
     assert stored.cv_metric == "f1" and stored.details == {"metric_reason": reason} and stored.threshold is None
+
+
+def test_a_search_out_of_time_registers_the_best_so_far_and_says_so_in_log_status_and_page(
+        registry, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from fastapi.testclient import TestClient
+    from spec_factory import write_spec
+
+    from ratchet.reporting.status import model_status
+    from ratchet.ui.app import create_app
+
+    monkeypatch.setenv("RATCHET_MODELS_DIR", str(tmp_path))
+    spec = write_spec(tmp_path, name="budgeted", table=write_table(registry, sample_frame(120).drop(columns=["kind"])),
+                      search={"n_trials": 500, "cv_folds": 2, "candidates": 2, "time_budget_minutes": 0.02},
+                      estimators=[{"class": "sklearn.linear_model.Ridge",
+                                   "search_space": {"alpha": {"loguniform": [0.01, 10]}}}])
+    registry.sync_model(spec)
+    with caplog.at_level(logging.WARNING, logger="ratchet.lifecycle.retrain"):
+        versions = retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
+    run = len(registry.trials("budgeted"))
+    assert 2 <= run < 500 and len(versions) == 2  # 1.2 s of trials: some, never all
+    said = f"search.time_budget_minutes (0.02) ran out: {run} of 500 trials run"
+    assert said in caplog.text and "registering the best 2 so far" in caplog.text
+    budget = registry.version("budgeted", versions[0]).search_budget
+    assert budget["trials_run"] == run and budget["trials_planned"] == 500 and budget["message"].startswith(said)
+    candidates = model_status(registry, spec)["candidates"]
+    assert [c["search_budget"]["trials_run"] for c in candidates] == [run, run]
+    page = TestClient(create_app()).get("/models/budgeted").text
+    assert page.count(f"search cut short: {run} of 500 trials") == 2
+
+
+def test_a_budget_spent_before_any_trial_scored_fails_the_search_and_says_why(registry):
+    import dataclasses
+
+    from ratchet.exceptions import SearchFailed
+    from ratchet.specs.model import EstimatorSpec
+
+    spec = build_spec(name="m", table=write_table(registry, sample_frame(120).drop(columns=["kind"])),
+                      search={"n_trials": 3, "cv_folds": 2, "time_budget_minutes": 0.02})
+    registry.sync_model(spec)
+    sleepy = EstimatorSpec("slow_estimators.SleepyRegressor", {"seconds": 30.0}, {})
+    spec = dataclasses.replace(spec, estimators=(sleepy,))
+    with pytest.raises(SearchFailed, match=r"none of the 1 trials can become a version: 1× timed out after 1.2 s "
+                                           r"\(search.time_budget_minutes: 0.02 ran out\) \(search.time_budget_minutes "
+                                           r"\(0.02\) ran out: 1 of 3 trials run in 1.2 s \(0 scored, the last "
+                                           r"stopped\)\)"):
+        retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
+    assert registry.versions("m") == [] and registry.trials("m")[0].error.startswith("timed out")

@@ -56,3 +56,107 @@ def test_same_logical_date_samples_the_same_trials():
     again = search.plan_trials(spec, np.random.default_rng(search.run_seed(3, "2024-07-01")))
     other = search.plan_trials(spec, np.random.default_rng(search.run_seed(3, "2024-07-02")))
     assert [p for _, p, _ in first] == [p for _, p, _ in again] != [p for _, p, _ in other]
+
+
+def _sleepy_search(tmp_path, seconds, **search_fields):
+    """A spec whose only estimator sleeps `seconds` (a choice) in each fit, and a 60-day series to search on."""
+    import dataclasses
+
+    import pandas as pd
+
+    from ratchet.specs.model import EstimatorSpec
+
+    spec = build_spec(name=model_name(), table="s.t",
+                      search={"n_trials": 4, "cv_folds": 2, "seed": 0, "candidates": 1, **search_fields})
+    sleepy = EstimatorSpec("slow_estimators.SleepyRegressor", {"pid_file": str(tmp_path / "pid")},
+                           {"seconds": {"choice": list(seconds)}})
+    days = pd.Series(pd.date_range("2024-01-01", periods=60))
+    return dataclasses.replace(spec, estimators=(sleepy,)), pd.DataFrame({"x": np.arange(60.0)}), \
+        pd.Series(np.arange(60.0)), days
+
+
+def test_a_trial_over_its_timeout_is_killed_in_its_process_and_recorded_as_timed_out(tmp_path):
+    import os
+    import time
+
+    import pytest
+
+    spec, X, y, days = _sleepy_search(tmp_path, [30.0], trial_timeout_seconds=1)
+    folds = search.time_folds(days, 2)
+    started = time.perf_counter()
+    with pytest.raises(search.TrialFailed, match=r"^timed out after 1 s \(search.trial_timeout_seconds\)$") as info:
+        search.cross_validate_in_process(spec, spec.estimators[0], {"seconds": 30.0}, X, y, folds, timeout=1)
+    assert time.perf_counter() - started < 10 and 1 <= info.value.seconds < 5
+    pid = int((tmp_path / "pid").read_text())  # the child wrote it as its fit began
+    assert pid != os.getpid()
+    with pytest.raises(ProcessLookupError):  # killed (SIGKILL) and reaped: no such process any more
+        os.kill(pid, 0)
+
+
+def test_a_trial_in_a_process_scores_as_it_does_in_this_one_and_its_errors_come_back(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from ratchet.specs.model import EstimatorSpec
+
+    spec = build_spec(name=model_name(), table="s.t", search={"n_trials": 2, "cv_folds": 3, "metric": "r2"}, **SPEC)
+    rng = np.random.default_rng(0)
+    days = pd.Series(pd.date_range("2024-01-01", periods=90))
+    X = pd.DataFrame({"x": rng.normal(size=90)})
+    y = pd.Series(3 * X.x + rng.normal(size=90))
+    folds = search.time_folds(days, 3)
+    ridge = spec.estimators[0]
+    here, _ = search.cross_validate(spec, ridge, {"alpha": 1.0}, X, y, folds)
+    there, seconds = search.cross_validate_in_process(spec, ridge, {"alpha": 1.0}, X, y, folds, timeout=60)
+    assert there == here and seconds > 0
+    broken = EstimatorSpec("sklearn.linear_model.Ridge", {}, {})
+    with pytest.raises(search.TrialFailed, match=r"^(TypeError|InvalidParameterError): .*no_such"):
+        search.cross_validate_in_process(spec, broken, {"no_such": 1}, X, y, folds, timeout=60)
+
+
+def test_a_search_with_a_trial_timeout_keeps_the_fast_trials_and_records_the_slow_ones_as_timed_out(tmp_path):
+    spec, X, y, days = _sleepy_search(tmp_path, [0.0, 30.0], trial_timeout_seconds=1)
+    trials = search.run_search(spec, X, y, days, seed_salt="2024-01-01")
+    assert len(trials) == 4
+    slow = [t for t in trials if t.params["seconds"] == 30.0]
+    fast = [t for t in trials if t.params["seconds"] == 0.0]
+    assert slow and fast  # this seed samples both
+    for t in slow:
+        assert t.timed_out and t.error == "timed out after 1 s (search.trial_timeout_seconds)"
+        assert t.mean_score is None and 1 <= t.fit_seconds < 5 and t.record()["error"] == t.error
+    assert all(t.error is None and t.mean_score is not None for t in fast)
+    assert search.best_trials(spec, trials)[0] in fast
+    assert search.budget_summary(spec, trials) is None  # no budget: nothing cut short
+
+
+def test_a_search_out_of_budget_starts_no_further_trial_and_stops_the_running_one(tmp_path):
+    import time
+
+    spec, X, y, days = _sleepy_search(tmp_path, [0.3], time_budget_minutes=0.03, n_trials=20)  # 1.8 s; a trial 0.6
+    started = time.perf_counter()
+    trials = search.run_search(spec, X, y, days, seed_salt="2024-01-01")
+    assert time.perf_counter() - started < 1.8 + 1.5  # the budget, and a trial's start and kill
+    assert 1 <= len(trials) < 20
+    scored = [t for t in trials if t.mean_score is not None]
+    assert scored and all(t.error is None for t in trials[:-1])
+    summary = search.budget_summary(spec, trials)
+    assert summary["trials_run"] == len(trials) and summary["trials_planned"] == 20
+    assert summary["trials_scored"] == len(scored) and summary["budget_minutes"] == 0.03
+    assert summary["message"].startswith(f"search.time_budget_minutes (0.03) ran out: {len(trials)} of 20 trials run")
+    if trials[-1].error:  # the budget ran out during the last trial: stopped, and said why
+        assert trials[-1].error.startswith("timed out after") and "search.time_budget_minutes: 0.03 ran out" in \
+            trials[-1].error and summary["stopped_running"] == 1
+
+
+def test_without_limits_trials_run_in_this_process(tmp_path, monkeypatch):
+    import os
+
+    spec, X, y, days = _sleepy_search(tmp_path, [0.0])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a trial without a limit must not start a process")
+
+    monkeypatch.setattr(search, "cross_validate_in_process", refuse)
+    trials = search.run_search(spec, X, y, days, seed_salt="2024-01-01")
+    assert len(trials) == 4 and all(t.error is None for t in trials)
+    assert int((tmp_path / "pid").read_text()) == os.getpid()

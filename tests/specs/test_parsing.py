@@ -43,6 +43,20 @@ def test_defaults_fill_what_the_yaml_leaves_out(tmp_path):
     assert (mail.name, mail.class_path, mail.kwargs) == ("smtp", f"{NOTIFIERS}.SmtpNotifier", {})
 
 
+def test_search_budgets_parse_default_to_no_limit_and_stay_under_the_task_timeout(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path, name="m", table="s.t")
+    assert (spec.search.time_budget_minutes, spec.search.trial_timeout_seconds) == (None, None)
+    spec = write_spec(tmp_path, name="m", table="s.t", search={"time_budget_minutes": 30, "trial_timeout_seconds": 2.5},
+                      requirements=[{"metric": "fit_seconds", "max": 60, "scope": "gate"}])
+    assert (spec.search.time_budget_minutes, spec.search.trial_timeout_seconds) == (30.0, 2.5)
+    (fit,) = spec.requirements
+    assert (fit.metric, fit.direction, fit.bound, fit.scope) == ("fit_seconds", "max", 60.0, "gate")
+    monkeypatch.setenv(settings.TASK_TIMEOUT_ENV, "20")  # the task would be killed before the search's budget
+    with pytest.raises(SpecError, match=r"'search.time_budget_minutes': expected fewer minutes than the task "
+                                        r"timeout RATCHET_TASK_TIMEOUT_MINUTES=20 .*got 30.0"):
+        write_spec(tmp_path, name="m", table="s.t", search={"time_budget_minutes": 30})
+
+
 def test_notifiers_are_named_by_their_class_unless_named(tmp_path):
     path = _write(tmp_path, VALID + textwrap.dedent(f"""
         alerts:
@@ -108,6 +122,12 @@ def test_serving_fields_and_serving_requirements_parse(tmp_path):
     ("promotion: {trial_days_from: served_days}", "promotion.trial_days_from", "one of ['nowtest', 'served']"),
     ("promotion: {trial_days_from: served}", "promotion.trial_days_from", "'nowtest' unless serving.split is set"),
     ("backtest: {window: weekly}", "backtest.window", "'expanding' or a positive number"),
+    ("search: {trial_timeout_seconds: 0}", "search.trial_timeout_seconds", "a positive number of seconds"),
+    ("search: {trial_timeout_seconds: .inf}", "search.trial_timeout_seconds", "a positive number of seconds"),
+    ("search: {time_budget_minutes: -5}", "search.time_budget_minutes", "a positive number of minutes"),
+    ("search: {time_budget_minutes: 10m}", "search.time_budget_minutes", "a positive number of minutes"),
+    ("search: {time_budget_minutes: 120}", "search.time_budget_minutes",
+     "fewer minutes than the task timeout RATCHET_TASK_TIMEOUT_MINUTES=120"),
     ("estimators: [{class: sklearn.linear_model.Nope}]", "estimators[0].class", "an importable estimator"),
     ("estimators: [{class: sklearn.linear_model.Ridge, search_space: {alpah: {uniform: [0, 1]}}}]",
      "estimators[0].search_space.alpah", "a parameter of"),

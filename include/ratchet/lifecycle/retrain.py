@@ -20,7 +20,7 @@ from ratchet.faults import checkpoint
 from ratchet.modeling import artifacts, sources
 from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
-from ratchet.modeling.search import Trial, best_trials, run_search
+from ratchet.modeling.search import Trial, best_trials, budget_summary, run_search
 from ratchet.modeling.threshold import ThresholdClassifier
 
 if TYPE_CHECKING:
@@ -90,8 +90,11 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
         checkpoint("retrain:trials-recorded")
     best = best_trials(spec, trials)
+    budget = budget_summary(spec, trials)
     if not best:
-        raise SearchFailed(_failure_summary(spec, trials))
+        raise SearchFailed(_failure_summary(spec, trials) + (f" ({budget['message']})" if budget else ""))
+    if budget:
+        log.warning("%s: %s; registering the best %d so far", spec.name, budget["message"], len(best))
     registered = registry.run_versions(spec.name, run_id)
     fingerprint = dataset_fingerprint(frame)
     versions = []
@@ -113,19 +116,23 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
             cv_metric=spec.metric, cv_score=trial.mean_score,
             contract=contract_of(spec, frame), spec_snapshot=spec.raw,
-            code_version=code_version(), python_version=platform.python_version(), details=fit_details(spec, model),
+            code_version=code_version(), python_version=platform.python_version(),
+            details=fit_details(spec, model, budget),
         ))
         if isinstance(model, ThresholdClassifier):
             log.info("%s v%d decides at threshold %s", spec.name, versions[-1], model.record())
     return versions
 
 
-def fit_details(spec: ModelSpec, model: Any) -> dict[str, Any] | None:
+def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """What a version keeps beside its hyperparameters: the decision threshold its fit chose or applied
-    (`classification.threshold`) and why the search ranked by its metric (`search.metric_reason`); None: neither."""
+    (`classification.threshold`), why the search ranked by its metric (`search.metric_reason`) and how
+    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`); None: none of them."""
     details = {"threshold": model.record()} if isinstance(model, ThresholdClassifier) else {}
     if spec.search.metric_reason:
         details["metric_reason"] = spec.search.metric_reason
+    if budget:
+        details["search_budget"] = budget
     return details or None
 
 

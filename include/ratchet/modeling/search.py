@@ -3,11 +3,21 @@
 Part of each night's trials explore the whole search space; the rest sample a space narrowed
 around the current champion's hyperparameters, so the search converges over nights while
 still looking elsewhere. Every fold trains only on rows before its validation rows.
+
+Budgets: with `search.trial_timeout_seconds` or `search.time_budget_minutes`, each trial's cross-validation runs in
+a child process (multiprocessing's 'forkserver': a clean process, since a fork of a process that has run OpenMP
+hangs in scikit-learn's next OpenMP call), which is killed (SIGKILL) at its limit and recorded as timed out; once
+the budget is spent no further trial starts. Without either, trials run in this process.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import math
+import multiprocessing
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +33,15 @@ if TYPE_CHECKING:
     from ratchet.specs.model import EstimatorSpec, ModelSpec
 
 NARROW_FRACTION = 0.25
+TIMED_OUT = "timed out"  # how a killed trial's error begins
+BUDGET_FIELD = "search.time_budget_minutes"
+TIMEOUT_FIELD = "search.trial_timeout_seconds"
+# what the trials' child processes import once, in the forkserver, rather than in each trial (scikit-learn's
+# estimator families among them: an estimator's module imported in each child would cost every trial its import)
+PRELOAD = ["ratchet.modeling.search", "ratchet.modeling.features", "ratchet.modeling.metrics",
+           "ratchet.modeling.threshold", "sklearn.compose", "sklearn.impute", "sklearn.pipeline",
+           "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree",
+           "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge", "sklearn.dummy"]
 
 
 @dataclass
@@ -43,6 +62,19 @@ class Trial:
         """The trial as the registry stores it."""
         return {k: getattr(self, k) for k in ("trial_index", "estimator_class", "params", "sampling", "metric",
                                               "fold_scores", "mean_score", "fit_seconds", "error")}
+
+    @property
+    def timed_out(self) -> bool:
+        """Killed at `search.trial_timeout_seconds` or when `search.time_budget_minutes` ran out."""
+        return bool(self.error and self.error.startswith(TIMED_OUT))
+
+
+class TrialFailed(Exception):
+    """A trial's child process timed out (and was killed), raised, or died; the message is the trial's error."""
+
+    def __init__(self, message: str, seconds: float = 0.0):
+        super().__init__(message)
+        self.seconds = seconds
 
 
 def run_seed(seed: int, salt: str) -> int:
@@ -133,23 +165,151 @@ def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
     return scores, time.perf_counter() - started
 
 
+@functools.cache
+def _context() -> Any:
+    """The forkserver context, its server started and its modules imported (a first child waited for): the seconds
+    that takes, once per process, are no trial's time and no budget's."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    warm_up = context.Process(target=_no_trial, name="ratchet-trial-warm-up")
+    with _main_not_rerun():
+        warm_up.start()
+    warm_up.join()
+    return context
+
+
+def _no_trial() -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Any:
+    """Start a child without its re-running the main script as `__mp_main__` (what spawn and forkserver children do
+    to find functions defined there): the trial's function lives in this module, and the main script is `airflow`,
+    `celery`, `pytest` or `ratchet`, whose import would cost every trial seconds. Hides `__main__.__file__` while
+    the start reads it."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this trial when its parent (the forkserver, which ends with the task) goes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _trial_child(conn: Any, spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
+                 X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    _die_with_parent()
+    try:
+        result: tuple[str, Any] = ("scores", cross_validate(spec, estimator_spec, params, X, y, folds))
+    except Exception as exc:
+        result = ("error", f"{type(exc).__name__}: {exc}")
+    conn.send(result)
+    conn.close()
+
+
+def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
+                              X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]], *,
+                              timeout: float, reason: str = TIMEOUT_FIELD) -> tuple[list[float], float]:
+    """`cross_validate` in a child process that is killed (SIGKILL) when it takes more than `timeout` seconds.
+
+    Raises:
+        TrialFailed: timed out (the message names `reason`, the setting that set the limit), raised in the child
+            (its type and message), or the child died without an answer.
+    """
+    receive, send = _context().Pipe(duplex=False)
+    process = _context().Process(target=_trial_child, args=(send, spec, estimator_spec, params, X, y, folds),
+                                 name=f"ratchet-trial-{spec.name}")
+    with _main_not_rerun():
+        process.start()  # the limit counts from here: starting the forkserver (once) is not the trial's time
+    started = time.perf_counter()
+    send.close()
+    try:
+        if not receive.poll(max(timeout, 0.0)):
+            raise TrialFailed(f"{TIMED_OUT} after {timeout:.3g} s ({reason})", time.perf_counter() - started)
+        try:
+            kind, value = receive.recv()
+        except EOFError:
+            process.join()
+            raise TrialFailed(f"TrialDied: the trial's process ended with exit code {process.exitcode} and no "
+                              "result", time.perf_counter() - started) from None
+    finally:  # also when the task itself is stopped (Airflow's execution_timeout raises in here)
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receive.close()
+    if kind == "error":
+        raise TrialFailed(value, time.perf_counter() - started)
+    return value
+
+
 def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series, *, seed_salt: str,
                champion: Any = None) -> list[Trial]:
     """Every trial of the night, scored by time-ordered CV (folds cut between the rows' `times`); a failing trial
-    is kept with its error."""
+    is kept with its error.
+
+    With `search.trial_timeout_seconds` or `search.time_budget_minutes` each trial runs in a child process killed at
+    the smaller of the timeout and what is left of the budget (recorded as timed out); no trial starts once the
+    budget is spent, so fewer than `n_trials` trials come back (`budget_summary` says so)."""
     rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
     folds = time_folds(times, spec.search.cv_folds)
+    budget = spec.search.time_budget_minutes
+    if budget is not None or spec.search.trial_timeout_seconds is not None:
+        _context()  # started before the budget's clock
+    deadline = None if budget is None else time.monotonic() + budget * 60
     trials = []
     for index, (estimator_spec, params, sampling) in enumerate(plan_trials(spec, rng, champion)):
+        limit, reason = spec.search.trial_timeout_seconds, TIMEOUT_FIELD
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if limit is None or left < limit:
+                limit, reason = left, f"{BUDGET_FIELD}: {budget:g} ran out"
         trial = Trial(index, estimator_spec.class_path, params, sampling, spec.metric)
         try:
-            trial.fold_scores, trial.fit_seconds = cross_validate(spec, estimator_spec, params, X, y, folds)
+            if limit is None:
+                trial.fold_scores, trial.fit_seconds = cross_validate(spec, estimator_spec, params, X, y, folds)
+            else:
+                trial.fold_scores, trial.fit_seconds = cross_validate_in_process(
+                    spec, estimator_spec, params, X, y, folds, timeout=limit, reason=reason)
             finite = [s for s in trial.fold_scores if math.isfinite(s)]
             trial.mean_score = float(np.mean(finite)) if finite else None
+        except TrialFailed as exc:
+            trial.error, trial.fit_seconds = str(exc), exc.seconds
         except Exception as exc:  # one bad configuration must not end the search
             trial.error = f"{type(exc).__name__}: {exc}"
         trials.append(trial)
     return trials
+
+
+def budget_summary(spec: ModelSpec, trials: list[Trial]) -> dict[str, Any] | None:
+    """How `search.time_budget_minutes` cut the search short (what a version's `details` keep as `search_budget`),
+    or None: no budget, or every planned trial ran to its end. Minutes are the trials' own (their CV seconds)."""
+    budget = spec.search.time_budget_minutes
+    stopped = sum(1 for t in trials if t.timed_out and BUDGET_FIELD in (t.error or ""))
+    if budget is None or (len(trials) >= spec.search.n_trials and not stopped):
+        return None
+    scored = sum(1 for t in trials if t.error is None and t.mean_score is not None)
+    seconds = sum(t.fit_seconds for t in trials)
+    took = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} minutes"
+    return {"budget_minutes": budget, "trials_run": len(trials), "trials_planned": spec.search.n_trials,
+            "trials_scored": scored, "stopped_running": stopped, "minutes": round(seconds / 60, 2),
+            "message": f"{BUDGET_FIELD} ({budget:g}) ran out: {len(trials)} of {spec.search.n_trials} trials run "
+                       f"in {took} ({scored} scored{', the last stopped' if stopped else ''})"}
 
 
 def best_trials(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:

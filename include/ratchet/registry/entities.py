@@ -110,6 +110,12 @@ class Version:
         return (self.details or {}).get("threshold", {}).get("value")
 
     @property
+    def search_budget(self) -> dict[str, Any] | None:
+        """How `search.time_budget_minutes` cut short the search it came from (trials run of planned, minutes,
+        `message`); None: its search ran every trial."""
+        return (self.details or {}).get("search_budget")
+
+    @property
     def contender(self) -> str:
         """'v<N>'."""
         return version_contender(self.version)

@@ -20,13 +20,14 @@ CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss", "pr_auc", "br
 PROBABILITY_METRICS = ("roc_auc", "log_loss", "pr_auc", "brier")
 # classification metrics scored on the decided class: the decision threshold changes them
 THRESHOLDED_METRICS = ("accuracy", "f1")
-COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes")
+# measured on the version itself: `fit_seconds` is the seconds its refit on all history took (scope 'gate')
+COMPUTATIONAL_METRICS = ("predict_latency_p95_ms", "model_size_bytes", "fit_seconds")
 # Measured on the REST service (`ratchet serve`) from its prediction log and health probes; scope 'serving' only
 SERVING_METRICS = ("serving_latency_p95_ms", "serving_error_rate", "availability")
 LOWER_IS_BETTER = {
     "rmse": True, "mae": True, "mape": True, "r2": False, "pinball": True,
     "accuracy": False, "f1": False, "roc_auc": False, "log_loss": True, "pr_auc": False, "brier": True,
-    "predict_latency_p95_ms": True, "model_size_bytes": True,
+    "predict_latency_p95_ms": True, "model_size_bytes": True, "fit_seconds": True,
     "serving_latency_p95_ms": True, "serving_error_rate": True, "availability": False,
 }
 # the metrics a panel gets per series (means of row losses; f1 and roc_auc stay whole-panel figures)
@@ -197,6 +198,10 @@ class SearchSpec:
     candidates: int = 2
     metric: str | None = None
     explore_fraction: float = 0.5
+    # minutes the whole search may take: no trial starts after it, a running one is stopped; None: no limit
+    time_budget_minutes: float | None = None
+    # seconds one trial's cross-validation may take before its process is killed; None: no limit (run in-process)
+    trial_timeout_seconds: float | None = None
     # why `metric` is not the task's default when no metric was given (an estimator without probabilities)
     metric_reason: str | None = None
 

@@ -125,6 +125,26 @@ def _positive(value: float) -> bool:
     return value > 0
 
 
+def _positive_finite(value: float) -> bool:
+    return 0 < value < math.inf
+
+
+def _time_budget(s: _Fields) -> float | None:
+    """`search.time_budget_minutes`: positive, and shorter than the retrain task's `execution_timeout`
+    (RATCHET_TASK_TIMEOUT_MINUTES), which also covers reading the data and refitting the best trials."""
+    budget = s.get("time_budget_minutes", float, None, check=_positive_finite,
+                   expected="a positive number of minutes (the whole search)")
+    if budget is not None:
+        from ratchet import settings
+
+        limit = settings.task_timeout_minutes()
+        if budget >= limit:
+            raise s.fail("time_budget_minutes", f"fewer minutes than the task timeout {settings.TASK_TIMEOUT_ENV}="
+                                                f"{limit:g} (the retrain task, which also reads the data and refits "
+                                                "the best trials, is killed at it)", budget)
+    return budget
+
+
 def _parse_source(f: _Fields) -> Source:
     f.reject_unknown({"table", "query", "conn_id", "time_column", "target", "features", "categorical",
                       "target_lags", "missing_target", "lags_by", "series", "frequency", "id", "label_delay_days"})
@@ -517,7 +537,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     threshold = _parse_classification(f.sub("classification"), task, user_metrics)
 
     s = f.sub("search")
-    s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction"})
+    s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction",
+                      "time_budget_minutes", "trial_timeout_seconds"})
     allowed_metrics = quality
     search = SearchSpec(
         n_trials=s.get("n_trials", int, SearchSpec.n_trials, check=_positive, expected="a positive integer"),
@@ -528,6 +549,9 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                      expected=f"one of {list(allowed_metrics)}"),
         explore_fraction=s.get("explore_fraction", float, SearchSpec.explore_fraction, check=lambda v: 0 <= v <= 1,
                                expected="a number between 0 and 1"),
+        time_budget_minutes=_time_budget(s),
+        trial_timeout_seconds=s.get("trial_timeout_seconds", float, None, check=_positive_finite,
+                                    expected="a positive number of seconds (one trial's cross-validation)"),
     )
 
     search = _ranking(s, task, search, estimators)
