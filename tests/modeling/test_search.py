@@ -160,3 +160,47 @@ def test_without_limits_trials_run_in_this_process(tmp_path, monkeypatch):
     trials = search.run_search(spec, X, y, days, seed_salt="2024-01-01")
     assert len(trials) == 4 and all(t.error is None for t in trials)
     assert int((tmp_path / "pid").read_text()) == os.getpid()
+
+
+def test_a_trial_dies_with_the_task_that_started_it(tmp_path):
+    """The task's process killed (SIGKILL: Airflow giving up on it, a worker lost) takes its running trial along."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pid_file = tmp_path / "pid"
+    script = f"""
+import dataclasses, numpy as np, pandas as pd
+from spec_factory import build_spec
+from ratchet.modeling import search
+from ratchet.specs.model import EstimatorSpec
+spec = build_spec(name="m", table="s.t", search={{"n_trials": 1, "cv_folds": 2, "trial_timeout_seconds": 120}})
+sleepy = EstimatorSpec("slow_estimators.SleepyRegressor", {{"seconds": 120, "pid_file": {str(pid_file)!r}}}, {{}})
+days = pd.Series(pd.date_range("2024-01-01", periods=60))
+search.run_search(dataclasses.replace(spec, estimators=(sleepy,)), pd.DataFrame({{"x": np.arange(60.0)}}),
+                  pd.Series(np.arange(60.0)), days, seed_salt="x")
+"""
+    tests = str(Path(__file__).parents[1])
+    task = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": tests})
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        trial = int(pid_file.read_text())
+    finally:
+        task.send_signal(signal.SIGKILL)
+        task.wait()
+
+    def running() -> bool:
+        try:
+            return Path(f"/proc/{trial}/stat").read_text().split(")")[-1].split()[0] != "Z"  # a zombie is dead
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running()

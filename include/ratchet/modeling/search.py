@@ -16,8 +16,10 @@ import functools
 import hashlib
 import math
 import multiprocessing
+import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -200,19 +202,21 @@ def _main_not_rerun() -> Any:
         main.__file__ = path
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this trial when its parent (the forkserver, which ends with the task) goes."""
-    try:
-        import ctypes
+def _die_with_parent(alive: Any) -> None:
+    """Kill this trial (SIGKILL) when the process that started it goes, whatever ends it: `alive` is the read end of
+    a pipe only that process writes to, so it reads end-of-file then. (The forkserver, this process's parent,
+    outlives it while any trial runs, so Linux's parent-death signal would not fire.)"""
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            alive.recv()
+        os.kill(os.getpid(), signal.SIGKILL)
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    threading.Thread(target=watch, name="ratchet-trial-watch", daemon=True).start()
 
 
-def _trial_child(conn: Any, spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
+def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
                  X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    _die_with_parent()
+    _die_with_parent(alive)
     try:
         result: tuple[str, Any] = ("scores", cross_validate(spec, estimator_spec, params, X, y, folds))
     except Exception as exc:
@@ -231,12 +235,15 @@ def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, pa
             (its type and message), or the child died without an answer.
     """
     receive, send = _context().Pipe(duplex=False)
-    process = _context().Process(target=_trial_child, args=(send, spec, estimator_spec, params, X, y, folds),
+    alive, keep_alive = _context().Pipe(duplex=False)  # closed by this process's end, however it ends
+    process = _context().Process(target=_trial_child,
+                                 args=(send, alive, spec, estimator_spec, params, X, y, folds),
                                  name=f"ratchet-trial-{spec.name}")
     with _main_not_rerun():
         process.start()  # the limit counts from here: starting the forkserver (once) is not the trial's time
     started = time.perf_counter()
     send.close()
+    alive.close()
     try:
         if not receive.poll(max(timeout, 0.0)):
             raise TrialFailed(f"{TIMED_OUT} after {timeout:.3g} s ({reason})", time.perf_counter() - started)
@@ -251,6 +258,7 @@ def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, pa
             process.kill()
         process.join()
         receive.close()
+        keep_alive.close()
     if kind == "error":
         raise TrialFailed(value, time.perf_counter() - started)
     return value
