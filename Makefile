@@ -43,6 +43,7 @@ benchmarks: venv
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/panel_backtest.py
 	$(BIN)/python benchmarks/panel_scale.py
+	$(BIN)/python benchmarks/events_scale.py
 
 clean:
 	rm -rf $(VENV) .airflow .pgdata .run mail reports .bench-venv-mlflow .bench-venv-forecast
