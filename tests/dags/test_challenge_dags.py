@@ -72,7 +72,7 @@ def test_retrain_then_backtest_store_versions_trials_and_month_metrics(airflow_d
     contenders = {e.contender for e in registry.evaluations("busy_test", "backtest")}
     assert contenders == {"v1", "majority", "last_value"}
     assert {e.metric for e in registry.evaluations("busy_test", "backtest")} == {"accuracy", "f1", "roc_auc",
-                                                                                 "log_loss"}
+                                                                                 "log_loss", "pr_auc", "brier"}
     report = registry.latest_report("demand_test")
     assert "<svg" in report.html and "v1" in report.summary["contenders"]
 
