@@ -92,8 +92,8 @@ def checked_rows(spec: ModelSpec, raw: pd.DataFrame, *, end: Any = None) -> pd.D
 def read_rows(spec: ModelSpec, *, url: str | None = None, end: Any = None) -> pd.DataFrame:
     """The source's rows as read, not validated (a table's only before `end`; a query's filtered once validated).
 
-    A table is read with COPY (`_copied`: a third of `read_sql`'s time for 100,000 rows) into the frame `read_sql`
-    gives; a query, and a table COPY cannot type as `read_sql` does, with `read_sql`.
+    A table is read with COPY (`_copied`: under half of `read_sql`'s time for 100,000 rows) into the frame
+    `read_sql` gives; a query, and a table COPY cannot type as `read_sql` does, with `read_sql`.
 
     Raises:
         DataError: the source cannot be read.
