@@ -222,10 +222,11 @@ def per_series(task: str, series: ArrayLike, y: ArrayLike, scores: Scores) -> di
         grouped = frame.groupby("series", sort=True)
         table = pd.DataFrame({"rows": grouped.size(), "accuracy": grouped["correct"].mean(),
                               "log_loss": grouped["loss"].mean()})
-    table = table.astype(object).where(np.isfinite(table.astype(float)), None)
-    return {str(name): {"rows": int(row["rows"]), **{m: (None if row[m] is None else float(row[m]))
-                                                     for m in SERIES_METRICS[task]}}
-            for name, row in table.iterrows()}
+    values = table[list(SERIES_METRICS[task])].to_numpy(float)
+    kept = np.where(np.isfinite(values), values, np.nan).tolist()  # plain floats, one pass (no row objects)
+    return {str(name): {"rows": int(rows), **{m: (None if math.isnan(v) else v)
+                                              for m, v in zip(SERIES_METRICS[task], row, strict=True)}}
+            for name, rows, row in zip(table.index, table["rows"].tolist(), kept, strict=True)}
 
 
 def daily_losses(spec: ModelSpec, metric: str, series: Any) -> np.ndarray:
