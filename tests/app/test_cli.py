@@ -71,6 +71,7 @@ def test_errors_are_one_clear_line_with_exit_code_2(tmp_path, registry):
     assert bad.returncode == 2 and "bad.yaml: field 'source'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # the real `ratchet` command, Airflow imported in a new process
 def test_card_prints_the_champions_card_as_markdown_and_names_an_unknown_version(tmp_path, registry):
     from promote_helpers import SPEC, first_champion, register_fitted
     from spec_factory import write_spec

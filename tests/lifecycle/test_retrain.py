@@ -85,6 +85,7 @@ def test_a_search_without_probabilities_logs_why_it_ranks_by_f1_and_its_versions
     assert stored.cv_metric == "f1" and stored.details == {"metric_reason": reason} and stored.threshold is None
 
 
+@pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
 def test_a_search_out_of_time_registers_the_best_so_far_and_says_so_in_log_status_and_page(
         registry, tmp_path, monkeypatch, caplog):
     import logging
@@ -115,6 +116,7 @@ def test_a_search_out_of_time_registers_the_best_so_far_and_says_so_in_log_statu
     assert page.count(f"search cut short: {run} of 500 trials") == 2
 
 
+@pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
 def test_a_budget_spent_before_any_trial_scored_fails_the_search_and_says_why(registry):
     import dataclasses
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from backtest_helpers import SEARCH, SPEC, model_name
 from spec_factory import build_spec
 
@@ -75,6 +76,7 @@ def _sleepy_search(tmp_path, seconds, **search_fields):
         pd.Series(np.arange(60.0)), days
 
 
+@pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
 def test_a_trial_over_its_timeout_is_killed_in_its_process_and_recorded_as_timed_out(tmp_path):
     import os
     import time
@@ -114,6 +116,7 @@ def test_a_trial_in_a_process_scores_as_it_does_in_this_one_and_its_errors_come_
         search.cross_validate_in_process(spec, broken, {"no_such": 1}, X, y, folds, timeout=60)
 
 
+@pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
 def test_a_search_with_a_trial_timeout_keeps_the_fast_trials_and_records_the_slow_ones_as_timed_out(tmp_path):
     spec, X, y, days = _sleepy_search(tmp_path, [0.0, 30.0], trial_timeout_seconds=1)
     trials = search.run_search(spec, X, y, days, seed_salt="2024-01-01")
@@ -129,6 +132,7 @@ def test_a_search_with_a_trial_timeout_keeps_the_fast_trials_and_records_the_slo
     assert search.budget_summary(spec, trials) is None  # no budget: nothing cut short
 
 
+@pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
 def test_a_search_out_of_budget_starts_no_further_trial_and_stops_the_running_one(tmp_path):
     import time
 
@@ -162,6 +166,7 @@ def test_without_limits_trials_run_in_this_process(tmp_path, monkeypatch):
     assert int((tmp_path / "pid").read_text()) == os.getpid()
 
 
+@pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
 def test_a_trial_dies_with_the_task_that_started_it(tmp_path):
     """The task's process killed (SIGKILL: Airflow giving up on it, a worker lost) takes its running trial along."""
     import os
