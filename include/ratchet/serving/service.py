@@ -253,9 +253,8 @@ class Service:
         """What the split hashes for an id: its series or event label, or an event's entity (`serving.split.by`,
         else `source.series`), read from the event's row as the champion reads it (remembered like any row).
         MISS when the entity is not remembered and `read` is False."""
-        spec = state.spec
-        columns = spec.source.split_key(spec.serving.split.by if spec.serving.split else ())
-        if not spec.source.events or columns == (spec.source.id,) or state.candidate is None:
+        columns = entity_columns(state.spec)
+        if columns is None or state.candidate is None:
             return label
         known = self._known(state, state.champion, feature_id, series, label, read=read)
         return MISS if known is None else series_label(columns, known.values)
@@ -381,14 +380,24 @@ class Service:
         return f"champion v{champion.version} loaded", None
 
 
+def entity_columns(spec: ModelSpec) -> tuple[str, ...] | None:
+    """The entity columns an event model's split hashes (`serving.split.by`, else `source.series`); None when the
+    split hashes what a row is already keyed by (its series or event id), or there is no split."""
+    split = spec.serving.split
+    if not spec.source.events or split is None:
+        return None
+    columns = spec.source.split_key(split.by)
+    return None if columns == (spec.source.id,) else columns
+
+
 def record_routes(spec: ModelSpec, records: list[dict[str, Any]], labels: list[str | None]) -> list[str | None]:
     """What the split hashes for each posted row: its label (series or event id), or an event's entity columns.
 
     Raises:
         PredictError: a row lacks an entity column the split hashes.
     """
-    columns = spec.source.split_key(spec.serving.split.by if spec.serving.split else ())
-    if not spec.source.events or columns == (spec.source.id,) or spec.serving.split is None:
+    columns = entity_columns(spec)
+    if columns is None:
         return labels
     for i, record in enumerate(records):
         missing = [c for c in columns if c not in record]
