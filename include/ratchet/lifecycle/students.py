@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ratchet.exceptions import SearchFailed
+from ratchet.faults import checkpoint
 from ratchet.lifecycle.promotion import computational_gate
 from ratchet.modeling.distill import STUDENT, student_plans, targets_of
 from ratchet.modeling.search import Trial, best_trials, failure_summary, run_seed, run_trials
@@ -72,6 +73,7 @@ def students_to_register(registry: Registry, spec: ModelSpec, *, teacher: int, t
         trials = run_trials(searched, plans, X, y, times,
                             first_index=max((t.trial_index for t in teacher_trials), default=-1) + 1)
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
+        checkpoint("retrain:students-recorded")
     best_one = replace(spec, search=replace(spec.search, candidates=1))
     picks = []
     for student in dict.fromkeys(t.params["student"] for t in trials):  # in `distill.students` order
