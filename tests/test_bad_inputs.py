@@ -283,8 +283,8 @@ CATALOGUE = [
     yaml_case("yaml-distill-student-bad-space",
               r"field 'distill.students\[0\].search_space.max_dept': expected a parameter of "
               r"sklearn.tree.DecisionTreeRegressor, got 'max_dept'",
-              change={"distill": {"when": "always", "students": [{"class": "sklearn.tree.DecisionTreeRegressor",
-                                                                  "search_space": {"max_dept": {"randint": [2, 6]}}}]}}),
+              change={"distill": {"when": "always", "students": [{
+                  "class": "sklearn.tree.DecisionTreeRegressor", "search_space": {"max_dept": {"randint": [2, 6]}}}]}}),
     yaml_case("yaml-distill-gate-fails-without-computational-requirement",
               r"field 'distill.when': expected 'always', or a requirement on one of \['predict_latency_p95_ms', "
               r"'model_size_bytes', 'fit_seconds'\] beside 'gate_fails'",

@@ -1,4 +1,4 @@
-"""`distill:` (students trained on the best teacher's outputs): parsed like `estimators` entries, every mistake named."""
+"""`distill:` (students trained on the best teacher's outputs): parsed like `estimators` entries, mistakes named."""
 from __future__ import annotations
 
 import pytest
