@@ -34,9 +34,9 @@ def _frame() -> pd.DataFrame:
                          "y": np.sin(2 * x[:, 0]) * 5 + x[:, 1] ** 2 + rng.normal(scale=0.3, size=420)})
 
 
-def _spec(registry, folder, size_bound: int, **distill):
+def _spec(registry, folder, size_bound: int, search: dict | None = None, **distill):
     spec = write_spec(folder, name="m", table=write_table(registry, _frame()), estimators=[FOREST],
-                      search={"n_trials": 2, "cv_folds": 2, "candidates": 1, "seed": 3},
+                      search={"n_trials": 2, "cv_folds": 2, "candidates": 1, "seed": 3, **(search or {})},
                       requirements=[{"metric": "model_size_bytes", "max": size_bound}],
                       distill={"n_trials": 3, "students": [TREE], **distill})
     registry.sync_model(spec)
@@ -83,6 +83,16 @@ def test_a_student_whose_every_trial_fails_fails_the_run_after_its_teacher_is_re
                                            r"the 3 trials can become a version: 3× ValueError: monotonic_cst has "):
         retrain.retrain_model(registry, spec, run_id="r1", logical_date=END)
     assert [v.version for v in registry.versions("m")] == [1]  # the teacher is a version of its own
+
+
+@pytest.mark.slow  # each trial in a forkserver child
+def test_student_trials_run_in_killable_children_under_a_trial_timeout_and_score_the_same(registry, tmp_path):
+    spec = _spec(registry, tmp_path, 300_000, search={"trial_timeout_seconds": 120})
+    assert retrain.retrain_model(registry, spec, run_id="r1", logical_date=END) == [1, 2]
+    in_children = [(t.params, t.fold_scores) for t in registry.trials("m", "r1") if t.sampling == STUDENT]
+    spec = _spec(registry, tmp_path, 300_000)  # no limit: trials in this process
+    retrain.retrain_model(registry, spec, run_id="r2", logical_date=END)
+    assert in_children == [(t.params, t.fold_scores) for t in registry.trials("m", "r2") if t.sampling == STUDENT]
 
 
 @pytest.mark.slow  # a retrain in a new process, killed, then re-run

@@ -42,9 +42,10 @@ TIMEOUT_FIELD = "search.trial_timeout_seconds"
 # what the trials' child processes import once, in the forkserver, rather than in each trial (scikit-learn's
 # estimator families among them: an estimator's module imported in each child would cost every trial its import)
 PRELOAD = ["ratchet.modeling.search", "ratchet.modeling.features", "ratchet.modeling.metrics",
-           "ratchet.modeling.threshold", "sklearn.compose", "sklearn.impute", "sklearn.pipeline",
-           "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree",
-           "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge", "sklearn.dummy"]
+           "ratchet.modeling.threshold", "ratchet.modeling.distill", "sklearn.compose", "sklearn.impute",
+           "sklearn.pipeline", "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble",
+           "sklearn.tree", "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge",
+           "sklearn.dummy"]
 
 
 @dataclass
