@@ -24,6 +24,7 @@ from spec_factory import write_spec
 from sqlalchemy import text
 
 from ratchet.evaluation.backtest import baseline_means, means_on, metric_tables, months_of
+from ratchet.modeling.distill import shown
 from ratchet.specs.model import lower_is_better
 
 NIGHT = dt.datetime(2015, 1, 1, 1, tzinfo=dt.UTC)  # the night after the table's last day, 2014-12-31
@@ -97,7 +98,7 @@ def _figures(registry, spec, versions) -> dict:
     best = pick((b for b in baselines if spec.metric in baselines[b]), key=lambda b: baselines[b][spec.metric])
     figures = {"metric": spec.metric, "months": months, "baseline": (best, baselines[best][spec.metric]),
                "versions": {v.version: {"role": "student" if v.teacher else "teacher",
-                                        "estimator": (v.teacher or {}).get("student", v.estimator_class),
+                                        "estimator": shown(v.estimator_class, v.hyperparameters),
                                         "means": means_on(tables, v.contender, months), "cv": v.cv_score,
                                         "size_bytes": v.size_bytes, "p95_ms": v.predict_latency_p95_ms,
                                         "fit_seconds": v.fit_seconds} for v in versions}}
@@ -111,9 +112,10 @@ def _print(figures: dict) -> None:
         print(f"\n{name}: back-test {f['metric']} over {len(f['months'])} months {f['months'][0]}..{f['months'][-1]}"
               f" (best baseline {f['baseline'][0]} {f['baseline'][1]:.4g})")
         for number, v in f["versions"].items():
-            print(f"  v{number} {v['role']:8} {v['estimator'].rpartition('.')[2]:24} {f['metric']} {v['mean']:.4g} "
+            estimator, params = v["estimator"]
+            print(f"  v{number} {v['role']:8} {estimator.rpartition('.')[2]:24} {f['metric']} {v['mean']:.4g} "
                   f"(CV {v['cv']:.4g})  size {v['size_bytes']:>10,} bytes  p95 latency {v['p95_ms']:.3g} ms  "
-                  f"fit {v['fit_seconds']:.2f} s")
+                  f"fit {v['fit_seconds']:.2f} s  {params}")
 
 
 def test_the_nights_runs_are_green_and_the_rerun_registers_nothing(night):
