@@ -19,6 +19,7 @@ from sqlalchemy import text
 from ratchet.exceptions import SearchFailed
 from ratchet.lifecycle import retrain
 from ratchet.modeling.distill import STUDENT
+from ratchet.reporting.status import model_status
 
 END = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 FOREST = {"class": "sklearn.ensemble.RandomForestRegressor", "params": {"random_state": 0, "n_estimators": 40},
@@ -63,6 +64,8 @@ def test_a_teacher_over_its_size_bound_gets_one_student_per_run_however_often_it
     assert student.cv_score == best.mean_score and student.hyperparameters == best.params
     loaded = registry.load_estimator("m", 2)  # the student alone: its trees, no forest
     assert not hasattr(loaded[-1], "teacher_") and loaded[-1].student_.get_depth() <= 5
+
+    assert [c["teacher"] for c in model_status(registry, spec)["candidates"]] == [None, 1]
 
     assert retrain.retrain_model(registry, spec, run_id="r1", logical_date=END) == [1, 2]  # a re-run adds nothing
     assert [v.version for v in registry.versions("m")] == [1, 2] and len(registry.trials("m", "r1")) == 5
