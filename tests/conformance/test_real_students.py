@@ -4,9 +4,9 @@ forest's outputs passes it (and the latency bound) and keeps most of its accurac
 The table is Beijing's daily PM2.5 and weather (../shared/data/real, 2010..2014, as it is: the runs are dated the
 night after its last day). Two models read it: `pm25` (regression on the daily mean) and `aqi` (its six-class air
 quality band, the rare classes absent from many months). Each has a random forest of 120-160 trees as its only
-estimator, bounds of 1 MB on the artifact and 100 ms on the p95 one-row prediction latency, and a decision tree as
+estimator, a bound of 1 MB on the artifact (and 1000 ms on the p95 one-row prediction latency), and a decision tree as
 its student (`distill.when: gate_fails`). One night runs through the real DAGs: `ratchet_retrain` (search, register
-the forest, find it over its bounds, tune and register the tree trained on its predictions, or on its class
+the forest, find it over its size bound, tune and register the tree trained on its predictions, or on its class
 probabilities as soft targets), `ratchet_backtest` (six months, each month's forest and student refitted on the
 months before it), then `ratchet_promote` of the forest (refused at gate 5) and of the student (promoted).
 A second `ratchet_retrain` of the same night registers nothing new. The figures are printed (run with -s).
@@ -29,9 +29,10 @@ from ratchet.specs.model import lower_is_better
 
 NIGHT = dt.datetime(2015, 1, 1, 1, tzinfo=dt.UTC)  # the night after the table's last day, 2014-12-31
 WEATHER = ["dew_point", "temperature", "pressure", "wind_speed_max", "snow_hours", "rain_hours", "wind_direction"]
-# the size bound decides (a forest's size is the same on any machine); the latency bound is one a shallow tree meets
-# even on a machine whose two cores run several test sessions (its p95 reached 46 ms there, 1-2 ms when quiet)
-BOUNDS = [{"metric": "model_size_bytes", "max": 1_000_000}, {"metric": "predict_latency_p95_ms", "max": 100}]
+# the size bound decides: a forest's size is the same on any machine, its latency is not (on two cores shared by
+# several test sessions a shallow tree's p95 reached 56 ms, the forest's 120 ms); the latency bound is the other
+# conformance models' 1000 ms
+BOUNDS = [{"metric": "model_size_bytes", "max": 1_000_000}, {"metric": "predict_latency_p95_ms", "max": 1000}]
 FOREST_SPACE = {"n_estimators": {"randint": [120, 160]}, "min_samples_leaf": {"randint": [3, 5]}}
 TREE_SPACE = {"max_depth": {"randint": [3, 8]}, "min_samples_leaf": {"randint": [3, 20]}}
 COMMON = {"owner": "conformance", "alert_emails": ["owner@example.com"], "table": "real_students.beijing",
@@ -135,7 +136,7 @@ def test_the_forest_fails_its_bounds_and_its_student_meets_them(night, name):
     assert student.teacher["why"].startswith(f"v1 fails a computational requirement: model_size_bytes "
                                              f"{teacher.size_bytes} > max 1000000 (gate)")
     assert teacher.size_bytes > 1_000_000 > 200_000 > student.size_bytes  # a pipeline's own schema is ~110 kB
-    assert student.size_bytes * 20 < teacher.size_bytes and student.predict_latency_p95_ms < 100
+    assert student.size_bytes * 20 < teacher.size_bytes
     assert student.contract == teacher.contract
     targets = "soft" if name == "aqi" else "predictions"
     assert student.teacher["targets"] == targets
