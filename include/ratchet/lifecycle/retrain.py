@@ -1,4 +1,5 @@
-"""Nightly retraining: search, record every trial, refit the best on all history and register them."""
+"""Nightly retraining: search, record every trial, refit the best (and the simplest not significantly worse,
+`modeling.simplicity`) on all history and register them."""
 from __future__ import annotations
 
 import functools
@@ -17,10 +18,10 @@ import pandas as pd
 from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
-from ratchet.modeling import artifacts, sources
+from ratchet.modeling import artifacts, simplicity, sources
 from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
-from ratchet.modeling.search import Trial, best_trials, budget_summary, run_search
+from ratchet.modeling.search import Trial, budget_summary, run_search
 from ratchet.modeling.threshold import ThresholdClassifier
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def code_version() -> str:
 
 def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_date: Any,
                   author: str = "ratchet_retrain") -> list[int]:
-    """Search on the data before `logical_date`, store every trial, refit the best on all of it and register them.
+    """Search on the data before `logical_date`, store every trial, refit the best on all of it and register them
+    (the simplest trial not significantly worse than the best may take a slot: `modeling.simplicity`).
 
     Each version keeps its feature contract (`Source.contract`), a snapshot of the YAML, the code and Python
     versions, and `author` (who triggered the run: a person's manual trigger, else the DAG).
@@ -87,14 +89,17 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
     else:
         trials = run_search(spec, X, y, times, seed_salt=str(logical_date), champion=registry.champion(spec.name))
+        simplicity.compare_with_best(spec, trials, times)
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
         checkpoint("retrain:trials-recorded")
-    best = best_trials(spec, trials)
+    best, choice = simplicity.candidates(spec, trials)  # the best by score; the simplest not worse may take a slot
     budget = budget_summary(spec, trials)
     if not best:
         raise SearchFailed(_failure_summary(spec, trials) + (f" ({budget['message']})" if budget else ""))
     if budget:
         log.warning("%s: %s; registering the best %d so far", spec.name, budget["message"], len(best))
+    if choice:
+        log.info("%s: %s", spec.name, choice.text())
     registered = registry.run_versions(spec.name, run_id)
     fingerprint = dataset_fingerprint(frame)
     versions = []
@@ -117,28 +122,32 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             cv_metric=spec.metric, cv_score=trial.mean_score,
             contract=contract_of(spec, frame), spec_snapshot=spec.raw,
             code_version=code_version(), python_version=platform.python_version(),
-            details=fit_details(spec, model, budget),
+            details=fit_details(spec, model, budget, choice and choice.record(trial)),
         ))
         if isinstance(model, ThresholdClassifier):
             log.info("%s v%d decides at threshold %s", spec.name, versions[-1], model.record())
     return versions
 
 
-def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None,
+                chosen: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """What a version keeps beside its hyperparameters: the decision threshold its fit chose or applied
-    (`classification.threshold`), why the search ranked by its metric (`search.metric_reason`) and how
-    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`); None: none of them."""
+    (`classification.threshold`), why the search ranked by its metric (`search.metric_reason`), how
+    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`) and the simplicity
+    choice of its run (`simplicity`, from `simplicity.Choice.record`); None: none of them."""
     details = {"threshold": model.record()} if isinstance(model, ThresholdClassifier) else {}
     if spec.search.metric_reason:
         details["metric_reason"] = spec.search.metric_reason
     if budget:
         details["search_budget"] = budget
+    if chosen:
+        details["simplicity"] = chosen
     return details or None
 
 
 def _recorded_trials(registry: Registry, spec: ModelSpec, run_id: str) -> list[Trial]:
     return [Trial(t.trial_index, t.estimator_class, t.params, t.sampling, t.metric, list(t.fold_scores),
-                  t.mean_score, t.fit_seconds, t.error) for t in registry.trials(spec.name, run_id)]
+                  t.mean_score, t.fit_seconds, t.error, t.details) for t in registry.trials(spec.name, run_id)]
 
 
 def _failure_summary(spec: ModelSpec, trials: list[Trial]) -> str:
