@@ -172,7 +172,7 @@ class CrossValidation:
     """One trial's cross-validation."""
 
     fold_scores: list[float]  # the ranking metric on each fold
-    seconds: float  # what all folds took
+    seconds: float  # what all folds took (fitting and scoring; not measuring the complexity)
     row_losses: np.ndarray  # each row's loss where its fold validated it (`metrics.row_losses`), else NaN
     complexity: Complexity  # of the last fold's model (trained on the most rows), its time on that fold's rows
 
@@ -186,8 +186,8 @@ def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
         scored = metrics.evaluate(spec, model, X.iloc[test], y.iloc[test])
         scores.append(scored.values[spec.metric])
         losses[test] = metrics.row_losses(spec, y.iloc[test], scored.predictions, scored.row_loss)
-    complexity = measure(model, X.iloc[test])
-    return CrossValidation(scores, time.perf_counter() - started, losses, complexity)
+    seconds = time.perf_counter() - started
+    return CrossValidation(scores, seconds, losses, measure(model, X.iloc[test]))
 
 
 @functools.cache
