@@ -289,6 +289,12 @@ CATALOGUE = [
               r"field 'distill.when': expected 'always', or a requirement on one of \['predict_latency_p95_ms', "
               r"'model_size_bytes', 'fit_seconds'\] beside 'gate_fails'",
               change={"distill": {"students": [{"class": "sklearn.tree.DecisionTreeRegressor"}]}}),
+    yaml_case("yaml-prefer-simpler-not-a-boolean",
+              r"field 'search.prefer_simpler': expected true or false, got 'yes please'",
+              change={"search": {"prefer_simpler": "yes please"}}),
+    yaml_case("yaml-simpler-significance-out-of-range",
+              r"field 'search.simpler_significance': expected a test level between 0 and 0.5 \(0.05; default "
+              r"promotion.significance\), got 0.7", change={"search": {"simpler_significance": 0.7}}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),

@@ -66,6 +66,7 @@ class Trial:
     fit_seconds: float
     error: str | None
     created_at: dt.datetime
+    details: dict[str, Any] | None = None  # its model's complexity, its paired test against the run's best trial
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,12 @@ class Version:
         """How `search.time_budget_minutes` cut short the search it came from (trials run of planned, minutes,
         `message`); None: its search ran every trial."""
         return (self.details or {}).get("search_budget")
+
+    @property
+    def simplicity(self) -> dict[str, Any] | None:
+        """Its run's simplicity choice (`modeling.simplicity.Choice.record`): the best trial, the simplest not
+        significantly worse, the paired test, their complexities and this version's `role`; None: not chosen so."""
+        return (self.details or {}).get("simplicity")
 
     @property
     def contender(self) -> str:

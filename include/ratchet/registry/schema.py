@@ -74,6 +74,8 @@ class SearchTrial(Base):
     mean_score: Mapped[float | None] = mapped_column(Float)
     fit_seconds: Mapped[float] = mapped_column(Float, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # its model's complexity and its paired test against the run's best trial (`modeling.simplicity`); NULL before
+    details: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (UniqueConstraint("model_id", "run_id", "trial_index", name="uq_trial_run_index"),)
 

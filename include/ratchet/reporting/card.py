@@ -2,9 +2,10 @@
 and the limits its owner states; as Markdown (`ratchet card`) and HTML (the Ratchet page).
 
 The card only reads what is stored: the version's own record (training window, feature contract, latency, size,
-threshold, teacher), its back-test months against the baselines on the same months, the requirements with their
-current bounds, its latest now-test. What the owner states (owner, `description`, `limits`) is today's YAML: a
-statement may be sharpened after a version was trained, and every version's card should say it.
+threshold, teacher, the simplicity choice of its search), its back-test months against the baselines on the same
+months, the requirements with their current bounds, its latest now-test. What the owner states (owner,
+`description`, `limits`) is today's YAML: a statement may be sharpened after a version was trained, and every
+version's card should say it.
 """
 from __future__ import annotations
 
@@ -100,6 +101,8 @@ class Card:
         out.append(Section("Latency, size and decision", tuple(cost)))
         if self.teacher is not None:
             out.append(self._teacher())
+        if v.simplicity:
+            out.append(self._simplicity())
         out.append(Section("Limits stated by the owner", spec.limits or ("None stated: add `limits:` to the YAML.",),
                            bullets=bool(spec.limits)))
         return out
@@ -120,6 +123,26 @@ class Card:
              ("size (bytes)", t.size_bytes, v.size_bytes),
              ("prediction latency p95 (ms)", t.predict_latency_p95_ms, v.predict_latency_p95_ms),
              ("fit seconds", t.fit_seconds, v.fit_seconds)))
+
+    def _simplicity(self) -> Section:
+        """The simplicity choice of the version's search (`modeling.simplicity`): what this version is in it, the
+        best trial and the simplest not significantly worse, with their scores, complexities and the test."""
+        chosen = self.version.simplicity
+        what = {"best": "the best trial of its search by CV score",
+                "simplest": "the simplest trial of its search not significantly worse than the best",
+                "best and simplest": "the best trial of its search by CV score, and the simplest",
+                "ranked": "registered for its CV score"}[chosen["role"]]
+        own = chosen["complexity"]
+        trials = [("best and simplest", chosen["best"])] if chosen["test"] is None else [
+            ("best", chosen["best"]), ("simplest", chosen["simplest"])]
+        return Section("Simplicity", (f"This version is {what}; fitted on its search's last fold it had "
+                                      f"{own['parameters']:,} fitted parameters ({own['counted']}).",
+                                      chosen["text"] + "."),
+                       ("trial", "role", "estimator", f"CV {self.spec.metric}", "fitted parameters", "counted",
+                        "prediction µs/row", "p-value against the best"),
+                       tuple((f"#{t['trial']}", role, t["estimator"].rsplit(".", 1)[-1], t["score"], t["parameters"],
+                              t["counted"], t["predict_us"], None if role != "simplest" else chosen["test"]["p_value"])
+                             for role, t in trials))
 
     def _drift(self) -> Section:
         if self.nowtest is None:

@@ -202,7 +202,8 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """`search:`: how many random trials, CV folds, the seed and how many candidates to register."""
+    """`search:`: how many random trials, CV folds, the seed, how many candidates to register and whether a simpler
+    trial not significantly worse than the best wins a slot."""
 
     n_trials: int = 20
     cv_folds: int = 3
@@ -216,6 +217,10 @@ class SearchSpec:
     trial_timeout_seconds: float | None = None
     # why `metric` is not the task's default when no metric was given (an estimator without probabilities)
     metric_reason: str | None = None
+    # among the trials not significantly worse than the best, the simplest wins a candidate slot (`modeling.simplicity`)
+    prefer_simpler: bool = True
+    # the level of that paired test (the best is significantly better below it); None: `promotion.significance`
+    simpler_significance: float | None = None
 
 
 @dataclass(frozen=True)

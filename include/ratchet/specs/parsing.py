@@ -552,7 +552,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     s = f.sub("search")
     s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction",
-                      "time_budget_minutes", "trial_timeout_seconds"})
+                      "time_budget_minutes", "trial_timeout_seconds", "prefer_simpler", "simpler_significance"})
     allowed_metrics = quality
     search = SearchSpec(
         n_trials=s.get("n_trials", int, SearchSpec.n_trials, check=_positive, expected="a positive integer"),
@@ -566,6 +566,10 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         time_budget_minutes=_time_budget(s),
         trial_timeout_seconds=s.get("trial_timeout_seconds", float, None, check=_positive_finite,
                                     expected="a positive number of seconds (one trial's cross-validation)"),
+        prefer_simpler=s.get("prefer_simpler", bool, SearchSpec.prefer_simpler),
+        simpler_significance=s.get("simpler_significance", float, SearchSpec.simpler_significance,
+                                   check=lambda v: 0 < v < 0.5,
+                                   expected="a test level between 0 and 0.5 (0.05; default promotion.significance)"),
     )
 
     search = _ranking(s, task, search, estimators)
