@@ -23,7 +23,7 @@ from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import ContractInputs, make_estimator
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
 from ratchet.modeling.slices import per_slice
-from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow
+from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow, Version
 from ratchet.specs.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -43,14 +43,19 @@ class Contender:
     baseline: str | None = None
     contract: dict[str, Any] | None = None  # a version's feature contract: its inputs, whatever the YAML says now
 
+    @classmethod
+    def of(cls, version: Version) -> Contender:
+        """A registered version as a contender: refitted with its hyperparameters on its own inputs."""
+        return cls(version.contender, version.version, version.estimator_class, version.hyperparameters,
+                   contract=version.contract)
+
 
 def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
     """The champion, every candidate of the last retrain run, and the baselines."""
     versions = {}
     champion = registry.champion(spec.name)
     for row in ([champion] if champion else []) + registry.latest_run_versions(spec.name):
-        versions[row.version] = Contender(row.contender, row.version, row.estimator_class, row.hyperparameters,
-                                          contract=row.contract)
+        versions[row.version] = Contender.of(row)
     return [*versions.values(), *(Contender(name, baseline=name) for name in spec.baselines)]
 
 
@@ -81,7 +86,23 @@ def _estimator_for(spec: ModelSpec, contender: Contender) -> Any:
     return make_estimator(spec, spec.estimator(contender.estimator_class), contender.params or {})
 
 
-def _masks(spec: ModelSpec, times: pd.Series, month: str) -> tuple[Any, Any]:
+def inputs_of(inputs: ContractInputs, contender: Contender) -> tuple[ModelSpec, pd.DataFrame, pd.Series, pd.Series]:
+    """The contender's spec and (X, y, times): a version's under its feature contract, a baseline's under today's
+    YAML."""
+    if contender.contract is None:
+        return (inputs.spec, *inputs.today())
+    return inputs.of(contender.version, contender.contract)
+
+
+def fit_before(spec: ModelSpec, contender: Contender, X: pd.DataFrame, y: pd.Series, times: pd.Series,
+               month: str) -> tuple[Any, int]:
+    """The contender fitted on the rows before `month` (its back-test training window), and how many rows those
+    are."""
+    train = month_masks(spec, times, month)[1]
+    return _estimator_for(spec, contender).fit(X[train], y[train]), int(train.sum())
+
+
+def month_masks(spec: ModelSpec, times: pd.Series, month: str) -> tuple[Any, Any]:
     """(rows to predict, rows to train on) of `month` among `times`: the month, and the rows before it (the last
     `backtest.window` months of them unless the window is expanding)."""
     start, stop = month_bounds(month)
@@ -115,7 +136,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
     rows, days, computed, skipped = [], [], 0, 0
     for month in months:
         start, stop = month_bounds(month)
-        test, train = _masks(spec, times, month)
+        test, train = month_masks(spec, times, month)
         if not test.any() or not train.any():
             raise DataError(f"model {spec.name!r}: month {month} has {int(test.sum())} rows to predict "
                             f"and {int(train.sum())} rows before it to train on")
@@ -123,10 +144,9 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             if stored.get((contender.name, month)) == fingerprints[month]:
                 skipped += 1
                 continue
-            own, cX, cy, ctimes = (spec, X, y, times) if contender.contract is None else \
-                inputs.of(contender.version, contender.contract)
-            test, train = _masks(spec, ctimes, month)
-            model = _estimator_for(own, contender).fit(cX[train], cy[train])
+            own, cX, cy, ctimes = inputs_of(inputs, contender)
+            model, trained_on = fit_before(own, contender, cX, cy, ctimes, month)
+            test = month_masks(spec, ctimes, month)[0]
             tX, ty = cX[test], cy[test]  # the month's rows, taken once for the scores, the groups and the days
             scores = metrics.evaluate(spec, model, tX, ty)
             by_series = metrics.per_series(spec.task, tX[baselines.SERIES], ty, scores) if own.source.series else {}
@@ -136,7 +156,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                    value=value, n_rows=int(test.sum()), run_id=run_id, version=contender.version,
                                    baseline=contender.baseline, window_start=start.to_pydatetime(),
                                    window_end=stop.to_pydatetime(), data_fingerprint=fingerprints.get(month),
-                                   details={"train_rows": int(train.sum()),
+                                   details={"train_rows": trained_on,
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {}),
                                             **series_details(by_series, name),

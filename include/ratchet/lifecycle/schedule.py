@@ -1,0 +1,44 @@
+"""Whether a nightly ratchet_retrain run retrains a model, from the model's `retrain.schedule`.
+
+ratchet_retrain runs once a night and covers the day before its data end: a model is due in the run whose last
+day holds a time of its schedule, so '@weekly' (Sunday 00:00 UTC) is retrained by Sunday's 01:00 run, '@daily' by
+every run, and a run at any odd hour (a replay, a manual run of every model) decides the same way for its own day.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from ratchet.specs.schedule import cron_of, fires_within, next_fire
+
+NIGHT = dt.timedelta(days=1)  # what one nightly run covers: the day before its data end
+
+
+@dataclass(frozen=True)
+class RetrainDue:
+    """A schedule read at one run's data end: whether it is due, the time that made it due, the next time."""
+
+    schedule: str
+    due: bool
+    fired: dt.datetime | None  # the schedule's latest time in the run's day, when due
+    next_time: dt.datetime  # the schedule's first time after the run's data end
+
+    def describe(self, model: str, end: dt.datetime) -> str:
+        """The line a retrain task logs: why it retrains or is skipped, and when the model is next due."""
+        schedule = self.schedule + (f" ({cron_of(self.schedule)})" if cron_of(self.schedule) != self.schedule else "")
+        window = f"{_utc(end - NIGHT)} .. {_utc(end)}"
+        if self.due:
+            return f"model {model!r} retrains on schedule {schedule}: due at {_utc(self.fired)}, within {window}"
+        return (f"model {model!r} is not due: its retrain schedule {schedule} has no time within {window}; next due "
+                f"{_utc(self.next_time)} (retrained by the first nightly run after it, or now by a run with the "
+                f"Param model={model})")
+
+
+def retrain_due(schedule: str, end: dt.datetime) -> RetrainDue:
+    """`schedule` (a spec's `retrain.schedule`) read at a run's data end `end` (aware)."""
+    fired = fires_within(schedule, end - NIGHT, end)
+    return RetrainDue(schedule, bool(fired), fired[-1] if fired else None, next_fire(schedule, end))
+
+
+def _utc(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
