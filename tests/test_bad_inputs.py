@@ -276,6 +276,14 @@ CATALOGUE = [
               r"field 'search.time_budget_minutes': expected fewer minutes than the task timeout "
               r"RATCHET_TASK_TIMEOUT_MINUTES=120 \(the retrain task, .*got 500.0",
               change={"search": {"time_budget_minutes": 500}}),
+    yaml_case("yaml-retrain-schedule-not-cron",
+              r"field 'retrain.schedule': expected a cron expression of five fields \(minute hour day-of-month month "
+              r"day-of-week\) or a preset \(@hourly, @daily, @weekly, @monthly, @quarterly, @yearly\): this one has 1, "
+              r"got 'weekly'", change={"retrain": {"schedule": "weekly"}}),
+    yaml_case("yaml-retrain-schedule-more-than-daily",
+              r"field 'retrain.schedule': expected a schedule that fires at most once a day \(one minute and one "
+              r"hour\): ratchet_retrain runs once a night, at 01:00 UTC, got '0 \*/6 \* \* \*'",
+              change={"retrain": {"schedule": "0 */6 * * *"}}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),
