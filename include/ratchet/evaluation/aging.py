@@ -5,7 +5,9 @@ A version in production is fitted once and then predicts month after month. To m
 champion is fitted the way the back-test refits it (its hyperparameters, its own inputs, the back-test's training
 window) before each of several back-test months, the origins, and scored without refitting on that month (age 1)
 and each following one (age 2, 3, ... up to `max_age`). Every origin is scored at every age (a balanced design), so
-each age averages the same origins and a curve that rises says the model ages, not that some months are harder.
+each age averages the same origins; the months an age scores shift with it, so a month hard for every model (a
+regime change in the last month) lifts the ages that reach it: a relative bound, scored against its baselines on
+the same months, allows for that, an absolute one does not.
 The spread at each age is the standard deviation over the origins and the 95% Student-t interval of their mean;
 origins overlap in their training rows, so they are not independent and the interval is, if anything, too narrow.
 
