@@ -14,8 +14,8 @@ re-running a date reuses the recorded trials and versions (no duplicates, nothin
 
 **Each model's `retrain.schedule`** (default `@daily`; a cron expression or an Airflow preset, in UTC) decides
 which nights retrain it: a run covers the day before its data end, and a model whose schedule has no time in that
-day is skipped, its log saying when it is next due. A skipped model announces nothing, so the back-test this run
-starts leaves it alone.
+day is skipped, its log saying when it is next due (a model without any version yet is always due). A skipped
+model announces nothing, so the back-test this run starts leaves it alone.
 
 **Param `model`** (optional): a run for one model only, whatever its schedule; the other models' tasks are
 skipped. `ratchet_nowtest` starts such a run (run id `breach__<model>__<now-test end>`, data up to the now-test's

@@ -154,14 +154,15 @@ def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain",
             on_schedule: bool = False) -> dict[str, Any]:
     """Retrain one model on the data before `end`; returns the versions it registered (each records `author`).
 
-    `on_schedule` (a run of every model, not one naming it): the model's `retrain.schedule` decides, and on a night
-    it is not due the task is skipped, logging when it next is (`lifecycle.schedule`)."""
+    `on_schedule` (a run of every model, not one naming it): the model's `retrain.schedule` decides (a model without
+    a version is always due), and on a night it is not due the task is skipped, logging when it next is
+    (`lifecycle.schedule`)."""
     from ratchet.lifecycle.retrain import retrain_model
     from ratchet.lifecycle.schedule import retrain_due
 
     with model_context(model) as (spec, registry):
         if on_schedule:
-            due = retrain_due(spec.retrain.schedule, end)
+            due = retrain_due(spec.retrain.schedule, end, first=not registry.versions(model))
             print(due.describe(model, end))
             if not due.due:
                 from airflow.sdk.exceptions import AirflowSkipException

@@ -72,6 +72,15 @@ def test_the_skip_line_says_when_the_model_is_next_due_and_how_to_retrain_it_now
         "2026-03-07 01:00 UTC .. 2026-03-08 01:00 UTC")
 
 
+def test_a_model_without_a_version_is_due_whatever_its_schedule():
+    first = retrain_due("@monthly", SATURDAY, first=True)
+    assert first.due and first.fired is None
+    assert first.describe("new", SATURDAY) == ("model 'new' has no version yet: its first retrain runs now, whatever "
+                                               "its schedule @monthly (0 0 1 * *) (next due 2026-04-01 00:00 UTC)")
+    assert retrain_due("@weekly", SUNDAY, first=True).describe("new", SUNDAY).startswith(
+        "model 'new' retrains on schedule @weekly")
+
+
 def test_daily_is_due_every_night_and_at_any_hour_a_run_is_triggered():
     for hours in range(0, 24 * 9, 5):  # nightly slots and odd hours alike: any day holds a midnight
         assert retrain_due("@daily", SATURDAY + dt.timedelta(hours=hours)).due
