@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from ratchet.evaluation import backtest
 from ratchet.evaluation.requirements import SCOPE_LABELS, check_requirements, declared_text
@@ -76,10 +75,10 @@ def measure(spec: ModelSpec, contender: backtest.Contender, inputs: ContractInpu
         if not trained_on:
             continue
         for age, month in enumerate(months[i:i + ages], start=1):
-            test = backtest.month_masks(own, times, month)[0]
-            if not test.any():
+            test = backtest.month_rows(own, times, month)[0]
+            if test.stop == test.start:
                 continue
-            for metric, value in metrics.evaluate(spec, model, X[test], y[test]).values.items():
+            for metric, value in metrics.evaluate(spec, model, X.iloc[test], y.iloc[test]).values.items():
                 if math.isfinite(value):
                     values[metric][age][origin] = float(value)
     return values
@@ -126,14 +125,13 @@ def crossings(spec: ModelSpec, requirements: list[RequirementLike], curves: dict
     return tuple(out)
 
 
-def run_aging(registry: Registry, spec: ModelSpec, *, run_id: str, end: Any,
-              raw: pd.DataFrame | None = None) -> Aging | None:
+def run_aging(registry: Registry, spec: ModelSpec, *, run_id: str, end: Any) -> Aging | None:
     """Measure how the champion ages over the back-test months before `end` and store it (with the crossing of each
     stored requirement); None without a champion or with fewer than MIN_MONTHS back-test months.
 
     The curves are refitted only when the champion's rows changed (the chained fingerprint through the last month
     scored): otherwise the stored curves are read again against today's requirements and baselines, so a bound
-    the ratchet tightened moves the crossing without refitting anything. `raw` as for `backtest.run_partition`.
+    the ratchet tightened moves the crossing without refitting anything.
 
     Raises:
         DataError: the rows hold no complete back-test month (`backtest.month_groups`).
@@ -141,8 +139,8 @@ def run_aging(registry: Registry, spec: ModelSpec, *, run_id: str, end: Any,
     champion = registry.champion(spec.name)
     if champion is None:
         return None
-    raw = sources.read_rows(spec, end=end) if raw is None else raw
-    inputs = ContractInputs(spec, raw, end=end)
+    inputs = ContractInputs(spec, sources.read_rows(spec, end=end), end=end)
+    inputs.settle([(champion.version, champion.contract)])  # the champion's inputs built, the rows read let go
     (months,) = backtest.month_groups(spec, inputs.frame, end=end, groups=1)
     ages = max_age(len(months))
     if not ages:
