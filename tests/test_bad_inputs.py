@@ -295,6 +295,14 @@ CATALOGUE = [
     yaml_case("yaml-simpler-significance-out-of-range",
               r"field 'search.simpler_significance': expected a test level between 0 and 0.5 \(0.05; default "
               r"promotion.significance\), got 0.7", change={"search": {"simpler_significance": 0.7}}),
+    yaml_case("yaml-retrain-schedule-not-cron",
+              r"field 'retrain.schedule': expected a cron expression of five fields \(minute hour day-of-month month "
+              r"day-of-week\) or a preset \(@hourly, @daily, @weekly, @monthly, @quarterly, @yearly\): this one has 1, "
+              r"got 'weekly'", change={"retrain": {"schedule": "weekly"}}),
+    yaml_case("yaml-retrain-schedule-more-than-daily",
+              r"field 'retrain.schedule': expected a schedule that fires at most once a day \(one minute and one "
+              r"hour\): ratchet_retrain runs once a night, at 01:00 UTC, got '0 \*/6 \* \* \*'",
+              change={"retrain": {"schedule": "0 */6 * * *"}}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),

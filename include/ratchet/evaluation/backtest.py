@@ -23,7 +23,7 @@ from ratchet.modeling import baselines, metrics, sources
 from ratchet.modeling.features import ContractInputs, make_estimator
 from ratchet.modeling.months import complete_months, month_bounds, month_fingerprints
 from ratchet.modeling.slices import per_slice
-from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow
+from ratchet.registry.entities import BACKTEST, DayRow, EvaluationRow, Version
 from ratchet.specs.model import ModelSpec
 
 if TYPE_CHECKING:
@@ -43,14 +43,19 @@ class Contender:
     baseline: str | None = None
     contract: dict[str, Any] | None = None  # a version's feature contract: its inputs, whatever the YAML says now
 
+    @classmethod
+    def of(cls, version: Version) -> Contender:
+        """A registered version as a contender: refitted with its hyperparameters on its own inputs."""
+        return cls(version.contender, version.version, version.estimator_class, version.hyperparameters,
+                   contract=version.contract)
+
 
 def contenders(registry: Registry, spec: ModelSpec) -> list[Contender]:
     """The champion, every candidate of the last retrain run, and the baselines."""
     versions = {}
     champion = registry.champion(spec.name)
     for row in ([champion] if champion else []) + registry.latest_run_versions(spec.name):
-        versions[row.version] = Contender(row.contender, row.version, row.estimator_class, row.hyperparameters,
-                                          contract=row.contract)
+        versions[row.version] = Contender.of(row)
     return [*versions.values(), *(Contender(name, baseline=name) for name in spec.baselines)]
 
 
@@ -81,7 +86,23 @@ def _estimator_for(spec: ModelSpec, contender: Contender) -> Any:
     return make_estimator(spec, spec.estimator(contender.estimator_class), contender.params or {})
 
 
-def _rows(spec: ModelSpec, times: pd.Series, month: str) -> tuple[slice, slice]:
+def inputs_of(inputs: ContractInputs, contender: Contender) -> tuple[ModelSpec, pd.DataFrame, pd.Series, pd.Series]:
+    """The contender's spec and (X, y, times): a version's under its feature contract, a baseline's under today's
+    YAML."""
+    if contender.contract is None:
+        return (inputs.spec, *inputs.today())
+    return inputs.of(contender.version, contender.contract)
+
+
+def fit_before(spec: ModelSpec, contender: Contender, X: pd.DataFrame, y: pd.Series, times: pd.Series,
+               month: str) -> tuple[Any, int]:
+    """The contender fitted on the rows before `month` (its back-test training window), and how many rows those
+    are."""
+    train = month_rows(spec, times, month)[1]
+    return _estimator_for(spec, contender).fit(X.iloc[train], y.iloc[train]), train.stop - train.start
+
+
+def month_rows(spec: ModelSpec, times: pd.Series, month: str) -> tuple[slice, slice]:
     """(rows to predict, rows to train on) of `month` among `times` (in time order, as validated): the month, and
     the rows before it (the last `backtest.window` months of them unless the window is expanding). Positions, not
     masks: a slice of millions of training rows is a view, a mask a copy."""
@@ -114,7 +135,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
     rows, days, computed, skipped = [], [], 0, 0
     for month in months:
         start, stop = month_bounds(month)
-        test, train = _rows(spec, times, month)
+        test, train = month_rows(spec, times, month)
         if test.stop == test.start or train.stop == train.start:
             raise DataError(f"model {spec.name!r}: month {month} has {test.stop - test.start} rows to predict "
                             f"and {train.stop - train.start} rows before it to train on")
@@ -122,10 +143,9 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
             if stored.get((contender.name, month)) == fingerprints[month]:
                 skipped += 1
                 continue
-            own, cX, cy, ctimes = (spec, X, y, times) if contender.contract is None else \
-                inputs.of(contender.version, contender.contract)
-            test, train = _rows(spec, ctimes, month)
-            model = _estimator_for(own, contender).fit(cX.iloc[train], cy.iloc[train])
+            own, cX, cy, ctimes = inputs_of(inputs, contender)
+            model, trained_on = fit_before(own, contender, cX, cy, ctimes, month)
+            test = month_rows(spec, ctimes, month)[0]
             tX, ty = cX.iloc[test], cy.iloc[test]  # the month's rows: for the scores, the groups and the days
             scores = metrics.evaluate(spec, model, tX, ty)
             by_series = metrics.per_series(spec.task, tX[baselines.SERIES], ty, scores) if own.source.series else {}
@@ -135,7 +155,7 @@ def run_partition(registry: Registry, spec: ModelSpec, months: list[str], *, run
                                    value=value, n_rows=len(ty), run_id=run_id, version=contender.version,
                                    baseline=contender.baseline, window_start=start.to_pydatetime(),
                                    window_end=stop.to_pydatetime(), data_fingerprint=fingerprints.get(month),
-                                   details={"train_rows": train.stop - train.start,
+                                   details={"train_rows": trained_on,
                                             **({"undefined": scores.undefined[name]}
                                                if name in scores.undefined else {}),
                                             **series_details(by_series, name),

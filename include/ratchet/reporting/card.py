@@ -3,9 +3,9 @@ and the limits its owner states; as Markdown (`ratchet card`) and HTML (the Ratc
 
 The card only reads what is stored: the version's own record (training window, feature contract, latency, size,
 threshold, teacher, the simplicity choice of its search), its back-test months against the baselines on the same
-months, the requirements with their current bounds, its latest now-test. What the owner states (owner,
-`description`, `limits`) is today's YAML: a statement may be sharpened after a version was trained, and every
-version's card should say it.
+months, the requirements with their current bounds, its latest now-test, how it ages (measured while it was
+champion) beside today's `retrain.schedule`. What the owner states (owner, `description`, `limits`) is today's YAML:
+a statement may be sharpened after a version was trained, and every version's card should say it.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ratchet.evaluation.requirements import RequirementResult, check_requirement
 from ratchet.exceptions import NotFoundError
 from ratchet.modeling.distill import shown
 from ratchet.registry.entities import BACKTEST, NOWTEST, in_trial
+from ratchet.reporting.retrain_plan import AgingView, aging_view
 from ratchet.specs.model import COMPUTATIONAL_METRICS, SERIES_METRICS, lower_is_better
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Card:
     nowtest: dict[str, Any] | None  # its latest now-test day's details (verdicts, drift), with `day`
     teacher: Version | None = None  # a student's teacher (`lifecycle.students`)
     teacher_means: dict[str, float] | None = None  # metric -> the teacher's back-test mean over `months`
+    aging: AgingView | None = None  # how it ages, when it was measured (as a champion)
 
     @property
     def title(self) -> str:
@@ -92,6 +94,7 @@ class Card:
                 out.append(Section(f"Worst {noun} ({self.group_metric}, back-test mean)", (),
                                    ("series" if noun == "series" else "slice", self.group_metric), tuple(worst)))
         out.append(self._drift())
+        out.append(self._aging())
         threshold = (v.details or {}).get("threshold") or {}
         cost = [f"Prediction latency p95: {_fmt(v.predict_latency_p95_ms)} ms; size: {v.size_bytes} bytes."]
         if v.threshold is not None:
@@ -155,6 +158,19 @@ class Card:
                        ("feature", "test", "effect", "p-value"),
                        tuple((name, w["test"], f"{w['effect_name']} {w['effect']:.2f}", w["p_value"])
                              for name, w in warnings.items()))
+
+    def _aging(self) -> Section:
+        schedule = f"Configured retrain.schedule: {self.spec.retrain.schedule}."
+        if self.aging is None:
+            return Section("Aging and retrain plan", (schedule, "Not measured: the nightly back-test measures how the "
+                                                      "champion ages (it needs at least 4 back-test months)."))
+        view = self.aging
+        headers = ("months since training", f"{view.metric} mean", "95% interval", "origins")
+        rows = tuple((r.age, r.mean, "-" if r.low is None else f"{_fmt(r.low)} .. {_fmt(r.high)}", r.origins)
+                     + ((r.bound, r.breaking) if view.crossing else ()) for r in view.rows)
+        if view.crossing:
+            headers += (f"bound ({view.crossing.requirement})", "origins breaking it")
+        return Section("Aging and retrain plan", (schedule, view.summary()), headers, rows)
 
     def markdown(self) -> str:
         """The card as Markdown: what `ratchet card` prints."""
@@ -227,6 +243,7 @@ def build_card(registry: Registry, spec: ModelSpec, version: int | None = None) 
     latest = nowtests[-1] if nowtests else None  # ordered by day: the latest
     teacher = registry.version(spec.name, v.teacher["version"]) if v.teacher else None
     return Card(spec=spec, version=v, role=role, months=tuple(months), means=means, baselines=baselines,
+                aging=aging_view(spec, registry.aging(spec.name, v.version)),
                 verdicts=tuple(verdicts), worst_months=tuple(worst[:WORST_MONTHS]), group_metric=group_metric,
                 worst_series=_worst_groups(details, "series", group_metric),
                 worst_slices=_worst_groups(details, "slices", group_metric),

@@ -244,6 +244,15 @@ class RequirementSpec:
 
 
 @dataclass(frozen=True)
+class RetrainSpec:
+    """`retrain:`: when the nightly ratchet_retrain retrains the model, a cron expression or an Airflow preset in UTC
+    (`specs.schedule`); on other nights its task is skipped. A run naming the model (by hand, or after a breach)
+    retrains it whatever the schedule."""
+
+    schedule: str = "@daily"
+
+
+@dataclass(frozen=True)
 class BacktestSpec:
     """`backtest:`: how many complete months, and an expanding or fixed (months) training window."""
 
@@ -413,6 +422,7 @@ class ModelSpec:
     description: str | None = None  # `description:` the model's intended use, as its owner states it (model card)
     limits: tuple[str, ...] = ()  # `limits:` what its owner says it must not be used for or does badly (model card)
     distill: DistillSpec | None = None  # `distill:` the students trained on the best teacher, if any
+    retrain: RetrainSpec = field(default_factory=RetrainSpec)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
 

@@ -46,6 +46,7 @@ from ratchet.specs.model import (
     PromotionSpec,
     RatchetSpec,
     RequirementSpec,
+    RetrainSpec,
     SearchSpec,
     ServingSpec,
     Source,
@@ -59,6 +60,7 @@ from ratchet.specs.model import (
     task_metrics,
     window_capacity,
 )
+from ratchet.specs.schedule import SCHEDULE_PRESETS, schedule_problem
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -531,7 +533,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
                       "description", "limits", "alerts", "serving", "evaluation", "classification", "metrics",
-                      "distill"})
+                      "distill", "retrain"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -685,6 +687,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         trial_days_from=trial_days_from,
     )
 
+    retrain = _parse_retrain(f.sub("retrain"))
+
     golden = f.get("golden_cases", str, None, expected="a file name next to the YAML")
     golden_path = (path.parent / golden) if golden else path.with_suffix(".golden.yaml")
     if golden and not golden_path.exists():
@@ -699,7 +703,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                            expected="a list of non-empty strings, each a limit of the model its owner states")),
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
         serving=serving, evaluation=evaluation, threshold=threshold, user_metrics=user_metrics,
-        stated_baselines=stated, distill=distill,
+        stated_baselines=stated, distill=distill, retrain=retrain,
     )
 
 
@@ -720,6 +724,17 @@ def _parse_distill(f: _Fields, task: str, requirements: tuple[RequirementSpec, .
     return DistillSpec(students=students, when=when,
                        n_trials=f.get("n_trials", int, DistillSpec.n_trials, check=_positive,
                                       expected="a positive integer (random trials per student)"))
+
+
+def _parse_retrain(f: _Fields) -> RetrainSpec:
+    """`retrain.schedule`: a cron expression or an Airflow preset that fires at most once a day (`specs.schedule`)."""
+    f.reject_unknown({"schedule"})
+    schedule = f.get("schedule", str, RetrainSpec.schedule,
+                     expected=f"a cron expression or an Airflow preset ({', '.join(SCHEDULE_PRESETS)})")
+    problem = schedule_problem(schedule)
+    if problem:
+        raise f.fail("schedule", problem, schedule)
+    return RetrainSpec(schedule=schedule)
 
 
 def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[EstimatorSpec, ...]) -> SearchSpec:

@@ -15,6 +15,7 @@ from ratchet.modeling.distill import shown
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
+from ratchet.reporting.retrain_plan import aging_view, schedule_status
 from ratchet.reporting.status import alert_counts, backtest_verdict
 from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import SERIES_METRICS, ModelSpec, lower_is_better
@@ -103,7 +104,8 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
                slice_: str | None = None) -> dict[str, Any]:
     """Everything the model page shows: the verdicts and the next step, charts, versions with their roles,
     requirements, promotions, alerts, the serving panel (last 14 days of the REST service, the A/B arms' served
-    metrics) and the latest back-test report inline."""
+    metrics), the retrain schedule beside how the champion ages and the cadence that recommends, and the latest
+    back-test report inline."""
     name = spec.name
     champion = registry.champion(name)
     versions = registry.versions(name)
@@ -158,6 +160,8 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
                                      group_view(registry, spec, champion, months, slice_, "slices")) if view],
         "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
         if champion else None,
+        "retrain": schedule_status(spec),
+        "aging": aging_view(spec, registry.aging(name, champion.version)) if champion else None,
     }
 
 

@@ -3,16 +3,16 @@ the simplicity choice (`modeling.simplicity`) reads back when a re-run reuses th
 
 Older trials have none (NULL): a re-run of their run registers the best by score, as they were.
 
-Revision ID: 0012
-Revises: 0008
-Create Date: 2026-12-03 12:00:00
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-02 15:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0012'
-down_revision = '0008'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
