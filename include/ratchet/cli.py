@@ -100,6 +100,11 @@ def _status(args: argparse.Namespace) -> int:
                     print(f"    {'series' if kind == 'series' else 'slice'} {group} breaches {', '.join(metrics)}")
         if model.get("open_alerts"):
             print(f"  open alerts: {len(model['open_alerts'])}")
+        queue = model.get("review")
+        if queue:
+            oldest = (f", the oldest queued {queue['oldest_age_days']} day(s) ago ({queue['oldest_age_hours']:g} h)"
+                      if queue["waiting"] else "")
+            print(f"  review queue: {queue['waiting']} waiting for a label{oldest}; {queue['labelled']} labelled")
         served = model.get("serving")
         if served and (served["requests"] or served["probes"]):
             p95, up = served["latency_p95_ms"], served["availability"]

@@ -17,11 +17,13 @@ import pandas as pd
 from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
+from ratchet.lifecycle.review import reviewed_source
 from ratchet.modeling import artifacts, sources
 from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
 from ratchet.modeling.search import Trial, best_trials, budget_summary, run_search
 from ratchet.modeling.threshold import ThresholdClassifier
+from ratchet.modeling.weights import fit_weighted
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -77,16 +79,19 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         DataError: the source cannot be read or has too little history.
         SearchFailed: no trial has a score (every trial failed, or none has a finite score).
     """
-    frame = sources.read_source(spec, end=sources.labelled_end(spec, logical_date))  # rows with mature labels
+    reviewed = reviewed_source(registry, spec, logical_date)  # rows with mature labels, and the rows people labelled
+    frame = reviewed.frame
     sources.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
     X, y, times = make_xy(spec, frame)
+    weighting = reviewed.weighting(spec, X, times)
     if spec.search.metric_reason:
         log.info("%s: %s", spec.name, spec.search.metric_reason)
     trials = _recorded_trials(registry, spec, run_id)
     if trials:
         log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
     else:
-        trials = run_search(spec, X, y, times, seed_salt=str(logical_date), champion=registry.champion(spec.name))
+        trials = run_search(spec, X, y, times, seed_salt=str(logical_date), champion=registry.champion(spec.name),
+                            weights=weighting.weights)
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
         checkpoint("retrain:trials-recorded")
     best = best_trials(spec, trials)
@@ -103,7 +108,8 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             versions.append(registered[trial.trial_index])
             continue
         started = time.perf_counter()
-        model = make_estimator(spec, spec.estimator(trial.estimator_class), trial.params).fit(X, y)
+        model = fit_weighted(make_estimator(spec, spec.estimator(trial.estimator_class), trial.params), X, y,
+                             weighting.weights)
         fit_seconds = time.perf_counter() - started
         artifact = artifacts.dump(model)
         versions.append(registry.register_version(
@@ -117,22 +123,26 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
             cv_metric=spec.metric, cv_score=trial.mean_score,
             contract=contract_of(spec, frame), spec_snapshot=spec.raw,
             code_version=code_version(), python_version=platform.python_version(),
-            details=fit_details(spec, model, budget),
+            details=fit_details(spec, model, budget, weighting.details(model)),
         ))
         if isinstance(model, ThresholdClassifier):
             log.info("%s v%d decides at threshold %s", spec.name, versions[-1], model.record())
     return versions
 
 
-def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None,
+                review: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """What a version keeps beside its hyperparameters: the decision threshold its fit chose or applied
-    (`classification.threshold`), why the search ranked by its metric (`search.metric_reason`) and how
-    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`); None: none of them."""
+    (`classification.threshold`), why the search ranked by its metric (`search.metric_reason`), how
+    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`) and the reviewed rows
+    it trained on (`review`, from `lifecycle.review.Weighting.details`); None: none of them."""
     details = {"threshold": model.record()} if isinstance(model, ThresholdClassifier) else {}
     if spec.search.metric_reason:
         details["metric_reason"] = spec.search.metric_reason
     if budget:
         details["search_budget"] = budget
+    if review:
+        details["review"] = review
     return details or None
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ratchet.modeling import metrics
 from ratchet.modeling.features import make_estimator
+from ratchet.modeling.weights import fit_weighted
 from ratchet.specs.model import lower_is_better
 
 if TYPE_CHECKING:
@@ -158,11 +159,14 @@ def time_folds(times: pd.Series, n_folds: int) -> list[tuple[np.ndarray, np.ndar
 
 
 def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any], X: pd.DataFrame,
-                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[float], float]:
-    """The ranking metric on each fold, and the seconds all folds took."""
+                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]],
+                   weights: np.ndarray | None = None) -> tuple[list[float], float]:
+    """The ranking metric on each fold (fitted with the training rows' `weights`, scored unweighted), and the
+    seconds all folds took."""
     scores, started = [], time.perf_counter()
     for train, test in folds:
-        model = make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
+        model = fit_weighted(make_estimator(spec, estimator_spec, params), X.iloc[train], y.iloc[train],
+                             None if weights is None else weights[train])
         scores.append(metrics.evaluate(spec, model, X.iloc[test], y.iloc[test]).values[spec.metric])
     return scores, time.perf_counter() - started
 
@@ -215,10 +219,11 @@ def _die_with_parent(alive: Any) -> None:
 
 
 def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
-                 X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
+                 X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]],
+                 weights: np.ndarray | None) -> None:
     _die_with_parent(alive)
     try:
-        result: tuple[str, Any] = ("scores", cross_validate(spec, estimator_spec, params, X, y, folds))
+        result: tuple[str, Any] = ("scores", cross_validate(spec, estimator_spec, params, X, y, folds, weights))
     except Exception as exc:
         result = ("error", f"{type(exc).__name__}: {exc}")
     conn.send(result)
@@ -227,7 +232,8 @@ def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: Estimat
 
 def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
                               X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]], *,
-                              timeout: float, reason: str = TIMEOUT_FIELD) -> tuple[list[float], float]:
+                              timeout: float, reason: str = TIMEOUT_FIELD,
+                              weights: np.ndarray | None = None) -> tuple[list[float], float]:
     """`cross_validate` in a child process that is killed (SIGKILL) when it takes more than `timeout` seconds.
 
     Raises:
@@ -237,7 +243,7 @@ def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, pa
     receive, send = _context().Pipe(duplex=False)
     alive, keep_alive = _context().Pipe(duplex=False)  # closed by this process's end, however it ends
     process = _context().Process(target=_trial_child,
-                                 args=(send, alive, spec, estimator_spec, params, X, y, folds),
+                                 args=(send, alive, spec, estimator_spec, params, X, y, folds, weights),
                                  name=f"ratchet-trial-{spec.name}")
     with _main_not_rerun():
         process.start()  # the limit counts from here: starting the forkserver (once) is not the trial's time
@@ -265,9 +271,9 @@ def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, pa
 
 
 def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series, *, seed_salt: str,
-               champion: Any = None) -> list[Trial]:
+               champion: Any = None, weights: np.ndarray | None = None) -> list[Trial]:
     """Every trial of the night, scored by time-ordered CV (folds cut between the rows' `times`); a failing trial
-    is kept with its error.
+    is kept with its error. `weights`: each row's sample weight in the folds' fits (labelled review rows).
 
     With `search.trial_timeout_seconds` or `search.time_budget_minutes` each trial runs in a child process killed at
     the smaller of the timeout and what is left of the budget (recorded as timed out); no trial starts once the
@@ -290,10 +296,11 @@ def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series,
         trial = Trial(index, estimator_spec.class_path, params, sampling, spec.metric)
         try:
             if limit is None:
-                trial.fold_scores, trial.fit_seconds = cross_validate(spec, estimator_spec, params, X, y, folds)
+                trial.fold_scores, trial.fit_seconds = cross_validate(spec, estimator_spec, params, X, y, folds,
+                                                                      weights)
             else:
                 trial.fold_scores, trial.fit_seconds = cross_validate_in_process(
-                    spec, estimator_spec, params, X, y, folds, timeout=limit, reason=reason)
+                    spec, estimator_spec, params, X, y, folds, timeout=limit, reason=reason, weights=weights)
             finite = [s for s in trial.fold_scores if math.isfinite(s)]
             trial.mean_score = float(np.mean(finite)) if finite else None
         except TrialFailed as exc:

@@ -14,11 +14,12 @@ from ratchet.modeling import sources
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
-from ratchet.reporting.status import alert_counts, backtest_verdict
+from ratchet.reporting.status import alert_counts, backtest_verdict, review_status
 from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import SERIES_METRICS, ModelSpec, lower_is_better
 
 CHARTED_CANDIDATES = 6
+LABELLED_SHOWN = 100  # labels the review list shows, newest first
 
 
 def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
@@ -157,7 +158,16 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
                                      group_view(registry, spec, champion, months, slice_, "slices")) if view],
         "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
         if champion else None,
+        "review": review_status(registry, spec),
     }
+
+
+def review_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
+    """The review list: the items waiting for a label, oldest first, and the latest LABELLED_SHOWN labels given,
+    newest first."""
+    return {"spec": spec, "waiting": registry.review_items(spec.name, pending=True),
+            "labelled": list(reversed(registry.review_items(spec.name, pending=False)))[:LABELLED_SHOWN],
+            "status": review_status(registry, spec)}
 
 
 def _champion_days(rows: list[Evaluation], champion: str | None) -> list[Evaluation]:
