@@ -1,7 +1,11 @@
 """Chromium signed in to a real Airflow api-server, with the Ratchet page opened from the navigation."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from conftest import PASSWORD, USER
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"  # the docs show what the tests saw
 
 
 def ratchet_in_airflow(playwright, api_server: str, chromium: str):

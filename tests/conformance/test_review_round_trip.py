@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser_helpers import ratchet_in_airflow
+from browser_helpers import SCREENSHOTS, ratchet_in_airflow
 from conftest import USER, emptied_registry
 from dag_helpers import task_states, timed_run
 from real_data import real_data_dir
@@ -189,6 +189,8 @@ def labelled(world, api_server, chromium):
         ratchet.get_by_role("link", name=MODEL).click()
         expect(ratchet.locator("#review-status")).to_contain_text(f"{PER_DAY} waiting for a label")
         ratchet.locator("#review-status a").click()
+        expect(ratchet.locator("#review-queue tbody tr")).to_have_count(PER_DAY)
+        page.screenshot(path=str(SCREENSHOTS / "review.png"))
         first = queued[0]
         row = ratchet.locator(f'#review-queue tr[data-item="{first.id}"]')
         row.get_by_label(f"label of item {first.id}").fill("maybe")
@@ -278,9 +280,18 @@ def test_the_labels_become_golden_cases_and_train_the_next_search_with_their_wei
     trials = {t.trial_index: t for t in registry.trials(MODEL) if t.run_id == version.run_id}
     searched = trials[min(trials)]
     folds = time_folds(times, spec.search.cv_folds)
-    with_weights, _ = cross_validate(spec, estimator, searched.params, X, y, folds, weights)
-    without, _ = cross_validate(spec, estimator, searched.params, X, y, folds)
-    assert searched.fold_scores == pytest.approx(with_weights, rel=1e-9)
-    assert searched.fold_scores != pytest.approx(without, rel=1e-9)
-    print(f"\nround trip: {PER_DAY} golden cases made, {version.details['review']['rows']} labelled rows trained "
-          f"v{version.version} with sample weight {WEIGHT:g} (search and refit), retrain {next_night['seconds']:.1f} s")
+    weighted, _ = cross_validate(spec, estimator, searched.params, X, y, folds, weights)
+    assert searched.fold_scores == pytest.approx(weighted, rel=1e-9)  # the search's folds saw the labelled rows
+    mature = np.flatnonzero(weights == 1.0)
+    without_them, _ = cross_validate(spec, estimator, searched.params, X.iloc[mature], y.iloc[mature],
+                                     time_folds(times.iloc[mature].reset_index(drop=True), spec.search.cv_folds))
+    assert searched.fold_scores != pytest.approx(without_them, rel=1e-9)
+    # a fold fitted on labelled rows fits them with their weight; the newest rows are only ever validated on
+    unweighted, _ = cross_validate(spec, estimator, searched.params, X, y, folds)
+    trained_on = [int((weights[train] != 1.0).sum()) for train, _ in folds]
+    validated_on = [int((weights[test] != 1.0).sum()) for _, test in folds]
+    for fold, rows in enumerate(trained_on):
+        assert (weighted[fold] != pytest.approx(unweighted[fold], rel=1e-9)) == bool(rows), fold
+    print(f"\nround trip: {PER_DAY} golden cases made; {version.details['review']['rows']} labelled rows trained "
+          f"v{version.version}'s refit with sample weight {WEIGHT:g}; in the search's {len(folds)} folds they were "
+          f"fitted on {trained_on} times and scored on {validated_on} times; retrain {next_night['seconds']:.1f} s")

@@ -5,15 +5,12 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from browser_helpers import ratchet_in_airflow
+from browser_helpers import SCREENSHOTS, ratchet_in_airflow
 
 from ratchet import demo, pipeline
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "screenshots"
 MODEL = "daily_demand"
 
 

@@ -522,7 +522,7 @@ def _parse_review(f: _Fields, task: str, estimators: tuple[EstimatorSpec, ...]) 
                       "by its prediction interval: review.max_interval_width")
             raise f.fail(key, f"no {key} for a {task} model (its answers are judged {judged})", f.data[key])
     if task == "classification":
-        blind = next((e for e in estimators if not hasattr(e.load_class()(**e.params), "predict_proba")), None)
+        blind = _without_probabilities(estimators)
         if blind is not None:
             raise f.fail("max_confidence", f"an estimator with probabilities: {blind.class_path} with params "
                                            f"{blind.params} gives none, so its answers have no confidence",
@@ -725,7 +725,7 @@ def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[Estima
     probability metric named is an error naming the estimator; the default (log_loss) becomes f1, and says why."""
     if task != "classification" or (search.metric and search.metric not in PROBABILITY_METRICS):
         return search
-    blind = next((e for e in estimators if not hasattr(e.load_class()(**e.params), "predict_proba")), None)
+    blind = _without_probabilities(estimators)
     if blind is None:
         return search
     why = f"{blind.class_path} with params {blind.params} gives no probabilities"
@@ -733,6 +733,11 @@ def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[Estima
         raise f.fail("metric", f"a metric scored on decided classes (accuracy, f1, or a user metric): {why}",
                      search.metric)
     return replace(search, metric="f1", metric_reason=f"ranked by f1, not log_loss: {why}")
+
+
+def _without_probabilities(estimators: tuple[EstimatorSpec, ...]) -> EstimatorSpec | None:
+    """The first estimator that gives no probabilities (no `predict_proba` with its fixed params), if any."""
+    return next((e for e in estimators if not hasattr(e.load_class()(**e.params), "predict_proba")), None)
 
 
 def load_spec(path: Path | str) -> ModelSpec:

@@ -20,6 +20,7 @@ from ratchet.lifecycle.retrain import retrain_model
 from ratchet.lifecycle.review import queue_reviews
 from ratchet.modeling import features, sources
 from ratchet.modeling.months import window_bounds
+from ratchet.modeling.search import cross_validate, time_folds
 from ratchet.registry.entities import DayRow, EvaluationRow, ReviewItem
 from ratchet.reporting.status import review_status
 from ratchet.specs.model import EstimatorSpec
@@ -139,6 +140,14 @@ def test_labels_become_golden_cases_and_train_the_next_search_with_their_weight(
     weighted = model.fit(relabelled[["x"]], relabelled["y"], estimator__sample_weight=weights)
     plain = features.make_estimator(churn, churn.estimators[0], params).fit(source[["x"]][:244], source["y"][:244])
     assert np.allclose(stored[-1].coef_, weighted[-1].coef_) and not np.allclose(stored[-1].coef_, plain[-1].coef_)
+    X, y, times = relabelled[["x"]], relabelled["y"], relabelled["day"]
+    folds = time_folds(times, churn.search.cv_folds)
+    assert [int((weights[train] != 1).sum()) for train, _ in folds] == [0, 3]  # May: in the second fold's fit
+    (searched, *_) = registry.trials("churn", "retrain")
+    with_weights = cross_validate(churn, churn.estimators[0], searched.params, X, y, folds, weights)[0]
+    unweighted = cross_validate(churn, churn.estimators[0], searched.params, X, y, folds)[0]
+    assert searched.fold_scores == pytest.approx(with_weights, rel=1e-12)
+    assert with_weights[0] == pytest.approx(unweighted[0], rel=1e-12) and with_weights[1] != unweighted[1]
 
 
 def test_reviewed_golden_cases_are_judged_against_the_champion(registry, churn):
@@ -191,3 +200,16 @@ def test_a_regressor_queues_the_answers_whose_interval_is_wider_than_the_bound(r
     queue_reviews(registry, spec, end=END + dt.timedelta(days=1), run_id="nt2")
     (case,) = [c for c in registry.golden_cases("load") if c.source == "reviewed"]
     assert case.expected == 84.5 and case.tolerance == pytest.approx((wide.interval[1] - wide.interval[0]) / 2)
+
+
+def test_a_version_whose_estimator_takes_no_sample_weight_says_its_labelled_rows_counted_once(tmp_path):
+    from ratchet.lifecycle.review import Weighting
+
+    spec = write_spec(tmp_path, name="knn", **{**CLASSIFIER, "estimators": [
+        {"class": "sklearn.neighbors.KNeighborsClassifier"}]})
+    model = features.make_estimator(spec, spec.estimators[0], {})
+    weighting = Weighting(np.array([1.0, 3.0, 3.0]), rows=2, items=5, weight=3.0)
+    assert weighting.details(model) == {"labelled": 5, "rows": 2, "weight": 3.0, "weighted": False,
+                                        "text": "2 reviewed row(s) trained it, each once: KNeighborsClassifier.fit "
+                                                "takes no sample_weight"}
+    assert Weighting(None, rows=0, items=5, weight=3.0).details(model) is None  # none of them among its rows
