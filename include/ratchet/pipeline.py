@@ -165,16 +165,16 @@ def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> 
     """Back-test the `group`-th of `groups` slices of the model's back-test months."""
     from ratchet.evaluation import backtest
     from ratchet.modeling import sources
+    from ratchet.modeling.features import ContractInputs
 
     with model_context(model) as (spec, registry):
         labelled = sources.labelled_end(spec, end)  # months whose labels have all arrived
-        raw = sources.read_rows(spec, end=labelled)
-        months = backtest.month_groups(spec, sources.checked_rows(spec, raw, end=labelled), end=labelled,
-                                       groups=groups)[group]
+        inputs = ContractInputs(spec, sources.read_rows(spec, end=labelled), end=labelled)
+        months = backtest.month_groups(spec, inputs.frame, end=labelled, groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
         counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end),
-                                        end=labelled, raw=raw)
+                                        end=labelled, inputs=inputs)
     return {"model": model, "months": months, **counts}
 
 

@@ -145,7 +145,7 @@ def _expected_queue(registry, night: dt.datetime, champion: int) -> list[str]:
     version = registry.version(MODEL, champion)
     inside &= (times > sources.naive_utc(version.train_end)).to_numpy()
     proba = registry.load_estimator(MODEL, champion).predict_proba(X[inside][list(version.features)]).max(axis=1)
-    for label, at, confidence in zip(X[inside][ROW], times[inside], proba, strict=True):
+    for label, at, confidence in zip(features.id_labels(spec, X[inside][ROW]), times[inside], proba, strict=True):
         key = f"{label} @ {at.isoformat()}"
         doubt[key] = min(doubt.get(key, 1.0), float(confidence))
     unsure = {k: v for k, v in doubt.items() if v < 0.6}
@@ -249,7 +249,7 @@ def _training_rows(registry, end: dt.datetime) -> tuple[pd.DataFrame, pd.Series,
     mature = (rows["applied_at"] < pd.Timestamp(end).tz_localize(None) - pd.Timedelta(days=LABEL_DELAY)).to_numpy()
     rows = rows[mature | reviewed].reset_index(drop=True)
     X, y, times = features.make_xy(spec, sources.validate_frame(spec, rows))
-    weights = np.where(X[ROW].isin(list(labels)).to_numpy(), WEIGHT, 1.0)
+    weights = np.where(np.isin(features.id_labels(spec, X[ROW]), list(labels)), WEIGHT, 1.0)
     return X, y, times, weights
 
 

@@ -209,3 +209,9 @@ search.run_search(dataclasses.replace(spec, estimators=(sleepy,)), pd.DataFrame(
     while running() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running()
+
+
+def test_a_folds_rows_without_a_gap_are_a_slice_and_others_stay_positions():
+    assert search.span(np.array([4, 5, 6, 7])) == slice(4, 8)
+    assert search.span(np.array([4, 6, 7])).tolist() == [4, 6, 7]
+    assert search.span(np.array([], dtype=int)).tolist() == []

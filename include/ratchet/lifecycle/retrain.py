@@ -7,7 +7,6 @@ import logging
 import platform
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +16,13 @@ import pandas as pd
 from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
-from ratchet.lifecycle.review import reviewed_source
+from ratchet.lifecycle.review import Weighting, reviewed_source
+from ratchet.lifecycle.students import split_students, students_to_register
 from ratchet.modeling import artifacts, sources
+from ratchet.modeling.distill import check_students
 from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
-from ratchet.modeling.search import Trial, best_trials, budget_summary, run_search
+from ratchet.modeling.search import Trial, best_trials, budget_summary, failure_summary, run_search
 from ratchet.modeling.threshold import ThresholdClassifier
 from ratchet.modeling.weights import fit_weighted
 
@@ -73,20 +74,22 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
 
     The trials of a run are searched once: a re-run of the same run reuses the recorded trials (whatever the
     champion is by then) and registers only the best ones not registered yet, so it converges to the state
-    of a clean run. Returns the run's best versions, best first.
+    of a clean run. With `distill:`, the students of the best version follow (`lifecycle.students`). Returns the
+    run's best versions, best first, then its students.
 
     Raises:
         DataError: the source cannot be read or has too little history.
-        SearchFailed: no trial has a score (every trial failed, or none has a finite score).
+        SearchFailed: no trial has a score (every trial failed, or none has a finite score), or none of a student's.
     """
     reviewed = reviewed_source(registry, spec, logical_date)  # rows with mature labels, and the rows people labelled
     frame = reviewed.frame
     sources.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
     X, y, times = make_xy(spec, frame)
     weighting = reviewed.weighting(spec, X, times)
+    check_students(spec, y)
     if spec.search.metric_reason:
         log.info("%s: %s", spec.name, spec.search.metric_reason)
-    trials = _recorded_trials(registry, spec, run_id)
+    trials, recorded_students = split_students(_recorded_trials(registry, spec, run_id))
     if trials:
         log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
     else:
@@ -97,37 +100,47 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
     best = best_trials(spec, trials)
     budget = budget_summary(spec, trials)
     if not best:
-        raise SearchFailed(_failure_summary(spec, trials) + (f" ({budget['message']})" if budget else ""))
+        raise SearchFailed(failure_summary(spec, trials) + (f" ({budget['message']})" if budget else ""))
     if budget:
         log.warning("%s: %s; registering the best %d so far", spec.name, budget["message"], len(best))
-    registered = registry.run_versions(spec.name, run_id)
-    fingerprint = dataset_fingerprint(frame)
-    versions = []
-    for trial in best:
-        if trial.trial_index in registered:
-            versions.append(registered[trial.trial_index])
-            continue
-        started = time.perf_counter()
-        model = fit_weighted(make_estimator(spec, spec.estimator(trial.estimator_class), trial.params), X, y,
-                             weighting.weights)
-        fit_seconds = time.perf_counter() - started
-        artifact = artifacts.dump(model)
-        versions.append(registry.register_version(
-            spec.name, run_id=run_id, trial_index=trial.trial_index,
-            estimator_class=trial.estimator_class, hyperparameters=trial.params, artifact=artifact.data,
-            artifact_sha256=artifact.sha256, artifact_format=artifact.format,
-            train_start=times.iloc[0].to_pydatetime(), train_end=times.iloc[-1].to_pydatetime(),
-            dataset_fingerprint=fingerprint, features=list(X.columns), target=spec.source.target,
-            package_versions=package_versions(), author=author, fit_seconds=fit_seconds,
-            predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
-            cv_metric=spec.metric, cv_score=trial.mean_score,
-            contract=contract_of(spec, frame), spec_snapshot=spec.raw,
-            code_version=code_version(), python_version=platform.python_version(),
-            details=fit_details(spec, model, budget, weighting.details(model)),
-        ))
-        if isinstance(model, ThresholdClassifier):
-            log.info("%s v%d decides at threshold %s", spec.name, versions[-1], model.record())
+    register = functools.partial(_register, registry, spec, registered=registry.run_versions(spec.name, run_id),
+                                 run_id=run_id, frame=frame, fingerprint=dataset_fingerprint(frame), X=X, y=y,
+                                 times=times, author=author, weighting=weighting)
+    versions = [register(trial, budget=budget) for trial in best]
+    versions += [register(trial, extra=extra) for trial, extra in students_to_register(
+        registry, spec, teacher=versions[0], teacher_trials=trials, recorded=recorded_students, run_id=run_id,
+        X=X, y=y, times=times, seed_salt=str(logical_date))]
     return versions
+
+
+def _register(registry: Registry, spec: ModelSpec, trial: Trial, *, registered: dict[int, int], run_id: str,
+              frame: pd.DataFrame, fingerprint: str, X: pd.DataFrame, y: pd.Series, times: pd.Series, author: str,
+              weighting: Weighting, budget: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> int:
+    """The version of `trial` refitted on all the rows (labelled review rows with their weight), registered (the one
+    `registered` already, if so); `extra` joins its details (a student's teacher)."""
+    if trial.trial_index in registered:
+        return registered[trial.trial_index]
+    started = time.perf_counter()
+    model = fit_weighted(make_estimator(spec, spec.estimator(trial.estimator_class), trial.params), X, y,
+                         weighting.weights)
+    fit_seconds = time.perf_counter() - started
+    artifact = artifacts.dump(model)
+    version = registry.register_version(
+        spec.name, run_id=run_id, trial_index=trial.trial_index,
+        estimator_class=trial.estimator_class, hyperparameters=trial.params, artifact=artifact.data,
+        artifact_sha256=artifact.sha256, artifact_format=artifact.format,
+        train_start=times.iloc[0].to_pydatetime(), train_end=times.iloc[-1].to_pydatetime(),
+        dataset_fingerprint=fingerprint, features=list(X.columns), target=spec.source.target,
+        package_versions=package_versions(), author=author, fit_seconds=fit_seconds,
+        predict_latency_p95_ms=latency_p95_ms(model, X), size_bytes=artifact.size_bytes,
+        cv_metric=spec.metric, cv_score=trial.mean_score,
+        contract=contract_of(spec, frame), spec_snapshot=spec.raw,
+        code_version=code_version(), python_version=platform.python_version(),
+        details={**(fit_details(spec, model, budget, weighting.details(model)) or {}), **(extra or {})} or None,
+    )
+    if isinstance(model, ThresholdClassifier):
+        log.info("%s v%d decides at threshold %s", spec.name, version, model.record())
+    return version
 
 
 def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None,
@@ -149,13 +162,3 @@ def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = Non
 def _recorded_trials(registry: Registry, spec: ModelSpec, run_id: str) -> list[Trial]:
     return [Trial(t.trial_index, t.estimator_class, t.params, t.sampling, t.metric, list(t.fold_scores),
                   t.mean_score, t.fit_seconds, t.error) for t in registry.trials(spec.name, run_id)]
-
-
-def _failure_summary(spec: ModelSpec, trials: list[Trial]) -> str:
-    """Why no trial can become a version: each distinct error once, with how many trials it ended."""
-    errors = Counter(t.error.splitlines()[0] for t in trials if t.error)
-    unscored = sum(1 for t in trials if not t.error)
-    reasons = [f"{n}× {error}" for error, n in errors.most_common()]
-    if unscored:
-        reasons.append(f"{unscored}× no finite {spec.metric} on any CV fold")
-    return f"model {spec.name!r}: none of the {len(trials)} trials can become a version: " + "; ".join(reasons)

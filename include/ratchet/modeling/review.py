@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.modeling.baselines import ROW, SERIES
-from ratchet.modeling.features import series_labels
+from ratchet.modeling.features import id_labels, series_labels
 from ratchet.modeling.sources import naive_times
 
 if TYPE_CHECKING:
@@ -44,9 +44,11 @@ def item_key(series: str | None, time: Any) -> str:
 
 
 def row_labels(spec: ModelSpec, X: pd.DataFrame) -> np.ndarray | None:
-    """Each built row's series or event id label (`features.make_xy`'s helper columns); None for a single series."""
-    column = ROW if spec.source.events else SERIES if spec.source.series else None
-    return None if column is None else X[column].to_numpy()
+    """Each built row's series or event id label ("application_id=17", from `features.make_xy`'s helper columns);
+    None for a single series."""
+    if spec.source.events:
+        return id_labels(spec, X[ROW])
+    return X[SERIES].to_numpy() if spec.source.series else None
 
 
 def built_keys(spec: ModelSpec, X: pd.DataFrame, times: pd.Series) -> list[str]:

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,10 @@ TIMEOUT_FIELD = "search.trial_timeout_seconds"
 # what the trials' child processes import once, in the forkserver, rather than in each trial (scikit-learn's
 # estimator families among them: an estimator's module imported in each child would cost every trial its import)
 PRELOAD = ["ratchet.modeling.search", "ratchet.modeling.features", "ratchet.modeling.metrics",
-           "ratchet.modeling.threshold", "sklearn.compose", "sklearn.impute", "sklearn.pipeline",
-           "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree",
-           "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge", "sklearn.dummy"]
+           "ratchet.modeling.threshold", "ratchet.modeling.distill", "sklearn.compose", "sklearn.impute",
+           "sklearn.pipeline", "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble",
+           "sklearn.tree", "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge",
+           "sklearn.dummy"]
 
 
 @dataclass
@@ -165,10 +167,19 @@ def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
     seconds all folds took."""
     scores, started = [], time.perf_counter()
     for train, test in folds:
+        train, test = span(train), span(test)
         model = fit_weighted(make_estimator(spec, estimator_spec, params), X.iloc[train], y.iloc[train],
                              None if weights is None else weights[train])
         scores.append(metrics.evaluate(spec, model, X.iloc[test], y.iloc[test]).values[spec.metric])
     return scores, time.perf_counter() - started
+
+
+def span(positions: np.ndarray) -> slice | np.ndarray:
+    """Increasing positions with no gap as a slice (a fold of time-ordered rows is one): `iloc` then takes a view of
+    millions of rows, not a copy."""
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
 
 
 @functools.cache
@@ -279,13 +290,21 @@ def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series,
     the smaller of the timeout and what is left of the budget (recorded as timed out); no trial starts once the
     budget is spent, so fewer than `n_trials` trials come back (`budget_summary` says so)."""
     rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
+    return run_trials(spec, plan_trials(spec, rng, champion), X, y, times, weights=weights)
+
+
+def run_trials(spec: ModelSpec, plans: list[tuple[EstimatorSpec, dict[str, Any], str]], X: pd.DataFrame,
+               y: pd.Series, times: pd.Series, *, first_index: int = 0,
+               weights: np.ndarray | None = None) -> list[Trial]:
+    """`run_search` of the given (estimator spec, params, sampling) plans, indexed from `first_index`: what a
+    search of any kind (the night's trials, a student's: `modeling.distill`) runs under the spec's limits."""
     folds = time_folds(times, spec.search.cv_folds)
     budget = spec.search.time_budget_minutes
     if budget is not None or spec.search.trial_timeout_seconds is not None:
         _context()  # started before the budget's clock
     deadline = None if budget is None else time.monotonic() + budget * 60
     trials = []
-    for index, (estimator_spec, params, sampling) in enumerate(plan_trials(spec, rng, champion)):
+    for index, (estimator_spec, params, sampling) in enumerate(plans, start=first_index):
         limit, reason = spec.search.trial_timeout_seconds, TIMEOUT_FIELD
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -332,3 +351,14 @@ def best_trials(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:
     scored = [t for t in trials if t.error is None and t.mean_score is not None]
     sign = 1 if lower_is_better(spec.metric) else -1
     return sorted(scored, key=lambda t: sign * t.mean_score)[: spec.search.candidates]
+
+
+def failure_summary(spec: ModelSpec, trials: list[Trial], what: str = "") -> str:
+    """Why none of the trials can become a version: each distinct error once, with how many trials it ended
+    (`what` names the trials, e.g. a student's, after the model)."""
+    errors = Counter(t.error.splitlines()[0] for t in trials if t.error)
+    unscored = sum(1 for t in trials if not t.error)
+    reasons = [f"{n}× {error}" for error, n in errors.most_common()]
+    if unscored:
+        reasons.append(f"{unscored}× no finite {spec.metric} on any CV fold")
+    return f"model {spec.name!r}{what}: none of the {len(trials)} trials can become a version: " + "; ".join(reasons)

@@ -111,13 +111,19 @@ class Version:
     code_version: str | None
     python_version: str | None
     artifact: bytes | None = None
-    details: dict[str, Any] | None = None  # its decision threshold and how it was chosen, why its metric ranked it
+    details: dict[str, Any] | None = None  # its decision threshold, why its metric ranked it, a student's teacher
 
     @property
     def threshold(self) -> float | None:
         """The probability of the positive class it decides at (`classification.threshold`); None: the most probable
         class."""
         return (self.details or {}).get("threshold", {}).get("value")
+
+    @property
+    def teacher(self) -> dict[str, Any] | None:
+        """A student's teacher (`lifecycle.students`): its `version` and `estimator_class`, `why` the student was
+        trained, the `student` class and what it fitted (`targets`, `learns_from`); None: not a student."""
+        return (self.details or {}).get("teacher")
 
     @property
     def search_budget(self) -> dict[str, Any] | None:

@@ -117,7 +117,7 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     status = {"name": spec.name, "task": spec.task, "registered": True, "metric": spec.metric,
               "candidates": [{"version": v.version, "estimator": v.estimator_class, "cv_metric": v.cv_metric,
                               "cv_score": v.cv_score, "threshold": v.threshold, "created_at": v.created_at.isoformat(),
-                              "search_budget": v.search_budget,
+                              "search_budget": v.search_budget, "teacher": (v.teacher or {}).get("version"),
                               **key_metrics(v.contender)} for v in versions],
               "last_backtest": None if report is None else {
                   "run_id": report.run_id, "at": report.created_at.isoformat(), "reference": summary["reference"],

@@ -52,6 +52,8 @@ THRESHOLD_OBJECTIVES = ("f1", "accuracy")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
 TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+# `distill.when`: train students only when the best teacher fails a computational requirement, or every night
+DISTILL_WHEN = ("gate_fails", "always")
 DEFAULT_OWNER = "ratchet"  # `owner:` when a spec names none
 # The channel alerts go out on when a spec lists no `alerts.notifiers`: mail to its `alert_emails`
 DEFAULT_NOTIFIER_CLASS = "ratchet.alerting.notifiers.SmtpNotifier"
@@ -186,6 +188,16 @@ class EstimatorSpec:
     def load_class(self) -> type:
         """The estimator class named by `class_path` (imports its module)."""
         return load_class(self.class_path)
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    """`distill:`: lighter students, each trained on the outputs of the night's best teacher (`modeling.distill`)
+    and registered as a candidate beside it; `n_trials` random trials tune each student's `search_space`."""
+
+    students: tuple[EstimatorSpec, ...]
+    when: str = "gate_fails"
+    n_trials: int = 10
 
 
 @dataclass(frozen=True)
@@ -412,6 +424,7 @@ class ModelSpec:
     stated_baselines: tuple[StatedBaseline, ...] = ()
     description: str | None = None  # `description:` the model's intended use, as its owner states it (model card)
     limits: tuple[str, ...] = ()  # `limits:` what its owner says it must not be used for or does badly (model card)
+    distill: DistillSpec | None = None  # `distill:` the students trained on the best teacher, if any
     review: ReviewSpec | None = None  # `review:` the queue of unsure answers a person labels; None: no queue
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any

@@ -11,6 +11,7 @@ from ratchet.exceptions import UnknownModelError
 from ratchet.lifecycle.next_step import next_step, required_actions_path
 from ratchet.lifecycle.promotion import open_proposal
 from ratchet.modeling import sources
+from ratchet.modeling.distill import shown
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
@@ -137,7 +138,7 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
         "backtest": summary["contenders"].get(v.contender),
         "common_mean": fmean(table[v.contender][m] for m in common) if common else None,
         "trial_days": (len(trials[v.version].days), len(trials[v.version].breach_days)),
-        "last_decision": last_gates.get(v.version),
+        "last_decision": last_gates.get(v.version), "shown": shown(v.estimator_class, v.hyperparameters),
     } for v in reversed(versions)]
     pending = open_proposal(promotions)
     history = alert_history(registry, name, number) if champion else []
@@ -153,7 +154,7 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
         "requirements": [(r, bound_origin(r, spec.requirements)) for r in requirements],
         "promotions": list(reversed(promotions)), "alerts": list(reversed(registry.alerts(name))),
         "report": report, "report_html": reports.fragment(report.html) if report else None,
-        "serving": serving.serving_panel(registry, spec),
+        "serving": serving.serving_panel(registry, spec), "students": student_pairs(versions, table),
         "groups": [view for view in (group_view(registry, spec, champion, months, series, "series"),
                                      group_view(registry, spec, champion, months, slice_, "slices")) if view],
         "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
@@ -168,6 +169,22 @@ def review_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     return {"spec": spec, "waiting": registry.review_items(spec.name, pending=True),
             "labelled": list(reversed(registry.review_items(spec.name, pending=False)))[:LABELLED_SHOWN],
             "status": review_status(registry, spec)}
+
+
+def student_pairs(versions: list[Version], table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Each student beside its teacher (`lifecycle.students`), newest first: the two versions, and their back-test
+    means of the ranking metric (`table`: contender -> month -> value) over the months both have."""
+    by_number = {v.version: v for v in versions}
+    pairs = []
+    for student in reversed(versions):
+        teacher = by_number.get((student.teacher or {}).get("version"))
+        if teacher is None:
+            continue
+        months = sorted(set(table.get(teacher.contender, {})) & set(table.get(student.contender, {})))
+        pairs.append({"teacher": teacher, "student": student, "months": len(months),
+                      "means": {v.version: fmean(table[v.contender][m] for m in months) if months else None
+                                for v in (teacher, student)}})
+    return pairs
 
 
 def _champion_days(rows: list[Evaluation], champion: str | None) -> list[Evaluation]:
