@@ -28,6 +28,13 @@ A model has at most one proposal open; a version is proposed once (re-running th
 run and opens no second one); a backfill proposes nothing. `check_proposals` turns the run red when
 a model's `propose` failed, while the other models' proposals still open.
 
+**The review queue.** For each model with a `review:` section, `review` (after the now-tests, whatever
+they found) turns the rows people labelled since into golden cases, then queues the day's unsure answers
+for a person: what the service answered in the 24 hours before the data end and what the champion answers
+on the now-test window, whose top probability is below `review.max_confidence` (or whose prediction
+interval is wider than `review.max_interval_width`), one per row, at most `review.per_day`, the least
+sure first. The Ratchet page lists them; re-running the date queues the same rows again.
+
 **The way back starts at once.** When a champion breaches a now-test requirement on the re-predicted
 window, `retrain_after_breach` starts a `ratchet_retrain` run for that model only (conf `{"model": ...}`,
 run id `breach__<model>__<now-test end>`, data up to the now-test's end); its asset event starts a
@@ -74,6 +81,13 @@ def ratchet_nowtest():
         label(model=model)
         return pipeline.propose(model, end=pipeline.run_end(dag_run), dag_run=dag_run, nowtests=list(nowtests))
 
+    @task(map_index_template="{{ model }}", trigger_rule=TriggerRule.ALL_DONE)
+    def review(model: str, dag_run=None) -> dict:
+        from ratchet import pipeline
+
+        label(model=model)
+        return pipeline.queue_review(model, end=pipeline.run_end(dag_run))
+
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def proposals(results) -> list[dict]:
         """The proposals to open, from every model whose `propose` finished (one failure stops no other model)."""
@@ -96,6 +110,7 @@ def ratchet_nowtest():
         pipeline.require_proposals(models, list(results))
 
     tested = nowtest.expand(model=MODELS)
+    tested >> review.expand(model=MODELS)
     deliver_alerts(MODELS, tested, what="now-test")
     proposed = propose.partial(nowtests=tested).expand(model=MODELS)
     TriggerDagRunOperator.partial(

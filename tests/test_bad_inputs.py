@@ -136,6 +136,46 @@ def golden_case(case_id: str, cases: object, message: str) -> Case:
     return Case(case_id, "golden file", act, message)
 
 
+def review_case(case_id: str, model: str, label: str, message: str) -> Case:
+    """A label posted on the review list of `model` (a model with a `review:` section and one queued row: `demand`
+    itself, or the classifier `churn` beside it) by a signed-in person; the message is the list's refusal."""
+    def prepare(folder: Path) -> None:
+        from ratchet.registry import Registry
+        from ratchet.registry.entities import ReviewItem
+        from ratchet.specs import get_spec
+
+        (folder / "demand.yaml").write_text(yaml.safe_dump(merge(BASE, {"review": {"max_interval_width": 1.0}}),
+                                                           sort_keys=False))
+        (folder / "churn.yaml").write_text(yaml.safe_dump(merge(BASE, {"name": "churn", **CLASSIFIER,
+                                                                      "review": {"max_confidence": 0.6}}),
+                                                          sort_keys=False))
+        registry = Registry.from_settings()
+        for name, fields in (("demand", {"answer": "4.2", "interval": (2.0, 6.4)}),
+                             ("churn", {"answer": "1", "confidence": 0.55, "probabilities": {"0": 0.45, "1": 0.55}})):
+            registry.sync_model(get_spec(name))
+            registry.queue_review_items(name, [ReviewItem("2024-06-20T00:00:00", dt.datetime(2024, 6, 20), None,
+                                                          "served", 1, **fields)],
+                                        day=dt.date(2024, 6, 21), per_day=1, run_id="review")
+        registry.dispose()
+
+    def act(folder: Path) -> str:
+        import html
+
+        from fastapi.testclient import TestClient
+
+        from ratchet.registry import Registry
+        from ratchet.ui.app import create_app
+
+        registry = Registry.from_settings()
+        (item,) = registry.review_items(model)
+        registry.dispose()
+        page = TestClient(create_app(reviewer=lambda: "carol")).post(f"/models/{model}/review/{item.id}",
+                                                                     data={"label": label})
+        assert page.status_code == 422, page.text
+        return html.unescape(re.search(r'<p id="refused"[^>]*>(.*?)</p>', page.text, re.DOTALL).group(1))
+    return Case(case_id, "review page", act, message, prepare)
+
+
 def _second_estimator(data: dict, estimator: dict) -> None:
     data["estimators"] = [estimator]
 
@@ -303,6 +343,21 @@ CATALOGUE = [
               r"field 'retrain.schedule': expected a schedule that fires at most once a day \(one minute and one "
               r"hour\): ratchet_retrain runs once a night, at 01:00 UTC, got '0 \*/6 \* \* \*'",
               change={"retrain": {"schedule": "0 */6 * * *"}}),
+    yaml_case("yaml-review-confidence-on-regression",
+              r"field 'review.max_confidence': expected no max_confidence for a regression model \(its answers are "
+              r"judged by its prediction interval: review.max_interval_width\)",
+              change={"review": {"max_confidence": 0.6}}),
+    yaml_case("yaml-review-confidence-out-of-range",
+              r"field 'review.max_confidence': expected the top probability below which an answer is queued, in "
+              r"\(0, 1\] \(0.6\), got 1.2", change={**CLASSIFIER, "review": {"max_confidence": 1.2}}),
+    yaml_case("yaml-review-per-day-not-positive",
+              r"field 'review.per_day': expected a positive number of rows queued per model and day, got 0",
+              change={"review": {"max_interval_width": 5.0, "per_day": 0}}),
+    yaml_case("yaml-review-without-probabilities",
+              r"field 'review.max_confidence': expected an estimator with probabilities: "
+              r"sklearn.linear_model.SGDClassifier with params \{'loss': 'hinge'\} gives none",
+              change={**CLASSIFIER, "search": {"metric": "f1"}, "review": {"max_confidence": 0.6},
+                      "estimators": [{"class": "sklearn.linear_model.SGDClassifier", "params": {"loss": "hinge"}}]}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),
@@ -359,6 +414,12 @@ CATALOGUE = [
              input_csv="day,x1\n2024-07-01,0.5\n"),
     cli_case("cli-not-postgresql", ["status"], r"registry must be PostgreSQL",
              env={"RATCHET_DATABASE_URL": "sqlite:///ratchet.db"}),
+    review_case("review-label-unknown-class", "churn", "maybe",
+                r"review item \d+ \(2024-06-20T00:00:00\): 'maybe' is not a class v1 knows; the label must be one of "
+                r"\['0', '1'\]; nothing was stored"),
+    review_case("review-label-not-a-number", "demand", "four",
+                r"review item \d+ \(2024-06-20T00:00:00\): 'four' is not a number; a regression label is a finite "
+                r"number \(v1 answered 4.2\); nothing was stored"),
     golden_case("golden-not-a-list", {"name": "x"}, r"demand.golden.yaml: \(document\): expected a list of cases"),
     golden_case("golden-no-inputs", [{"name": "a", "expected": 1.0, "tolerance": 0.1}],
                 r"case \[0\] field 'inputs': expected a value; the field is required"),
@@ -407,7 +468,7 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing_stored(case, world, 
 
 def test_the_catalogue_is_large_and_every_row_is_in_the_docs():
     assert len(CATALOGUE) >= 25 and len({case.id for case in CATALOGUE}) == len(CATALOGUE)
-    assert {case.door for case in CATALOGUE} == {"YAML", "data", "Params", "CLI", "golden file"}
+    assert {case.door for case in CATALOGUE} == {"YAML", "data", "Params", "CLI", "golden file", "review page"}
     page = CATALOGUE_PAGE.read_text()
     missing = [case.id for case in CATALOGUE if f"| `{case.id}` | {case.door} |" not in page]
     assert missing == [], f"the bad-input table of docs/bad-input.md lacks {missing}"

@@ -109,6 +109,11 @@ def _status(args: argparse.Namespace) -> int:
             enough = "often enough" if aging["configured_often_enough"] else "NOT often enough"
             print(f"  aging of v{aging['version']} over {len(aging['origins'])} origins: {crossed}; recommended "
                   f"{aging['recommended']} (the configured schedule is {enough})")
+        queue = model.get("review")
+        if queue:
+            oldest = (f", the oldest queued {queue['oldest_age_days']} day(s) ago ({queue['oldest_age_hours']:g} h)"
+                      if queue["waiting"] else "")
+            print(f"  review queue: {queue['waiting']} waiting for a label{oldest}; {queue['labelled']} labelled")
         served = model.get("serving")
         if served and (served["requests"] or served["probes"]):
             p95, up = served["latency_p95_ms"], served["availability"]

@@ -83,6 +83,11 @@ class RebaselineInputError(UserError):
     """A re-baseline was asked with a bad input (the message names it); nothing changed."""
 
 
+class ReviewLabelError(UserError):
+    """A label given to a queued row is refused (a class the model does not know, a non-number for regression, a
+    row already labelled): the message says what is expected; nothing was stored."""
+
+
 class PromotionRejected(UserError):
     """At least one gate failed: the decision is recorded as 'rejected', champion and requirements unchanged.
 

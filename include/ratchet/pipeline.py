@@ -267,6 +267,17 @@ def nowtest(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = T
 
 
 @task_step
+def queue_review(model: str, *, end: dt.datetime) -> dict[str, Any]:
+    """Turn the model's rows labelled since into golden cases and queue the day's unsure answers for review
+    (`lifecycle.review`); returns what it did. A model without `review:` reads nothing."""
+    from ratchet.lifecycle.review import queue_reviews
+
+    with model_context(model) as (spec, registry):
+        outcome = queue_reviews(registry, spec, end=end, run_id=run_key("ratchet_nowtest", end))
+    return outcome.summary()
+
+
+@task_step
 def regression(model: str, *, end: dt.datetime, airflow_run_id: str, mail: bool = True) -> dict[str, Any]:
     """Run one model's golden cases against its champion; returns the outcome's summary."""
     from ratchet.lifecycle.monitoring import run_regression

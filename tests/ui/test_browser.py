@@ -5,15 +5,12 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER
+from browser_helpers import SCREENSHOTS, ratchet_in_airflow
 
 from ratchet import demo, pipeline
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "screenshots"
 MODEL = "daily_demand"
 
 
@@ -41,21 +38,6 @@ def demo_model(api_server, database_url):
     return MODEL
 
 
-def _ratchet_in_airflow(playwright, api_server: str, chromium: str):
-    """Chromium signed in to Airflow with the Ratchet page opened from the navigation: (browser, page, the frame)."""
-    browser = playwright.chromium.launch(executable_path=chromium, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
-        "--disable-component-update", "--disable-sync"])
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(api_server + "/")
-    page.get_by_label("Username").fill(USER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("link", name="Ratchet").first.click()
-    page.wait_for_url("**/plugin/ratchet**")
-    return browser, page, page.frame_locator("iframe").first
-
-
 def test_a_request_without_login_is_refused(api_server):
     for path in ("/ratchet/", f"/ratchet/models/{MODEL}"):
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -68,7 +50,7 @@ def test_login_open_ratchet_from_the_navigation_and_promote(api_server, demo_mod
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser, page, ratchet = _ratchet_in_airflow(p, api_server, chromium)
+        browser, page, ratchet = ratchet_in_airflow(p, api_server, chromium)
         expect(ratchet.locator("#models")).to_contain_text(MODEL)
         page.screenshot(path=str(SCREENSHOTS / "overview.png"))
 
@@ -145,7 +127,7 @@ def test_the_page_tells_the_truth_after_a_promotion_and_a_breach(api_server, dem
     registry.dispose()
 
     with sync_playwright() as p:
-        browser, page, ratchet = _ratchet_in_airflow(p, api_server, chromium)
+        browser, page, ratchet = ratchet_in_airflow(p, api_server, chromium)
 
         # The overview: the current (ratcheted) bound with the baseline it resolves with, and alerts that agree
         # with the last now-test.

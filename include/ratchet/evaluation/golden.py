@@ -16,6 +16,12 @@ A bad file raises GoldenFileError naming the file, the case index and the field,
 anything is stored. A case's key is the sha256 of its name and inputs, so editing the
 expectation or tolerance of a case updates it, and removing it from the file removes it.
 Every case runs against a version's STORED estimator, exactly as it is served.
+
+A third source: rows a person labelled in the review queue (`lifecycle.review`), the rows a model was least sure of.
+No version can be expected to answer all of them as the person did, so they are judged as a group against the
+champion: a version passes them when it misses no more of them than the champion does (the champion itself always
+passes them, so the nightly regression test never alerts on them; a promotion cannot make them worse). The other
+cases must all pass, as always.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +44,15 @@ from ratchet.modeling import baselines as baseline_lib
 from ratchet.modeling.features import is_model_input, lag_name
 from ratchet.modeling.metrics import best_baseline
 from ratchet.modeling.months import window_bounds
-from ratchet.registry.entities import REGRESSION_TEST, EvaluationRow, GoldenCase, Version, version_contender
+from ratchet.registry.entities import (
+    GOLDEN_HARVESTED,
+    GOLDEN_REVIEWED,
+    REGRESSION_TEST,
+    EvaluationRow,
+    GoldenCase,
+    Version,
+    version_contender,
+)
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -46,7 +60,7 @@ if TYPE_CHECKING:
 
 CASE_FIELDS = ("name", "inputs", "expected", "tolerance")
 ROW_FALSE_FAIL = 0.05  # the share of its rows on which a model meeting a bound would fail a harvested case
-HARVEST_SOURCE = "harvested"  # the `source` of a case harvested from a now-test miss
+HARVEST_SOURCE = GOLDEN_HARVESTED  # the `source` of a case harvested from a now-test miss
 
 
 @dataclass(frozen=True)
@@ -57,13 +71,25 @@ class GoldenResult:
     # each failure: {name, source, expected, predicted, tolerance, error}
     failures: list[dict[str, Any]] = field(default_factory=list)
     n_cases: int = 0
+    # the reviewed cases judged against the champion: {cases, missed, champion_missed, champion}
+    reviewed: dict[str, Any] | None = None
 
     def describe(self) -> str:
-        """'3 golden case(s) passed', or how many failed and the first five failures."""
-        if self.passed:
-            return f"{self.n_cases} golden case(s) passed"
-        return f"{len(self.failures)} of {self.n_cases} golden case(s) failed: " + "; ".join(
-            describe_failure(f) for f in self.failures[:5])
+        """'3 golden case(s) passed', or how many failed and the first five failures; and the reviewed cases."""
+        reviewed = self.reviewed
+        fixed = [f for f in self.failures if f["source"] != GOLDEN_REVIEWED]
+        said = ("" if reviewed is None else
+                f"; {reviewed['missed']} of {reviewed['cases']} reviewed case(s) missed, "
+                + (f"the champion v{reviewed['champion']} misses {reviewed['champion_missed']}"
+                   if reviewed["champion"] is not None else "no champion to compare with"))
+        if fixed:
+            return f"{len(fixed)} of {self.n_cases} golden case(s) failed: " + "; ".join(
+                describe_failure(f) for f in fixed[:5]) + said
+        if not self.passed:
+            return (f"{reviewed['missed']} of {reviewed['cases']} reviewed case(s) missed, more than the champion "
+                    f"v{reviewed['champion']}'s {reviewed['champion_missed']}; every other golden case passed")
+        passed = f"{self.n_cases - len(self.failures)} of {self.n_cases}" if self.failures else f"{self.n_cases}"
+        return f"{passed} golden case(s) passed" + said
 
 
 def describe_failure(failure: dict[str, Any]) -> str:
@@ -277,14 +303,28 @@ def _public(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_golden_cases(registry: Registry, spec: ModelSpec, version: int) -> GoldenResult:
-    """Load the golden file (a bad file raises, nothing changes), then run every case of the model
-    (file and harvested) against the stored estimator of `version`."""
+    """Load the golden file (a bad file raises, nothing changes), then run every case of the model (file,
+    harvested and reviewed) against the stored estimator of `version`; reviewed cases are judged against the
+    champion (see the module)."""
     load_golden_file(registry, spec)
     cases = registry.golden_cases(spec.name)
     if not cases:
         return GoldenResult(passed=True, failures=[], n_cases=0)
     row = registry.version(spec.name, version)
-    return evaluate_cases(spec, row, registry.load_estimator(spec.name, version), cases)
+    result = evaluate_cases(spec, row, registry.load_estimator(spec.name, version), cases)
+    reviewed = [c for c in cases if c.source == GOLDEN_REVIEWED]
+    if not reviewed:
+        return result
+    missed = sum(f["source"] == GOLDEN_REVIEWED for f in result.failures)
+    champion = registry.champion(spec.name)
+    theirs = missed
+    if champion is not None and champion.version != version:
+        theirs = len(evaluate_cases(spec, champion, registry.load_estimator(spec.name, champion.version),
+                                    reviewed).failures)
+    fixed_failed = any(f["source"] != GOLDEN_REVIEWED for f in result.failures)
+    return replace(result, passed=not fixed_failed and missed <= theirs, reviewed={
+        "cases": len(reviewed), "missed": missed, "champion_missed": theirs if champion else None,
+        "champion": champion.version if champion else None})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from ratchet import threads
 from ratchet.exceptions import SearchFailed
 from ratchet.faults import checkpoint
+from ratchet.lifecycle.review import Weighting, reviewed_source
 from ratchet.lifecycle.students import split_students, students_to_register
 from ratchet.modeling import artifacts, simplicity, sources
 from ratchet.modeling.distill import check_students
@@ -24,6 +25,7 @@ from ratchet.modeling.features import contract_of, make_estimator, make_xy
 from ratchet.modeling.months import dataset_fingerprint
 from ratchet.modeling.search import Trial, budget_summary, failure_summary, run_search
 from ratchet.modeling.threshold import ThresholdClassifier
+from ratchet.modeling.weights import fit_weighted
 
 if TYPE_CHECKING:
     from ratchet.registry import Registry
@@ -81,9 +83,11 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         DataError: the source cannot be read or has too little history.
         SearchFailed: no trial has a score (every trial failed, or none has a finite score), or none of a student's.
     """
-    frame = sources.read_source(spec, end=sources.labelled_end(spec, logical_date))  # rows with mature labels
+    reviewed = reviewed_source(registry, spec, logical_date)  # rows with mature labels, and the rows people labelled
+    frame = reviewed.frame
     sources.require_rows(spec, frame, (spec.search.cv_folds + 1) * 14, "time-ordered cross-validation")
     X, y, times = make_xy(spec, frame)
+    weighting = reviewed.weighting(spec, X, times)
     check_students(spec, y)
     if spec.search.metric_reason:
         log.info("%s: %s", spec.name, spec.search.metric_reason)
@@ -91,7 +95,8 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
     if trials:
         log.info("%s: reusing the %d trials recorded for %s", spec.name, len(trials), run_id)
     else:
-        trials = run_search(spec, X, y, times, seed_salt=str(logical_date), champion=registry.champion(spec.name))
+        trials = run_search(spec, X, y, times, seed_salt=str(logical_date), champion=registry.champion(spec.name),
+                            weights=weighting.weights)
         simplicity.compare_with_best(spec, trials, times)
         registry.record_trials(spec.name, run_id, [t.record() for t in trials])
         checkpoint("retrain:trials-recorded")
@@ -105,7 +110,7 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
         log.info("%s: %s", spec.name, choice.text())
     register = functools.partial(_register, registry, spec, registered=registry.run_versions(spec.name, run_id),
                                  run_id=run_id, frame=frame, fingerprint=dataset_fingerprint(frame), X=X, y=y,
-                                 times=times, author=author)
+                                 times=times, author=author, weighting=weighting)
     versions = [register(trial, budget=budget, chosen=choice and choice.record(trial)) for trial in best]
     versions += [register(trial, extra=extra) for trial, extra in students_to_register(
         registry, spec, teacher=versions[0], teacher_trials=trials, recorded=recorded_students, run_id=run_id,
@@ -115,14 +120,16 @@ def retrain_model(registry: Registry, spec: ModelSpec, *, run_id: str, logical_d
 
 def _register(registry: Registry, spec: ModelSpec, trial: Trial, *, registered: dict[int, int], run_id: str,
               frame: pd.DataFrame, fingerprint: str, X: pd.DataFrame, y: pd.Series, times: pd.Series, author: str,
-              budget: dict[str, Any] | None = None, chosen: dict[str, Any] | None = None,
+              weighting: Weighting, budget: dict[str, Any] | None = None, chosen: dict[str, Any] | None = None,
               extra: dict[str, Any] | None = None) -> int:
-    """The version of `trial` refitted on all the rows, registered (the one `registered` already, if so); `extra`
-    joins its details (a student's teacher), `chosen` is the run's simplicity choice."""
+    """The version of `trial` refitted on all the rows (labelled review rows with their weight), registered (the one
+    `registered` already, if so); `extra` joins its details (a student's teacher), `chosen` is the run's simplicity
+    choice."""
     if trial.trial_index in registered:
         return registered[trial.trial_index]
     started = time.perf_counter()
-    model = make_estimator(spec, spec.estimator(trial.estimator_class), trial.params).fit(X, y)
+    model = fit_weighted(make_estimator(spec, spec.estimator(trial.estimator_class), trial.params), X, y,
+                         weighting.weights)
     fit_seconds = time.perf_counter() - started
     artifact = artifacts.dump(model)
     version = registry.register_version(
@@ -136,7 +143,8 @@ def _register(registry: Registry, spec: ModelSpec, trial: Trial, *, registered: 
         cv_metric=spec.metric, cv_score=trial.mean_score,
         contract=contract_of(spec, frame), spec_snapshot=spec.raw,
         code_version=code_version(), python_version=platform.python_version(),
-        details={**(fit_details(spec, model, budget, chosen) or {}), **(extra or {})} or None,
+        details={**(fit_details(spec, model, budget, chosen, weighting.details(model)) or {}), **(extra or {})}
+        or None,
     )
     if isinstance(model, ThresholdClassifier):
         log.info("%s v%d decides at threshold %s", spec.name, version, model.record())
@@ -144,11 +152,12 @@ def _register(registry: Registry, spec: ModelSpec, trial: Trial, *, registered: 
 
 
 def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = None,
-                chosen: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                chosen: dict[str, Any] | None = None, review: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """What a version keeps beside its hyperparameters: the decision threshold its fit chose or applied
     (`classification.threshold`), why the search ranked by its metric (`search.metric_reason`), how
-    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`) and the simplicity
-    choice of its run (`simplicity`, from `simplicity.Choice.record`); None: none of them."""
+    `search.time_budget_minutes` cut its search short (`search_budget`, from `budget_summary`), the simplicity
+    choice of its run (`simplicity`, from `simplicity.Choice.record`) and the reviewed rows it trained on (`review`,
+    from `lifecycle.review.Weighting.details`); None: none of them."""
     details = {"threshold": model.record()} if isinstance(model, ThresholdClassifier) else {}
     if spec.search.metric_reason:
         details["metric_reason"] = spec.search.metric_reason
@@ -156,6 +165,8 @@ def fit_details(spec: ModelSpec, model: Any, budget: dict[str, Any] | None = Non
         details["search_budget"] = budget
     if chosen:
         details["simplicity"] = chosen
+    if review:
+        details["review"] = review
     return details or None
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 from ratchet.modeling import metrics
 from ratchet.modeling.complexity import Complexity, measure
 from ratchet.modeling.features import make_estimator
+from ratchet.modeling.weights import fit_weighted
 from ratchet.specs.model import lower_is_better
 
 if TYPE_CHECKING:
@@ -180,12 +181,14 @@ class CrossValidation:
 
 
 def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any], X: pd.DataFrame,
-                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> CrossValidation:
-    """Fit on each fold's past, score its validation rows."""
+                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]],
+                   weights: np.ndarray | None = None) -> CrossValidation:
+    """Fit on each fold's past (with the training rows' `weights`), score its validation rows (unweighted)."""
     scores, losses, started = [], np.full(len(X), np.nan), time.perf_counter()
     for train, test in folds:
         train, test = span(train), span(test)
-        model = make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
+        model = fit_weighted(make_estimator(spec, estimator_spec, params), X.iloc[train], y.iloc[train],
+                             None if weights is None else weights[train])
         scored = metrics.evaluate(spec, model, X.iloc[test], y.iloc[test])
         scores.append(scored.values[spec.metric])
         losses[test] = metrics.row_losses(spec, y.iloc[test], scored.predictions, scored.row_loss)
@@ -249,10 +252,11 @@ def _die_with_parent(alive: Any) -> None:
 
 
 def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
-                 X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
+                 X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]],
+                 weights: np.ndarray | None) -> None:
     _die_with_parent(alive)
     try:
-        result: tuple[str, Any] = ("validated", cross_validate(spec, estimator_spec, params, X, y, folds))
+        result: tuple[str, Any] = ("validated", cross_validate(spec, estimator_spec, params, X, y, folds, weights))
     except Exception as exc:
         result = ("error", f"{type(exc).__name__}: {exc}")
     conn.send(result)
@@ -261,7 +265,8 @@ def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: Estimat
 
 def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
                               X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]], *,
-                              timeout: float, reason: str = TIMEOUT_FIELD) -> CrossValidation:
+                              timeout: float, reason: str = TIMEOUT_FIELD,
+                              weights: np.ndarray | None = None) -> CrossValidation:
     """`cross_validate` in a child process that is killed (SIGKILL) when it takes more than `timeout` seconds.
 
     Raises:
@@ -271,7 +276,7 @@ def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, pa
     receive, send = _context().Pipe(duplex=False)
     alive, keep_alive = _context().Pipe(duplex=False)  # closed by this process's end, however it ends
     process = _context().Process(target=_trial_child,
-                                 args=(send, alive, spec, estimator_spec, params, X, y, folds),
+                                 args=(send, alive, spec, estimator_spec, params, X, y, folds, weights),
                                  name=f"ratchet-trial-{spec.name}")
     with _main_not_rerun():
         process.start()  # the limit counts from here: starting the forkserver (once) is not the trial's time
@@ -299,19 +304,20 @@ def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, pa
 
 
 def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series, *, seed_salt: str,
-               champion: Any = None) -> list[Trial]:
+               champion: Any = None, weights: np.ndarray | None = None) -> list[Trial]:
     """Every trial of the night, scored by time-ordered CV (folds cut between the rows' `times`); a failing trial
-    is kept with its error.
+    is kept with its error. `weights`: each row's sample weight in the folds' fits (labelled review rows).
 
     With `search.trial_timeout_seconds` or `search.time_budget_minutes` each trial runs in a child process killed at
     the smaller of the timeout and what is left of the budget (recorded as timed out); no trial starts once the
     budget is spent, so fewer than `n_trials` trials come back (`budget_summary` says so)."""
     rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
-    return run_trials(spec, plan_trials(spec, rng, champion), X, y, times)
+    return run_trials(spec, plan_trials(spec, rng, champion), X, y, times, weights=weights)
 
 
 def run_trials(spec: ModelSpec, plans: list[tuple[EstimatorSpec, dict[str, Any], str]], X: pd.DataFrame,
-               y: pd.Series, times: pd.Series, *, first_index: int = 0) -> list[Trial]:
+               y: pd.Series, times: pd.Series, *, first_index: int = 0,
+               weights: np.ndarray | None = None) -> list[Trial]:
     """`run_search` of the given (estimator spec, params, sampling) plans, indexed from `first_index`: what a
     search of any kind (the night's trials, a student's: `modeling.distill`) runs under the spec's limits."""
     folds = time_folds(times, spec.search.cv_folds)
@@ -331,10 +337,10 @@ def run_trials(spec: ModelSpec, plans: list[tuple[EstimatorSpec, dict[str, Any],
         trial = Trial(index, estimator_spec.class_path, params, sampling, spec.metric)
         try:
             if limit is None:
-                validated = cross_validate(spec, estimator_spec, params, X, y, folds)
+                validated = cross_validate(spec, estimator_spec, params, X, y, folds, weights)
             else:
                 validated = cross_validate_in_process(spec, estimator_spec, params, X, y, folds, timeout=limit,
-                                                      reason=reason)
+                                                      reason=reason, weights=weights)
             trial.fold_scores, trial.fit_seconds = validated.fold_scores, validated.seconds
             trial.row_losses, trial.details = validated.row_losses, {"complexity": validated.complexity.as_dict()}
             finite = [s for s in trial.fold_scores if math.isfinite(s)]

@@ -391,11 +391,9 @@ def validate_frame(spec: ModelSpec, frame: pd.DataFrame, *, whole_source: bool =
         raise DataError(f"{prefix}: {source_name(spec)} returned no rows")
     frame = frame.copy(deep=False)  # columns are replaced, never written into: the rows read keep their values
     try:
-        times = pd.to_datetime(frame[time])
+        times = naive_times(frame[time])
     except (ValueError, TypeError) as exc:
         raise DataError(f"{prefix}: time column {time!r} is not a date/time ({exc})") from None
-    if times.dt.tz is not None:
-        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
     if times.isna().any():
         raise DataError(f"{prefix}: time column {time!r} has {int(times.isna().sum())} empty values")
     frame[time] = times
@@ -474,10 +472,18 @@ def unlabelled(spec: ModelSpec, raw: pd.DataFrame, start: Any, end: Any) -> int:
     if src.target not in raw or src.key.time not in raw:
         return 0
     empty = raw[src.target].isna().to_numpy()
-    times = pd.to_datetime(raw.loc[empty, src.key.time])
-    if times.dt.tz is not None:
-        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    times = naive_times(raw.loc[empty, src.key.time])
     return int(((times >= naive_utc(start)) & (times < naive_utc(end))).sum())
+
+
+def naive_times(column: pd.Series) -> pd.Series:
+    """A time column as read, as naive UTC datetimes (what every validated frame holds).
+
+    Raises:
+        ValueError, TypeError: a value is not a date/time.
+    """
+    times = pd.to_datetime(column)
+    return times.dt.tz_convert("UTC").dt.tz_localize(None) if times.dt.tz is not None else times
 
 
 def is_empty(value: Any) -> bool:

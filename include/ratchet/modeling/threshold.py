@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 
 from ratchet.exceptions import DataError
 from ratchet.modeling.metrics import user_value
+from ratchet.modeling.weights import fit_weighted
 from ratchet.specs.model import THRESHOLD_OBJECTIVES, ThresholdSpec, UserMetric
 
 if TYPE_CHECKING:
@@ -50,8 +51,9 @@ class ThresholdClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.takes_proba = takes_proba
         self.folds = folds
 
-    def fit(self, X: Any, y: Any) -> ThresholdClassifier:
-        """Choose the threshold (when `optimize`) on the training rows' own folds, then fit on all of them.
+    def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> ThresholdClassifier:
+        """Choose the threshold (when `optimize`) on the training rows' own folds, then fit on all of them; each fit
+        takes the rows' `sample_weight` (a reviewed row's weight), the threshold's objective counts rows alike.
 
         Raises:
             DataError: the label is not binary, the estimator gives no probabilities, or no inner fold holds both
@@ -59,8 +61,8 @@ class ThresholdClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         self._check(np.unique(np.asarray(y)))
         self.threshold_score_, self.threshold_rows_ = math.nan, 0
-        self.threshold_ = self._chosen(X, y) if self.optimize else float(self.threshold)
-        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.threshold_ = self._chosen(X, y, sample_weight) if self.optimize else float(self.threshold)
+        self.estimator_ = fit_weighted(clone(self.estimator), X, y, sample_weight)
         self.classes_ = self.estimator_.classes_
         return self
 
@@ -94,7 +96,7 @@ class ThresholdClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         if self.optimize is not None and self.optimize not in THRESHOLD_OBJECTIVES and not self.function:
             raise ValueError(f"optimize {self.optimize!r} is a user metric and needs its import path (function)")
 
-    def _chosen(self, X: Any, y: Any) -> float:
+    def _chosen(self, X: Any, y: Any, sample_weight: np.ndarray | None) -> float:
         """The GRID threshold with the best out-of-fold objective (see the module)."""
         from sklearn.model_selection import TimeSeriesSplit
 
@@ -103,7 +105,8 @@ class ThresholdClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         for train, test in TimeSeriesSplit(n_splits=self.folds).split(y):
             if np.unique(y[train]).size < 2:  # a fold's past with one class cannot say what the other looks like
                 continue
-            inner = clone(self.estimator).fit(_take(X, train), y[train])
+            inner = fit_weighted(clone(self.estimator), _take(X, train), y[train],
+                                 None if sample_weight is None else sample_weight[train])
             truths.append(y[test])
             probas.append(inner.predict_proba(_take(X, test)))
         if not truths:

@@ -7,8 +7,11 @@ the few that are themselves names people use (a requirement, a promotion and an 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from ratchet.exceptions import ReviewLabelError
 
 CHAMPION = "champion"
 # PostgreSQL NOTIFY channel: a transaction that moves a champion or registers a version notifies it with the
@@ -25,6 +28,13 @@ GATE = "gate"  # accepted since the first schema; nothing stores it (gate eviden
 SERVED = "served"  # a version's served predictions scored against actuals
 SERVING = "serving"  # the model's REST service itself: latency, errors, availability
 EVALUATION_KINDS = (BACKTEST, NOWTEST, REGRESSION_TEST, GATE, SERVED, SERVING)
+
+# Where golden cases come from: the owner's file, a breaching now-test's worst misses, a person's review of an unsure
+# answer (the `golden_cases` table's check constraint is built from them)
+GOLDEN_FILE, GOLDEN_HARVESTED, GOLDEN_REVIEWED = "file", "harvested", "reviewed"
+GOLDEN_SOURCES = (GOLDEN_FILE, GOLDEN_HARVESTED, GOLDEN_REVIEWED)
+# What answered a row queued for review: the REST service (its prediction log) or the champion on the now-test window
+REVIEW_ORIGINS = ("served", "nowtest")
 
 SERVICE_CONTENDER = "service"  # the contender of 'serving' evaluations: the model's REST service, not a version
 
@@ -505,3 +515,70 @@ class ServingLog:
             out.append((at, min(at + self.period, self.end)))
             at += self.period
         return out
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A row a version answered unsurely, for a person to label (or to confirm the answer).
+
+    Named like the serving log names a row: `feature_id` is its time, `series` a panel row's series or an event's
+    id label (None for a single series); `item_key` joins both. A classifier's `confidence` is its top probability and
+    `probabilities` name the classes it knows; a regressor's `interval` is (low, high). `id` and `queued_on` are set
+    once queued; `label`, `labelled_by` and `labelled_at` once a person answered; `golden_case_key` once the label
+    became a golden case.
+    """
+
+    item_key: str
+    feature_id: dt.datetime
+    series: str | None
+    origin: str  # one of REVIEW_ORIGINS
+    version: int
+    answer: str
+    confidence: float | None = None
+    interval: tuple[float, float] | None = None
+    probabilities: dict[str, float] | None = None
+    actual: str | None = None  # the source's own label when the row was queued (a now-test row has one)
+    id: int | None = None
+    queued_on: dt.date | None = None
+    queued_at: dt.datetime | None = None
+    label: str | None = None
+    labelled_by: str | None = None
+    labelled_at: dt.datetime | None = None
+    golden_case_key: str | None = None
+
+    @property
+    def doubt(self) -> float:
+        """How unsure the answer is, higher first in the queue: 1 - top probability, or the interval's width."""
+        if self.interval is not None:
+            return self.interval[1] - self.interval[0]
+        return 1.0 - (self.confidence if self.confidence is not None else 0.0)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The classes a label may name (a classifier's), None for a regressor."""
+        return sorted(self.probabilities) if self.probabilities is not None else None
+
+    def checked_label(self, label: Any) -> str:
+        """`label` as stored: one of the answering version's classes, or a finite number for a regressor.
+
+        Raises:
+            ReviewLabelError: saying what is expected.
+        """
+        text = str(label).strip() if label is not None else ""
+        where = f"review item {self.id} ({self.item_key})"
+        if self.label is not None:
+            raise ReviewLabelError(f"{where} was already labelled {self.label!r} by {self.labelled_by} at "
+                                   f"{self.labelled_at:%Y-%m-%d %H:%M} UTC; nothing was stored")
+        if self.classes is not None:
+            if text not in self.classes:
+                raise ReviewLabelError(f"{where}: {text!r} is not a class v{self.version} knows; the label must be "
+                                       f"one of {self.classes}; nothing was stored")
+            return text
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ReviewLabelError(f"{where}: {text!r} is not a number; a regression label is a finite number "
+                                   f"(v{self.version} answered {self.answer}); nothing was stored")
+        return repr(value)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from ratchet.registry.entities import EVALUATION_KINDS, SERVING
+from ratchet.registry.entities import EVALUATION_KINDS, GOLDEN_SOURCES, REVIEW_ORIGINS, SERVING
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -291,7 +292,7 @@ class GoldenCase(Base):
     tolerance: Mapped[float] = mapped_column(Float, nullable=False)
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (
-        CheckConstraint("source IN ('file', 'harvested')", name="ck_golden_source"),
+        CheckConstraint("source IN (" + ", ".join(f"'{s}'" for s in GOLDEN_SOURCES) + ")", name="ck_golden_source"),
         UniqueConstraint("model_id", "case_key", name="uq_golden_case"),
     )
 
@@ -400,3 +401,41 @@ class ServingProbe(Base):
     healthy: Mapped[bool] = mapped_column(Boolean, nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
     probed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+
+
+class ReviewItem(Base):
+    """A row a model answered unsurely, queued for a person to label; unique per (model, row key).
+
+    `item_key` names the row as the serving log does (its series or event id, and its time). A row is queued once,
+    whatever arm, version or now-test answered it again; the label, who gave it and when are written together.
+    `golden_case_key` is set once the label became a golden case.
+    """
+
+    __tablename__ = "review_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    item_key: Mapped[str] = mapped_column(Text, nullable=False)
+    feature_id: Mapped[dt.datetime] = mapped_column(DateTime(timezone=False), nullable=False)
+    series: Mapped[str | None] = mapped_column(Text)  # a panel row's series or an event's id label
+    origin: Mapped[str] = mapped_column(String(20), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    answer: Mapped[str] = mapped_column(Text, nullable=False)
+    confidence: Mapped[float | None] = mapped_column(Float)  # a classifier's top probability
+    interval_low: Mapped[float | None] = mapped_column(Float)  # a regressor's prediction interval
+    interval_high: Mapped[float | None] = mapped_column(Float)
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column()
+    actual: Mapped[str | None] = mapped_column(Text)  # the source's label when the row was queued, if it had one
+    queued_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False)
+    queued_at: Mapped[dt.datetime] = _now()
+    label: Mapped[str | None] = mapped_column(Text)
+    labelled_by: Mapped[str | None] = mapped_column(String(200))
+    labelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    golden_case_key: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (
+        UniqueConstraint("model_id", "item_key", name="uq_review_item_key"),
+        CheckConstraint("origin IN (" + ", ".join(f"'{o}'" for o in REVIEW_ORIGINS) + ")", name="ck_review_origin"),
+        CheckConstraint("(label IS NULL) = (labelled_by IS NULL) AND (label IS NULL) = (labelled_at IS NULL)",
+                        name="ck_review_labelled_together"),
+        Index("ix_review_model_day", "model_id", "queued_on"),
+    )

@@ -17,6 +17,7 @@ transaction per call, a model found by name):
 | `alerts.py` | the alert outbox and its per-channel deliveries |
 | `serving_log.py` | the REST service's prediction log and the replicas' probes |
 | `aging.py` | how each version ages: its curves by months since training, the ages it breaks requirements at |
+| `reviews.py` | the review queue: unsure answers waiting for a person's label, and the labels given |
 """
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ from ratchet.registry.evaluations import EvaluationStore
 from ratchet.registry.golden_cases import GoldenCaseStore
 from ratchet.registry.models import ModelStore
 from ratchet.registry.promotions import PromotionStore
+from ratchet.registry.reviews import ReviewStore
 from ratchet.registry.serving_log import ServingStore
 from ratchet.registry.versions import VersionStore
 
 
 class Registry(ModelStore, PromotionStore, VersionStore, EvaluationStore, GoldenCaseStore, AlertStore, ServingStore,
-               AgingStore):
+               AgingStore, ReviewStore):
     """Ratchet's PostgreSQL data, read and written in model names and version numbers.
 
     Every public method is one transaction. Unknown names raise `UnknownModelError` (listing the

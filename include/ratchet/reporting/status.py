@@ -1,6 +1,8 @@
-"""`ratchet status`: per model, the champion, candidates, back-test, now-test, alerts, requirements and serving."""
+"""`ratchet status`: per model, the champion, candidates, back-test, now-test, alerts, requirements, serving and the
+review queue."""
 from __future__ import annotations
 
+import datetime as dt
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,18 @@ def alert_counts(registry: Registry, model: str, history: list[Evaluation]) -> d
     alerts = registry.alerts(model)
     sent = sum(a.status == "sent" for a in alerts)
     return {"open": open_breach(history), "sent": sent, "waiting": len(alerts) - sent}
+
+
+def review_status(registry: Registry, spec: ModelSpec, now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """The model's review queue (`review:`): items waiting for a label, items labelled, and the oldest waiting item's
+    time in the queue (hours, and whole days); None for a model without one."""
+    if spec.review is None:
+        return None
+    waiting, labelled, oldest = registry.review_queue(spec.name)
+    hours = None if oldest is None else ((now or dt.datetime.now(dt.UTC)) - oldest).total_seconds() / 3600
+    return {"waiting": waiting, "labelled": labelled, "oldest_queued_at": oldest and oldest.isoformat(),
+            "oldest_age_hours": None if hours is None else round(hours, 1),
+            "oldest_age_days": None if hours is None else int(hours // 24)}
 
 
 def promotion_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
@@ -113,6 +127,7 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     status["serving"] = serving.last_day(registry, spec)
     status["retrain"] = schedule_status(spec)
     status["aging"] = None
+    status["review"] = review_status(registry, spec)
     if status["champion"]:
         number = status["champion"]["version"]
         status["champion"].update(key_metrics(version_contender(number)))
@@ -126,8 +141,9 @@ def status_report(registry: Registry, specs: dict[str, ModelSpec],
     """Per configured model: champion, candidates with key metrics, last back-test summary, last now-test
     with pass/fail, open alerts, active requirements, the last 24 hours of serving (`reporting.serving`:
     requests, latency, cache hits, errors, availability, the latest served arms), the retrain schedule and when it
-    is next due, and how the champion ages with the cadence that recommends (`reporting.retrain_plan`), what
-    `ratchet status --json` prints; and each
+    is next due, how the champion ages with the cadence that recommends (`reporting.retrain_plan`) and the review
+    queue (`review`: items waiting, labelled, the oldest waiting item's age), what `ratchet status --json` prints;
+    and each
     model whose file is broken, with the file and the error (it runs nowhere until the file is fixed)."""
     return {"models": [model_status(registry, spec) for spec in specs.values()],
             "broken_specs": [{"model": name, "file": error.path, "error": str(error)}

@@ -396,6 +396,23 @@ class PromotionSpec:
 
 
 @dataclass(frozen=True)
+class ReviewSpec:
+    """`review:`: which answers a person is asked to label, how many a day, and how much a label weighs in training.
+
+    A classifier's answer is unsure when its top probability is below `max_confidence`; a regressor's when its
+    prediction interval (at `coverage`, from the residuals of the answering version's back-test) is wider than
+    `max_interval_width`. At most `per_day` rows of the model are queued a day, the least sure first; a labelled
+    row trains the next search with the sample weight `weight`.
+    """
+
+    max_confidence: float | None = None  # classification: queue answers whose top probability is below it
+    max_interval_width: float | None = None  # regression: queue answers whose interval is wider than it
+    coverage: float = 0.9  # regression: the share of actuals the interval is to hold
+    per_day: int = 50
+    weight: float = 2.0
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A validated model YAML file: everything Ratchet needs to train, test and promote the model."""
 
@@ -423,6 +440,7 @@ class ModelSpec:
     limits: tuple[str, ...] = ()  # `limits:` what its owner says it must not be used for or does badly (model card)
     distill: DistillSpec | None = None  # `distill:` the students trained on the best teacher, if any
     retrain: RetrainSpec = field(default_factory=RetrainSpec)
+    review: ReviewSpec | None = None  # `review:` the queue of unsure answers a person labels; None: no queue
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
 

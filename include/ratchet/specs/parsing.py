@@ -47,6 +47,7 @@ from ratchet.specs.model import (
     RatchetSpec,
     RequirementSpec,
     RetrainSpec,
+    ReviewSpec,
     SearchSpec,
     ServingSpec,
     Source,
@@ -523,6 +524,41 @@ def _parse_serving(f: _Fields, source: Source) -> ServingSpec:
     return ServingSpec(cache_ttl_seconds=ttl, split=SplitSpec(candidate=candidate, fraction=fraction, by=by))
 
 
+def _parse_review(f: _Fields, task: str, estimators: tuple[EstimatorSpec, ...]) -> ReviewSpec | None:
+    """`review:`: a classifier's bound on its top probability, or a regressor's on its interval's width (and the
+    interval's coverage); how many rows a day; the weight of a labelled row. Absent: no review queue."""
+    if not f.data:
+        return None
+    f.reject_unknown({"max_confidence", "max_interval_width", "coverage", "per_day", "weight"})
+    wrong = ("max_interval_width", "coverage") if task == "classification" else ("max_confidence",)
+    for key in wrong:
+        if key in f.data:
+            judged = ("by its top probability: review.max_confidence" if task == "classification" else
+                      "by its prediction interval: review.max_interval_width")
+            raise f.fail(key, f"no {key} for a {task} model (its answers are judged {judged})", f.data[key])
+    if task == "classification":
+        blind = _without_probabilities(estimators)
+        if blind is not None:
+            raise f.fail("max_confidence", f"an estimator with probabilities: {blind.class_path} with params "
+                                           f"{blind.params} gives none, so its answers have no confidence",
+                         f.data.get("max_confidence"))
+        bounds = {"max_confidence": f.get("max_confidence", float, check=lambda v: 0 < v <= 1,
+                                          expected="the top probability below which an answer is queued, in (0, 1] "
+                                                   "(0.6)")}
+    else:
+        bounds = {"max_interval_width": f.get("max_interval_width", float, check=_positive_finite,
+                                              expected="the prediction interval's width (in the target's units) "
+                                                       "above which an answer is queued, a positive number"),
+                  "coverage": f.get("coverage", float, ReviewSpec.coverage, check=lambda v: 0 < v < 1,
+                                    expected="the share of actuals the interval is to hold, between 0 and 1 (0.9)")}
+    return ReviewSpec(**bounds,
+                      per_day=f.get("per_day", int, ReviewSpec.per_day, check=_positive,
+                                    expected="a positive number of rows queued per model and day"),
+                      weight=f.get("weight", float, ReviewSpec.weight, check=_positive_finite,
+                                   expected="a positive number: the sample weight of a labelled row in training "
+                                            "(1: like any row)"))
+
+
 def parse_spec(path: Path, data: Any) -> ModelSpec:
     """The `ModelSpec` of one YAML document read from `path`.
 
@@ -533,7 +569,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
                       "description", "limits", "alerts", "serving", "evaluation", "classification", "metrics",
-                      "distill", "retrain"})
+                      "distill", "retrain", "review"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -704,6 +740,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
         serving=serving, evaluation=evaluation, threshold=threshold, user_metrics=user_metrics,
         stated_baselines=stated, distill=distill, retrain=retrain,
+        review=_parse_review(f.sub("review"), task, estimators),
     )
 
 
@@ -742,7 +779,7 @@ def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[Estima
     probability metric named is an error naming the estimator; the default (log_loss) becomes f1, and says why."""
     if task != "classification" or (search.metric and search.metric not in PROBABILITY_METRICS):
         return search
-    blind = next((e for e in estimators if not hasattr(e.load_class()(**e.params), "predict_proba")), None)
+    blind = _without_probabilities(estimators)
     if blind is None:
         return search
     why = f"{blind.class_path} with params {blind.params} gives no probabilities"
@@ -750,6 +787,11 @@ def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[Estima
         raise f.fail("metric", f"a metric scored on decided classes (accuracy, f1, or a user metric): {why}",
                      search.metric)
     return replace(search, metric="f1", metric_reason=f"ranked by f1, not log_loss: {why}")
+
+
+def _without_probabilities(estimators: tuple[EstimatorSpec, ...]) -> EstimatorSpec | None:
+    """The first estimator that gives no probabilities (no `predict_proba` with its fixed params), if any."""
+    return next((e for e in estimators if not hasattr(e.load_class()(**e.params), "predict_proba")), None)
 
 
 def load_spec(path: Path | str) -> ModelSpec:

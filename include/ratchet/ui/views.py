@@ -16,11 +16,12 @@ from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
 from ratchet.reporting.retrain_plan import aging_view, schedule_status
-from ratchet.reporting.status import alert_counts, backtest_verdict
+from ratchet.reporting.status import alert_counts, backtest_verdict, review_status
 from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import SERIES_METRICS, ModelSpec, lower_is_better
 
 CHARTED_CANDIDATES = 6
+LABELLED_SHOWN = 100  # labels the review list shows, newest first
 
 
 def overview(registry: Registry, catalog: Catalog) -> list[dict[str, Any]]:
@@ -162,7 +163,16 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
         if champion else None,
         "retrain": schedule_status(spec),
         "aging": aging_view(spec, registry.aging(name, champion.version)) if champion else None,
+        "review": review_status(registry, spec),
     }
+
+
+def review_page(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
+    """The review list: the items waiting for a label, oldest first, and the latest LABELLED_SHOWN labels given,
+    newest first."""
+    return {"spec": spec, "waiting": registry.review_items(spec.name, pending=True),
+            "labelled": list(reversed(registry.review_items(spec.name, pending=False)))[:LABELLED_SHOWN],
+            "status": review_status(registry, spec)}
 
 
 def student_pairs(versions: list[Version], table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
