@@ -79,8 +79,8 @@ def models(tmp_path, monkeypatch, registry):
 @contextmanager
 def celery_stack(logs: Path):
     """api-server, scheduler, dag-processor and the two workers of `make run`'s Celery stack, logging into `logs`;
-    yields the processes once all answer. Stops every process it started, and deletes its broker keys, however the
-    block ends."""
+    yields the processes once all answer. However the block ends, it stops every process it started, pauses the
+    DAGs and ends the runs left unfinished, and deletes its broker keys."""
     processes = run.Processes(logs=logs)
     prefix = f"ratchet-test-{RUN_TAG}:"
     broker = None
@@ -107,6 +107,7 @@ def celery_stack(logs: Path):
         yield processes
     finally:
         processes.stop()
+        _schedulable([])
         if broker:
             keys = redis.Redis.from_url(broker)
             for key in keys.scan_iter(match=f"{prefix}*"):
@@ -124,9 +125,10 @@ def _serialized_models(dag_id: str) -> set | None:
         return None if dag is None else set(dag.params.get_param("model").schema.get("enum") or ())
 
 
-def _prepare(dag_ids: list[str]) -> None:
-    """Unpause the DAGs, and end the runs earlier tests of this session left queued (a breach's retrain, which no
-    scheduler ran): this scheduler would start them."""
+def _schedulable(dag_ids: list[str]) -> None:
+    """Leave only `dag_ids` unpaused, and end the runs earlier tests of this session left queued or running (a
+    breach's retrain, which no scheduler ran): the test's scheduler runs what the test triggers and nothing else.
+    `_schedulable([])` pauses every DAG again, as the session's other tests find them."""
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -134,9 +136,9 @@ def _prepare(dag_ids: list[str]) -> None:
     from sqlalchemy import update
 
     with create_session() as session:
-        session.execute(update(DagModel).where(DagModel.dag_id.in_(dag_ids)).values(is_paused=False))
-        session.execute(update(DagRun).where(DagRun.dag_id.in_(dag_ids), DagRun.state.in_(
-            [DagRunState.QUEUED, DagRunState.RUNNING])).values(state=DagRunState.FAILED))
+        session.execute(update(DagModel).values(is_paused=DagModel.dag_id.not_in(dag_ids)))
+        session.execute(update(DagRun).where(DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]))
+                        .values(state=DagRunState.FAILED))
 
 
 def _trigger(dag_id: str, when: dt.datetime) -> str:
@@ -217,7 +219,7 @@ def test_the_cycle_runs_on_two_celery_workers_and_survives_losing_one(airflow_db
         _wait("the DAGs parsed with this test's models",
               lambda: all(_serialized_models(d) == {None, *models} for d in ("ratchet_retrain", "ratchet_backtest")),
               timeout=120)
-        _prepare(["ratchet_retrain", "ratchet_backtest"])
+        _schedulable(["ratchet_retrain", "ratchet_backtest"])
         retrain = _trigger("ratchet_retrain", RETRAIN_AT)
         assert _wait("ratchet_retrain", lambda: _run_state("ratchet_retrain", retrain), timeout=240) == "success"
         clock.mark("ratchet_retrain succeeded")
