@@ -101,9 +101,15 @@ def celery_stack(logs: Path):
         for component in ("scheduler", "dag-processor"):
             processes.start(component, [airflow, component], env)
         run.start_workers(processes, env)
-        _wait("the api-server's health", lambda: run.api_server_healthy(port), timeout=180, every=2)
-        _wait("both workers' answers",
-              lambda: celery_setup.ready_workers(env) == set(celery_setup.WORKER_NAMES), timeout=120)
+        checks = {"the api-server": lambda: run.api_server_healthy(port),
+                  "both workers": lambda: celery_setup.ready_workers(env) == set(celery_setup.WORKER_NAMES)}
+        for what, answers in checks.items():  # a component that exits ends the wait, with the end of its log
+            run.wait_for(lambda answers=answers: processes.exited() or answers(), timeout=180, every=1)
+            dead = processes.exited()
+            if dead or not answers():
+                tails = [f"--- {name}.log:\n{(logs / f'{name}.log').read_text()[-1500:]}" for name in dead]
+                raise AssertionError("\n".join([f"waiting for {what} to answer: "
+                                                 f"{f'{dead} exited' if dead else 'not within 180 s'}", *tails]))
         yield processes
     finally:
         processes.stop()
