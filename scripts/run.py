@@ -303,8 +303,8 @@ def redis_answers(port: int) -> bool:
 
 
 def redis_broker(processes: Processes, port: int) -> str:
-    """The broker URL of the Redis at 127.0.0.1:`port`, started there first (without persistence: Airflow's
-    scheduler queues again whatever a lost queue held) when none answers."""
+    """The broker URL of the Redis at 127.0.0.1:`port`, started there first when none answers, without persistence:
+    a task whose message a restart loses stays queued until Airflow's `[scheduler] task_queued_timeout` retries it."""
     if not redis_answers(port):
         say(f"no Redis answers on :{port}: starting redis-server there")
         try:
