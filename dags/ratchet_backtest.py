@@ -11,6 +11,11 @@ the month) is skipped, so a re-run on unchanged data computes nothing. A report 
 month with the requirement line, wins against the champion) is stored in PostgreSQL and in `reports/`;
 a model's report task fails (and with it the run) when one of its groups or the report did not finish.
 
+Then each model's **aging** task measures how its champion ages: fitted once before each of the first back-test
+months (the origins) and scored without refitting on the months after, its metric by months since training, averaged
+over the origins, and the age at which it first breaks a back-test or now-test requirement; stored per version,
+refitted only when the rows changed, and shown on the Ratchet page with the retrain cadence it recommends.
+
 A run started by the asset back-tests the models whose retrain announced versions (each event names its
 model), so the retrain a champion's breach starts is followed by a back-test of that model only; the
 other models' tasks are skipped. **Param `model`** (optional) does the same for a manual run.
@@ -69,8 +74,19 @@ def ratchet_backtest():
         pipeline.require_every_model([model], list(groups), what="back-test", per_model=MONTH_GROUPS)
         return written
 
+    @task(map_index_template="{{ model }}", trigger_rule=TriggerRule.ALL_DONE)
+    def aging(model: str, groups, dag_run=None, params=None, triggering_asset_events=None) -> dict:
+        """After the model's months: how its champion ages (read against the baselines' back-test values)."""
+        from ratchet import pipeline
+
+        label(model=model)
+        only(model, params, triggering_asset_events)
+        pipeline.require_every_model([model], list(groups), what="back-test", per_model=MONTH_GROUPS)
+        return pipeline.aging(model, end=pipeline.run_end(dag_run))
+
     groups = backtest.expand_kwargs([{"model": m, "group": g} for m in MODELS for g in range(MONTH_GROUPS)])
     report.partial(groups=groups).expand(model=MODELS)
+    aging.partial(groups=groups).expand(model=MODELS)
 
 
 ratchet_backtest()

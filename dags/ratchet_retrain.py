@@ -12,9 +12,15 @@ own mapped task at once (no retry) with a message naming the problem (the distin
 and with it the run; the other models go on and announce theirs. The trials of a date are searched once:
 re-running a date reuses the recorded trials and versions (no duplicates, nothing resampled).
 
-**Param `model`** (optional): a run for one model only; the other models' tasks are skipped. `ratchet_nowtest`
-starts such a run (run id `breach__<model>__<now-test end>`, data up to the now-test's end) when a champion
-breaches a now-test requirement: the way back starts at once, not the next night. Its new versions are newer
+**Each model's `retrain.schedule`** (default `@daily`; a cron expression or an Airflow preset, in UTC) decides
+which nights retrain it: a run covers the day before its data end, and a model whose schedule has no time in that
+day is skipped, its log saying when it is next due (a model without any version yet is always due). A skipped
+model announces nothing, so the back-test this run starts leaves it alone.
+
+**Param `model`** (optional): a run for one model only, whatever its schedule; the other models' tasks are
+skipped. `ratchet_nowtest` starts such a run (run id `breach__<model>__<now-test end>`, data up to the now-test's
+end) when a champion breaches a now-test requirement: the way back starts at once, not the next night, whatever
+the schedule. Its new versions are newer
 than the champion, so they are in trial from the next now-test on.
 """
 from __future__ import annotations
@@ -49,7 +55,8 @@ def ratchet_retrain():
         label(model=model)
         pipeline.run_only(model, requested=params["model"])
         result = pipeline.retrain(model, end=pipeline.run_end(dag_run),
-                                  author=dag_run.triggering_user_name or "ratchet_retrain")
+                                  author=dag_run.triggering_user_name or "ratchet_retrain",
+                                  on_schedule=not params["model"])
         outlet_events[MODEL_VERSIONS].extra = result
         return result
 

@@ -276,6 +276,33 @@ CATALOGUE = [
               r"field 'search.time_budget_minutes': expected fewer minutes than the task timeout "
               r"RATCHET_TASK_TIMEOUT_MINUTES=120 \(the retrain task, .*got 500.0",
               change={"search": {"time_budget_minutes": 500}}),
+    yaml_case("yaml-distill-student-wrong-kind",
+              r"field 'distill.students\[0\].class': expected a regressor for a regression model, "
+              r"got 'sklearn.tree.DecisionTreeClassifier'",
+              change={"distill": {"when": "always", "students": [{"class": "sklearn.tree.DecisionTreeClassifier"}]}}),
+    yaml_case("yaml-distill-student-bad-space",
+              r"field 'distill.students\[0\].search_space.max_dept': expected a parameter of "
+              r"sklearn.tree.DecisionTreeRegressor, got 'max_dept'",
+              change={"distill": {"when": "always", "students": [{
+                  "class": "sklearn.tree.DecisionTreeRegressor", "search_space": {"max_dept": {"randint": [2, 6]}}}]}}),
+    yaml_case("yaml-distill-gate-fails-without-computational-requirement",
+              r"field 'distill.when': expected 'always', or a requirement on one of \['predict_latency_p95_ms', "
+              r"'model_size_bytes', 'fit_seconds'\] beside 'gate_fails'",
+              change={"distill": {"students": [{"class": "sklearn.tree.DecisionTreeRegressor"}]}}),
+    yaml_case("yaml-prefer-simpler-not-a-boolean",
+              r"field 'search.prefer_simpler': expected true or false, got 'yes please'",
+              change={"search": {"prefer_simpler": "yes please"}}),
+    yaml_case("yaml-simpler-significance-out-of-range",
+              r"field 'search.simpler_significance': expected a test level between 0 and 0.5 \(0.05; default "
+              r"promotion.significance\), got 0.7", change={"search": {"simpler_significance": 0.7}}),
+    yaml_case("yaml-retrain-schedule-not-cron",
+              r"field 'retrain.schedule': expected a cron expression of five fields \(minute hour day-of-month month "
+              r"day-of-week\) or a preset \(@hourly, @daily, @weekly, @monthly, @quarterly, @yearly\): this one has 1, "
+              r"got 'weekly'", change={"retrain": {"schedule": "weekly"}}),
+    yaml_case("yaml-retrain-schedule-more-than-daily",
+              r"field 'retrain.schedule': expected a schedule that fires at most once a day \(one minute and one "
+              r"hour\): ratchet_retrain runs once a night, at 01:00 UTC, got '0 \*/6 \* \* \*'",
+              change={"retrain": {"schedule": "0 */6 * * *"}}),
     yaml_case("yaml-duplicate-model-name", r"field 'name': expected a name not already used by .*(bad|demand).yaml",
               change={"name": "demand"}, model="demand"),
     data_case("data-missing-column", f"ALTER TABLE {TABLE} DROP COLUMN x2", r"missing columns \['x2'\]"),
@@ -297,6 +324,12 @@ CATALOGUE = [
     data_case("data-missing-target-refused", f"UPDATE {TABLE} SET y = NULL WHERE day = '2024-03-05'",
               r"target 'y' has 1 missing values \(NaN\), first at 2024-03-05 .*missing_target: error",
               change={"source": {"missing_target": "error"}}),
+    data_case("data-regressor-student-of-many-classes", "SELECT 1",
+              r"model 'demand': distill.students\[0\] sklearn.tree.DecisionTreeRegressor is a regressor: it fits the "
+              r"teacher's probability of the positive class of a binary label, and the training rows hold 182 "
+              r"classes: use a classifier student",
+              change={**CLASSIFIER, "requirements": [],
+                      "distill": {"when": "always", "students": [{"class": "sklearn.tree.DecisionTreeRegressor"}]}}),
     data_case("data-text-feature", f"ALTER TABLE {TABLE} ALTER COLUMN x2 TYPE text",
               r"feature 'x2' is not numeric .*declare it in source.categorical"),
     data_case("data-too-little-history", f"DELETE FROM {TABLE} WHERE day > '2024-01-20'",

@@ -100,6 +100,15 @@ def _status(args: argparse.Namespace) -> int:
                     print(f"    {'series' if kind == 'series' else 'slice'} {group} breaches {', '.join(metrics)}")
         if model.get("open_alerts"):
             print(f"  open alerts: {len(model['open_alerts'])}")
+        retrain, aging = model.get("retrain"), model.get("aging")
+        if retrain:
+            print(f"  retrain.schedule {retrain['schedule']}, next due {retrain['next_due'][:16]} UTC")
+        if aging:
+            crossed = (f"{aging['metric']} breaks its requirement at age {aging['crossing_age']} months"
+                       if aging["crossing_age"] else "meets every requirement at every age")
+            enough = "often enough" if aging["configured_often_enough"] else "NOT often enough"
+            print(f"  aging of v{aging['version']} over {len(aging['origins'])} origins: {crossed}; recommended "
+                  f"{aging['recommended']} (the configured schedule is {enough})")
         served = model.get("serving")
         if served and (served["requests"] or served["probes"]):
             p95, up = served["latency_p95_ms"], served["availability"]

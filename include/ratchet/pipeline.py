@@ -28,7 +28,7 @@ TASK_LIBRARIES = (
     "numpy", "pandas", "scipy.stats", "sqlalchemy", "psycopg2",
     "sklearn.compose", "sklearn.impute", "sklearn.metrics", "sklearn.model_selection", "sklearn.pipeline",
     "sklearn.preprocessing", "airflow.providers.smtp.hooks.smtp",
-    "ratchet.alerting.notifiers", "ratchet.alerting.outbox", "ratchet.evaluation.backtest",
+    "ratchet.alerting.notifiers", "ratchet.alerting.outbox", "ratchet.evaluation.aging", "ratchet.evaluation.backtest",
     "ratchet.evaluation.golden", "ratchet.evaluation.nowtest", "ratchet.lifecycle.promotion",
     "ratchet.lifecycle.retrain", "ratchet.registry", "ratchet.reporting.reports",
 )
@@ -150,11 +150,24 @@ def retrains_after_breach(results: Iterable[dict[str, Any] | None], *, end: dt.d
 
 
 @task_step
-def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain") -> dict[str, Any]:
-    """Retrain one model on the data before `end`; returns the versions it registered (each records `author`)."""
+def retrain(model: str, *, end: dt.datetime, author: str = "ratchet_retrain",
+            on_schedule: bool = False) -> dict[str, Any]:
+    """Retrain one model on the data before `end`; returns the versions it registered (each records `author`).
+
+    `on_schedule` (a run of every model, not one naming it): the model's `retrain.schedule` decides (a model without
+    a version is always due), and on a night it is not due the task is skipped, logging when it next is
+    (`lifecycle.schedule`)."""
     from ratchet.lifecycle.retrain import retrain_model
+    from ratchet.lifecycle.schedule import retrain_due
 
     with model_context(model) as (spec, registry):
+        if on_schedule:
+            due = retrain_due(spec.retrain.schedule, end, first=not registry.versions(model))
+            print(due.describe(model, end))
+            if not due.due:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(due.describe(model, end))
         versions = retrain_model(registry, spec, run_id=run_key("ratchet_retrain", end), logical_date=end,
                                  author=author)
     return {"model": model, "versions": versions}
@@ -165,17 +178,43 @@ def backtest_group(model: str, group: int, groups: int, *, end: dt.datetime) -> 
     """Back-test the `group`-th of `groups` slices of the model's back-test months."""
     from ratchet.evaluation import backtest
     from ratchet.modeling import sources
+    from ratchet.modeling.features import ContractInputs
 
     with model_context(model) as (spec, registry):
         labelled = sources.labelled_end(spec, end)  # months whose labels have all arrived
-        raw = sources.read_rows(spec, end=labelled)
-        months = backtest.month_groups(spec, sources.checked_rows(spec, raw, end=labelled), end=labelled,
-                                       groups=groups)[group]
+        inputs = ContractInputs(spec, sources.read_rows(spec, end=labelled), end=labelled)
+        months = backtest.month_groups(spec, inputs.frame, end=labelled, groups=groups)[group]
         if not months:
             return {"model": model, "months": [], "computed": 0, "skipped": 0}
         counts = backtest.run_partition(registry, spec, months, run_id=run_key("ratchet_backtest", end),
-                                        end=labelled, raw=raw)
+                                        end=labelled, inputs=inputs)
     return {"model": model, "months": months, **counts}
+
+
+@task_step
+def aging(model: str, *, end: dt.datetime) -> dict[str, Any]:
+    """Measure how the model's champion ages over its back-test months (`evaluation.aging`) and store it; logs and
+    returns the curve of the ranking metric, the crossing age and the retrain plan it recommends."""
+    from ratchet.evaluation.aging import retrain_plan, run_aging
+    from ratchet.modeling import sources
+
+    with model_context(model) as (spec, registry):
+        measured = run_aging(registry, spec, run_id=run_key("ratchet_backtest", end),
+                             end=sources.labelled_end(spec, end))
+    if measured is None:
+        print(f"model {model!r}: no aging measured (no champion, or fewer back-test months than it needs)")
+        return {"model": model, "aging": None}
+    curve = {p.age: p.mean for p in measured.curves[spec.metric]}
+    plan = retrain_plan(measured, spec.retrain.schedule)
+    print(f"model {model!r} v{measured.version} ages over {len(measured.origins)} origins "
+          f"({measured.origins[0]}..{measured.origins[-1]}): {spec.metric} by months since training "
+          + ", ".join(f"{age}: {value:.4g}" for age, value in curve.items() if value is not None))
+    for crossing in measured.crossings:
+        print(f"  {crossing.requirement}: "
+              + (f"broken at age {crossing.age}" if crossing.age else "holds at every age"))
+    print(f"  {plan.describe()}")
+    return {"model": model, "version": measured.version, "curve": curve, "crossing_age": measured.crossing_age,
+            "recommended": plan.recommended}
 
 
 def require_every_model(models: list[str], results: Iterable[dict[str, Any] | None], *, what: str,

@@ -27,7 +27,7 @@ def test_db_upgrade_is_idempotent(database_url):
     for _ in range(2):
         result = _ratchet("db", "upgrade")
         assert result.returncode == 0 and f"migrated to {db.current_revision(database_url)}" in result.stdout
-    assert db.current_revision(database_url) == "0008"  # the newest migration, versions' details
+    assert db.current_revision(database_url) == "0011"  # the newest migration, trials' details
 
 
 @pytest.mark.slow  # over 8 s in the measured full run (2 cores, load ~11)
@@ -87,3 +87,28 @@ def test_card_prints_the_champions_card_as_markdown_and_names_an_unknown_version
     unknown = _ratchet("card", "demand", "9", **models)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert unknown.stderr == "ratchet: model 'demand' has no version 9; its versions: [1, 2]\n"
+
+
+@pytest.mark.slow  # starts the `ratchet` command
+def test_status_says_when_a_model_retrains_next_and_how_its_champion_ages(tmp_path, registry):
+    from promote_helpers import SPEC, first_champion
+    from spec_factory import write_spec
+
+    from ratchet.registry.entities import AgePoint, Aging, Crossing
+
+    first_champion(registry, tmp_path)
+    write_spec(tmp_path, **SPEC, retrain={"schedule": "@monthly"})
+    curve = tuple(AgePoint(age, 9.0 + age, 0.5, 8.5 + age, 9.5 + age, {"2024-01": 9.0 + age}) for age in (1, 2))
+    crossing = Crossing(1, "rmse", "max", "backtest", "rmse max 10 (back-test)", (10.0, 10.0), 2)
+    registry.record_aging(Aging("demand", 1, "night", ("2024-01", "2024-02", "2024-03", "2024-04"), 2,
+                                {"rmse": curve}, (crossing,)))
+    models = {"RATCHET_MODELS_DIR": str(tmp_path)}
+    text_status = _ratchet("status", "--model", "demand", **models)
+    assert text_status.returncode == 0, text_status.stderr
+    assert "  retrain.schedule @monthly, next due " in text_status.stdout
+    assert ("  aging of v1 over 3 origins: rmse breaks its requirement at age 2 months; recommended @weekly (the "
+            "configured schedule is NOT often enough)") in text_status.stdout
+    (model,) = json.loads(_ratchet("status", "--json", "--model", "demand", **models).stdout)["models"]
+    assert model["retrain"]["next_due"][8:10] == "01"  # @monthly: the first of a month
+    assert (model["aging"]["crossing_age"], model["aging"]["limit_days"]) == (2, 14)
+    assert [p["breaking"] for p in model["aging"]["curve"]] == [0, 1]

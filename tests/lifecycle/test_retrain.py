@@ -82,7 +82,8 @@ def test_a_search_without_probabilities_logs_why_it_ranks_by_f1_and_its_versions
     reason = spec.search.metric_reason
     assert reason.startswith("ranked by f1, not log_loss: sklearn.linear_model.SGDClassifier") and reason in caplog.text
     stored = registry.version("m", version)
-    assert stored.cv_metric == "f1" and stored.details == {"metric_reason": reason} and stored.threshold is None
+    assert stored.cv_metric == "f1" and stored.details["metric_reason"] == reason and stored.threshold is None
+    assert stored.simplicity["role"] == "best and simplest"  # two trials of one configuration: no simpler one
 
 
 @pytest.mark.slow  # starts processes (a forkserver child per trial, or the `ratchet` command)
@@ -134,3 +135,30 @@ def test_a_budget_spent_before_any_trial_scored_fails_the_search_and_says_why(re
                                            r"stopped\)\)"):
         retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 6, 1))
     assert registry.versions("m") == [] and registry.trials("m")[0].error.startswith("timed out")
+
+
+def test_the_simplicity_choice_is_logged_kept_with_each_version_and_made_again_by_a_rerun(registry, caplog):
+    import logging
+
+    frame = sample_frame(200).drop(columns=["kind"])
+    spec = build_spec(name="m", table=write_table(registry, frame), search={"n_trials": 4, "cv_folds": 2, "seed": 5},
+                      estimators=[{"class": "sklearn.linear_model.Ridge"},
+                                  {"class": "sklearn.tree.DecisionTreeRegressor",
+                                   "search_space": {"max_depth": {"randint": [2, 6]}}}])
+    registry.sync_model(spec)
+    with caplog.at_level(logging.INFO, logger="ratchet.lifecycle.retrain"):
+        versions = retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 7, 1))
+    assert len(versions) == 2
+    chosen = [registry.version("m", v).simplicity for v in versions]
+    assert f"m: {chosen[0]['text']}" in caplog.text  # the task's log says what was chosen and why
+    assert {c["role"] for c in chosen} <= {"best", "simplest", "best and simplest", "ranked"}
+    assert chosen[0]["role"].startswith("best") and chosen[0]["best"]["score"] == registry.version("m", 1).cv_score
+    trials = registry.trials("m")
+    assert all(t.details["complexity"]["parameters"] >= 1 for t in trials)
+    assert sum("versus_best" not in t.details for t in trials) == 1  # every trial but the best was tested
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ratchet.lifecycle.retrain"):
+        assert retrain.retrain_model(registry, spec, run_id="r", logical_date=dt.datetime(2024, 7, 1)) == versions
+    assert "reusing the 4 trials recorded for r" in caplog.text and f"m: {chosen[0]['text']}" in caplog.text
+    assert [registry.version("m", v).simplicity for v in versions] == chosen

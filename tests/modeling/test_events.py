@@ -17,7 +17,7 @@ from ratchet.evaluation.requirements import check_per_slice
 from ratchet.exceptions import DataError
 from ratchet.modeling import metrics, sources
 from ratchet.modeling.baselines import HELPER_PREFIX, ROW, SERIES
-from ratchet.modeling.features import make_xy
+from ratchet.modeling.features import id_labels, make_xy
 from ratchet.modeling.frequency import frequency_of
 from ratchet.modeling.slices import per_slice, slice_column
 
@@ -69,12 +69,13 @@ def test_labels_mature_label_delay_days_after_the_end():
     assert sources.labelled_end(spec, pd.Timestamp("2026-03-10 06:00", tz="UTC")) == pd.Timestamp("2026-03-03 06:00")
 
 
-def test_make_xy_builds_no_lags_for_events_and_keeps_each_events_id_label_and_slice():
+def test_make_xy_builds_no_lags_for_events_and_keeps_each_events_id_and_slice():
     spec = build_spec(name="loans", **EVENTS)
     X, y, times = make_xy(spec, sources.validate_frame(spec, _events()))
     helpers = sorted(c for c in X.columns if c.startswith(HELPER_PREFIX))
     assert helpers == sorted([ROW, slice_column("band")]) and SERIES not in X
-    assert X[ROW].iloc[0] == "application_id=100" and X[slice_column("band")].iloc[:2].tolist() == ["low", "high"]
+    assert X[ROW].iloc[0] == 100 and X[slice_column("band")].iloc[:2].tolist() == ["low", "high"]
+    assert id_labels(spec, X[ROW])[:2].tolist() == ["application_id=100", "application_id=101"]  # as served
     assert len(X) == len(y) == len(times) == 40
 
 

@@ -1,7 +1,9 @@
 """Features (`ratchet.modeling.features`): target lags by calendar day."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 from source_helpers import sample_frame
 from spec_factory import build_spec
 
@@ -51,7 +53,9 @@ def test_categorical_features_are_dense_for_every_estimator_and_unseen_categorie
     model = features.make_estimator(spec, spec.estimators[0], {"max_iter": 10}).fit(X, y)  # sparse would raise
     unseen = X.head(3).assign(kind="never seen")
     assert len(model.predict(unseen)) == 3
-    assert not hasattr(model[:-1].transform(unseen), "toarray")  # the one-hot output is a dense array
+    prepared = model[:-1].transform(unseen)
+    assert not hasattr(prepared, "toarray")  # the one-hot output is a dense array
+    assert prepared.dtype == np.float64  # float32 ones and zeros, joined to the numeric columns at full precision
 
 
 def test_a_classifiers_target_lags_are_one_hot_class_labels():
@@ -64,3 +68,28 @@ def test_a_classifiers_target_lags_are_one_hot_class_labels():
     assert features.categorical_columns(spec) == ["target_lag_1"] and X["target_lag_1"].dtype == object
     model = features.make_estimator(spec, spec.estimators[0], {}).fit(X, y)
     assert set(model.predict(X)) <= {"a", "b"}
+
+
+def test_contract_inputs_settled_on_versions_keep_their_inputs_and_let_go_of_the_rows_read():
+    frame = sample_frame(30)
+    spec = build_spec(name="m", table="s.t", source={"features": ["x", "kind"], "categorical": ["kind"]})
+    inputs = features.ContractInputs(spec, frame)
+    narrower = {**spec.source.contract(["x"], "day")}
+    inputs.settle([(3, narrower)])
+    inputs_of = [c for c in inputs.of(3, narrower)[1].columns if features.is_model_input(c)]
+    assert inputs.raw is None and inputs_of == ["x"]
+    today = [c for c in inputs.today()[0].columns if features.is_model_input(c)]
+    assert today == ["x", "kind"]  # today's YAML is built before any settling
+    with pytest.raises(RuntimeError, match=r"v4's inputs were not built before the rows read were let go"):
+        inputs.of(4, {**narrower, "features": ["kind"], "categorical": ["kind"]})
+
+
+def test_make_xy_shares_the_validated_rows_columns_and_validation_leaves_the_rows_read_as_they_were():
+    frame = sample_frame(30).assign(flag=lambda f: f["x"] > 0)
+    spec = build_spec(name="m", table="s.t", source={"features": ["x", "kind", "flag"], "categorical": ["kind"]})
+    before = frame.copy()
+    valid = sources.validate_frame(spec, frame)
+    X, _, _ = features.make_xy(spec, valid)
+    pd.testing.assert_frame_equal(frame, before)  # the flag became a number and kind text only in `valid`
+    assert valid["flag"].dtype == float and isinstance(valid.index, pd.RangeIndex)
+    assert np.shares_memory(X["x"].to_numpy(), valid["x"].to_numpy())  # no copy of millions of events

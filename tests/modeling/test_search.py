@@ -108,9 +108,11 @@ def test_a_trial_in_a_process_scores_as_it_does_in_this_one_and_its_errors_come_
     y = pd.Series(3 * X.x + rng.normal(size=90))
     folds = search.time_folds(days, 3)
     ridge = spec.estimators[0]
-    here, _ = search.cross_validate(spec, ridge, {"alpha": 1.0}, X, y, folds)
-    there, seconds = search.cross_validate_in_process(spec, ridge, {"alpha": 1.0}, X, y, folds, timeout=60)
-    assert there == here and seconds > 0
+    here = search.cross_validate(spec, ridge, {"alpha": 1.0}, X, y, folds)
+    there = search.cross_validate_in_process(spec, ridge, {"alpha": 1.0}, X, y, folds, timeout=60)
+    assert there.fold_scores == here.fold_scores and there.seconds > 0
+    np.testing.assert_array_equal(there.row_losses, here.row_losses)  # NaN where no fold validated the row
+    assert there.complexity.parameters == here.complexity.parameters == 2  # a coefficient and the intercept
     broken = EstimatorSpec("sklearn.linear_model.Ridge", {}, {})
     with pytest.raises(search.TrialFailed, match=r"^(TypeError|InvalidParameterError): .*no_such"):
         search.cross_validate_in_process(spec, broken, {"no_such": 1}, X, y, folds, timeout=60)
@@ -209,3 +211,9 @@ search.run_search(dataclasses.replace(spec, estimators=(sleepy,)), pd.DataFrame(
     while running() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running()
+
+
+def test_a_folds_rows_without_a_gap_are_a_slice_and_others_stay_positions():
+    assert search.span(np.array([4, 5, 6, 7])) == slice(4, 8)
+    assert search.span(np.array([4, 6, 7])).tolist() == [4, 6, 7]
+    assert search.span(np.array([], dtype=int)).tolist() == []

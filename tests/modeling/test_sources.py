@@ -70,3 +70,14 @@ def test_a_missing_table_is_named():
 def test_too_little_history_names_counts():
     with pytest.raises(DataError, match="too little history for cv: 10 rows, at least 56 needed"):
         sources.require_rows(build_spec(name="m", table="s.t"), sample_frame(10), 56, "cv")
+
+
+@pytest.mark.parametrize("values", [
+    [3.0, float("nan"), 3, 2.5, None],  # whole floats are '3' like integers; NaN and None are the missing category
+    ["web", None, "app", "web"],
+    [True, 1, False, 0],  # True equals 1 as a key: the column is written value by value
+    [1.5, 2.0, float("nan")],
+])
+def test_category_texts_of_a_column_are_each_values_category_text(values):
+    column = pd.Series(values, dtype=object)
+    assert sources.category_texts(column).tolist() == [sources.category_text(v) for v in values]

@@ -81,18 +81,50 @@ def test_a_candidates_card_names_its_worst_series_and_slices_and_the_drift_of_it
     assert "| mae 1 <= max 8 (now-test) (latest, 2024-05-02) | met |" in text
 
 
-def test_a_classifiers_card_shows_its_threshold_and_a_students_its_teacher(registry, tmp_path):
+def test_a_classifiers_card_shows_its_threshold(registry, tmp_path):
     spec = write_spec(tmp_path, name="churn", task="classification", owner="crm",
                       estimators=[{"class": "sklearn.linear_model.LogisticRegression"}], baselines=["majority"])
     registry.sync_model(spec)
     threshold = {"value": 0.35, "optimize": "f1", "score": 0.71, "rows": 400, "folds": 3}
-    register_fitted(registry, "churn", "r1", spec=spec, details={"threshold": threshold, "teacher": "v7"})
+    register_fitted(registry, "churn", "r1", spec=spec, details={"threshold": threshold})
     text = build_card(registry, spec, 1).markdown()
     assert "Decision threshold: P(positive) >= 0.35, chosen to maximise f1 (0.71 out of fold on 400 training rows)" \
         in text
-    assert "Student of teacher: v7." in text
+    assert "## Teacher" not in text
     assert "No back-test of this version yet." in text and "None stated: add `limits:`" in text
     assert "Not stated: add `description:`" in text
+
+
+def test_a_students_card_shows_it_beside_its_teacher(registry, tmp_path):
+    spec = write_spec(tmp_path, name="churn", task="classification",
+                      estimators=[{"class": "sklearn.ensemble.RandomForestClassifier"}], baselines=["majority"])
+    registry.sync_model(spec)
+    forest = "sklearn.ensemble.RandomForestClassifier"
+    register_fitted(registry, "churn", "r1", spec=spec, estimator_class=forest, hyperparameters={"n_estimators": 300},
+                    size_bytes=5_000_000, predict_latency_p95_ms=12.0, cv_score=0.41)
+    teacher = {"version": 1, "estimator_class": forest, "why": "v1 fails a computational requirement: "
+               "model_size_bytes 5e+06 > max 1e+06 (gate)", "student": "sklearn.tree.DecisionTreeClassifier",
+               "targets": "soft", "learns_from": "the teacher's class probabilities as soft targets", "trials": 6}
+    register_fitted(registry, "churn", "r2", spec=spec, estimator_class="ratchet.modeling.distill.StudentClassifier",
+                    hyperparameters={"teacher": forest, "teacher_params": {"n_estimators": 300},
+                                     "student": teacher["student"], "student_params": {"max_depth": 4}},
+                    size_bytes=9_000, predict_latency_p95_ms=0.4, cv_score=0.44, details={"teacher": teacher})
+    store_backtest(registry, "churn", {"v1": [0.40, 0.42, 0.38, 0.40], "v2": [0.44, 0.46, 0.42, 0.44],
+                                       "majority": [0.69] * 4}, metric="log_loss")
+    card = build_card(registry, spec, 2)
+    assert card.teacher.version == 1 and card.teacher_means["log_loss"] == pytest.approx(0.40)
+    text = card.markdown()
+    assert "; sklearn.tree.DecisionTreeClassifier (max_depth=4), registered" in text  # the student, not its wrapper
+    assert ("## Teacher: v1\n\nA student of v1: it learnt from the teacher's class probabilities as soft targets, on "
+            "the same training rows; trained because v1 fails a computational requirement: model_size_bytes 5e+06 > "
+            "max 1e+06 (gate).") in text
+    assert "|  | teacher v1 | student v2 |" in text
+    assert "| estimator | RandomForestClassifier | DecisionTreeClassifier |" in text
+    assert "| back-test log_loss, mean over the student's 4 month(s) | 0.4 | 0.44 |" in text
+    assert "| size (bytes) | 5000000 | 9000 |" in text and "| prediction latency p95 (ms) | 12 | 0.4 |" in text
+    assert "| CV log_loss | 0.41 | 0.44 |" in text
+    assert "<th>teacher v1</th><th>student v2</th>" in card.html()
+    assert "## Teacher" not in build_card(registry, spec, 1).markdown()  # the teacher's own card has no teacher
 
 
 def test_an_unknown_version_or_a_model_without_champion_is_a_clear_error(registry, demand, tmp_path):

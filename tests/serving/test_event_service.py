@@ -65,7 +65,7 @@ def _offline(registry, spec, version: int) -> pd.DataFrame:
     X, _, times = features.make_xy(spec, sources.read_source(spec))
     estimator = registry.load_estimator(spec.name, version)
     return pd.DataFrame({"prediction": estimator.predict(X), "p": estimator.predict_proba(X)[:, 1],
-                         "time": times.to_numpy()}, index=X[ROW].to_numpy())
+                         "time": times.to_numpy()}, index=features.id_labels(spec, X[ROW]))
 
 
 def test_an_application_by_id_gets_the_decision_training_would_make_at_the_versions_threshold(loans):

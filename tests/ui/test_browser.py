@@ -119,6 +119,7 @@ def test_the_page_tells_the_truth_after_a_promotion_and_a_breach(api_server, dem
     from playwright.sync_api import expect, sync_playwright
 
     from ratchet.alerting import outbox
+    from ratchet.evaluation.aging import retrain_plan
     from ratchet.lifecycle.promotion import promote
     from ratchet.registry import Registry
     from ratchet.specs import get_spec
@@ -131,6 +132,8 @@ def test_the_page_tells_the_truth_after_a_promotion_and_a_breach(api_server, dem
         when = dt.datetime(2025, 6, day, 6, tzinfo=dt.UTC)
         pipeline.nowtest(MODEL, end=when, airflow_run_id=f"manual__2025-06-{day}", mail=True)
         outbox.deliver_alerts(registry, {MODEL: spec})  # as each night's run delivers its own (no digest of nights)
+    pipeline.aging(MODEL, end=dt.datetime(2025, 7, 1, 1, tzinfo=dt.UTC))  # the champion's aging, as the back-test
+    aged = registry.aging(MODEL, first)  # measures it after a promotion
     (backtest_bound,) = [r.bound for r in registry.requirements(MODEL, "backtest") if r.metric == spec.metric]
     (nowtest_bound,) = [r.bound for r in registry.requirements(MODEL, "nowtest") if r.metric == "mape"]
     assert nowtest_bound < 0.08  # the ratchet tightened the YAML's bound
@@ -171,6 +174,21 @@ def test_the_page_tells_the_truth_after_a_promotion_and_a_breach(api_server, dem
         plot, bound = _box(chart.locator("rect.plot")), _box(chart.locator("path[data-series='requirement']"))
         assert plot["y"] <= bound["y"] and bound["y"] + bound["height"] <= plot["y"] + plot["height"]
         assert plot["x"] <= bound["x"] and bound["x"] + bound["width"] <= plot["x"] + plot["width"]
+
+        # How the champion ages, beside its schedule: the crossing and the cadence the registry holds, the curve
+        # with its bound inside the plot.
+        expect(ratchet.locator("#retrain-schedule")).to_contain_text("@daily")
+        plan = retrain_plan(aged, spec.retrain.schedule)
+        expect(ratchet.locator("#recommended-cadence")).to_contain_text(plan.recommended)
+        expect(ratchet.locator("#crossing-age")).to_contain_text(
+            f"broken at age {aged.crossing_age} month" if aged.crossing else "every requirement met at every age")
+        expect(ratchet.locator("#aging tbody tr")).to_have_count(aged.max_age)
+        aging_chart = ratchet.locator("#aging-chart svg")
+        expect(aging_chart.locator("path[data-series='mean']")).to_have_count(1)
+        if aged.crossing:
+            plot = _box(aging_chart.locator("rect.plot"))
+            bound = _box(aging_chart.locator("path[data-series='requirement']"))
+            assert plot["y"] <= bound["y"] and bound["y"] + bound["height"] <= plot["y"] + plot["height"]
 
         # Versions compared over the same months, wins said against whom, here and in the report.
         expect(ratchet.locator("#versions thead")).to_contain_text("month(s) every version has")

@@ -172,3 +172,26 @@ def test_each_version_links_its_model_card_and_the_card_page_renders_it(client, 
     assert 'href="/ratchet/models/carded">carded</a>' in card.text  # the way back to the model page
     missing = client.get("/models/carded/versions/9/card")
     assert missing.status_code == 404 and "model 'carded' has no version 9; its versions: [1, 2]" in missing.text
+
+
+def test_the_model_page_shows_how_the_champion_ages_beside_its_schedule(client, tmp_path, registry):
+    from ratchet.registry.entities import AgePoint, Aging, Crossing
+
+    seed_history(registry, tmp_path, "aged", versions=2, months=6)
+    page = client.get("/models/aged").text
+    assert "<code>@daily</code>" in page and "Not measured yet" in page  # the champion's aging comes with a back-test
+    means = [0.30, 0.42, 0.51, 0.60]
+    curve = tuple(AgePoint(age, mean, 0.05, mean - 0.04, mean + 0.04, {"2000-01": mean - 0.01, "2000-02": mean,
+                                                                       "2000-03": mean + 0.01})
+                  for age, mean in enumerate(means, start=1))
+    crossing = Crossing(None, "rmse", "max", "backtest", "rmse max 0.5 (back-test)", (0.5,) * 4, 3)
+    months = ("2000-01", "2000-02", "2000-03", "2000-04", "2000-05", "2000-06")
+    registry.record_aging(Aging("aged", 1, "ratchet_backtest@night", months, 4, {"rmse": curve}, (crossing,)))
+    page = client.get("/models/aged").text
+    assert "rmse max 0.5 (back-test) broken at age 3 months" in page
+    assert "<b>@weekly</b>" in page and "the configured schedule is often enough" in page  # 28 days held: weekly
+    rows = re.findall(r'<table id="aging">.*?</table>', page, re.S)[0].split("<tr")[2:]
+    assert len(rows) == 4 and 'class="chosen"' in rows[2]  # the crossing age's row
+    assert "<td>0.51</td>" in rows[2] and "<td>0.5</td><td>2</td>" in rows[2]  # 0.51 and 0.52 break it, 0.50 not
+    assert "<td>0.5</td><td>0</td>" in rows[1]
+    assert 'data-series="requirement"' in re.findall(r'<div id="aging-chart">.*?</div>', page, re.S)[0]

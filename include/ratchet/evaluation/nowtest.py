@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -269,7 +268,7 @@ def judge_nowtest(registry: Registry, spec: ModelSpec, *, data_interval_end: Any
         checked += check_per_slice(requirements, spec.requirements, by_slice, baseline_slices, spec.nowtest.min_rows)
         misses = _worst_misses(spec.task, vyw, vtw, y_pred)
         keys = vX.loc[fresh, ROW].to_numpy() if own.source.events else series  # what pairs a row with the champion's
-        losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": row_losses(spec, vyw, y_pred, row_log_loss),
+        losses = pd.DataFrame({"time": vtw.to_numpy(), "loss": metrics.row_losses(spec, vyw, y_pred, row_log_loss),
                                "series": keys if keys is not None else ""})
         versus = (versus_champion(spec, losses, champion_rows, champion.contender)
                   if role == "candidate" and champion_rows is not None else None)
@@ -324,13 +323,6 @@ def _require_window_capacity(spec: ModelSpec, frequency: str) -> None:
 def comparison_metric(spec: ModelSpec) -> str:
     """The loss a candidate and the champion are compared on row by row (`metrics.row_loss_metric`)."""
     return metrics.row_loss_metric(spec)
-
-
-def row_losses(spec: ModelSpec, actual: pd.Series, predicted: np.ndarray, log_loss: np.ndarray | None) -> np.ndarray:
-    """Each row's loss for `comparison_metric` (lower is better)."""
-    rows = SimpleNamespace(actual=actual.to_numpy(), predicted=np.asarray(predicted), loss=log_loss,
-                           correct=actual.to_numpy() == np.asarray(predicted))
-    return metrics.daily_losses(spec, comparison_metric(spec), rows)
 
 
 def versus_champion(spec: ModelSpec, candidate: pd.DataFrame, champion: pd.DataFrame,

@@ -34,6 +34,7 @@ from ratchet.evaluation.requirements import RequirementResult, check_requirement
 from ratchet.exceptions import DataError
 from ratchet.modeling import metrics
 from ratchet.modeling.baselines import ROW, SERIES
+from ratchet.modeling.features import id_labels
 from ratchet.modeling.metrics import finite, improvement
 from ratchet.registry.entities import SERVED, EvaluationRow, served_contender
 
@@ -113,8 +114,10 @@ class _Scorer:
     def __init__(self, registry: Registry, spec: ModelSpec, times: pd.Series, y: pd.Series, X: pd.DataFrame,
                  baselines: dict[str, Any]):
         self.registry, self.spec, self.X, self.y, self.baselines = registry, spec, X, y, baselines
-        key = ROW if ROW in X else SERIES  # an event's answers are keyed by its id, a panel's by series and time
-        series = X[key].to_numpy() if key in X else np.full(len(times), "")
+        if ROW in X:  # an event's answers are keyed by its id, a panel's by series and time
+            series = id_labels(spec, X[ROW])
+        else:
+            series = X[SERIES].to_numpy() if SERIES in X else np.full(len(times), "")
         self.position = pd.Series(np.arange(len(times)),
                                   index=pd.MultiIndex.from_arrays([series, pd.DatetimeIndex(times)]))
         self.classes: dict[int, np.ndarray] = {}

@@ -320,7 +320,7 @@ def _run_gates(registry: Registry, spec: ModelSpec, candidate: Version, champion
     gates.append(_regression_gate(registry, spec, candidate.version))
     if kind not in SHORT_KINDS:
         gates.append(_trial_gate(registry, spec, candidate, champion))
-    gates.append(_computational_gate(registry, spec, candidate))
+    gates.append(computational_gate(registry, spec, candidate))
     return kind, gates, backtest
 
 
@@ -653,7 +653,9 @@ def computational_values(version: Version) -> dict[str, float]:
             "fit_seconds": version.fit_seconds}
 
 
-def _computational_gate(registry: Registry, spec: ModelSpec, candidate: Version) -> Gate:
+def computational_gate(registry: Registry, spec: ModelSpec, candidate: Version) -> Gate:
+    """Gate 5: the model's computational requirements on the version's figures as registered (also what decides
+    whether a retrain's best teacher needs a student: `lifecycle.students`)."""
     requirements = [r for r in registry.requirements(spec.name) if r.metric in COMPUTATIONAL_METRICS]
     values = computational_values(candidate)
     results = check_requirements(requirements, values, {})

@@ -1,9 +1,9 @@
 """Fitted estimators as bytes that load without running arbitrary code.
 
 Artifacts are written with `skops.io` and read back with an explicit allow-list of
-type prefixes: scikit-learn, NumPy, SciPy, Ratchet's own baselines and its decision-threshold wrapper (which keeps
-numbers and strings only, never a user's function). Anything else
-in a stored artifact, or bytes whose sha256 differs from the recorded one, is refused.
+type prefixes: scikit-learn, NumPy, SciPy, Ratchet's own baselines, its decision-threshold wrapper and its students
+(`modeling.distill`; both keep numbers, strings and scikit-learn estimators only, never a user's function).
+Anything else in a stored artifact, or bytes whose sha256 differs from the recorded one, is refused.
 `pickle` is never used on bytes that come from the database.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ratchet.specs.model import TRUSTED_ESTIMATOR_MODULES
 
 ARTIFACT_FORMAT = "skops"
 TRUSTED_PREFIXES = (*TRUSTED_ESTIMATOR_MODULES, "numpy.", "scipy.", "ratchet.modeling.baselines.",
-                    "ratchet.modeling.threshold.")
+                    "ratchet.modeling.threshold.", "ratchet.modeling.distill.")
 
 
 @dataclass(frozen=True)

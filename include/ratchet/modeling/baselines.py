@@ -11,7 +11,7 @@ from ratchet.specs.model import seasonal_period
 
 HELPER_PREFIX = "_baseline_"  # the columns only baselines read (`features.make_xy` adds them)
 SERIES = f"{HELPER_PREFIX}series"  # a panel row's series as one text; absent for a single series
-ROW = f"{HELPER_PREFIX}row"  # an event's id as its label ("application_id=17"): what its served answers are keyed by
+ROW = f"{HELPER_PREFIX}row"  # an event's id as read: what pairs its rows (`features.id_labels` names them as served)
 
 
 def helper_lag(lag: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,13 @@ import pandas as pd
 from ratchet.modeling.baselines import HELPER_PREFIX, ROW, SERIES, helper_lag
 from ratchet.modeling.frequency import frequency_of, series_codes, shifted
 from ratchet.modeling.slices import slice_column
-from ratchet.modeling.sources import DROPPED_MISSING_TARGET, category_text, checked_rows, feature_columns
+from ratchet.modeling.sources import (
+    DROPPED_MISSING_TARGET,
+    category_text,
+    category_texts,
+    checked_rows,
+    feature_columns,
+)
 from ratchet.specs.model import seasonal_period
 
 if TYPE_CHECKING:
@@ -51,7 +57,7 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
     into a helper column as text (`modeling.slices`).
     """
     src = spec.source
-    X = frame[feature_columns(spec, frame)].copy()
+    X = pd.DataFrame({c: frame[c].to_numpy() for c in feature_columns(spec, frame)}, copy=False)  # no copy made
     lagged = _lagger(spec, frame, src.lags_by)
     for lag in src.target_lags:
         X[lag_name(lag)] = lagged(lag)
@@ -61,7 +67,7 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
     if src.series:
         X[SERIES] = series_labels(frame, src.series)
     if src.events:
-        X[ROW] = series_labels(frame, (src.id,))
+        X[ROW] = frame[src.id].to_numpy()  # as read: a label per event ("id=17") is made where one is needed
     for column in spec.evaluation.slices:  # rows a client sends may lack a slice column that is no feature
         if column in frame:
             X[slice_column(column)] = _as_text(frame[column]).to_numpy(dtype=object)
@@ -70,6 +76,8 @@ def make_xy(spec: ModelSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Seri
         log.info("model %r: %d of %d rows have no target lag %s (%s) and are left out",
                  spec.name, int((~keep).sum()), len(keep), list(src.target_lags), src.lags_by)
     times = frame[src.key.time]
+    if keep.all():  # no copy of millions of events that all have their inputs
+        return X, frame[src.target].reset_index(drop=True), times.reset_index(drop=True)
     return (X[keep].reset_index(drop=True), frame[src.target][keep].reset_index(drop=True),
             times[keep].reset_index(drop=True))
 
@@ -92,11 +100,17 @@ def series_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return joined.to_numpy(dtype=object)
 
 
+def id_labels(spec: ModelSpec, ids: pd.Series) -> np.ndarray:
+    """Events' ids (`make_xy`'s helper column) as their served answers are keyed and logged ("application_id=17",
+    `series_label`)."""
+    return series_labels(pd.DataFrame({spec.source.id: ids.to_numpy()}), (spec.source.id,))
+
+
 def _as_text(column: pd.Series) -> pd.Series:
     """Key values as `sources.category_text` writes them, by column where it can (a whole float is '3', not '3.0')."""
     if pd.api.types.is_integer_dtype(column) or (pd.api.types.is_string_dtype(column) and column.notna().all()):
         return column.astype(str)
-    return column.map(category_text).astype(str)
+    return pd.Series(category_texts(column), index=column.index)
 
 
 def series_label(columns: tuple[str, ...], values: Mapping[str, Any]) -> str:
@@ -134,8 +148,17 @@ class ContractInputs:
         spec = self.spec.for_version(version, contract)
         key = _contract_key(contract)
         if key not in self._built:
+            if self.raw is None:
+                raise RuntimeError(f"v{version}'s inputs were not built before the rows read were let go (settle)")
             self._built[key] = make_xy(spec, checked_rows(spec, self.raw, end=self.end))
         return (spec, *self._built[key])
+
+    def settle(self, versions: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        """Build these versions' inputs now and let go of the rows read: a back-test knows its contenders before its
+        first month, and millions of events need not be held twice."""
+        for version, contract in versions:
+            self.of(version, contract)
+        self.raw = None
 
 
 def _contract_key(contract: Mapping[str, Any]) -> str:
@@ -187,7 +210,8 @@ def make_estimator(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
 
     The baselines' helper lag columns are dropped here, so a learned model only sees the lags
     its spec asks for. The one-hot output is dense, which every scikit-learn estimator accepts;
-    a category not seen in training encodes as all zeros.
+    a category not seen in training encodes as all zeros. Its zeros and ones are float32 (exact, and joined to
+    the numeric columns as float64 all the same): a fit on millions of events holds half the memory for them.
     """
     from sklearn.compose import ColumnTransformer, make_column_selector
     from sklearn.impute import SimpleImputer
@@ -199,7 +223,7 @@ def make_estimator(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[
     numeric = make_column_selector(pattern=f"^(?!{HELPER_PREFIX}{'|' + skipped if skipped else ''})",
                                    dtype_include=np.number)
     prepare = ColumnTransformer(
-        [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
+        [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32), categorical),
          ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric)],
         remainder="drop",
     )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -195,6 +196,13 @@ def row_loss_metric(spec: ModelSpec) -> str:
     if spec.task == "classification" and spec.search.metric_reason:
         return "accuracy"
     return DAILY_LOSSES[spec.task][0]
+
+
+def row_losses(spec: ModelSpec, actual: ArrayLike, predicted: ArrayLike, log_loss: np.ndarray | None) -> np.ndarray:
+    """Each row's loss for `row_loss_metric` (lower is better): what a paired test compares two contenders on."""
+    actual, predicted = np.asarray(actual), np.asarray(predicted)
+    rows = SimpleNamespace(actual=actual, predicted=predicted, loss=log_loss, correct=actual == predicted)
+    return daily_losses(spec, row_loss_metric(spec), rows)
 
 
 def per_series(task: str, series: ArrayLike, y: ArrayLike, scores: Scores) -> dict[str, dict[str, Any]]:

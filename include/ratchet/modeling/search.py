@@ -2,7 +2,9 @@
 
 Part of each night's trials explore the whole search space; the rest sample a space narrowed
 around the current champion's hyperparameters, so the search converges over nights while
-still looking elsewhere. Every fold trains only on rows before its validation rows.
+still looking elsewhere. Every fold trains only on rows before its validation rows. Each trial also keeps its rows'
+out-of-fold losses (in memory) and its last fold model's complexity, what the simplicity choice reads
+(`modeling.simplicity`).
 
 Budgets: with `search.trial_timeout_seconds` or `search.time_budget_minutes`, each trial's cross-validation runs in
 a child process (multiprocessing's 'forkserver': a clean process, since a fork of a process that has run OpenMP
@@ -21,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ratchet.modeling import metrics
+from ratchet.modeling.complexity import Complexity, measure
 from ratchet.modeling.features import make_estimator
 from ratchet.specs.model import lower_is_better
 
@@ -39,11 +43,13 @@ TIMED_OUT = "timed out"  # how a killed trial's error begins
 BUDGET_FIELD = "search.time_budget_minutes"
 TIMEOUT_FIELD = "search.trial_timeout_seconds"
 # what the trials' child processes import once, in the forkserver, rather than in each trial (scikit-learn's
-# estimator families among them: an estimator's module imported in each child would cost every trial its import)
+# estimator families among them: an estimator's module imported in each child would cost every trial its import;
+# skops, a second, for the complexity of a family `modeling.complexity` counts by its artifact)
 PRELOAD = ["ratchet.modeling.search", "ratchet.modeling.features", "ratchet.modeling.metrics",
-           "ratchet.modeling.threshold", "sklearn.compose", "sklearn.impute", "sklearn.pipeline",
-           "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree",
-           "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge", "sklearn.dummy"]
+           "ratchet.modeling.threshold", "ratchet.modeling.distill", "skops.io", "sklearn.compose", "sklearn.impute",
+           "sklearn.pipeline", "sklearn.preprocessing", "sklearn.metrics", "sklearn.linear_model", "sklearn.ensemble",
+           "sklearn.tree", "sklearn.neighbors", "sklearn.svm", "sklearn.neural_network", "sklearn.kernel_ridge",
+           "sklearn.dummy"]
 
 
 @dataclass
@@ -59,11 +65,17 @@ class Trial:
     mean_score: float | None = None
     fit_seconds: float = 0.0
     error: str | None = None
+    # what a scored trial keeps beside its scores: its `complexity` (`modeling.complexity`, of its last fold's model)
+    # and its paired test against the best trial (`versus_best`, `modeling.simplicity`)
+    details: dict[str, Any] | None = None
+    # each row's out-of-fold loss (`metrics.row_losses`; NaN for rows no fold validated): not stored, only what the
+    # paired test against the best reads while the search's trials are in memory
+    row_losses: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict[str, Any]:
         """The trial as the registry stores it."""
         return {k: getattr(self, k) for k in ("trial_index", "estimator_class", "params", "sampling", "metric",
-                                              "fold_scores", "mean_score", "fit_seconds", "error")}
+                                              "fold_scores", "mean_score", "fit_seconds", "error", "details")}
 
     @property
     def timed_out(self) -> bool:
@@ -157,14 +169,36 @@ def time_folds(times: pd.Series, n_folds: int) -> list[tuple[np.ndarray, np.ndar
             for train, test in TimeSeriesSplit(n_splits=n_folds).split(periods)]
 
 
+@dataclass(frozen=True)
+class CrossValidation:
+    """One trial's cross-validation."""
+
+    fold_scores: list[float]  # the ranking metric on each fold
+    seconds: float  # what all folds took (fitting and scoring; not measuring the complexity)
+    row_losses: np.ndarray  # each row's loss where its fold validated it (`metrics.row_losses`), else NaN
+    complexity: Complexity  # of the last fold's model (trained on the most rows), its time on that fold's rows
+
+
 def cross_validate(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any], X: pd.DataFrame,
-                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[float], float]:
-    """The ranking metric on each fold, and the seconds all folds took."""
-    scores, started = [], time.perf_counter()
+                   y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> CrossValidation:
+    """Fit on each fold's past, score its validation rows."""
+    scores, losses, started = [], np.full(len(X), np.nan), time.perf_counter()
     for train, test in folds:
+        train, test = span(train), span(test)
         model = make_estimator(spec, estimator_spec, params).fit(X.iloc[train], y.iloc[train])
-        scores.append(metrics.evaluate(spec, model, X.iloc[test], y.iloc[test]).values[spec.metric])
-    return scores, time.perf_counter() - started
+        scored = metrics.evaluate(spec, model, X.iloc[test], y.iloc[test])
+        scores.append(scored.values[spec.metric])
+        losses[test] = metrics.row_losses(spec, y.iloc[test], scored.predictions, scored.row_loss)
+    seconds = time.perf_counter() - started
+    return CrossValidation(scores, seconds, losses, measure(model, X.iloc[test]))
+
+
+def span(positions: np.ndarray) -> slice | np.ndarray:
+    """Increasing positions with no gap as a slice (a fold of time-ordered rows is one): `iloc` then takes a view of
+    millions of rows, not a copy."""
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
 
 
 @functools.cache
@@ -218,7 +252,7 @@ def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: Estimat
                  X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
     _die_with_parent(alive)
     try:
-        result: tuple[str, Any] = ("scores", cross_validate(spec, estimator_spec, params, X, y, folds))
+        result: tuple[str, Any] = ("validated", cross_validate(spec, estimator_spec, params, X, y, folds))
     except Exception as exc:
         result = ("error", f"{type(exc).__name__}: {exc}")
     conn.send(result)
@@ -227,7 +261,7 @@ def _trial_child(conn: Any, alive: Any, spec: ModelSpec, estimator_spec: Estimat
 
 def cross_validate_in_process(spec: ModelSpec, estimator_spec: EstimatorSpec, params: dict[str, Any],
                               X: pd.DataFrame, y: pd.Series, folds: list[tuple[np.ndarray, np.ndarray]], *,
-                              timeout: float, reason: str = TIMEOUT_FIELD) -> tuple[list[float], float]:
+                              timeout: float, reason: str = TIMEOUT_FIELD) -> CrossValidation:
     """`cross_validate` in a child process that is killed (SIGKILL) when it takes more than `timeout` seconds.
 
     Raises:
@@ -273,13 +307,20 @@ def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series,
     the smaller of the timeout and what is left of the budget (recorded as timed out); no trial starts once the
     budget is spent, so fewer than `n_trials` trials come back (`budget_summary` says so)."""
     rng = np.random.default_rng(run_seed(spec.search.seed, seed_salt))
+    return run_trials(spec, plan_trials(spec, rng, champion), X, y, times)
+
+
+def run_trials(spec: ModelSpec, plans: list[tuple[EstimatorSpec, dict[str, Any], str]], X: pd.DataFrame,
+               y: pd.Series, times: pd.Series, *, first_index: int = 0) -> list[Trial]:
+    """`run_search` of the given (estimator spec, params, sampling) plans, indexed from `first_index`: what a
+    search of any kind (the night's trials, a student's: `modeling.distill`) runs under the spec's limits."""
     folds = time_folds(times, spec.search.cv_folds)
     budget = spec.search.time_budget_minutes
     if budget is not None or spec.search.trial_timeout_seconds is not None:
         _context()  # started before the budget's clock
     deadline = None if budget is None else time.monotonic() + budget * 60
     trials = []
-    for index, (estimator_spec, params, sampling) in enumerate(plan_trials(spec, rng, champion)):
+    for index, (estimator_spec, params, sampling) in enumerate(plans, start=first_index):
         limit, reason = spec.search.trial_timeout_seconds, TIMEOUT_FIELD
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -290,10 +331,12 @@ def run_search(spec: ModelSpec, X: pd.DataFrame, y: pd.Series, times: pd.Series,
         trial = Trial(index, estimator_spec.class_path, params, sampling, spec.metric)
         try:
             if limit is None:
-                trial.fold_scores, trial.fit_seconds = cross_validate(spec, estimator_spec, params, X, y, folds)
+                validated = cross_validate(spec, estimator_spec, params, X, y, folds)
             else:
-                trial.fold_scores, trial.fit_seconds = cross_validate_in_process(
-                    spec, estimator_spec, params, X, y, folds, timeout=limit, reason=reason)
+                validated = cross_validate_in_process(spec, estimator_spec, params, X, y, folds, timeout=limit,
+                                                      reason=reason)
+            trial.fold_scores, trial.fit_seconds = validated.fold_scores, validated.seconds
+            trial.row_losses, trial.details = validated.row_losses, {"complexity": validated.complexity.as_dict()}
             finite = [s for s in trial.fold_scores if math.isfinite(s)]
             trial.mean_score = float(np.mean(finite)) if finite else None
         except TrialFailed as exc:
@@ -320,8 +363,24 @@ def budget_summary(spec: ModelSpec, trials: list[Trial]) -> dict[str, Any] | Non
                        f"in {took} ({scored} scored{', the last stopped' if stopped else ''})"}
 
 
-def best_trials(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:
-    """The `search.candidates` best scored trials, best first (failed trials never count)."""
+def ranked(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:
+    """The scored trials, best first by their mean CV score (failed trials never count; ties keep the trials' order)."""
     scored = [t for t in trials if t.error is None and t.mean_score is not None]
     sign = 1 if lower_is_better(spec.metric) else -1
-    return sorted(scored, key=lambda t: sign * t.mean_score)[: spec.search.candidates]
+    return sorted(scored, key=lambda t: sign * t.mean_score)
+
+
+def best_trials(spec: ModelSpec, trials: list[Trial]) -> list[Trial]:
+    """The `search.candidates` best scored trials, best first."""
+    return ranked(spec, trials)[: spec.search.candidates]
+
+
+def failure_summary(spec: ModelSpec, trials: list[Trial], what: str = "") -> str:
+    """Why none of the trials can become a version: each distinct error once, with how many trials it ended
+    (`what` names the trials, e.g. a student's, after the model)."""
+    errors = Counter(t.error.splitlines()[0] for t in trials if t.error)
+    unscored = sum(1 for t in trials if not t.error)
+    reasons = [f"{n}× {error}" for error, n in errors.most_common()]
+    if unscored:
+        reasons.append(f"{unscored}× no finite {spec.metric} on any CV fold")
+    return f"model {spec.name!r}{what}: none of the {len(trials)} trials can become a version: " + "; ".join(reasons)

@@ -66,6 +66,7 @@ class Trial:
     fit_seconds: float
     error: str | None
     created_at: dt.datetime
+    details: dict[str, Any] | None = None  # its model's complexity, its paired test against the run's best trial
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Version:
     code_version: str | None
     python_version: str | None
     artifact: bytes | None = None
-    details: dict[str, Any] | None = None  # its decision threshold and how it was chosen, why its metric ranked it
+    details: dict[str, Any] | None = None  # its decision threshold, why its metric ranked it, a student's teacher
 
     @property
     def threshold(self) -> float | None:
@@ -110,10 +111,22 @@ class Version:
         return (self.details or {}).get("threshold", {}).get("value")
 
     @property
+    def teacher(self) -> dict[str, Any] | None:
+        """A student's teacher (`lifecycle.students`): its `version` and `estimator_class`, `why` the student was
+        trained, the `student` class and what it fitted (`targets`, `learns_from`); None: not a student."""
+        return (self.details or {}).get("teacher")
+
+    @property
     def search_budget(self) -> dict[str, Any] | None:
         """How `search.time_budget_minutes` cut short the search it came from (trials run of planned, minutes,
         `message`); None: its search ran every trial."""
         return (self.details or {}).get("search_budget")
+
+    @property
+    def simplicity(self) -> dict[str, Any] | None:
+        """Its run's simplicity choice (`modeling.simplicity.Choice.record`): the best trial, the simplest not
+        significantly worse, the paired test, their complexities and this version's `role`; None: not chosen so."""
+        return (self.details or {}).get("simplicity")
 
     @property
     def contender(self) -> str:
@@ -318,6 +331,77 @@ class Report:
     summary: dict[str, Any]
     html: str
     created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AgePoint:
+    """One age of an aging curve (`evaluation.aging`): a metric's mean over the origins at that many months since
+    training, its spread (standard deviation, and the 95% t-interval of the mean), and each origin's value."""
+
+    age: int
+    mean: float | None
+    sd: float | None
+    low: float | None
+    high: float | None
+    by_origin: dict[str, float]  # origin month (the first month scored) -> the metric at this age
+
+    @property
+    def n(self) -> int:
+        """How many origins have a value at this age."""
+        return len(self.by_origin)
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A stored requirement read along an aging curve: the bound applied at each age (a relative one to its
+    baselines' back-test values on the same months; None where it cannot be applied) and the first age whose mean
+    breaks it (None: it holds at every age measured)."""
+
+    requirement_id: int | None
+    metric: str
+    direction: str  # 'max' | 'min'
+    scope: str
+    requirement: str  # the bound in words: 'rmse max 0.9 × baseline (back-test)'
+    bounds: tuple[float | None, ...]  # one per age, from age 1
+    age: int | None
+
+    def breaks(self, value: float, age: int) -> bool:
+        """Whether `value` at `age` is beyond the bound applied there (never where no bound could be applied)."""
+        bound = self.bounds[age - 1]
+        return bound is not None and (value > bound if self.direction == "max" else value < bound)
+
+
+@dataclass(frozen=True)
+class Aging:
+    """How a version ages: fitted once before each origin month and scored on it and the months after, without
+    refitting; one curve per metric over ages 1..`max_age` (months since training), and where each stored
+    requirement is first broken. `months` are the months scored, oldest first; the origins are its first ones."""
+
+    model: str
+    version: int
+    run_id: str
+    months: tuple[str, ...]
+    max_age: int
+    curves: dict[str, tuple[AgePoint, ...]]  # metric -> one point per age
+    crossings: tuple[Crossing, ...]
+    data_fingerprint: str | None = None  # the chained fingerprint of the rows through the last month scored
+    created_at: dt.datetime | None = None
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The months the version was fitted before, each scored at every age."""
+        return self.months[:len(self.months) - self.max_age + 1]
+
+    @property
+    def crossing(self) -> Crossing | None:
+        """The requirement broken first (the youngest crossing age), None when every one holds."""
+        broken = [c for c in self.crossings if c.age is not None]
+        return min(broken, key=lambda c: c.age) if broken else None
+
+    @property
+    def crossing_age(self) -> int | None:
+        """The first age, in months since training, at which the mean breaks a requirement."""
+        return None if self.crossing is None else self.crossing.age
 
 
 @dataclass(frozen=True)

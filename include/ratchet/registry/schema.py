@@ -74,6 +74,8 @@ class SearchTrial(Base):
     mean_score: Mapped[float | None] = mapped_column(Float)
     fit_seconds: Mapped[float] = mapped_column(Float, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # its model's complexity and its paired test against the run's best trial (`modeling.simplicity`); NULL before
+    details: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (UniqueConstraint("model_id", "run_id", "trial_index", name="uq_trial_run_index"),)
 
@@ -333,6 +335,25 @@ class BacktestDay(Base):
     run_id: Mapped[str] = mapped_column(String(250), nullable=False)
     created_at: Mapped[dt.datetime] = _now()
     __table_args__ = (UniqueConstraint("model_id", "contender", "partition", name="uq_backtest_day_month"),)
+
+
+class VersionAging(Base):
+    """How one version ages (`entities.Aging`): its curves per metric and the age each requirement is broken at,
+    replaced whenever it is measured again (a re-run, new months, a requirement changed)."""
+
+    __tablename__ = "version_aging"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(250), nullable=False)
+    months: Mapped[list[Any]] = mapped_column(nullable=False)
+    max_age: Mapped[int] = mapped_column(Integer, nullable=False)
+    curves: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    crossings: Mapped[list[Any]] = mapped_column(nullable=False)
+    crossing_age: Mapped[int | None] = mapped_column(Integer)  # the youngest crossing: what the page and status read
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (UniqueConstraint("model_id", "version_id", name="uq_version_aging"),)
 
 
 class ServedPrediction(Base):

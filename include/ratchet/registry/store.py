@@ -16,9 +16,11 @@ transaction per call, a model found by name):
 | `golden_cases.py` | golden (regression) cases, from the file and harvested |
 | `alerts.py` | the alert outbox and its per-channel deliveries |
 | `serving_log.py` | the REST service's prediction log and the replicas' probes |
+| `aging.py` | how each version ages: its curves by months since training, the ages it breaks requirements at |
 """
 from __future__ import annotations
 
+from ratchet.registry.aging import AgingStore
 from ratchet.registry.alerts import AlertStore
 from ratchet.registry.evaluations import EvaluationStore
 from ratchet.registry.golden_cases import GoldenCaseStore
@@ -28,7 +30,8 @@ from ratchet.registry.serving_log import ServingStore
 from ratchet.registry.versions import VersionStore
 
 
-class Registry(ModelStore, PromotionStore, VersionStore, EvaluationStore, GoldenCaseStore, AlertStore, ServingStore):
+class Registry(ModelStore, PromotionStore, VersionStore, EvaluationStore, GoldenCaseStore, AlertStore, ServingStore,
+               AgingStore):
     """Ratchet's PostgreSQL data, read and written in model names and version numbers.
 
     Every public method is one transaction. Unknown names raise `UnknownModelError` (listing the

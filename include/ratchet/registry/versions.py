@@ -164,4 +164,4 @@ def _trial(row: SearchTrial) -> entities.Trial:
     return entities.Trial(run_id=row.run_id, trial_index=row.trial_index, estimator_class=row.estimator_class,
                           params=row.params, sampling=row.sampling, metric=row.metric, fold_scores=row.fold_scores,
                           mean_score=row.mean_score, fit_seconds=row.fit_seconds, error=row.error,
-                          created_at=row.created_at)
+                          created_at=row.created_at, details=row.details)

@@ -2,9 +2,10 @@
 and the limits its owner states; as Markdown (`ratchet card`) and HTML (the Ratchet page).
 
 The card only reads what is stored: the version's own record (training window, feature contract, latency, size,
-threshold, teacher), its back-test months against the baselines on the same months, the requirements with their
-current bounds, its latest now-test. What the owner states (owner, `description`, `limits`) is today's YAML: a
-statement may be sharpened after a version was trained, and every version's card should say it.
+threshold, teacher, the simplicity choice of its search), its back-test months against the baselines on the same
+months, the requirements with their current bounds, its latest now-test, how it ages (measured while it was
+champion) beside today's `retrain.schedule`. What the owner states (owner, `description`, `limits`) is today's YAML:
+a statement may be sharpened after a version was trained, and every version's card should say it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from ratchet.evaluation.backtest import baseline_means, means_on, metric_tables, months_of
 from ratchet.evaluation.requirements import RequirementResult, check_requirements
 from ratchet.exceptions import NotFoundError
+from ratchet.modeling.distill import shown
 from ratchet.registry.entities import BACKTEST, NOWTEST, in_trial
+from ratchet.reporting.retrain_plan import AgingView, aging_view
 from ratchet.specs.model import COMPUTATIONAL_METRICS, SERIES_METRICS, lower_is_better
 
 if TYPE_CHECKING:
@@ -44,6 +47,9 @@ class Card:
     worst_series: tuple[tuple[str, float], ...]  # (series, mean over `months`), worst first
     worst_slices: tuple[tuple[str, float], ...]
     nowtest: dict[str, Any] | None  # its latest now-test day's details (verdicts, drift), with `day`
+    teacher: Version | None = None  # a student's teacher (`lifecycle.students`)
+    teacher_means: dict[str, float] | None = None  # metric -> the teacher's back-test mean over `months`
+    aging: AgingView | None = None  # how it ages, when it was measured (as a champion)
 
     @property
     def title(self) -> str:
@@ -54,13 +60,14 @@ class Card:
         """The card's sections in reading order, each worded once for both renderings."""
         v, spec = self.version, self.spec
         contract = v.contract
+        estimator, params = shown(v.estimator_class, v.hyperparameters)
         keys = [f"time `{contract['time_column']}`"] + ([f"series {_codes(contract['series'])}"]
                                                        if contract.get("series") else [])
         keys += [f"id `{contract['id']}`"] if contract.get("id") else []
         out = [
             Section("Intended use", (spec.description or "Not stated: add `description:` to the model's YAML.",
-                                     f"Owner: {spec.owner}. {self.role.capitalize()}; {v.estimator_class} "
-                                     f"{_params(v.hyperparameters)}, registered {v.created_at:%Y-%m-%d}.")),
+                                     f"Owner: {spec.owner}. {self.role.capitalize()}; {estimator} "
+                                     f"{_params(params)}, registered {v.created_at:%Y-%m-%d}.")),
             Section("Data and contract", (
                 f"Trained on {_day(v.train_start)} .. {_day(v.train_end)} (frequency "
                 f"{contract.get('frequency') or 'inferred'}); target `{contract['target']}`; keys {', '.join(keys)}.",
@@ -87,19 +94,58 @@ class Card:
                 out.append(Section(f"Worst {noun} ({self.group_metric}, back-test mean)", (),
                                    ("series" if noun == "series" else "slice", self.group_metric), tuple(worst)))
         out.append(self._drift())
+        out.append(self._aging())
         threshold = (v.details or {}).get("threshold") or {}
         cost = [f"Prediction latency p95: {_fmt(v.predict_latency_p95_ms)} ms; size: {v.size_bytes} bytes."]
         if v.threshold is not None:
             how = (f", chosen to maximise {threshold['optimize']} ({_fmt(threshold.get('score'))} out of fold on "
                    f"{threshold.get('rows')} training rows)" if threshold.get("optimize") else "")
             cost.append(f"Decision threshold: P(positive) >= {_fmt(v.threshold)}{how}.")
-        teacher = (v.details or {}).get("teacher")
-        if teacher is not None:
-            cost.append(f"Student of teacher: {teacher}.")
         out.append(Section("Latency, size and decision", tuple(cost)))
+        if self.teacher is not None:
+            out.append(self._teacher())
+        if v.simplicity:
+            out.append(self._simplicity())
         out.append(Section("Limits stated by the owner", spec.limits or ("None stated: add `limits:` to the YAML.",),
                            bullets=bool(spec.limits)))
         return out
+
+    def _teacher(self) -> Section:
+        """A student beside its teacher: what it learnt from and why it was trained, then both side by side."""
+        v, t, how = self.version, self.teacher, self.version.teacher
+        metric, means = self.spec.metric, self.teacher_means or {}
+        return Section(
+            f"Teacher: v{t.version}", (f"A student of v{t.version}: it learnt from {how['learns_from']}, on the same "
+                                       f"training rows; trained because {how['why']}.",),
+            ("", f"teacher v{t.version}", f"student v{v.version}"),
+            (("estimator", _short(shown(t.estimator_class, t.hyperparameters)[0]),
+              _short(shown(v.estimator_class, v.hyperparameters)[0])),
+             (f"back-test {metric}, mean over the student's {len(self.months)} month(s)", means.get(metric),
+              self.means.get(metric)),
+             (f"CV {metric}", t.cv_score, v.cv_score),
+             ("size (bytes)", t.size_bytes, v.size_bytes),
+             ("prediction latency p95 (ms)", t.predict_latency_p95_ms, v.predict_latency_p95_ms),
+             ("fit seconds", t.fit_seconds, v.fit_seconds)))
+
+    def _simplicity(self) -> Section:
+        """The simplicity choice of the version's search (`modeling.simplicity`): what this version is in it, the
+        best trial and the simplest not significantly worse, with their scores, complexities and the test."""
+        chosen = self.version.simplicity
+        what = {"best": "the best trial of its search by CV score",
+                "simplest": "the simplest trial of its search not significantly worse than the best",
+                "best and simplest": "the best trial of its search by CV score, and the simplest",
+                "ranked": "registered for its CV score"}[chosen["role"]]
+        own = chosen["complexity"]
+        trials = [("best and simplest", chosen["best"])] if chosen["test"] is None else [
+            ("best", chosen["best"]), ("simplest", chosen["simplest"])]
+        return Section("Simplicity", (f"This version is {what}; fitted on its search's last fold it had "
+                                      f"{own['parameters']:,} fitted parameters ({own['counted']}).",
+                                      chosen["text"] + "."),
+                       ("trial", "role", "estimator", f"CV {self.spec.metric}", "fitted parameters", "counted",
+                        "prediction µs/row", "p-value against the best"),
+                       tuple((f"#{t['trial']}", role, t["estimator"].rsplit(".", 1)[-1], t["score"], t["parameters"],
+                              t["counted"], t["predict_us"], None if role != "simplest" else chosen["test"]["p_value"])
+                             for role, t in trials))
 
     def _drift(self) -> Section:
         if self.nowtest is None:
@@ -112,6 +158,19 @@ class Card:
                        ("feature", "test", "effect", "p-value"),
                        tuple((name, w["test"], f"{w['effect_name']} {w['effect']:.2f}", w["p_value"])
                              for name, w in warnings.items()))
+
+    def _aging(self) -> Section:
+        schedule = f"Configured retrain.schedule: {self.spec.retrain.schedule}."
+        if self.aging is None:
+            return Section("Aging and retrain plan", (schedule, "Not measured: the nightly back-test measures how the "
+                                                      "champion ages (it needs at least 4 back-test months)."))
+        view = self.aging
+        headers = ("months since training", f"{view.metric} mean", "95% interval", "origins")
+        rows = tuple((r.age, r.mean, "-" if r.low is None else f"{_fmt(r.low)} .. {_fmt(r.high)}", r.origins)
+                     + ((r.bound, r.breaking) if view.crossing else ()) for r in view.rows)
+        if view.crossing:
+            headers += (f"bound ({view.crossing.requirement})", "origins breaking it")
+        return Section("Aging and retrain plan", (schedule, view.summary()), headers, rows)
 
     def markdown(self) -> str:
         """The card as Markdown: what `ratchet card` prints."""
@@ -182,11 +241,14 @@ def build_card(registry: Registry, spec: ModelSpec, version: int | None = None) 
                if row.partition in months and row.details]
     nowtests = [row for row in registry.evaluations(spec.name, NOWTEST, contender=v.contender) if row.details]
     latest = nowtests[-1] if nowtests else None  # ordered by day: the latest
+    teacher = registry.version(spec.name, v.teacher["version"]) if v.teacher else None
     return Card(spec=spec, version=v, role=role, months=tuple(months), means=means, baselines=baselines,
+                aging=aging_view(spec, registry.aging(spec.name, v.version)),
                 verdicts=tuple(verdicts), worst_months=tuple(worst[:WORST_MONTHS]), group_metric=group_metric,
                 worst_series=_worst_groups(details, "series", group_metric),
                 worst_slices=_worst_groups(details, "slices", group_metric),
-                nowtest=None if latest is None else {**latest.details, "day": latest.partition})
+                nowtest=None if latest is None else {**latest.details, "day": latest.partition},
+                teacher=teacher, teacher_means=means_on(table, teacher.contender, months) if teacher else None)
 
 
 def _worst_groups(details: list[dict[str, Any]], kind: str, metric: str) -> tuple[tuple[str, float], ...]:
@@ -210,6 +272,10 @@ def _fmt(value: Any) -> str:
 def _cell(value: Any) -> str:
     """`value` inside a Markdown table cell: pipes escaped, on one line."""
     return " ".join(_fmt(value).split()).replace("|", "\\|")
+
+
+def _short(class_path: str) -> str:
+    return class_path.rpartition(".")[2]
 
 
 def _codes(names: Any) -> str:

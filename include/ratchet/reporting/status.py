@@ -10,6 +10,7 @@ from ratchet.evaluation.requirements import check_requirements, with_stated
 from ratchet.exceptions import UnknownModelError
 from ratchet.registry.entities import in_trial, version_contender
 from ratchet.reporting import serving
+from ratchet.reporting.retrain_plan import aging_view, schedule_status
 
 if TYPE_CHECKING:
     from ratchet.evaluation.requirements import RequirementResult
@@ -103,24 +104,30 @@ def model_status(registry: Registry, spec: ModelSpec) -> dict[str, Any]:
     status = {"name": spec.name, "task": spec.task, "registered": True, "metric": spec.metric,
               "candidates": [{"version": v.version, "estimator": v.estimator_class, "cv_metric": v.cv_metric,
                               "cv_score": v.cv_score, "threshold": v.threshold, "created_at": v.created_at.isoformat(),
-                              "search_budget": v.search_budget,
+                              "search_budget": v.search_budget, "teacher": (v.teacher or {}).get("version"),
                               **key_metrics(v.contender)} for v in versions],
               "last_backtest": None if report is None else {
                   "run_id": report.run_id, "at": report.created_at.isoformat(), "reference": summary["reference"],
                   "contenders": summary["contenders"], "data": report.summary.get("data")}}
     status.update(promotion_status(registry, spec))
     status["serving"] = serving.last_day(registry, spec)
+    status["retrain"] = schedule_status(spec)
+    status["aging"] = None
     if status["champion"]:
-        status["champion"].update(key_metrics(version_contender(status["champion"]["version"])))
+        number = status["champion"]["version"]
+        status["champion"].update(key_metrics(version_contender(number)))
+        view = aging_view(spec, registry.aging(spec.name, number))
+        status["aging"] = view and view.as_dict()
     return status
 
 
 def status_report(registry: Registry, specs: dict[str, ModelSpec],
                   broken: dict[str, SpecError] | None = None) -> dict[str, Any]:
     """Per configured model: champion, candidates with key metrics, last back-test summary, last now-test
-    with pass/fail, open alerts, active requirements and the last 24 hours of serving (`reporting.serving`:
-    requests, latency, cache hits, errors, availability, the latest served arms), what `ratchet status --json`
-    prints; and each
+    with pass/fail, open alerts, active requirements, the last 24 hours of serving (`reporting.serving`:
+    requests, latency, cache hits, errors, availability, the latest served arms), the retrain schedule and when it
+    is next due, and how the champion ages with the cadence that recommends (`reporting.retrain_plan`), what
+    `ratchet status --json` prints; and each
     model whose file is broken, with the file and the error (it runs nowhere until the file is fixed)."""
     return {"models": [model_status(registry, spec) for spec in specs.values()],
             "broken_specs": [{"model": name, "file": error.path, "error": str(error)}

@@ -52,6 +52,8 @@ THRESHOLD_OBJECTIVES = ("f1", "accuracy")
 # Estimators whose fitted state the artifact format stores and loads (`modeling.artifacts` trusts these types)
 TRUSTED_ESTIMATOR_MODULES = ("sklearn.",)
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+# `distill.when`: train students only when the best teacher fails a computational requirement, or every night
+DISTILL_WHEN = ("gate_fails", "always")
 DEFAULT_OWNER = "ratchet"  # `owner:` when a spec names none
 # The channel alerts go out on when a spec lists no `alerts.notifiers`: mail to its `alert_emails`
 DEFAULT_NOTIFIER_CLASS = "ratchet.alerting.notifiers.SmtpNotifier"
@@ -189,8 +191,19 @@ class EstimatorSpec:
 
 
 @dataclass(frozen=True)
+class DistillSpec:
+    """`distill:`: lighter students, each trained on the outputs of the night's best teacher (`modeling.distill`)
+    and registered as a candidate beside it; `n_trials` random trials tune each student's `search_space`."""
+
+    students: tuple[EstimatorSpec, ...]
+    when: str = "gate_fails"
+    n_trials: int = 10
+
+
+@dataclass(frozen=True)
 class SearchSpec:
-    """`search:`: how many random trials, CV folds, the seed and how many candidates to register."""
+    """`search:`: how many random trials, CV folds, the seed, how many candidates to register and whether a simpler
+    trial not significantly worse than the best wins a slot."""
 
     n_trials: int = 20
     cv_folds: int = 3
@@ -204,6 +217,10 @@ class SearchSpec:
     trial_timeout_seconds: float | None = None
     # why `metric` is not the task's default when no metric was given (an estimator without probabilities)
     metric_reason: str | None = None
+    # among the trials not significantly worse than the best, the simplest wins a candidate slot (`modeling.simplicity`)
+    prefer_simpler: bool = True
+    # the level of that paired test (the best is significantly better below it); None: `promotion.significance`
+    simpler_significance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +241,15 @@ class RequirementSpec:
     def key(self) -> tuple[str, str | None, str, str]:
         """What matches it with its stored requirement: metric, baseline, scope and direction."""
         return self.metric, self.relative_to, self.scope, self.direction
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """`retrain:`: when the nightly ratchet_retrain retrains the model, a cron expression or an Airflow preset in UTC
+    (`specs.schedule`); on other nights its task is skipped. A run naming the model (by hand, or after a breach)
+    retrains it whatever the schedule."""
+
+    schedule: str = "@daily"
 
 
 @dataclass(frozen=True)
@@ -395,6 +421,8 @@ class ModelSpec:
     stated_baselines: tuple[StatedBaseline, ...] = ()
     description: str | None = None  # `description:` the model's intended use, as its owner states it (model card)
     limits: tuple[str, ...] = ()  # `limits:` what its owner says it must not be used for or does badly (model card)
+    distill: DistillSpec | None = None  # `distill:` the students trained on the best teacher, if any
+    retrain: RetrainSpec = field(default_factory=RetrainSpec)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     contract_of: int | None = None  # the version whose feature contract `source` holds (`for_version`), if any
 

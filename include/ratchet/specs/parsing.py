@@ -16,6 +16,7 @@ from ratchet.specs.model import (
     COMPUTATIONAL_METRICS,
     DEFAULT_NOTIFIERS,
     DEFAULT_OWNER,
+    DISTILL_WHEN,
     DISTRIBUTIONS,
     EVENT,
     EVENT_BASELINES,
@@ -36,6 +37,7 @@ from ratchet.specs.model import (
     TRUSTED_ESTIMATOR_MODULES,
     AlertsSpec,
     BacktestSpec,
+    DistillSpec,
     EstimatorSpec,
     EvaluationSpec,
     ModelSpec,
@@ -44,6 +46,7 @@ from ratchet.specs.model import (
     PromotionSpec,
     RatchetSpec,
     RequirementSpec,
+    RetrainSpec,
     SearchSpec,
     ServingSpec,
     Source,
@@ -57,6 +60,7 @@ from ratchet.specs.model import (
     task_metrics,
     window_capacity,
 )
+from ratchet.specs.schedule import SCHEDULE_PRESETS, schedule_problem
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -239,8 +243,10 @@ def _parse_distribution(f: _Fields, param: str, raw: Any) -> dict[str, Any]:
     return {kind: list(args)}
 
 
-def _parse_estimator(path: Path, raw: Any, index: int, task: str) -> EstimatorSpec:
-    f = _Fields(path, raw, f"estimators[{index}].")
+def _parse_estimator(path: Path, raw: Any, prefix: str, task: str, *, student: bool = False) -> EstimatorSpec:
+    """One `{class, params, search_space}` entry of `estimators` (or, `student`, of `distill.students`) at the
+    dotted field `prefix`."""
+    f = _Fields(path, raw, prefix)
     f.reject_unknown({"class", "params", "search_space"})
     class_path = f.get("class", str, expected="an import path such as sklearn.linear_model.Ridge")
     spec = EstimatorSpec(class_path=class_path, params=dict(f.get("params", dict, {})))
@@ -254,7 +260,7 @@ def _parse_estimator(path: Path, raw: Any, index: int, task: str) -> EstimatorSp
         raise f.fail("class", f"an estimator from {list(TRUSTED_ESTIMATOR_MODULES)}: the artifact format stores "
                               "and loads only those types, so any other version could not be loaded", class_path)
     instance = _estimator(f, cls, class_path, spec.params, "params")
-    _check_kind(f, instance, class_path, task)
+    _check_kind(f, instance, class_path, task, student=student)
     space = f.get("search_space", dict, {})
     valid_params = set(instance.get_params())
     parsed = {}
@@ -281,13 +287,22 @@ def _estimator(f: _Fields, cls: type, class_path: str, params: dict[str, Any], f
     return instance
 
 
-def _check_kind(f: _Fields, instance: Any, class_path: str, task: str) -> None:
+def _check_kind(f: _Fields, instance: Any, class_path: str, task: str, *, student: bool = False) -> None:
+    """A regressor for a regression model, a classifier for a classification model; a classification model's student
+    may also be a regressor (it fits the teacher's probability of the positive class), and a classifier student
+    must give probabilities (it is scored and decides like the teacher it replaces)."""
     from sklearn.base import is_classifier, is_regressor
 
     fits = is_regressor(instance) if task == "regression" else is_classifier(instance)
+    if not fits and student and task == "classification" and is_regressor(instance):
+        return
     if not fits:
         kind = "regressor" if task == "regression" else "classifier"
-        raise f.fail("class", f"a {kind} for a {task} model", class_path)
+        either = " (or a regressor of a binary label's P(positive))" if student and task == "classification" else ""
+        raise f.fail("class", f"a {kind}{either} for a {task} model", class_path)
+    if student and task == "classification" and not hasattr(instance, "predict_proba"):
+        raise f.fail("class", "a classifier with predict_proba (a student is scored on its probabilities like the "
+                              "teacher it stands in for)", class_path)
 
 
 def _parse_notifiers(f: _Fields, raw_notifiers: list[Any]) -> tuple[NotifierSpec, ...]:
@@ -517,7 +532,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
     f = _Fields(path, data)
     f.reject_unknown({"name", "task", "owner", "alert_emails", "source", "estimators", "search",
                       "baselines", "requirements", "backtest", "nowtest", "promotion", "golden_cases",
-                      "description", "limits", "alerts", "serving", "evaluation", "classification", "metrics"})
+                      "description", "limits", "alerts", "serving", "evaluation", "classification", "metrics",
+                      "distill", "retrain"})
     name = f.get("name", str, check=NAME_PATTERN.match,
                  expected="a name of letters, digits, '_' or '-', starting with a letter")
     task = f.get("task", str, check=lambda t: t in TASKS, expected=f"one of {list(TASKS)}")
@@ -529,7 +545,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         raise f.fail("source", "a mapping with table or query, time_column and target")
     source = _parse_source(f.sub("source"))
     raw_estimators = f.get("estimators", list, check=bool, expected="a non-empty list of estimators")
-    estimators = tuple(_parse_estimator(path, raw, i, task) for i, raw in enumerate(raw_estimators))
+    estimators = tuple(_parse_estimator(path, raw, f"estimators[{i}].", task) for i, raw in enumerate(raw_estimators))
 
     user_metrics = _parse_user_metrics(f.sub("metrics"), task)
     quality = task_metrics(task) + tuple(m.name for m in user_metrics)
@@ -538,7 +554,7 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
 
     s = f.sub("search")
     s.reject_unknown({"n_trials", "cv_folds", "seed", "candidates", "metric", "explore_fraction",
-                      "time_budget_minutes", "trial_timeout_seconds"})
+                      "time_budget_minutes", "trial_timeout_seconds", "prefer_simpler", "simpler_significance"})
     allowed_metrics = quality
     search = SearchSpec(
         n_trials=s.get("n_trials", int, SearchSpec.n_trials, check=_positive, expected="a positive integer"),
@@ -552,6 +568,10 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         time_budget_minutes=_time_budget(s),
         trial_timeout_seconds=s.get("trial_timeout_seconds", float, None, check=_positive_finite,
                                     expected="a positive number of seconds (one trial's cross-validation)"),
+        prefer_simpler=s.get("prefer_simpler", bool, SearchSpec.prefer_simpler),
+        simpler_significance=s.get("simpler_significance", float, SearchSpec.simpler_significance,
+                                   check=lambda v: 0 < v < 0.5,
+                                   expected="a test level between 0 and 0.5 (0.05; default promotion.significance)"),
     )
 
     search = _ranking(s, task, search, estimators)
@@ -603,6 +623,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                                                f"{', relative to ' + req.relative_to if req.relative_to else ''})",
                          f.data["requirements"][i])
         seen[key] = i
+
+    distill = _parse_distill(f.sub("distill"), task, requirements) if "distill" in f.data else None
 
     b = f.sub("backtest")
     b.reject_unknown({"months", "window"})
@@ -665,6 +687,8 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
         trial_days_from=trial_days_from,
     )
 
+    retrain = _parse_retrain(f.sub("retrain"))
+
     golden = f.get("golden_cases", str, None, expected="a file name next to the YAML")
     golden_path = (path.parent / golden) if golden else path.with_suffix(".golden.yaml")
     if golden and not golden_path.exists():
@@ -679,8 +703,38 @@ def parse_spec(path: Path, data: Any) -> ModelSpec:
                            expected="a list of non-empty strings, each a limit of the model its owner states")),
         path=path, golden_cases_file=golden_path if golden_path.exists() else None, raw=data, alerts=alerts,
         serving=serving, evaluation=evaluation, threshold=threshold, user_metrics=user_metrics,
-        stated_baselines=stated,
+        stated_baselines=stated, distill=distill, retrain=retrain,
     )
+
+
+def _parse_distill(f: _Fields, task: str, requirements: tuple[RequirementSpec, ...]) -> DistillSpec:
+    """`distill:`: its students (each read as an `estimators` entry is), when they are trained and how many trials
+    tune each; `when: gate_fails` needs a computational requirement the teacher could fail."""
+    f.reject_unknown({"students", "when", "n_trials"})
+    raw = f.get("students", list, check=bool,
+                expected="a non-empty list of students, each {class, params, search_space} like an estimators entry")
+    students = tuple(_parse_estimator(f.path, entry, f"{f.name('students')}[{i}].", task, student=True)
+                     for i, entry in enumerate(raw))
+    when = f.get("when", str, DistillSpec.when, check=lambda w: w in DISTILL_WHEN,
+                 expected=f"one of {list(DISTILL_WHEN)} (students when the best teacher fails a computational "
+                          "requirement, or every night)")
+    if when == "gate_fails" and not any(r.metric in COMPUTATIONAL_METRICS for r in requirements):
+        raise f.fail("when", f"'always', or a requirement on one of {list(COMPUTATIONAL_METRICS)} beside "
+                             "'gate_fails' (without one no teacher ever fails, so no student would be trained)", when)
+    return DistillSpec(students=students, when=when,
+                       n_trials=f.get("n_trials", int, DistillSpec.n_trials, check=_positive,
+                                      expected="a positive integer (random trials per student)"))
+
+
+def _parse_retrain(f: _Fields) -> RetrainSpec:
+    """`retrain.schedule`: a cron expression or an Airflow preset that fires at most once a day (`specs.schedule`)."""
+    f.reject_unknown({"schedule"})
+    schedule = f.get("schedule", str, RetrainSpec.schedule,
+                     expected=f"a cron expression or an Airflow preset ({', '.join(SCHEDULE_PRESETS)})")
+    problem = schedule_problem(schedule)
+    if problem:
+        raise f.fail("schedule", problem, schedule)
+    return RetrainSpec(schedule=schedule)
 
 
 def _ranking(f: _Fields, task: str, search: SearchSpec, estimators: tuple[EstimatorSpec, ...]) -> SearchSpec:

@@ -11,9 +11,11 @@ from ratchet.exceptions import UnknownModelError
 from ratchet.lifecycle.next_step import next_step, required_actions_path
 from ratchet.lifecycle.promotion import open_proposal
 from ratchet.modeling import sources
+from ratchet.modeling.distill import shown
 from ratchet.registry import Registry, in_trial
 from ratchet.registry.entities import NOWTEST, Evaluation, Version
 from ratchet.reporting import charts, reports, serving
+from ratchet.reporting.retrain_plan import aging_view, schedule_status
 from ratchet.reporting.status import alert_counts, backtest_verdict
 from ratchet.specs.catalog import Catalog
 from ratchet.specs.model import SERIES_METRICS, ModelSpec, lower_is_better
@@ -102,7 +104,8 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
                slice_: str | None = None) -> dict[str, Any]:
     """Everything the model page shows: the verdicts and the next step, charts, versions with their roles,
     requirements, promotions, alerts, the serving panel (last 14 days of the REST service, the A/B arms' served
-    metrics) and the latest back-test report inline."""
+    metrics), the retrain schedule beside how the champion ages and the cadence that recommends, and the latest
+    back-test report inline."""
     name = spec.name
     champion = registry.champion(name)
     versions = registry.versions(name)
@@ -136,7 +139,7 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
         "backtest": summary["contenders"].get(v.contender),
         "common_mean": fmean(table[v.contender][m] for m in common) if common else None,
         "trial_days": (len(trials[v.version].days), len(trials[v.version].breach_days)),
-        "last_decision": last_gates.get(v.version),
+        "last_decision": last_gates.get(v.version), "shown": shown(v.estimator_class, v.hyperparameters),
     } for v in reversed(versions)]
     pending = open_proposal(promotions)
     history = alert_history(registry, name, number) if champion else []
@@ -152,12 +155,30 @@ def model_page(registry: Registry, spec: ModelSpec, *, series: str | None = None
         "requirements": [(r, bound_origin(r, spec.requirements)) for r in requirements],
         "promotions": list(reversed(promotions)), "alerts": list(reversed(registry.alerts(name))),
         "report": report, "report_html": reports.fragment(report.html) if report else None,
-        "serving": serving.serving_panel(registry, spec),
+        "serving": serving.serving_panel(registry, spec), "students": student_pairs(versions, table),
         "groups": [view for view in (group_view(registry, spec, champion, months, series, "series"),
                                      group_view(registry, spec, champion, months, slice_, "slices")) if view],
         "contract_problem": sources.contract_problem(spec.for_version(champion.version, champion.contract))
         if champion else None,
+        "retrain": schedule_status(spec),
+        "aging": aging_view(spec, registry.aging(name, champion.version)) if champion else None,
     }
+
+
+def student_pairs(versions: list[Version], table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Each student beside its teacher (`lifecycle.students`), newest first: the two versions, and their back-test
+    means of the ranking metric (`table`: contender -> month -> value) over the months both have."""
+    by_number = {v.version: v for v in versions}
+    pairs = []
+    for student in reversed(versions):
+        teacher = by_number.get((student.teacher or {}).get("version"))
+        if teacher is None:
+            continue
+        months = sorted(set(table.get(teacher.contender, {})) & set(table.get(student.contender, {})))
+        pairs.append({"teacher": teacher, "student": student, "months": len(months),
+                      "means": {v.version: fmean(table[v.contender][m] for m in months) if months else None
+                                for v in (teacher, student)}})
+    return pairs
 
 
 def _champion_days(rows: list[Evaluation], champion: str | None) -> list[Evaluation]:
