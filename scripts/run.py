@@ -8,6 +8,10 @@ included; a second one kills what is left at once. Running it again reuses what 
 refreshed to end yesterday, Airflow state). While the demo model has no champion, the demo data stops before its
 regime change; the changed days arrive after the first promotion. What it makes lives in the repository, or in
 the folder RATCHET_STATE_DIR names.
+
+RATCHET_EXECUTOR=celery runs the tasks on two Celery workers (`ratchet.celery_setup`, the configuration the
+Celery test and docker-compose.yaml use) instead of Ratchet's preloading LocalExecutor, with the Redis at
+127.0.0.1:RATCHET_REDIS_PORT (6379) as broker, started here when none answers.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ PGDATA = STATE / ".pgdata"
 UI_PORT = int(os.environ.get("RATCHET_UI_PORT", "8080"))
 SMTP_PORT = int(os.environ.get("RATCHET_SMTP_PORT", "1025"))
 API_PORT = int(os.environ.get("RATCHET_API_PORT", "8000"))
+REDIS_PORT = int(os.environ.get("RATCHET_REDIS_PORT", "6379"))
+EXECUTORS = ("local", "celery")  # RATCHET_EXECUTOR's values
 TOKEN_FILE = STATE / ".run" / "api_token"
 ENV_FILE = STATE / ".run" / "env"
 EMBEDDED_URL_ENV = "RATCHET_EMBEDDED_URL"  # in .run/env: the URL that is the embedded server's, not the user's
@@ -98,21 +104,25 @@ def airflow_env(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -
     return {**os.environ, **run_settings(ratchet_url, airflow_url, home)}
 
 
-def run_settings(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME) -> dict[str, str]:
-    """What `make run` sets for Airflow and Ratchet: our dags/plugins, LocalExecutor, connections, a known login."""
-    from ratchet import settings
+def run_settings(ratchet_url: str, airflow_url: str, home: Path = AIRFLOW_HOME, *,
+                 broker_url: str | None = None) -> dict[str, str]:
+    """What `make run` sets for Airflow and Ratchet: our dags/plugins, connections, a known login, and the preloading
+    LocalExecutor, or with `broker_url` the CeleryExecutor's settings (`celery_setup.settings`)."""
+    from ratchet import celery_setup, settings
 
     passwords = home / "passwords.json"
     (home / "logs").mkdir(parents=True, exist_ok=True)
     passwords.write_text(json.dumps({LOGIN[0]: LOGIN[1]}))
     models_dir = os.environ.get(settings.MODELS_DIR_ENV)
+    executor = celery_setup.settings(broker_url, airflow_url) if broker_url else {
+        "AIRFLOW__CORE__EXECUTOR": "ratchet.executor.PreloadingLocalExecutor"}  # tasks start with sklearn imported
     return {
         **({settings.MODELS_DIR_ENV: models_dir} if models_dir else {}),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__EXECUTOR": "ratchet.executor.PreloadingLocalExecutor",  # tasks start with sklearn imported
+        **executor,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{LOGIN[0]}:admin",
@@ -195,6 +205,7 @@ class Processes:
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
         with self.signals.held() if self.signals else nullcontext():
             process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
@@ -204,9 +215,15 @@ class Processes:
     def exited(self) -> list[str]:
         return [name for name, p in self.children if p.poll() is not None]
 
+    def pid(self, name: str) -> int:
+        """The process id of the child started as `name`."""
+        return dict(self.children)[name].pid
+
     def stop(self, hurry: threading.Event | None = None) -> None:
         """SIGTERM to each child's group; 20 s later, or as soon as `hurry` is set, SIGKILL to what is left of
-        each group (also of a group whose leader has exited: its workers may not have)."""
+        each group (also of a group whose leader has exited: its workers may not have) and of the processes under
+        the children: Airflow runs each task in a process group of its own, which outlives a killed worker."""
+        under = [p for _, process in self.children if process.poll() is None for p in descendants(process.pid)]
         for _, process in self.children:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -220,6 +237,36 @@ class Processes:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        kill(under)
+
+
+def descendants(pid: int) -> list:
+    """The processes under `pid` (psutil handles, which refuse to signal a process whose id was reused)."""
+    import psutil
+
+    with suppress(psutil.NoSuchProcess):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def kill(processes: list) -> None:
+    import psutil
+
+    for process in processes:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL to the process group `pid` leads and to every process under it, in other groups too: what the loss of
+    its machine does to a worker and its tasks. The group is stopped first, so that nothing forks a process
+    unseen between the listing and the kill."""
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGSTOP)
+    under = descendants(pid)
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    kill(under)
 
 
 def wait_for(predicate, timeout: float, every: float = 3.0):
@@ -244,6 +291,41 @@ def api_server_healthy(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def redis_answers(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_broker(processes: Processes, port: int) -> str:
+    """The broker URL of the Redis at 127.0.0.1:`port`, started there first when none answers, without persistence:
+    a task whose message a restart loses stays queued until Airflow's `[scheduler] task_queued_timeout` retries it."""
+    if not redis_answers(port):
+        say(f"no Redis answers on :{port}: starting redis-server there")
+        try:
+            processes.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], dict(os.environ))
+        except FileNotFoundError:
+            raise RuntimeError("redis-server not found: install Redis (Debian: apt-get install redis-server) or "
+                               f"start one on :{port}") from None
+        if not wait_for(lambda: redis_answers(port), timeout=30, every=0.2):
+            raise RuntimeError(f"redis-server did not answer on :{port}; see {processes.logs / 'redis.log'}")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def start_workers(processes: Processes, env: dict[str, str]) -> None:
+    """The Celery workers of a one-machine stack (`celery_setup.WORKER_NAMES`), each recording its name as its
+    tasks' hostname."""
+    from ratchet import celery_setup
+
+    for name in celery_setup.WORKER_NAMES:
+        processes.start(name, [str(BIN / "airflow"), *celery_setup.worker_args(name)],
+                        {**env, **celery_setup.worker_env(name)})
 
 
 def airflow(env, *args: str) -> subprocess.CompletedProcess:
@@ -358,10 +440,15 @@ def shown(path: Path) -> str:
 
 
 def main() -> int:
+    from ratchet.celery_setup import WORKER_NAMES, ready_workers
     from ratchet.registry import Registry, db
 
     signals = Signals()
     signals.install()
+    executor = os.environ.get("RATCHET_EXECUTOR") or "local"
+    if executor not in EXECUTORS:
+        say(f"RATCHET_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
+        return 1
     busy = [port for port in (UI_PORT, SMTP_PORT, API_PORT) if port_in_use(port)]
     if busy:
         say(f"port(s) {busy} already in use: stop what uses them (another `make run`?) or set "
@@ -378,7 +465,12 @@ def main() -> int:
         db.ensure_database(ratchet_url)
         db.upgrade(ratchet_url)
         db.ensure_database(airflow_url)
-        settings = run_settings(ratchet_url, airflow_url)
+        try:
+            broker = redis_broker(processes, REDIS_PORT) if executor == "celery" else None
+        except RuntimeError as exc:
+            say(str(exc))
+            return 1
+        settings = run_settings(ratchet_url, airflow_url, broker_url=broker)
         env = {**os.environ, **settings}
         say("migrating Airflow's metadata database (first time: about a minute)")
         migrated = airflow(env, "db", "migrate")
@@ -401,6 +493,13 @@ def main() -> int:
         if not wait_for(lambda: api_server_healthy(UI_PORT), timeout=180, every=2):
             say(f"the Airflow api-server did not answer; see {AIRFLOW_HOME / 'logs' / 'api-server.log'}")
             return 1
+        if broker:  # only now: a task a worker starts before the execution API answers fails its first try
+            start_workers(processes, env)
+            if not wait_for(lambda: ready_workers(env) == set(WORKER_NAMES), timeout=120, every=2):
+                say(f"the Celery workers did not answer; see {AIRFLOW_HOME / 'logs'}/worker-*.log")
+                return 1
+            say(f"Celery workers {' and '.join(WORKER_NAMES)} take the tasks from Redis at {broker}; a task "
+                "instance's host names its worker")
         say(f"Airflow UI: http://localhost:{UI_PORT}  (login {LOGIN[0]} / password {LOGIN[1]})")
         say(f"Alert mails land in {MAIL_DIR}/ as .eml files; logs in {AIRFLOW_HOME / 'logs'}/")
         say(f"REST service: http://localhost:{API_PORT}  (OpenAPI page /docs; bearer token {token}"

@@ -251,6 +251,16 @@ def airflow_db(postgres):
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
+def run_script():
+    """scripts/run.py (`make run`) as a module, for the tests of it and of the stacks it starts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ratchet_run", REPO / "scripts" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

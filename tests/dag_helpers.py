@@ -1,6 +1,8 @@
-"""Ratchet's DAG files loaded as `dag.test()` runs them in the tests, and a person answering a run's approval."""
+"""Ratchet's DAG files loaded as `dag.test()` runs them in the tests, the rows their runs store, and a person
+answering a run's approval."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -43,6 +45,49 @@ def task_states(run) -> dict[tuple[str, str], str]:
         tis = session.query(TaskInstance).filter(TaskInstance.run_id == run.run_id,
                                                  TaskInstance.dag_id == run.dag_id).all()
         return {(ti.task_id, ti.rendered_map_index or str(ti.map_index)): ti.state for ti in tis}
+
+
+def stored_rows(registry, model: str) -> dict[str, list]:
+    """Every row the nightly DAGs store for `model` in a stable order, without what differs by nature: surrogate ids,
+    timestamps, timings (also the prediction time per row the simplicity choice records, `untimed`), who started
+    the run (a version's author) and its artifact's checksum (the archive records when it was written; the fitted
+    model shows in the back-test's predictions). Two runs of the same nights on the same data must store these
+    equal, however their tasks were scheduled, killed or retried."""
+    from ratchet.registry.entities import BACKTEST
+
+    def without(row, *fields):
+        return dataclasses.replace(row, **dict.fromkeys(fields), details=untimed(row.details))
+
+    versions = [without(v, "fit_seconds", "predict_latency_p95_ms", "trial_started_at", "created_at", "author",
+                        "artifact_sha256")
+                for v in registry.versions(model)]
+    evaluations = sorted((without(e, "created_at") for e in registry.evaluations(model)),
+                         key=lambda e: (e.kind, e.contender, e.partition, e.metric))
+    backtested = [e for e in evaluations if e.kind == BACKTEST]
+    return {
+        "trials": [without(t, "fit_seconds", "created_at") for t in registry.trials(model)],
+        "versions": versions,
+        "run_versions": sorted((run, sorted(registry.run_versions(model, run).items()))
+                               for run in {v.run_id for v in versions}),
+        "evaluations": evaluations,
+        "backtest_days": sorted(registry.backtest_days(model, {e.contender for e in backtested},
+                                                       {e.partition for e in backtested}).items()),
+        "alerts": [(a.dedupe_key, a.subject, a.recipients, a.status) for a in registry.alerts(model)],
+        "golden_cases": sorted((c.case_key, c.name, c.expected, c.tolerance) for c in registry.golden_cases(model)),
+    }
+
+
+TIMED = {"predict_us", "text"}  # a model's measured microseconds per predicted row, and the line that quotes them
+
+
+def untimed(details):
+    """A trial's or version's details without the prediction timings the simplicity choice keeps (`TIMED`, at any
+    depth): the choice itself, the parameter counts and the paired test's figures stay."""
+    if isinstance(details, dict):
+        return {key: untimed(value) for key, value in details.items() if key not in TIMED}
+    if isinstance(details, list):
+        return [untimed(value) for value in details]
+    return details
 
 
 def first_night(registry, today, trained_until, *, regression: bool = False) -> dict:

@@ -25,7 +25,8 @@ LAYERS = [
     {"lifecycle"},
     {"reporting"},
     {"serving"},
-    {"pipeline", "executor", "dagkit", "cli", "demo", "replay", "mailsink", "ui"},  # the application
+    {"pipeline", "executor", "celery_setup", "celery_worker", "dagkit", "cli", "demo", "replay", "mailsink", "ui"},
+    # the application
 ]
 LAYER_OF = {part: index for index, layer in enumerate(LAYERS) for part in layer}
 

@@ -16,14 +16,19 @@ from airflow.executors.local_executor import LocalExecutor
 TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
 
 
+def preload() -> list[str]:
+    """Import Airflow's task runner and `pipeline.preload()` (the task libraries, the configured estimators) into
+    this process, for the task processes it forks later; returns the models whose specs loaded."""
+    from ratchet import pipeline
+
+    importlib.import_module(TASK_RUNNER)
+    return pipeline.preload()
+
+
 class PreloadingLocalExecutor(LocalExecutor):
     """LocalExecutor whose workers are forked after Ratchet's task libraries are imported."""
 
     def start(self) -> None:
-        """Import the task runner and `pipeline.preload()`, then start the workers as LocalExecutor does."""
-        from ratchet import pipeline
-
-        importlib.import_module(TASK_RUNNER)
-        models = pipeline.preload()
-        self.log.info("Preloaded Ratchet's task libraries and the estimators of %s", models)
+        """`preload()`, then start the workers as LocalExecutor does."""
+        self.log.info("Preloaded Ratchet's task libraries and the estimators of %s", preload())
         super().start()

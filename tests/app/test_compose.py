@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ratchet import settings
+from ratchet import celery_setup, settings
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
@@ -30,17 +30,20 @@ def test_dependencies_name_existing_services(compose):
             assert dependency in compose["services"], f"{name} depends on unknown {dependency}"
 
 
-def test_airflow_services_use_celery_with_redis_and_the_ratchet_connections(compose):
+def test_airflow_services_use_the_tested_celery_settings_with_redis_and_the_ratchet_connections(compose):
+    """The Celery settings are `celery_setup.settings()`, those tests/dags/test_celery.py runs a cycle on two workers
+    with (executor, broker, results in Airflow's database, concurrency, what a worker preloads, the task's host),
+    for the compose file's own Redis and database; the worker runs the same `airflow` subcommand."""
     services = compose["services"]
     for name in AIRFLOW_SERVICES:
         env = services[name]["environment"]
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
-        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
-        assert "@redis:" in env["AIRFLOW__CELERY__BROKER_URL"]
+        tested = celery_setup.settings(env[celery_setup.BROKER_ENV], env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+        assert {key: env.get(key) for key in tested} == tested, name
+        assert env[celery_setup.BROKER_ENV].startswith("redis://") and "@redis:" in env[celery_setup.BROKER_ENV]
         for conn_id in (settings.DATABASE_CONN_ID, settings.SMTP_CONN_ID):
             assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, (name, conn_id)
         assert env[settings.MODELS_DIR_ENV].startswith("/opt/airflow/")
-    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["airflow-worker"]["command"] == " ".join(celery_setup.WORKER_COMMAND)
 
 
 def test_connections_point_at_services_and_the_database_the_init_script_creates(compose):

@@ -3,7 +3,6 @@
 PostgreSQL included, without a traceback."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -18,19 +17,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, run_script
 
-from ratchet import specs
+from ratchet import celery_setup, specs
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _run_script():
-    spec = importlib.util.spec_from_file_location("ratchet_run", REPO / "scripts" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # Debian's login PATH for root: the embedded PostgreSQL runs as its own user, made with /usr/sbin/useradd
@@ -53,7 +45,7 @@ def _sourced(env_file: Path, command: str, home: Path) -> subprocess.CompletedPr
 
 def test_source_run_env_gives_a_bare_shell_the_runs_ratchet_and_airflow(tmp_path, database_url, registry,
                                                                          airflow_db):
-    run = _run_script()
+    run = run_script()
     home, env_file = tmp_path / "home", tmp_path / ".run" / "env"
     home.mkdir()
     registry.sync_model(specs.load_specs()["daily_demand"])
@@ -83,7 +75,7 @@ def test_source_run_env_gives_a_bare_shell_the_runs_ratchet_and_airflow(tmp_path
 def test_a_shell_that_sourced_an_embedded_runs_env_gets_the_embedded_server_again(tmp_path, monkeypatch):
     """After `source .run/env`, RATCHET_DATABASE_URL names the embedded server's socket: a `make run` from that
     shell must start its embedded server again, not take the URL for the user's own server."""
-    run = _run_script()
+    run = run_script()
     embedded = "postgresql+psycopg2://postgres:@/ratchet?host=/somewhere/.pgdata"
     env_file = tmp_path / "env"
     run.write_env(env_file, {"RATCHET_DATABASE_URL": embedded}, token="t", embedded_url=embedded)
@@ -139,25 +131,31 @@ def state():
 
 
 @pytest.mark.slow  # a real `make run` stack, started and stopped
-@pytest.mark.parametrize("stopped_by", ["ctrl_c_twice", "group_sigterm"])
-def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, state, stopped_by):
+@pytest.mark.parametrize("stopped_by, executor", [("ctrl_c_twice", "local"), ("group_sigterm", "local"),
+                                                  ("ctrl_c_twice", "celery")])
+def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, state, stopped_by, executor):
     """The embedded PostgreSQL and every child: stopped while the Airflow components start (two Ctrl-C in
-    quick succession), or while `airflow db migrate` runs (SIGTERM to the process group)."""
+    quick succession), or while `airflow db migrate` runs (SIGTERM to the process group). With
+    RATCHET_EXECUTOR=celery on a port where no Redis answers, the Redis it starts and the two workers too."""
     mark = f"ratchet-run-{uuid.uuid4().hex}"
-    ports = {name: free_port() for name in ("RATCHET_UI_PORT", "RATCHET_API_PORT", "RATCHET_SMTP_PORT")}
+    ports = {name: free_port() for name in ("RATCHET_UI_PORT", "RATCHET_API_PORT", "RATCHET_SMTP_PORT",
+                                            "RATCHET_REDIS_PORT")}
     home = tmp_path / "home"
     home.mkdir()
     pgdata = state / ".pgdata"
     env = {**_bare_env(home), "PATH": f"{BIN}:{LOGIN_PATH}", "RATCHET_STATE_DIR": str(state),
-           "RATCHET_RUN_TEST_MARK": mark, **{name: str(port) for name, port in ports.items()}}
+           "RATCHET_RUN_TEST_MARK": mark, "RATCHET_EXECUTOR": executor,
+           **{name: str(port) for name, port in ports.items()}}
+    # the last child make run starts: the service, or with Celery the second worker
+    last_child = f"serve --port {ports['RATCHET_API_PORT']}" if executor == "local" else \
+        f"--celery-hostname {celery_setup.WORKER_NAMES[-1]}"
     out = tmp_path / "make-run.out"
     with out.open("wb") as output:
         run = subprocess.Popen([sys.executable, str(REPO / "scripts" / "run.py")], env=env, cwd=REPO,
                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         if stopped_by == "ctrl_c_twice":
-            serving = f"serve --port {ports['RATCHET_API_PORT']}"  # the last child make run starts
-            _wait_for(lambda: any(serving in c for c in _left(mark, pgdata)), 600, "`ratchet serve`", run, out)
+            _wait_for(lambda: any(last_child in c for c in _left(mark, pgdata)), 600, last_child, run, out)
             assert stat.S_IMODE((state / ".run" / "env").stat().st_mode) == 0o600  # written before the children
             time.sleep(3)  # the Airflow components are starting up
             os.killpg(run.pid, signal.SIGINT)
@@ -174,9 +172,10 @@ def test_make_run_stops_everything_it_started_without_a_traceback(tmp_path, stat
     said = out.read_text()
     assert run.returncode == 0, said
     assert "Traceback" not in said and "stopping everything" in said and "stopping PostgreSQL" in said
+    assert ("starting redis-server" in said) == (executor == "celery")
     deadline = time.monotonic() + 10
     while _left(mark, pgdata) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _left(mark, pgdata) == []
     assert not (pgdata / "postmaster.pid").exists()
-    assert not any(_run_script().port_in_use(port) for port in ports.values())
+    assert not any(run_script().port_in_use(port) for port in ports.values())

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from dag_helpers import stored_rows
 from nowtest_helpers import AFTER_CHANGE, MODEL, SPEC, write_source
 from spec_factory import write_spec
 from sqlalchemy import text
@@ -36,22 +37,6 @@ def run_step(step: str, kill: bool) -> subprocess.CompletedProcess:
     env = {**os.environ, "RATCHET_KILL_AT": point if kill else ""}
     code = f"import datetime; from ratchet import pipeline; {call}"  # the calls hold datetime reprs
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-
-
-def stored(registry) -> dict[str, list]:
-    """Every row a run writes, without surrogate ids, timestamps and timings (which differ by nature)."""
-    versions = registry.versions(MODEL)
-    return {
-        "trials": [(t.run_id, t.trial_index, t.estimator_class, t.params, t.sampling, t.fold_scores, t.mean_score,
-                    t.error) for t in registry.trials(MODEL)],
-        "versions": [(v.version, v.run_id, v.estimator_class, v.hyperparameters, v.features, v.cv_score,
-                      v.dataset_fingerprint) for v in versions],
-        "run_versions": sorted(registry.run_versions(MODEL, f"ratchet_retrain@{TRAIN_END.isoformat()}").items()),
-        "evaluations": sorted((e.kind, e.contender, e.partition, e.metric, e.value, e.n_rows, e.passed)
-                              for e in registry.evaluations(MODEL)),
-        "alerts": [(a.dedupe_key, a.subject, a.recipients, a.status) for a in registry.alerts(MODEL)],
-        "golden_cases": sorted((c.case_key, c.name, c.expected, c.tolerance) for c in registry.golden_cases(MODEL)),
-    }
 
 
 def _table_counts(registry) -> dict[str, int]:
@@ -87,7 +72,7 @@ def test_killed_steps_leave_nothing_half_written_and_reruns_converge_to_a_clean_
         assert run_step(step, kill=False).returncode == 0
         if step == "retrain":
             _promote_first(registry)
-    clean = stored(registry)
+    clean = stored_rows(registry, MODEL)
     assert clean["versions"] and clean["alerts"] and clean["golden_cases"]  # the night did its job
     _truncate(registry)
 
@@ -105,13 +90,13 @@ def test_killed_steps_leave_nothing_half_written_and_reruns_converge_to_a_clean_
         assert _table_counts(registry) == before, f"a killed {step} left rows behind"
         assert run_step(step, kill=False).returncode == 0
 
-    assert stored(registry) == clean
+    assert stored_rows(registry, MODEL) == clean
 
 
 def test_a_rerun_after_a_promotion_keeps_the_recorded_trials_and_registers_nothing(model):
     registry = model
     assert run_step("retrain", kill=False).returncode == 0
-    trials, versions = stored(registry)["trials"], stored(registry)["versions"]
+    trials, versions = stored_rows(registry, MODEL)["trials"], stored_rows(registry, MODEL)["versions"]
     _promote_first(registry)  # the champion changes what a new search would sample
     assert run_step("retrain", kill=False).returncode == 0
-    assert stored(registry)["trials"] == trials and stored(registry)["versions"] == versions
+    assert stored_rows(registry, MODEL)["trials"] == trials and stored_rows(registry, MODEL)["versions"] == versions
