@@ -280,14 +280,15 @@ def test_the_labels_become_golden_cases_and_train_the_next_search_with_their_wei
     trials = {t.trial_index: t for t in registry.trials(MODEL) if t.run_id == version.run_id}
     searched = trials[min(trials)]
     folds = time_folds(times, spec.search.cv_folds)
-    weighted, _ = cross_validate(spec, estimator, searched.params, X, y, folds, weights)
+    weighted = cross_validate(spec, estimator, searched.params, X, y, folds, weights).fold_scores
     assert searched.fold_scores == pytest.approx(weighted, rel=1e-9)  # the search's folds saw the labelled rows
     mature = np.flatnonzero(weights == 1.0)
-    without_them, _ = cross_validate(spec, estimator, searched.params, X.iloc[mature], y.iloc[mature],
-                                     time_folds(times.iloc[mature].reset_index(drop=True), spec.search.cv_folds))
+    mature_folds = time_folds(times.iloc[mature].reset_index(drop=True), spec.search.cv_folds)
+    without_them = cross_validate(spec, estimator, searched.params, X.iloc[mature], y.iloc[mature],
+                                  mature_folds).fold_scores
     assert searched.fold_scores != pytest.approx(without_them, rel=1e-9)
     # a fold fitted on labelled rows fits them with their weight; the newest rows are only ever validated on
-    unweighted, _ = cross_validate(spec, estimator, searched.params, X, y, folds)
+    unweighted = cross_validate(spec, estimator, searched.params, X, y, folds).fold_scores
     trained_on = [int((weights[train] != 1.0).sum()) for train, _ in folds]
     validated_on = [int((weights[test] != 1.0).sum()) for _, test in folds]
     for fold, rows in enumerate(trained_on):

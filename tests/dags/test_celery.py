@@ -133,18 +133,21 @@ def _serialized_models(dag_id: str) -> set | None:
 
 def _schedulable(dag_ids: list[str]) -> None:
     """Leave only `dag_ids` unpaused, and end the runs earlier tests of this session left queued or running (a
-    breach's retrain, which no scheduler ran): the test's scheduler runs what the test triggers and nothing else.
+    breach's retrain, which no scheduler ran) or at the logical dates this test triggers (a `dag.test()` of an earlier
+    test): the test's scheduler runs what the test triggers and nothing else.
     `_schedulable([])` pauses every DAG again, as the session's other tests find them."""
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
     with create_session() as session:
         session.execute(update(DagModel).values(is_paused=DagModel.dag_id.not_in(dag_ids)))
         session.execute(update(DagRun).where(DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]))
                         .values(state=DagRunState.FAILED))
+        session.execute(delete(DagRun).where(DagRun.dag_id.in_(dag_ids),
+                                             DagRun.logical_date.in_([RETRAIN_AT, BACKTEST_AT])))
 
 
 def _trigger(dag_id: str, when: dt.datetime) -> str:
