@@ -158,7 +158,7 @@ def _copied(conn: Connection, sql: str) -> pd.DataFrame | None:
             return pd.DataFrame(columns=names)  # read_sql's frame of no rows: untyped columns
         data.seek(0)
         parsed = _parsed(data, names, kinds, dbapi.encoding)
-    nan = _nan_floats(dbapi, sql, parsed, names, kinds)  # kept as NaN, where a column of NULLs is None
+    nan = _nan_floats(conn, sql, parsed, names, kinds)  # kept as NaN, where a column of NULLs is None
     try:
         return pd.DataFrame({name: parsed[name].to_numpy() if name in nan else _typed(kind, parsed[name])
                              for name, kind in zip(names, kinds, strict=True)})
@@ -179,19 +179,16 @@ def _parsed(data: Any, names: list[str], kinds: list[str], encoding: str) -> pd.
                        encoding=encodings[encoding])
 
 
-def _nan_floats(dbapi: Any, sql: str, parsed: pd.DataFrame, names: list[str], kinds: list[str]) -> list[str]:
+def _nan_floats(conn: Connection, sql: str, parsed: pd.DataFrame, names: list[str], kinds: list[str]) -> list[str]:
     """The float columns whose every value parsed empty though one is a NaN, not a NULL (asked of the database: the
     parse cannot tell them apart, `read_sql` can)."""
     empty = [n for n, k in zip(names, kinds, strict=True) if k == "float" and parsed[n].isna().all()]
     if not empty:
         return []
-    with dbapi.cursor() as cur:
-        cur.execute("SELECT " + ", ".join(f"bool_or(q.{_quoted(n)} IS NOT NULL)" for n in empty) + f" FROM ({sql}) q")
+    quote = conn.dialect.identifier_preparer.quote
+    with conn.connection.dbapi_connection.cursor() as cur:
+        cur.execute("SELECT " + ", ".join(f"bool_or(q.{quote(n)} IS NOT NULL)" for n in empty) + f" FROM ({sql}) q")
         return [n for n, some in zip(empty, cur.fetchone(), strict=True) if some]
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # how COPY's text is parsed per kind (others: as text cells), and what it writes for NULL (and a float's NaN,
